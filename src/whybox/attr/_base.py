@@ -1,0 +1,85 @@
+"""Captum-compatible base classes and the translation from native results to Captum returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor
+
+from whybox.core.call import completeness_delta, prepare_call
+from whybox.core.inputs import prepare_baselines
+from whybox.core.result import Explanation
+
+__all__ = [
+    "Attribution",
+    "GradientAttribution",
+    "PerturbationAttribution",
+    "captum_return",
+    "chunk_from_internal_batch_size",
+]
+
+
+class Attribution:
+    """Captum's ``Attribution`` base: holds ``forward_func``."""
+
+    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
+        self.forward_func = forward_func
+
+    def has_convergence_delta(self) -> bool:
+        return False
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return False
+
+    def attribute(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} does not implement attribute")
+
+
+class GradientAttribution(Attribution):
+    """Base of gradient methods; provides Captum's ``compute_convergence_delta``."""
+
+    def compute_convergence_delta(
+        self,
+        attributions: Tensor | tuple[Tensor, ...],
+        start_point: None | int | float | Tensor | tuple = None,
+        end_point: Tensor | tuple[Tensor, ...] = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+    ) -> Tensor:
+        """``sum(attributions) - (f(end_point) - f(start_point))`` per example, shape ``(N,)``."""
+        owner = f"{type(self).__name__}.compute_convergence_delta"
+        call = prepare_call(
+            owner,
+            self.forward_func,
+            end_point,
+            target=target,
+            forward_args=additional_forward_args,
+            require_float=False,
+        )
+        starts = prepare_baselines(start_point, call.inputs, owner=owner, name="start_point")
+        leaves = (attributions,) if isinstance(attributions, Tensor) else tuple(attributions)
+        return completeness_delta(call, leaves, starts.tensors)
+
+
+class PerturbationAttribution(Attribution):
+    """Base of perturbation methods."""
+
+
+def captum_return(result: Explanation, return_convergence_delta: bool) -> Any:
+    """Captum's convention: attributions, or ``(attributions, delta)``."""
+    if return_convergence_delta:
+        return result.attributions, result.delta
+    return result.attributions
+
+
+def chunk_from_internal_batch_size(internal_batch_size: int | None) -> int | str:
+    """Captum's ``internal_batch_size`` / ``perturbations_per_eval`` -> the native chunk knob.
+
+    ``None`` means "all at once" in Captum; whybox picks a throughput-friendly chunk instead,
+    which gives the same result (chunking never changes attributions).
+    """
+    return "auto" if internal_batch_size is None else internal_batch_size
+
+

@@ -1,0 +1,1 @@
+"""The shared engine: inputs, targets, the evaluator, hooks, paths, results, registry."""

@@ -1,0 +1,104 @@
+"""Everything a method needs for one ``attribute`` call, prepared once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .forward import ChunkSize, Evaluator, RowBatch, resolve_chunk_rows
+from .inputs import ForwardArgs, Inputs, prepare_forward_args, prepare_inputs
+from .targets import Target, prepare_target
+from .validation import check_bool
+
+__all__ = ["Call", "prepare_call", "completeness_delta", "gather_rows"]
+
+
+@dataclass(frozen=True)
+class Call:
+    owner: str
+    inputs: Inputs
+    target: Target
+    extra: ForwardArgs
+    evaluator: Evaluator
+    chunk_rows: int
+    progress: bool
+
+    @property
+    def tensors(self) -> tuple[Tensor, ...]:
+        return self.inputs.tensors
+
+    @property
+    def batch_size(self) -> int:
+        return self.inputs.batch_size
+
+
+def prepare_call(
+    owner: str,
+    forward_func: Callable[..., Any],
+    inputs: Any,
+    *,
+    target: Any = None,
+    forward_args: Any = None,
+    chunk_size: ChunkSize = "auto",
+    show_progress: bool = False,
+    require_float: bool = True,
+) -> Call:
+    """Validate and normalise the arguments every method shares.
+
+    The caller's tensors are detached (never modified, never given ``requires_grad``).
+    """
+    if not callable(forward_func):
+        from .validation import fail
+
+        fail(owner, "forward_func", "a callable (a model or a function)", forward_func)
+    prepared = prepare_inputs(inputs, owner=owner, require_float=require_float)
+    prepared = Inputs(tuple(t.detach() for t in prepared.tensors), prepared.structure)
+    check_bool(owner, "show_progress", show_progress)
+    target_ = prepare_target(target, prepared.batch_size, owner=owner)
+    extra = prepare_forward_args(forward_args, prepared.batch_size)
+    evaluator = Evaluator(forward_func, prepared.structure, extra, target_, owner=owner)
+    chunk_rows = resolve_chunk_rows(chunk_size, prepared.tensors, owner=owner)
+    return Call(owner, prepared, target_, extra, evaluator, chunk_rows, show_progress)
+
+
+def gather_rows(tensor: Tensor, example_index: Tensor) -> Tensor:
+    """Rows of ``tensor`` for ``example_index``; a broadcastable tensor of batch 1 is expanded."""
+    if tensor.dim() == 0 or tensor.shape[0] == 1:
+        shape = (len(example_index),) + tuple(tensor.shape[1:]) if tensor.dim() else ()
+        return tensor.expand(shape) if tensor.dim() else tensor
+    return tensor.index_select(0, example_index.to(tensor.device))
+
+
+def completeness_delta(
+    call: Call,
+    attributions: Sequence[Tensor],
+    baselines: Sequence[Tensor],
+    *,
+    inputs: Sequence[Tensor] | None = None,
+    example_index: Tensor | None = None,
+) -> Tensor:
+    """Per-row ``sum(attributions) - (f(inputs) - f(baselines))``, in one forward.
+
+    ``inputs`` defaults to the call's inputs; rows of other inputs (e.g. noisy copies) name
+    their examples with ``example_index``.
+    """
+    inputs = call.tensors if inputs is None else tuple(inputs)
+    batch = inputs[0].shape[0]
+    stacked = tuple(
+        torch.cat([x, b.expand_as(x).to(x.dtype)], dim=0) for x, b in zip(inputs, baselines)
+    )
+    if example_index is None:
+        example_index = torch.arange(batch, device=inputs[0].device)
+    outputs = call.evaluator.outputs(RowBatch(stacked, torch.cat([example_index, example_index])))
+    if outputs.dim() == 0:
+        raise ValueError(
+            f"{call.owner} cannot compute a per-example convergence delta for a model that "
+            "returns one scalar per batch"
+        )
+    difference = outputs[:batch] - outputs[batch:]
+    total = sum(a.reshape(batch, -1).sum(dim=1) for a in attributions)
+    return (total.to(difference.dtype) - difference).detach()

@@ -1,0 +1,208 @@
+"""Target forms: which scalar of the model's output is explained for each row.
+
+Accepted forms (Captum's plus callables):
+
+* ``None`` -- the model returns one scalar per example (shape ``(N,)`` or ``(N, 1)``), or one
+  scalar for the whole batch;
+* ``int`` or a one-element tensor -- the same output index for every example;
+* ``tuple`` of ints -- an index into outputs with more than two dimensions;
+* ``list`` of ints / tuples, or a 1-D tensor of length ``N`` -- one target per example;
+* a callable ``f(output) -> Tensor[N]`` -- anything else (pytorch-grad-cam style).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .validation import fail
+
+__all__ = ["Target", "prepare_target"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A normalised target. ``select(output, example_index)`` returns one scalar per row."""
+
+    kind: str  # "none" | "index" | "per_example" | "callable"
+    index: tuple = ()  # for "index": the shared index tuple
+    per_example: Tensor | None = None  # (N, k) long, for "per_example"
+    function: Callable[[Tensor], Tensor] | None = None
+    owner: str = "attribute"
+    raw: Any = None  # what the caller passed, kept for results
+
+    def select(self, output: Tensor, example_index: Tensor | None = None) -> Tensor:
+        """Scalar per row of ``output`` (rows belong to examples ``example_index``).
+
+        Returns a tensor of shape ``(rows,)``, or a 0-d tensor when the model returns one
+        scalar for the whole batch and no target is given.
+        """
+        if not isinstance(output, Tensor):
+            fail(
+                self.owner,
+                "forward_func",
+                "a callable returning a tensor (wrap models that return tuples or dicts)",
+                f"an output of type {type(output).__name__}",
+                type_error=True,
+                raw=True,
+            )
+        if self.kind == "callable":
+            selected = self.function(output)
+            rows = output.shape[0] if output.dim() else 1
+            if not isinstance(selected, Tensor) or selected.reshape(-1).shape[0] != rows:
+                fail(
+                    self.owner,
+                    "target",
+                    f"a callable returning one value per row ({rows})",
+                    selected,
+                )
+            return selected.reshape(-1)
+        if self.kind == "none":
+            if output.dim() == 0:
+                return output
+            if output.numel() != output.shape[0]:
+                fail(
+                    self.owner,
+                    "target",
+                    "given when the model returns more than one value per example "
+                    f"(output shape {tuple(output.shape)})",
+                    None,
+                )
+            return output.reshape(output.shape[0])
+        if output.dim() < 2:
+            fail(
+                self.owner,
+                "target",
+                f"None for a model with output shape {tuple(output.shape)}",
+                self.raw,
+            )
+        if self.kind == "index":
+            self._check_index(output, self.index)
+            return output[(slice(None),) + self.index]
+        indices = self.per_example
+        if example_index is not None:
+            indices = indices.index_select(0, example_index.to(indices.device))
+        if indices.shape[0] != output.shape[0]:
+            fail(
+                self.owner,
+                "target",
+                f"one target per example ({indices.shape[0]} given)",
+                f"an output with {output.shape[0]} rows",
+                raw=True,
+            )
+        self._check_per_example(output, indices)
+        rows = torch.arange(output.shape[0], device=output.device)
+        index = (rows,) + tuple(indices[:, k].to(output.device) for k in range(indices.shape[1]))
+        return output[index]
+
+    def _check_index(self, output: Tensor, index: tuple) -> None:
+        dims = output.shape[1:]
+        if len(index) > len(dims):
+            fail(
+                self.owner,
+                "target",
+                f"an index with at most {len(dims)} entries for output shape {tuple(output.shape)}",
+                self.raw,
+            )
+        for position, (value, size) in enumerate(zip(index, dims)):
+            if not -size <= value < size:
+                fail(
+                    self.owner,
+                    "target",
+                    f"a valid index into output dimension {position + 1} of size {size} "
+                    f"(output shape {tuple(output.shape)})",
+                    self.raw,
+                )
+
+    def _check_per_example(self, output: Tensor, indices: Tensor) -> None:
+        dims = output.shape[1:]
+        if indices.shape[1] > len(dims):
+            fail(
+                self.owner,
+                "target",
+                f"indices with at most {len(dims)} entries for output shape {tuple(output.shape)}",
+                self.raw,
+            )
+        for k in range(indices.shape[1]):
+            column = indices[:, k]
+            size = dims[k]
+            if bool((column >= size).any()) or bool((column < -size).any()):
+                fail(
+                    self.owner,
+                    "target",
+                    f"valid indices into output dimension {k + 1} of size {size} "
+                    f"(output shape {tuple(output.shape)})",
+                    self.raw,
+                )
+
+    def repeat_for(self, example_index: Tensor) -> Any:
+        """The target in Captum's own form for rows ``example_index`` (used by wrappers)."""
+        if self.kind == "per_example":
+            return self.per_example.index_select(0, example_index).squeeze(-1)
+        return self.raw
+
+
+def _as_index_tuple(value: Any) -> tuple | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (value,)
+    if isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return value
+    return None
+
+
+def prepare_target(target: Any, batch_size: int, *, owner: str) -> Target:
+    """Normalise ``target`` for a batch of ``batch_size`` examples (see module docstring)."""
+    if target is None:
+        return Target("none", owner=owner, raw=None)
+    if callable(target) and not isinstance(target, Tensor):
+        return Target("callable", function=target, owner=owner, raw=target)
+    if isinstance(target, Tensor):
+        if target.is_floating_point() or target.is_complex():
+            fail(owner, "target", "an integer tensor", target, type_error=True)
+        if target.numel() == 1:
+            return Target("index", index=(int(target.item()),), owner=owner, raw=target)
+        if target.dim() == 1 and target.shape[0] == batch_size:
+            return Target("per_example", per_example=target.long().view(-1, 1), owner=owner, raw=target)
+        if target.dim() == 2 and target.shape[0] == batch_size:
+            return Target("per_example", per_example=target.long(), owner=owner, raw=target)
+        fail(
+            owner,
+            "target",
+            f"a tensor with one element or one entry per example ({batch_size})",
+            target,
+        )
+    index = _as_index_tuple(target)
+    if index is not None:
+        return Target("index", index=index, owner=owner, raw=target)
+    if isinstance(target, list):
+        if len(target) != batch_size:
+            fail(
+                owner,
+                "target",
+                f"a list with one entry per example ({batch_size})",
+                f"a list of length {len(target)}",
+                raw=True,
+            )
+        rows = [_as_index_tuple(item) for item in target]
+        if any(row is None for row in rows) or len({len(row) for row in rows}) > 1:
+            fail(owner, "target", "a list of ints or of equal-length int tuples", target)
+        return Target(
+            "per_example",
+            per_example=torch.tensor(rows, dtype=torch.long).view(batch_size, -1),
+            owner=owner,
+            raw=target,
+        )
+    fail(
+        owner,
+        "target",
+        "None, an int, a tuple of ints, a list, an integer tensor or a callable",
+        target,
+        type_error=True,
+    )
+    raise AssertionError  # unreachable
