@@ -81,5 +81,3 @@ def chunk_from_internal_batch_size(internal_batch_size: int | None) -> int | str
     which gives the same result (chunking never changes attributions).
     """
     return "auto" if internal_batch_size is None else internal_batch_size
-
-

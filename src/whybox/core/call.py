@@ -9,12 +9,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .forward import ChunkSize, Evaluator, RowBatch, resolve_chunk_rows
+from .forward import ChunkSize, Evaluator, RowBatch, evaluate, resolve_chunk_rows
 from .inputs import ForwardArgs, Inputs, prepare_forward_args, prepare_inputs
 from .targets import Target, prepare_target
 from .validation import check_bool
 
-__all__ = ["Call", "prepare_call", "completeness_delta", "gather_rows"]
+__all__ = [
+    "Call",
+    "prepare_call",
+    "completeness_delta",
+    "gather_rows",
+    "rows_outputs",
+    "repeat_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,7 @@ def completeness_delta(
     )
     if example_index is None:
         example_index = torch.arange(batch, device=inputs[0].device)
-    outputs = call.evaluator.outputs(RowBatch(stacked, torch.cat([example_index, example_index])))
+    outputs = rows_outputs(call, stacked, torch.cat([example_index, example_index]))
     if outputs.dim() == 0:
         raise ValueError(
             f"{call.owner} cannot compute a per-example convergence delta for a model that "
@@ -102,3 +109,51 @@ def completeness_delta(
     difference = outputs[:batch] - outputs[batch:]
     total = sum(a.reshape(batch, -1).sum(dim=1) for a in attributions)
     return (total.to(difference.dtype) - difference).detach()
+
+
+def rows_outputs(call: Call, rows: Sequence[Tensor], example_index: Tensor) -> Tensor:
+    """Selected outputs of ``rows`` (no gradients), evaluated ``call.chunk_rows`` at a time.
+
+    Returns ``(rows,)``, or a 0-d tensor for models returning one scalar per batch (then all
+    rows go through in one call, since chunking would change what the model sums).
+    """
+    rows = tuple(rows)
+    n_rows = rows[0].shape[0]
+    parts: list[Tensor] = []
+
+    def build(start: int, stop: int) -> RowBatch:
+        return RowBatch(tuple(r[start:stop] for r in rows), example_index[start:stop])
+
+    def consume(start: int, stop: int, selected: Tensor, grads) -> None:
+        parts.append(selected)
+
+    evaluate(
+        call.evaluator, n_items=n_rows, build=build, consume=consume, chunk_rows=call.chunk_rows
+    )
+    if len(parts) == 1:
+        return parts[0]
+    if any(p.dim() == 0 for p in parts):
+        return call.evaluator.outputs(RowBatch(rows, example_index))
+    return torch.cat(parts)
+
+
+def repeat_rows(call: Call, n_repeats: int) -> tuple[Any, Any, Tensor]:
+    """Target and forward args for rows where each example is repeated ``n_repeats`` times
+    consecutively (example-major, like ``repeat_interleave``), in the caller's own forms.
+
+    Returns ``(target, forward_args, example_index)``.
+    """
+    batch = call.batch_size
+    device = call.tensors[0].device
+    example_index = torch.arange(batch, device=device).repeat_interleave(n_repeats)
+    target = call.target.raw
+    if call.target.kind == "per_example":
+        target = call.target.per_example.index_select(0, example_index.to("cpu"))
+        target = [tuple(row) if len(row) > 1 else row[0] for row in target.tolist()]
+    extra = call.extra.select(example_index)
+    forward_args = None
+    if extra.args or extra.kwargs:
+        forward_args = dict(extra.kwargs) if extra.kwargs and not extra.args else extra.args
+        if extra.args and extra.kwargs:
+            raise ValueError(f"{call.owner} cannot mix positional and keyword forward args here")
+    return target, forward_args, example_index

@@ -82,7 +82,9 @@ def _flat(structure: Structure) -> bool:
     return all(child.kind == "tensor" for child in structure.children)
 
 
-def flatten(value: Any, *, owner: str, name: str = "inputs") -> tuple[tuple[Tensor, ...], Structure]:
+def flatten(
+    value: Any, *, owner: str, name: str = "inputs"
+) -> tuple[tuple[Tensor, ...], Structure]:
     """Flatten a tensor or a (nested) tuple / list / dict of tensors."""
     if isinstance(value, Tensor):
         return (value,), Structure("tensor")
@@ -178,9 +180,7 @@ class ForwardArgs:
             object.__setattr__(self, "kwargs", {})
 
     def _is_batched(self, value: Any) -> bool:
-        return (
-            isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == self.batch_size
-        )
+        return isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == self.batch_size
 
     def select(self, example_index: Tensor | None) -> ForwardArgs:
         """Arguments for rows whose examples are ``example_index`` (``None``: the batch as is)."""
@@ -304,7 +304,9 @@ def _flatten_like(value: Any, *, owner: str, name: str) -> tuple:
     if isinstance(value, (Number, Tensor)):
         return (value,)
     if isinstance(value, Mapping):
-        return tuple(leaf for v in value.values() for leaf in _flatten_like(v, owner=owner, name=name))
+        return tuple(
+            leaf for v in value.values() for leaf in _flatten_like(v, owner=owner, name=name)
+        )
     if isinstance(value, (tuple, list)):
         return tuple(leaf for v in value for leaf in _flatten_like(v, owner=owner, name=name))
     fail(owner, name, "numbers or tensors", type(value).__name__, type_error=True, raw=True)

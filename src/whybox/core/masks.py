@@ -129,6 +129,7 @@ class SlidingWindows:
         Tensor, shape (len(indices), *input_shape), bool
             ``True`` inside the window.
         """
+        device = self.starts.device if device is None else device
         if indices is None:
             idx = torch.arange(self.n_windows, device=device)
         else:
@@ -609,7 +610,8 @@ class Coalitions(NamedTuple):
     weights : Tensor, shape (n,), float64
         Shapley-kernel regression weights. Enumerated rows get the exact kernel
         weight; sampled rows share the kernel mass of the sizes not enumerated
-        (duplicates are merged and their weights added). Rows sum to the total kernel
+        (duplicates are merged and their weights added). Whenever some budget is left
+        for sampling (or everything is enumerated) the weights sum to the total kernel
         mass ``sum_{s=1}^{M-1} (M-1) / (s (M-s))``.
     n_enumerated : int
         The first ``n_enumerated`` rows are exhaustive enumerations of whole sizes.
@@ -706,7 +708,8 @@ def kernel_shap_coalitions(
         for s in g:
             rows = _combinations_mask(m, s)
             blocks.append(rows)
-            weights.append(torch.full((rows.shape[0],), mass_of(s) / math.comb(m, s)))
+            w_s = mass_of(s) / math.comb(m, s)
+            weights.append(torch.full((rows.shape[0],), w_s, dtype=torch.float64))
         budget -= g_count
         remaining_mass -= g_mass
         left.pop(0)
@@ -731,7 +734,7 @@ def kernel_shap_coalitions(
                 flip = (draw_size * 2 == m) & ~first[:, 0]
                 first = torch.where(flip[:, None], ~first, first)
             uniq, counts = torch.unique(first, dim=0, return_counts=True)
-            # Keep draw order of first occurrences (torch.unique sorts rows).
+            # Merge duplicate draws (rows come back sorted, which keeps runs reproducible).
             per_draw_w = remaining_mass / (n_draws * (2 if paired else 1))
             w = counts.to(torch.float64) * per_draw_w
             if paired:

@@ -124,9 +124,7 @@ def _check_xyw(
                 f"Got {w.shape[0]}."
             )
         if bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
-            raise ValueError(
-                f"The 'sample_weight' parameter of {caller} must be finite and >= 0."
-            )
+            raise ValueError(f"The 'sample_weight' parameter of {caller} must be finite and >= 0.")
     if n == 0:
         raise ValueError(f"{caller} needs at least one sample.")
     return X.to(torch.float64), y.to(torch.float64), w, y_was_1d
@@ -306,7 +304,7 @@ def _lasso_cd(
     gap_tol = tol * yty
     gap = math.inf
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
+    for n_iter in range(1, max_iter + 1):
         max_step = 0.0
         max_coef = 0.0
         for j in range(p):
@@ -532,7 +530,9 @@ class WeightedLasso(LinearSurrogate):
                 f"The 'max_iter' parameter of WeightedLasso must be an int >= 1. Got {max_iter!r}."
             )
         if not isinstance(tol, numbers.Real) or not tol >= 0:
-            raise ValueError(f"The 'tol' parameter of WeightedLasso must be a float >= 0. Got {tol!r}.")
+            raise ValueError(
+                f"The 'tol' parameter of WeightedLasso must be a float >= 0. Got {tol!r}."
+            )
         self.fit_intercept = fit_intercept
         self.max_iter = max_iter
         self.tol = float(tol)

@@ -151,7 +151,9 @@ def _as_index_tuple(value: Any) -> tuple | None:
         return None
     if isinstance(value, int):
         return (value,)
-    if isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if isinstance(value, tuple) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
         return value
     return None
 
@@ -168,7 +170,9 @@ def prepare_target(target: Any, batch_size: int, *, owner: str) -> Target:
         if target.numel() == 1:
             return Target("index", index=(int(target.item()),), owner=owner, raw=target)
         if target.dim() == 1 and target.shape[0] == batch_size:
-            return Target("per_example", per_example=target.long().view(-1, 1), owner=owner, raw=target)
+            return Target(
+                "per_example", per_example=target.long().view(-1, 1), owner=owner, raw=target
+            )
         if target.dim() == 2 and target.shape[0] == batch_size:
             return Target("per_example", per_example=target.long(), owner=owner, raw=target)
         fail(

@@ -2,6 +2,15 @@
 
 from .base import Method
 from .gradient import InputXGradient, Saliency
+from .gradient_shap import GradientShap
 from .integrated_gradients import IntegratedGradients
+from .noise_tunnel import NoiseTunnel
 
-__all__ = ["Method", "Saliency", "InputXGradient", "IntegratedGradients"]
+__all__ = [
+    "Method",
+    "Saliency",
+    "InputXGradient",
+    "IntegratedGradients",
+    "NoiseTunnel",
+    "GradientShap",
+]

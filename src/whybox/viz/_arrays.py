@@ -68,7 +68,10 @@ def to_numpy(x: Any, name: str, func: str, *, dtype: Any = np.float64) -> np.nda
         if t.is_complex():
             raise TypeError(f"The '{name}' parameter of {func} must be real-valued, got complex.")
         # bfloat16/float16 have no (or lossy) numpy equivalents; widen first.
-        if t.is_floating_point() and t.dtype not in (_torch_dtype("float32"), _torch_dtype("float64")):
+        if t.is_floating_point() and t.dtype not in (
+            _torch_dtype("float32"),
+            _torch_dtype("float64"),
+        ):
             t = t.float()
         arr = t.cpu().numpy()
     elif isinstance(x, np.ndarray):

@@ -9,7 +9,9 @@ from typing import Any
 _NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 
 
-def new_figure(fig_size: tuple[float, float], use_pyplot: bool, **subplots_kw: Any) -> tuple[Any, Any]:
+def new_figure(
+    fig_size: tuple[float, float], use_pyplot: bool, **subplots_kw: Any
+) -> tuple[Any, Any]:
     """Create ``(figure, axes)``: through pyplot when ``use_pyplot`` else a bare ``Figure``.
 
     A bare :class:`matplotlib.figure.Figure` is not registered with pyplot, so it never
@@ -69,7 +71,9 @@ def axis_list(ax: Any) -> list[Any]:
     return list(ax)
 
 
-def add_bottom_colorbar(fig: Any, ax: Any, mappable: Any | None, *, pad: float = 0.1, alpha: float | None = None) -> Any:
+def add_bottom_colorbar(
+    fig: Any, ax: Any, mappable: Any | None, *, pad: float = 0.1, alpha: float | None = None
+) -> Any:
     """Attach a horizontal colorbar below ``ax``; with no mappable the slot is kept but hidden.
 
     Keeping an empty slot aligns panels that have a colorbar with panels that do not.

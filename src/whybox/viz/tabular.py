@@ -153,15 +153,16 @@ def plot_waterfall(
     steps = steps[::-1]  # drawn bottom-up: the smallest step is at the bottom
     size = fig_size or (6.5, max(2.5, 0.4 * len(steps) + 1.5))
     fig, ax = _target_axes(ax, size, use_pyplot)
-    # Walk from the bottom step to the top so the cumulative sum reads top-down.
-    start = float(base_value) + sum(v for _, v in steps)
+    # SHAP-style: the bottom bar starts at base_value, each bar starts where the one
+    # below ended, and the top bar ends at base_value + sum(values).
     lefts, widths, colours = [], [], []
-    running = start
+    running = float(base_value)
     for _, v in steps:
-        running -= v
         lefts.append(running)
         widths.append(v)
         colours.append(POS_RGB if v >= 0 else NEG_RGB)
+        running += v
+    end = running
     y = np.arange(len(steps))
     ax.barh(y, widths, left=lefts, color=colours)
     span = max_abs(np.asarray(widths)) or 1.0
@@ -177,8 +178,8 @@ def plot_waterfall(
     ax.set_yticks(y)
     ax.set_yticklabels([n for n, _ in steps])
     ax.axvline(float(base_value), color="#888", linestyle=":", linewidth=1)
-    ax.axvline(start, color="#444", linestyle="--", linewidth=1)
-    ax.set_xlabel(f"output (base {float(base_value):.3g} \u2192 {start:.3g})")
+    ax.axvline(end, color="#444", linestyle="--", linewidth=1)
+    ax.set_xlabel(f"output (base {float(base_value):.3g} \u2192 {end:.3g})")
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -228,7 +229,7 @@ def tabular_html(
         width = 50.0 * abs(v) / scale  # half the cell per side: negatives grow left of centre
         r, g, b = POS_RGB if v >= 0 else NEG_RGB
         colour = f"rgb({round(r * 255)},{round(g * 255)},{round(b * 255)})"
-        pos = f"left:50%" if v >= 0 else f"right:50%"
+        pos = "left:50%" if v >= 0 else "right:50%"
         value_cell = "" if xs is None else f'<td class="wb-mono">{xs[i]:.4g}</td>'
         rows.append(
             f"<tr><td>{escape(names[i])}</td>{value_cell}"

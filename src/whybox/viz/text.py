@@ -148,7 +148,9 @@ def aggregate_subwords(
     toks = _token_list(tokens, func)
     vals = _values_1d(attributions, len(toks), func)
     if scheme not in SCHEMES:
-        raise ValueError(f"The 'scheme' parameter of {func} must be one of {list(SCHEMES)}. Got {scheme!r}.")
+        raise ValueError(
+            f"The 'scheme' parameter of {func} must be one of {list(SCHEMES)}. Got {scheme!r}."
+        )
     if reduce not in REDUCTIONS:
         raise ValueError(
             f"The 'reduce' parameter of {func} must be one of {list(REDUCTIONS)}. Got {reduce!r}."
@@ -277,9 +279,7 @@ def format_special_tokens(token: str) -> str:
 
 def format_classname(classname: Any) -> str:
     """A table cell with the class name in bold (escaped)."""
-    return (
-        f'<td><span style="padding-right:2em"><b>{escape(to_scalar(classname))}</b></span></td>'
-    )
+    return f'<td><span style="padding-right:2em"><b>{escape(to_scalar(classname))}</b></span></td>'
 
 
 def format_tooltip(item: str, text: str) -> str:
@@ -472,7 +472,9 @@ def text_html(
 def text_view(tokens: Sequence[str], attributions: Any, **kwargs: Any) -> HTMLView:
     """:func:`text_html` as an :class:`HTMLView` (notebook display and ``.save``)."""
     kwargs["full_page"] = False
-    return HTMLView(text_html(tokens, attributions, **kwargs), title=kwargs.get("title") or "whybox")
+    return HTMLView(
+        text_html(tokens, attributions, **kwargs), title=kwargs.get("title") or "whybox"
+    )
 
 
 # ---------------------------------------------------------------------------

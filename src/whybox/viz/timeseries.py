@@ -130,8 +130,7 @@ def render_timeseries_attr(
     n_channels, length = a.shape
     if n_channels > length:
         warnings.warn(
-            f"{func}: {n_channels} channels but only {length} time steps; check "
-            "'channels_last'.",
+            f"{func}: {n_channels} channels but only {length} time steps; check 'channels_last'.",
             stacklevel=2,
         )
     if x_values is None:
@@ -182,9 +181,8 @@ def render_timeseries_attr(
             if channel_labels is not None:
                 axes[c].set_ylabel(channel_labels[c])
     elif method == "overlay_combined":
-        from cycler import cycler
-
         import matplotlib
+        from cycler import cycler
 
         axes[0].set_prop_cycle(cycler(color=matplotlib.colormaps["Dark2"].colors))
         for c in range(n_channels):

@@ -1,0 +1,20 @@
+"""Captum-compatible front door: ``from whybox.attr import IntegratedGradients``.
+
+Class names, constructor and ``attribute(...)`` signatures, defaults and return conventions
+follow Captum 0.9's ``captum.attr``; the work is done by :mod:`whybox.methods` on the shared
+engine. Importing this module does not import matplotlib.
+"""
+
+from ._base import Attribution, GradientAttribution, PerturbationAttribution
+from ._gradient import GradientShap, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
+
+__all__ = [
+    "Attribution",
+    "GradientAttribution",
+    "PerturbationAttribution",
+    "Saliency",
+    "InputXGradient",
+    "IntegratedGradients",
+    "NoiseTunnel",
+    "GradientShap",
+]
