@@ -349,7 +349,9 @@ def test_constrained_wls_with_kernel_shap_enumeration_is_exact():
     y = torch.tensor(
         [f({j for j in range(m) if r[j]}) for r in coal.masks.tolist()], dtype=torch.float64
     )
-    phi = solve_constrained_wls(coal.masks.double(), y - f(set()), coal.weights, f(set(range(m))) - f(set()))
+    phi = solve_constrained_wls(
+        coal.masks.double(), y - f(set()), coal.weights, f(set(range(m))) - f(set())
+    )
     torch.testing.assert_close(phi, _exact_shapley(f, m), rtol=0, atol=1e-10)
 
 
@@ -450,10 +452,14 @@ def test_similarity_error_message_exact():
 def test_default_perturb_func_is_bernoulli_half_and_seeded():
     x = torch.randn(1, 5)
     g = torch.Generator().manual_seed(0)
-    draws = torch.cat([default_perturb_func(x, num_interp_features=20, generator=g) for _ in range(50)])
+    draws = torch.cat(
+        [default_perturb_func(x, num_interp_features=20, generator=g) for _ in range(50)]
+    )
     assert draws.shape == (50, 20) and draws.dtype == torch.long
     assert set(draws.unique().tolist()) == {0, 1}
     assert 0.4 < draws.double().mean().item() < 0.6
     g2 = torch.Generator().manual_seed(0)
-    again = torch.cat([default_perturb_func(x, num_interp_features=20, generator=g2) for _ in range(50)])
+    again = torch.cat(
+        [default_perturb_func(x, num_interp_features=20, generator=g2) for _ in range(50)]
+    )
     assert torch.equal(draws, again)

@@ -1,0 +1,79 @@
+"""Small models and state helpers shared by the tests (torch.nn only, no downloads)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvNet(nn.Module):
+    """Conv -> ReLU(inplace) -> MaxPool -> Conv -> ReLU -> flatten -> Linear (10 classes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(6, 8, 3)
+        self.relu2 = nn.ReLU()
+        self.fc = nn.Linear(8 * 6 * 6, 10)
+
+    def forward(self, x):
+        x = self.pool(self.relu1(self.conv1(x)))
+        x = self.relu2(self.conv2(x))
+        return self.fc(x.flatten(1))
+
+
+class MultiInputNet(nn.Module):
+    """Two inputs plus an extra tensor argument and a python scalar argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(5, 8)
+        self.b = nn.Linear(3, 8)
+        self.out = nn.Linear(8, 4)
+
+    def forward(self, x1, x2, scale, shift=0.0):
+        hidden = torch.tanh(self.a(x1)) + torch.relu(self.b(x2)) * scale
+        return self.out(hidden) + shift
+
+
+class EmbeddingNet(nn.Module):
+    """A text-style model taking embedded tokens (N, T, D) and returning 3 class scores."""
+
+    def __init__(self, vocab: int = 30, dim: int = 6) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, dim)
+        self.conv = nn.Conv1d(dim, 8, 2)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, embedded):
+        h = torch.relu(self.conv(embedded.transpose(1, 2)))
+        return self.fc(h.max(dim=2).values)
+
+
+def module_hook_count(model: nn.Module) -> int:
+    """Total registered forward / backward hooks over all submodules."""
+    total = 0
+    for module in model.modules():
+        total += len(module._forward_hooks) + len(module._forward_pre_hooks)
+        total += len(module._backward_hooks) + len(getattr(module, "_backward_pre_hooks", {}))
+    return total
+
+
+def model_state(model: nn.Module):
+    """Snapshot of what attribution must not change: parameters, requires_grad, mode."""
+    return (
+        {name: p.detach().clone() for name, p in model.named_parameters()},
+        {name: p.requires_grad for name, p in model.named_parameters()},
+        [m.training for m in model.modules()],
+    )
+
+
+def assert_same_state(model: nn.Module, state) -> None:
+    params, flags, modes = state
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), params[name]), name
+        assert p.requires_grad == flags[name], name
+        assert p.grad is None, f"{name} accumulated a gradient"
+    assert [m.training for m in model.modules()] == modes
