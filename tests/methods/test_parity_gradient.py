@@ -62,7 +62,7 @@ def test_saliency_and_input_x_gradient(cases, case):
     c = cases[case]
     for abs_ in (True, False):
         ours, theirs = _both(
-            lambda L: L.Saliency(c["model"]).attribute(
+            lambda L, abs_=abs_: L.Saliency(c["model"]).attribute(
                 c["inputs"], target=c["target"], abs=abs_, additional_forward_args=c["args"]
             )
         )
@@ -85,7 +85,9 @@ def test_integrated_gradients(cases, case, method):
     baselines = tuple(0.1 * torch.ones_like(t) for t in c["inputs"]) if case == "multi" else None
     for multiply in (True, False):
         (ours, d_ours), (theirs, d_theirs) = _both(
-            lambda L: L.IntegratedGradients(c["model"], multiply_by_inputs=multiply).attribute(
+            lambda L, multiply=multiply: L.IntegratedGradients(
+                c["model"], multiply_by_inputs=multiply
+            ).attribute(
                 c["inputs"],
                 baselines=baselines,
                 target=c["target"],

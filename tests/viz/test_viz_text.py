@@ -114,13 +114,17 @@ def captum_html(monkeypatch):
 def test_visualize_text_structure_matches_captum(captum_html, legend):
     ours = outline(viz.visualize_text(records(), legend=legend).data)
     theirs = outline(captum_html(records(), legend=legend))
-    assert ours.th == theirs.th == [
-        "True Label",
-        "Predicted Label",
-        "Attribution Label",
-        "Attribution Score",
-        "Word Importance",
-    ]
+    assert (
+        ours.th
+        == theirs.th
+        == [
+            "True Label",
+            "Predicted Label",
+            "Attribution Label",
+            "Attribution Score",
+            "Word Importance",
+        ]
+    )
     assert ours.legend == theirs.legend == (["Negative", "Neutral", "Positive"] if legend else [])
     assert ours.bold == theirs.bold  # label cells, probability/score formatting
     assert ours.marks == theirs.marks  # one chip per token, same text
@@ -131,12 +135,18 @@ def test_format_helpers_match_captum_on_plain_input():
     from captum.attr._utils import visualization as cv
 
     words, imps = ["a", "b", "<s>"], [0.3, -0.8, 2.0]
-    assert outline(viz.format_word_importances(words, imps)).marks == outline(
-        cv.format_word_importances(words, imps)
-    ).marks == ["a", "b", "#s"]
+    assert (
+        outline(viz.format_word_importances(words, imps)).marks
+        == outline(cv.format_word_importances(words, imps)).marks
+        == ["a", "b", "#s"]
+    )
     assert viz.format_special_tokens("<pad>") == cv.format_special_tokens("<pad>") == "#pad"
     assert viz.format_special_tokens("word") == "word"
-    assert viz.format_word_importances(["a"], []) == "<td></td>" == cv.format_word_importances(["a"], [])
+    assert (
+        viz.format_word_importances(["a"], [])
+        == "<td></td>"
+        == cv.format_word_importances(["a"], [])
+    )
     assert "7" in viz.format_classname(7) and viz.format_classname(7).startswith("<td>")
     tip = viz.format_tooltip("<b>x</b>", "value <1>")
     assert "<b>x</b>" in tip and "value &lt;1&gt;" in tip and "tooltip" in tip
@@ -173,7 +183,9 @@ def test_visualize_text_without_ipython_returns_and_saves(tmp_path, monkeypatch)
     assert out._repr_html_() == out.data and "Word Importance" in out.data
     path = out.save(tmp_path / "t.html")
     page = open(path, encoding="utf-8").read()
-    assert page.startswith("<!DOCTYPE html>") and out.data in page and '<meta charset="utf-8">' in page
+    assert (
+        page.startswith("<!DOCTYPE html>") and out.data in page and '<meta charset="utf-8">' in page
+    )
 
 
 def test_visualize_text_displays_inside_ipython(monkeypatch):
@@ -272,7 +284,10 @@ def test_aggregate_reductions_and_groups():
 
 
 def chips(html):
-    return re.findall(r'<span class="wb-chip[^"]*" style="background-color:(rgb\([^)]*\))"[^>]*>([^<]*)</span>', html)
+    return re.findall(
+        r'<span class="wb-chip[^"]*" style="background-color:(rgb\([^)]*\))"[^>]*>([^<]*)</span>',
+        html,
+    )
 
 
 def test_text_html_chips_colour_scale_and_hover():
