@@ -21,42 +21,46 @@ from whybox.viz import text as vtext
 
 
 class Outline(HTMLParser):
-    """Collects header cells, bold cell texts, legend labels and chip texts/colours."""
+    """Collects header cells, bold cell texts, legend labels and chip texts/colours.
+
+    Tolerant of Captum's unclosed ``<tr>``: every open element accumulates the text
+    inside it, and an end tag closes the nearest matching open element.
+    """
 
     def __init__(self):
         super().__init__()
         self.th, self.bold, self.marks, self.mark_colours, self.legend = [], [], [], [], []
-        self._stack: list[str] = []
-        self._in_legend = False
-        self._buf = ""
+        self._open: list[list] = []  # [tag, text, is_legend]
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "mark":
             m = re.search(r"background-color:\s*([^;]+);", attrs.get("style", ""))
             self.mark_colours.append(m.group(1).strip() if m else None)
-        if tag == "div" and "border-top" in (attrs.get("style") or ""):
-            self._in_legend = True
-        self._stack.append(tag)
-        self._buf = ""
+        legend = tag == "div" and "border-top" in (attrs.get("style") or "")
+        if tag not in ("br", "img", "meta"):
+            self._open.append([tag, "", legend])
+
+    def _in_legend(self):
+        return any(entry[2] for entry in self._open)
 
     def handle_endtag(self, tag):
-        text = " ".join(self._buf.split())
-        if tag == "th":
-            self.th.append(text)
-        elif tag == "b" and not self._in_legend:
-            self.bold.append(text)
-        elif tag == "mark":
-            self.marks.append(text)
-        elif tag == "div" and self._in_legend:
-            self._in_legend = False
-        if self._stack and self._stack[-1] == tag:
-            self._stack.pop()
-        self._buf = ""
+        for i in range(len(self._open) - 1, -1, -1):
+            if self._open[i][0] == tag:
+                _, raw, _ = self._open.pop(i)
+                text = " ".join(raw.split())
+                if tag == "th":
+                    self.th.append(text)
+                elif tag == "b" and not self._in_legend():
+                    self.bold.append(text)
+                elif tag == "mark":
+                    self.marks.append(text)
+                return
 
     def handle_data(self, data):
-        self._buf += data
-        if self._in_legend and data.strip() and self._stack and self._stack[-1] != "b":
+        for entry in self._open:
+            entry[1] += data
+        if self._in_legend() and data.strip() and self._open[-1][0] != "b":
             self.legend.append(data.strip())
 
 
@@ -128,6 +132,10 @@ def test_visualize_text_structure_matches_captum(captum_html, legend):
     assert ours.legend == theirs.legend == (["Negative", "Neutral", "Positive"] if legend else [])
     assert ours.bold == theirs.bold  # label cells, probability/score formatting
     assert ours.marks == theirs.marks  # one chip per token, same text
+    assert ours.marks == ["It", "was", "horrible", "pad", "Best", "film", "ever"]
+    assert ours.bold[:4] == ["pos", "pos (0.87)", "pos", "0.40"]
+    assert ours.bold[4:] == ["1", "0 (0.13)", "neg", "-1.31"]
+    assert len(ours.mark_colours) == 7 and ours.mark_colours[2] == "hsl(0, 75%, 76%)"
     assert ours.mark_colours == theirs.mark_colours  # same colour scale
 
 

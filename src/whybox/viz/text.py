@@ -265,9 +265,10 @@ LEGEND_LABELS = ("Negative", "Neutral", "Positive")
 def record_color(value: float) -> str:
     """CSS colour of a record chip: green lightness for positive, red for negative, white at 0."""
     v = max(-1.0, min(1.0, float(value)))
+    # Round before truncating so float32 inputs (0.9 -> 0.8999999762) land on the same step.
     if v > 0:
-        return f"hsl(120, 75%, {100 - int(50 * v)}%)"
-    return f"hsl(0, 75%, {100 - int(40 * -v)}%)"
+        return f"hsl(120, 75%, {100 - int(round(50 * v, 4))}%)"
+    return f"hsl(0, 75%, {100 - int(round(40 * -v, 4))}%)"
 
 
 def format_special_tokens(token: str) -> str:

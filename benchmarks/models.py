@@ -1,0 +1,146 @@
+"""Benchmark models (``torch.nn`` only) and the workloads built on them.
+
+Every module is used once (no shared ``nn.ReLU``), so DeepLift-style methods that hook
+modules see a clean graph. Weights and inputs are seeded, so a workload built in another
+process (the memory probe) is identical to the one timed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Workload", "WORKLOADS", "build_workload", "SmallCNN", "LargeCNN", "TabularMLP"]
+
+
+class SmallCNN(nn.Module):
+    """CIFAR-sized classifier: 3x32x32 -> 10 (about 0.1M parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+class LargeCNN(nn.Module):
+    """ImageNet-sized classifier: 3x224x224 -> 10 (about 1M parameters).
+
+    Four conv+ReLU+MaxPool blocks (224 -> 14) and a two-layer head.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * 14 * 14, 80), nn.ReLU(), nn.Linear(80, 10)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+class TabularMLP(nn.Module):
+    """Tabular regressor-style classifier: 12 features -> 2 classes."""
+
+    def __init__(self, n_features: int = 12) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(n_features, 64),
+            nn.ReLU(),
+            nn.Linear(64, 64),
+            nn.ReLU(),
+            nn.Linear(64, 2),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+@dataclass
+class Workload:
+    """A model with the inputs, targets and reference points every case on it uses.
+
+    Attributes
+    ----------
+    name : key in :data:`WORKLOADS`
+    model : the network, in eval mode
+    inputs : ``(N, ...)`` examples to explain
+    target : ``(N,)`` class per example
+    baseline : one ``(N, ...)`` baseline per example (IG, DeepLift)
+    references : ``(n_refs, ...)`` reference distribution (GradientShap, DeepLiftShap)
+    """
+
+    name: str
+    model: nn.Module
+    inputs: Tensor
+    target: Tensor
+    baseline: Tensor
+    references: Tensor
+
+    @property
+    def batch(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        return tuple(self.inputs.shape[1:])
+
+    def describe(self) -> str:
+        shape = "x".join(str(s) for s in self.example_shape)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        return (
+            f"{self.name}: {type(self.model).__name__} ({n_params / 1e6:.2f}M params), "
+            f"batch {self.batch} x {shape}"
+        )
+
+
+# name -> (model class, example shape, batch size, number of references)
+WORKLOADS: dict[str, tuple[type[nn.Module], tuple[int, ...], int, int]] = {
+    "cnn32": (SmallCNN, (3, 32, 32), 16, 8),
+    "cnn224": (LargeCNN, (3, 224, 224), 1, 4),
+    "mlp12": (TabularMLP, (12,), 256, 16),
+}
+
+
+def build_workload(name: str, *, device: str = "cpu", seed: int = 0) -> Workload:
+    """The seeded model and tensors of workload ``name``."""
+    model_cls, shape, batch, n_refs = WORKLOADS[name]
+    torch.manual_seed(seed)
+    model = model_cls().eval().to(device)
+    generator = torch.Generator().manual_seed(seed + 1)
+    inputs = torch.randn((batch,) + shape, generator=generator).to(device)
+    baseline = (0.1 * torch.randn((batch,) + shape, generator=generator)).to(device)
+    references = torch.randn((n_refs,) + shape, generator=generator).to(device)
+    with torch.no_grad():
+        target = model(inputs).argmax(dim=1)
+    return Workload(name, model, inputs, target, baseline, references)

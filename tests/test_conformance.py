@@ -1,0 +1,168 @@
+"""One conformance suite over every registered native method.
+
+Each registered method must have a spec here (a test fails otherwise), so a new method is
+checked for: output structure and shape, chunk-size invariance, hooks removed after an
+exception, model and inputs unchanged, and clear errors on bad arguments.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from torch import nn
+
+from _support import ConvNet, assert_same_state, model_state, module_hook_count
+from whybox import methods
+from whybox.core.registry import available_methods, get_method
+from whybox.core.validation import ParameterError, ParameterTypeError
+
+
+def _refs(x):
+    return torch.randn((4,) + tuple(x.shape[1:]))
+
+
+# name -> (factory(model) -> method, extra attribute kwargs given inputs)
+SPECS = {
+    "saliency": (methods.Saliency, lambda x: {}),
+    "input_x_gradient": (methods.InputXGradient, lambda x: {}),
+    "integrated_gradients": (methods.IntegratedGradients, lambda x: {"n_steps": 7}),
+    "noise_tunnel": (
+        lambda m: methods.NoiseTunnel(methods.IntegratedGradients(m)),
+        lambda x: {"n_steps": 4, "seed": 0, "stdevs": 0.1},
+    ),
+    "gradient_shap": (methods.GradientShap, lambda x: {"baselines": _refs(x), "seed": 0}),
+}
+
+
+for _name, _cls, _kwargs in [
+    ("deeplift", "DeepLift", lambda x: {}),
+    ("deeplift_shap", "DeepLiftShap", lambda x: {"baselines": _refs(x)}),
+    ("guided_backprop", "GuidedBackprop", lambda x: {}),
+    ("deconvolution", "Deconvolution", lambda x: {}),
+]:
+    if hasattr(methods, _cls):
+        SPECS[_name] = (getattr(methods, _cls), _kwargs)
+
+
+class Exploding(nn.Module):
+    """Wraps a model; raises inside the forward once armed (after hooks are in place)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.armed = False
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.armed:
+            raise RuntimeError("boom")
+        return out
+
+
+NAMES = sorted(SPECS)
+
+
+def test_every_registered_method_has_a_spec():
+    missing = sorted(set(available_methods()) - set(SPECS))
+    assert not missing, f"add conformance specs for {missing}"
+
+
+def _setup(name, training=False):
+    torch.manual_seed(0)
+    model = ConvNet().train(training)
+    x = torch.randn(3, 3, 16, 16)
+    factory, kwargs = SPECS[name]
+    return model, x, factory, kwargs(x)
+
+
+def _attr(result):
+    return result.attributions
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("training", [False, True])
+def test_shape_chunk_invariance_and_no_side_effects(name, training):
+    model, x, factory, kwargs = _setup(name, training)
+    original = x.clone()
+    state = model_state(model)
+    method = factory(model)
+    target = [0, 3, 9]
+    small = method.attribute(x, target=target, chunk_size=1, **kwargs)
+    large = method.attribute(x, target=target, chunk_size=1000, **kwargs)
+    assert _attr(small).shape == x.shape
+    assert _attr(small).dtype == x.dtype
+    torch.testing.assert_close(_attr(small), _attr(large), atol=1e-5, rtol=1e-4)
+    assert torch.equal(x, original) and not x.requires_grad and x.grad is None
+    assert_same_state(model, state)
+    assert module_hook_count(model) == 0
+    assert small.method == name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_batch_invariance(name):
+    model, x, factory, kwargs = _setup(name)
+    if "seed" in kwargs or "baselines" in kwargs and name != "deeplift_shap":
+        pytest.skip("random draws depend on the batch layout")
+    method = factory(model)
+    whole = _attr(method.attribute(x, target=[1, 2, 3], **kwargs))
+    for i in range(x.shape[0]):
+        single = _attr(method.attribute(x[i : i + 1], target=[1, 2, 3][i], **kwargs))
+        torch.testing.assert_close(single[0], whole[i], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hooks_removed_and_state_kept_after_exception(name):
+    model, x, factory, kwargs = _setup(name)
+    wrapped = Exploding(model)
+    state = model_state(wrapped)
+    wrapped.armed = True
+    with pytest.raises(RuntimeError, match="boom"):
+        factory(wrapped).attribute(x, target=0, **kwargs)
+    assert module_hook_count(wrapped) == 0
+    wrapped.armed = False
+    assert_same_state(wrapped, state)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_target_index_is_a_clear_error(name):
+    model, x, factory, kwargs = _setup(name)
+    with pytest.raises(ParameterError, match="'target' parameter of"):
+        factory(model).attribute(x, target=12, **kwargs)
+    with pytest.raises(ParameterError, match="'target' parameter of"):
+        factory(model).attribute(x, target=[0, 1], **kwargs)
+    assert module_hook_count(model) == 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_baselines_and_steps_are_clear_errors(name):
+    model, x, factory, kwargs = _setup(name)
+    method = factory(model)
+    parameters = inspect.signature(method.attribute).parameters
+    inner = getattr(method, "method", None)
+    inner_parameters = inspect.signature(inner.attribute).parameters if inner else {}
+    if "baselines" in parameters or "baselines" in inner_parameters:
+        bad = dict(kwargs, baselines=torch.zeros(5, 3, 7, 7))
+        with pytest.raises(ParameterError, match="'baselines' parameter of"):
+            method.attribute(x, target=0, **bad)
+        bad = dict(kwargs, baselines=(torch.zeros(3, 16, 16), torch.zeros(3, 16, 16)))
+        with pytest.raises(ParameterError, match="'baselines' parameter of"):
+            method.attribute(x, target=0, **bad)
+    if "n_steps" in parameters or "n_steps" in inner_parameters:
+        for bad_steps in (0, -3):
+            with pytest.raises(
+                ParameterError, match="'n_steps' parameter of .* must be an int >= 1"
+            ):
+                method.attribute(x, target=0, **dict(kwargs, n_steps=bad_steps))
+        with pytest.raises(ParameterTypeError, match="'n_steps' parameter"):
+            method.attribute(x, target=0, **dict(kwargs, n_steps=2.5))
+    with pytest.raises(ParameterError, match="'chunk_size' parameter"):
+        method.attribute(x, target=0, **dict(kwargs, chunk_size=0))
+    assert module_hook_count(model) == 0
+
+
+def test_registry_lookup_and_error():
+    assert get_method("integrated_gradients") is methods.IntegratedGradients
+    with pytest.raises(ValueError, match="'method' parameter of get_method must be one of"):
+        get_method("nope")
