@@ -358,3 +358,20 @@ def test_pixels_match_captum_on_ordinary_input(method, sign):
     theirs = render(fig, ax, cells)
     for cell in cells:
         assert close(ours[cell], theirs[cell], tol=2), (cell, ours[cell], theirs[cell])
+
+
+def test_normalised_image_with_negatives_is_rescaled():
+    # ImageNet-normalised inputs (seed 001) have negative values: min -> black, max -> white.
+    img = np.zeros((N, N, 3))
+    img[:, :3] = -2.1
+    img[:, 3:] = 2.6
+    _, _, px = draw(None, torch.tensor(img).permute(2, 0, 1), method="original_image")
+    assert close(px[POS], (0, 0, 0)) and close(px[NEG], (255, 255, 255))
+
+
+def test_non_finite_attributions_warn_and_show_as_zero():
+    a = known_map()
+    a[0, 5] = np.nan
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        _, _, px = draw(a, method="heat_map", sign="all")
+    assert close(px[POS], (0, 128, 0))

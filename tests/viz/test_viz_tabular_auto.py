@@ -132,3 +132,37 @@ def test_attribution_view_object(tmp_path):
     assert isinstance(view.plot(), Figure)
     path = view.save_html(tmp_path / "v.html")
     no_network(open(path, encoding="utf-8").read())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_are_accepted():
+    from whybox.attr import visualization as cviz
+
+    dev = torch.device("cuda")
+    cviz.visualize_image_attr(
+        torch.randn(1, 3, 8, 8, device=dev),
+        torch.rand(3, 8, 8, device=dev),
+        method="blended_heat_map",
+        use_pyplot=False,
+    )
+    rec = cviz.VisualizationDataRecord(
+        torch.tensor([0.2, -0.4], device=dev),
+        torch.tensor(0.7, device=dev),
+        1,
+        1,
+        1,
+        torch.tensor(-0.2, device=dev),
+        ["a", "b"],
+        torch.tensor([1e-3], device=dev),
+    )
+    assert "1 (0.70)" in cviz.visualize_text([rec]).data
+    assert "income" in viz.attribution_html(
+        torch.ones(2, device=dev), feature_names=["x", "income"]
+    )
+
+
+def test_bfloat16_and_half_tensors():
+    html = viz.text_html(["a", "b"], torch.tensor([0.5, -0.5], dtype=torch.bfloat16))
+    assert 'title="a: +0.5000"' in html
+    fig = viz.plot_attribution(torch.randn(3, 8, 8, dtype=torch.float16))
+    assert len(fig.axes[0].images) == 1
