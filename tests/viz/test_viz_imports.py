@@ -52,3 +52,34 @@ def test_viz_source_never_mentions_captum_imports():
     for f in files:
         text = f.read_text(encoding="utf-8")
         assert "import captum" not in text and "from captum" not in text, f
+
+
+def test_facade_signatures_match_captum():
+    import inspect
+
+    from captum.attr._utils import visualization as cv
+
+    from whybox.attr import visualization as wv
+
+    names = [
+        "visualize_image_attr",
+        "visualize_image_attr_multiple",
+        "visualize_timeseries_attr",
+        "visualize_text",
+        "format_word_importances",
+        "format_classname",
+        "format_special_tokens",
+        "format_tooltip",
+        "draw_mask_border",
+        "draw_mask_legend",
+        "VisualizationDataRecord",
+    ]
+    for name in names:
+        ours = inspect.signature(getattr(wv, name)).parameters
+        theirs = inspect.signature(getattr(cv, name)).parameters
+        assert [(p.name, p.kind, p.default) for p in ours.values()] == [
+            (p.name, p.kind, p.default) for p in theirs.values()
+        ], name
+    for enum_name in ["ImageVisualizationMethod", "TimeseriesVisualizationMethod", "VisualizeSign"]:
+        ours = {m.name: m.value for m in getattr(wv, enum_name)}
+        assert ours == {m.name: m.value for m in getattr(cv, enum_name)}, enum_name

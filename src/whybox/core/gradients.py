@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -62,6 +63,8 @@ def path_gradients(
     weights: Tensor,
     *,
     tap: Callable[[], AbstractContextManager] | None = None,
+    site: Any = None,
+    layout: Sequence[int] | None = None,
 ) -> tuple[Tensor, ...]:
     """Weighted sum of gradients along straight paths, per example.
 
@@ -75,17 +78,28 @@ def path_gradients(
     starts, ends : one tensor per input, each broadcastable to ``(N, ...)``
     alphas, weights : ``(n_steps,)`` points in [0, 1] and their weights
 
+    With ``site`` (a :class:`~whybox.core.scope.LayerSite` and its ``layout``) the path
+    runs through the layer instead: ``starts`` / ``ends`` are layer tensors, the model is
+    fed the real inputs and the layer's values are substituted by the path points
+    (Layer Integrated Gradients).
+
     Returns
     -------
     tuple of Tensor
-        One ``(N, ...)`` tensor per input (or per tapped tensor when ``tap`` is given).
+        One ``(N, ...)`` tensor per input (or per tapped / substituted tensor).
     """
     batch = call.batch_size
-    shapes = [x.shape for x in call.tensors]
+    shapes = [(batch,) + tuple(e.shape[1:]) for e in ends]
     starts = tuple(s.expand(shape) for s, shape in zip(starts, shapes))
     diffs = tuple(e.expand(shape) - s for s, e, shape in zip(starts, ends, shapes))
     totals: list[Tensor | None] = [None] * len(starts) if tap is None else []
     device = call.tensors[0].device
+    substituted: list[Tensor] = []
+    if site is not None:
+        totals = []
+
+        def tap() -> AbstractContextManager:
+            return site.substitute(substituted, layout)
 
     def split(start: int, stop: int) -> tuple[Tensor, Tensor]:
         index = torch.arange(start, stop, device=device)
@@ -93,11 +107,14 @@ def path_gradients(
 
     def build(start: int, stop: int) -> RowBatch:
         steps, examples = split(start, stop)
-        rows = []
+        points = []
         for s, d in zip(starts, diffs):
             alpha = alphas.index_select(0, steps).to(s.dtype).view((-1,) + (1,) * (s.dim() - 1))
-            rows.append(s.index_select(0, examples) + alpha * d.index_select(0, examples))
-        return RowBatch(tuple(rows), examples)
+            points.append(s.index_select(0, examples) + alpha * d.index_select(0, examples))
+        if site is None:
+            return RowBatch(tuple(points), examples)
+        substituted[:] = points
+        return RowBatch(tuple(x.index_select(0, examples) for x in call.tensors), examples)
 
     def consume(start: int, stop: int, selected: Tensor, grads) -> None:
         steps, examples = split(start, stop)

@@ -24,9 +24,44 @@ class Method:
     #: whether the method needs an ``nn.Module`` (hooks on its submodules)
     needs_module: ClassVar[bool] = False
 
-    def __init__(self, model: Any, *, multiply_by_inputs: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        multiply_by_inputs: bool = True,
+        layer: Any = None,
+        attribute_to_layer_input: bool = False,
+    ) -> None:
         self.model = model
         self.multiply_by_inputs = multiply_by_inputs
+        self.layer = layer
+        self.attribute_to_layer_input = attribute_to_layer_input
+
+    # -- scope -------------------------------------------------------------------------
+    def _site(self):
+        """The layer scope, or ``None`` for input scope."""
+        if self.layer is None:
+            return None
+        from whybox.core.scope import LayerSite
+
+        owner = type(self).__name__
+        check_bool(owner, "attribute_to_layer_input", self.attribute_to_layer_input)
+        return LayerSite.of(self.layer, to_input=self.attribute_to_layer_input, owner=owner)
+
+    def _scoped_model(self, neuron: Any):
+        """The model, or for neuron scope a function returning the selected neuron."""
+        if neuron is None:
+            return self.model
+        owner = type(self).__name__
+        if self.layer is None or isinstance(self.layer, (list, tuple)):
+            from whybox.core.validation import fail
+
+            fail(owner, "layer", "one nn.Module when a neuron is selected", self.layer)
+        from whybox.core.scope import neuron_forward
+
+        return neuron_forward(
+            self.model, self.layer, neuron, to_input=self.attribute_to_layer_input, owner=owner
+        )
 
     def _check_common(self) -> None:
         check_bool(type(self).__name__, "multiply_by_inputs", self.multiply_by_inputs)
@@ -34,6 +69,32 @@ class Method:
             from whybox.core.validation import fail
 
             fail(type(self).__name__, "model", "a callable (a model or a function)", self.model)
+
+    def _layer_result(
+        self,
+        call: Call,
+        leaves: tuple,
+        layout: list[int],
+        *,
+        delta: Any = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> Explanation:
+        """Result in Captum's layer convention: a tensor per layer (a tuple for layers with
+        several outputs), a list when several layers were given."""
+        grouped, start = [], 0
+        for count in layout:
+            part = tuple(leaves[start : start + count])
+            grouped.append(part[0] if count == 1 else part)
+            start += count
+        several = isinstance(self.layer, (list, tuple))
+        return Explanation(
+            attributions=grouped if several else grouped[0],
+            inputs=call.inputs.restore(call.inputs.tensors),
+            target=call.target.raw,
+            method=self.name,
+            parameters=dict(parameters or {}, layer=str(self.layer)),
+            delta=delta,
+        )
 
     def _result(
         self,

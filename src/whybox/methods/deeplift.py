@@ -53,15 +53,15 @@ _ELEMENTWISE: tuple[type[nn.Module], ...] = (
     nn.Tanh,
     nn.Softplus,
 )
-_POOLS: dict[type[nn.Module], Callable[..., Any]] = {
-    nn.MaxPool1d: F.max_pool1d,
-    nn.MaxPool2d: F.max_pool2d,
-    nn.MaxPool3d: F.max_pool3d,
+_POOLS: dict[type[nn.Module], tuple[Callable[..., Any], Callable[..., Any]]] = {
+    nn.MaxPool1d: (F.max_pool1d, F.max_unpool1d),
+    nn.MaxPool2d: (F.max_pool2d, F.max_unpool2d),
+    nn.MaxPool3d: (F.max_pool3d, F.max_unpool3d),
 }
 #: Module types whose backward DeepLift replaces.
 SUPPORTED_NONLINEARITIES: tuple[type[nn.Module], ...] = _ELEMENTWISE + (nn.Softmax,) + tuple(_POOLS)
 
-SoftmaxRule = Literal["rescale", "captum"]
+Variant = Literal["rescale", "captum"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,7 +85,9 @@ def _ratio(dx: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """``dy / dx`` where ``|dx| >= eps`` (0 elsewhere) and the mask of the other positions."""
     small = dx.abs() < eps
     # Divide by 1 at small positions so no inf/nan is ever formed (0 * inf would leak a nan).
-    ratio = torch.where(small, torch.zeros_like(dy), dy / torch.where(small, torch.ones_like(dx), dx))
+    ratio = torch.where(
+        small, torch.zeros_like(dy), dy / torch.where(small, torch.ones_like(dx), dx)
+    )
     return ratio, small
 
 
@@ -145,9 +147,7 @@ def _softmax_rule(eps: float, center: bool) -> Callable[[nn.Module, Tensor, Tens
             out_in, out_ref = _halves(out, module)
             ratio, small = _ratio(x_in - x_ref, out_in - out_ref, eps)
         dim = _softmax_dim(module, out.dim())
-        return _SoftmaxRescale.apply(
-            x, out.detach(), _twice(ratio), _twice(small), dim, center
-        )
+        return _SoftmaxRescale.apply(x, out.detach(), _twice(ratio), _twice(small), dim, center)
 
     return rule
 
@@ -174,9 +174,10 @@ class _MaxPoolRescale(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, out, indices, eps):  # noqa: ANN001
+    def forward(ctx, x, out, indices, eps, unpool):  # noqa: ANN001
         ctx.save_for_backward(x, out, indices)
         ctx.eps = eps
+        ctx.unpool = unpool
         return out.clone()
 
     @staticmethod
@@ -187,16 +188,22 @@ class _MaxPoolRescale(torch.autograd.Function):
         grad_in, grad_ref = grad.chunk(2)
         top = torch.max(out_in, out_ref)
         carried = torch.cat([grad_in * (top - out_ref), grad_ref * (out_in - top)])
-        spread_in, spread_ref = _scatter_to_input(carried, indices, x.shape).chunk(2)
+        if ctx.unpool is None:
+            spread = _scatter_to_input(carried, indices, x.shape)
+        else:  # Captum 0.9: max_unpool keeps ONE of the values sharing an argmax
+            spread = ctx.unpool(carried, indices, x.shape)
+        spread_in, spread_ref = spread.chunk(2)
         dx = x_in - x_ref
         small = dx.abs() < ctx.eps
         multiplier = (spread_in + spread_ref) / torch.where(small, torch.ones_like(dx), dx)
         # Where the input did not move: the ordinary max-pool gradient of each row.
         local = _scatter_to_input(grad, indices, x.shape)
-        return torch.where(_twice(small), local, _twice(multiplier)), None, None, None
+        return torch.where(_twice(small), local, _twice(multiplier)), None, None, None, None
 
 
-def _pool_rule(pool: Callable[..., Any], eps: float) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
+def _pool_rule(
+    pool: Callable[..., Any], unpool: Callable[..., Any], eps: float, captum: bool
+) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
     def rule(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
         _halves(x, module)
         with torch.no_grad():
@@ -209,19 +216,56 @@ def _pool_rule(pool: Callable[..., Any], eps: float) -> Callable[[nn.Module, Ten
                 ceil_mode=module.ceil_mode,
                 return_indices=True,
             )
-        return _MaxPoolRescale.apply(x, out.detach(), indices, eps)
+
+        def unpool_like_captum(values: Tensor, idx: Tensor, shape: torch.Size) -> Tensor:
+            return unpool(
+                values, idx, module.kernel_size, module.stride, module.padding, list(shape)
+            )
+
+        return _MaxPoolRescale.apply(
+            x, out.detach(), indices, eps, unpool_like_captum if captum else None
+        )
 
     return rule
 
 
-def _rules(eps: float, softmax: str) -> dict[type, Callable[[nn.Module, Tensor, Tensor], Tensor]]:
-    rules: dict[type, Callable[[nn.Module, Tensor, Tensor], Tensor]] = {
-        cls: _elementwise_rule(eps) for cls in _ELEMENTWISE
-    }
-    rules[nn.Softmax] = _softmax_rule(eps, center=softmax == "captum")
-    for cls, pool in _POOLS.items():
-        rules[cls] = _pool_rule(pool, eps)
-    return rules
+Rule = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+def _rules(eps: float, variant: str) -> tuple[dict[type, Rule], Callable[[], None]]:
+    """The rule of every supported module type, and a reset to call before each forward."""
+    rules: dict[type, Rule] = {cls: _elementwise_rule(eps) for cls in _ELEMENTWISE}
+    rules[nn.Softmax] = _softmax_rule(eps, center=variant == "captum")
+    for cls, (pool, unpool) in _POOLS.items():
+        rules[cls] = _pool_rule(pool, unpool, eps, captum=variant == "captum")
+    if variant == "captum":
+        return _captum_adjacency(rules)
+    return rules, lambda: None
+
+
+def _captum_adjacency(rules: dict[type, Rule]) -> tuple[dict[type, Rule], Callable[[], None]]:
+    """Reproduce how Captum 0.9's hooks combine when one supported module feeds another.
+
+    Captum records a module's output gradient in a tensor hook registered *before* the next
+    module's input hook on the same tensor, so when ``U``'s output is directly ``D``'s input,
+    ``U``'s rule reads ``D``'s ordinary gradient and ``D``'s rule is lost (e.g. the max pool
+    after a ReLU). Along a chain the rules therefore alternate: a module keeps its rule unless
+    its input is the output of a module that kept its rule. (Captum additionally uses ``D``'s
+    rule at ``U``'s positions with ``|x_in - x_ref| < eps``; that case is not reproduced.)
+    """
+    kept: dict[int, tuple[Tensor, bool]] = {}  # id(output) -> (output, rule kept), one forward
+
+    def wrap(rule: Rule) -> Rule:
+        def wrapped(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+            producer = kept.get(id(x))
+            keep = producer is None or producer[0] is not x or not producer[1]
+            result = rule(module, x, out) if keep else out
+            kept[id(result)] = (result, keep)
+            return result
+
+        return wrapped
+
+    return {cls: wrap(rule) for cls, rule in rules.items()}, kept.clear
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,12 +303,19 @@ class DeepLift(Method):
         Return ``(x - b) * multipliers`` (global attribution) rather than the multipliers.
     eps : float
         Input differences with ``|x - b| < eps`` at a nonlinearity use its local gradient.
-    softmax : {"rescale", "captum"}
-        ``"rescale"`` (default) treats ``nn.Softmax`` elementwise like the other activations,
-        which keeps completeness and per-example results. ``"captum"`` reproduces Captum 0.9:
-        the multipliers are centred by their mean over the whole evaluated batch, so results
-        depend on the batch and completeness does not hold; in this mode all rows are
-        evaluated in one chunk so that the result matches Captum's whatever ``chunk_size``.
+    variant : {"rescale", "captum"}
+        ``"rescale"`` (default): the Rescale rule at every supported module, ``nn.Softmax``
+        treated elementwise like the other activations; completeness holds and each
+        example's result is independent of the batch. ``"captum"`` reproduces Captum 0.9's
+        numbers (the :mod:`whybox.attr` facade uses it): (1) softmax multipliers are centred
+        by their mean over the whole evaluated batch, so results depend on the batch (all
+        pairs are then evaluated in one chunk, whatever ``chunk_size``); (2) when a supported
+        module's output is directly the input of another (ReLU -> MaxPool), the downstream
+        module's rule is lost as in Captum's hooks (see :func:`_captum_adjacency`); (3) max
+        pools spread differences with ``max_unpool``, which keeps only one of the values
+        of overlapping windows sharing an argmax (the default adds them, as the chain rule
+        does).
+        Completeness does not hold in general in this variant.
     """
 
     has_delta = True
@@ -276,11 +327,11 @@ class DeepLift(Method):
         *,
         multiply_by_inputs: bool = True,
         eps: float = 1e-10,
-        softmax: SoftmaxRule = "rescale",
+        variant: Variant = "rescale",
     ) -> None:
         super().__init__(model, multiply_by_inputs=multiply_by_inputs)
         self.eps = eps
-        self.softmax = softmax
+        self.variant = variant
 
     def attribute(
         self,
@@ -318,7 +369,12 @@ class DeepLift(Method):
             ``attributions`` shaped like ``inputs``; ``delta`` of shape ``(N,)``.
         """
         call, custom = self._prepare(
-            inputs, target, forward_args, chunk_size, return_delta, custom_attribution_func,
+            inputs,
+            target,
+            forward_args,
+            chunk_size,
+            return_delta,
+            custom_attribution_func,
             show_progress,
         )
         refs = prepare_baselines(baselines, call.inputs, owner=call.owner).expanded(call.inputs)
@@ -351,7 +407,7 @@ class DeepLift(Method):
                 raw=True,
             )
         check_real(owner, "eps", self.eps, minimum=0.0)
-        check_choice(owner, "softmax", self.softmax, ("rescale", "captum"))
+        check_choice(owner, "variant", self.variant, ("rescale", "captum"))
         check_bool(owner, "return_delta", return_delta)
         custom = None
         if custom_attribution_func is not None:
@@ -371,7 +427,7 @@ class DeepLift(Method):
         return {
             "multiply_by_inputs": self.multiply_by_inputs,
             "eps": self.eps,
-            "softmax": self.softmax,
+            "variant": self.variant,
             "custom_attribution_func": custom,
             "chunk_size": call.chunk_rows,
         }
@@ -433,11 +489,13 @@ class DeepLift(Method):
         totals = [torch.zeros_like(x) for x in xs]
         deltas = torch.zeros(n_pairs, dtype=xs[0].dtype, device=device) if return_delta else None
         chunk_rows = call.chunk_rows
-        if self.softmax == "captum" and any(type(m) is nn.Softmax for m in self.model.modules()):
+        if self.variant == "captum" and any(type(m) is nn.Softmax for m in self.model.modules()):
             chunk_rows = 2 * n_pairs  # Captum's centring is over the whole batch
+        rules, reset = _rules(self.eps, self.variant)
         current: dict[str, Any] = {}
 
         def build(start: int, stop: int) -> RowBatch:
+            reset()
             pairs = torch.arange(start, stop, device=device)
             examples = pairs // n_refs
             references = examples if n_refs == 1 else pairs % n_refs
@@ -462,18 +520,21 @@ class DeepLift(Method):
                 summed = sum(a.reshape(k, -1).sum(dim=1) for a in attrs)
                 deltas[start:stop] = summed.to(deltas.dtype) - (selected[:k] - selected[k:])
 
-        with module_rules(self.model, _rules(self.eps, self.softmax)):
-            evaluate(
-                call.evaluator,
-                n_items=n_pairs,
-                build=build,
-                consume=consume,
-                chunk_rows=chunk_rows,
-                rows_per_item=2,
-                grad=True,
-                progress=call.progress,
-                description=call.owner,
-            )
+        try:
+            with module_rules(self.model, rules):
+                evaluate(
+                    call.evaluator,
+                    n_items=n_pairs,
+                    build=build,
+                    consume=consume,
+                    chunk_rows=chunk_rows,
+                    rows_per_item=2,
+                    grad=True,
+                    progress=call.progress,
+                    description=call.owner,
+                )
+        finally:
+            reset()  # drop references to this call's activations
         leaves = tuple(t if n_refs == 1 else t / n_refs for t in totals)
         return leaves, deltas
 
@@ -517,7 +578,12 @@ class DeepLiftShap(DeepLift):
             Captum reports it.
         """
         call, custom = self._prepare(
-            inputs, target, forward_args, chunk_size, return_delta, custom_attribution_func,
+            inputs,
+            target,
+            forward_args,
+            chunk_size,
+            return_delta,
+            custom_attribution_func,
             show_progress,
         )
         owner = call.owner
@@ -531,9 +597,7 @@ class DeepLiftShap(DeepLift):
                 f"sizes {[r.shape[0] for r in refs]}",
                 raw=True,
             )
-        refs = tuple(
-            r.expand((n_refs,) + tuple(x.shape[1:])) for r, x in zip(refs, call.tensors)
-        )
+        refs = tuple(r.expand((n_refs,) + tuple(x.shape[1:])) for r, x in zip(refs, call.tensors))
         leaves, delta = self._pairs(call, refs, n_refs, custom, return_delta)
         parameters = self._parameters(call, custom_attribution_func)
         parameters["n_refs"] = n_refs

@@ -40,6 +40,7 @@ class IntegratedGradients(Method):
         rule: str = "gausslegendre",
         chunk_size: ChunkSize = "auto",
         return_delta: bool = True,
+        neuron: Any = None,
         show_progress: bool = False,
     ) -> Explanation:
         """Integrated gradients of the target.
@@ -56,38 +57,55 @@ class IntegratedGradients(Method):
             ``"riemann_middle"`` or ``"riemann_trapezoid"``
         chunk_size : rows per forward/backward; ``"auto"`` picks for throughput
         return_delta : also compute the completeness delta (one extra forward of 2N rows)
+        neuron : with ``layer`` set, explain this neuron of the layer instead of the
+            model's output (index tuple, tuple with slices, or callable); see
+            :func:`whybox.core.scope.select_neuron`
 
         Returns
         -------
         Explanation
-            ``attributions`` shaped like ``inputs``; ``delta`` of shape ``(N,)``.
+            ``attributions`` shaped like ``inputs`` (or like the layer's tensors for layer
+            scope); ``delta`` of shape ``(N,)``.
+
+        Notes
+        -----
+        With ``layer`` (and no ``neuron``) this is Layer Integrated Gradients: the path runs
+        from the layer's value on the baselines to its value on the inputs (inputs may be
+        token ids then), and completeness holds against ``f(inputs) - f(baselines)``.
         """
         owner = type(self).__name__
         self._check_common()
         check_bool(owner, "return_delta", return_delta)
+        site = self._site() if neuron is None else None
         call = prepare_call(
             owner,
-            self.model,
+            self._scoped_model(neuron),
             inputs,
             target=target,
             forward_args=forward_args,
             chunk_size=chunk_size,
             show_progress=show_progress,
+            require_float=site is None,
         )
         base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
-        x0 = call.tensors[0]
+        layout = None
+        if site is None:
+            starts, ends = base, call.tensors
+        else:
+            ends, layout = site.activations(call)
+            full_base = tuple(b.expand_as(x) for b, x in zip(base, call.tensors))
+            starts, _ = site.activations(call, full_base)
+        float_end = next((e for e in ends if e.is_floating_point()), ends[0])
         alphas, weights = path_plan_tensors(
-            rule, n_steps, dtype=x0.dtype, device=x0.device, owner=owner
+            rule, n_steps, dtype=float_end.dtype, device=float_end.device, owner=owner
         )
-        mean_grads = path_gradients(call, base, call.tensors, alphas, weights)
+        mean_grads = path_gradients(call, starts, ends, alphas, weights, site=site, layout=layout)
         if self.multiply_by_inputs:
-            leaves = tuple((x - b) * g for x, b, g in zip(call.tensors, base, mean_grads))
+            leaves = tuple((e - s) * g for s, e, g in zip(starts, ends, mean_grads))
         else:
             leaves = mean_grads
         delta = completeness_delta(call, leaves, base) if return_delta else None
-        return self._result(
-            call,
-            leaves,
-            delta=delta,
-            parameters={"n_steps": n_steps, "rule": rule, "chunk_size": call.chunk_rows},
-        )
+        parameters = {"n_steps": n_steps, "rule": rule, "chunk_size": call.chunk_rows}
+        if site is not None:
+            return self._layer_result(call, leaves, layout, delta=delta, parameters=parameters)
+        return self._result(call, leaves, delta=delta, parameters=parameters)

@@ -177,6 +177,7 @@ def plot_waterfall(
         )
     ax.set_yticks(y)
     ax.set_yticklabels([n for n, _ in steps])
+    ax.margins(x=0.12)  # room for the value labels at both ends
     ax.axvline(float(base_value), color="#888", linestyle=":", linewidth=1)
     ax.axvline(end, color="#444", linestyle="--", linewidth=1)
     ax.set_xlabel(f"output (base {float(base_value):.3g} \u2192 {end:.3g})")
@@ -230,7 +231,7 @@ def tabular_html(
         r, g, b = POS_RGB if v >= 0 else NEG_RGB
         colour = f"rgb({round(r * 255)},{round(g * 255)},{round(b * 255)})"
         pos = "left:50%" if v >= 0 else "right:50%"
-        value_cell = "" if xs is None else f'<td class="wb-mono">{xs[i]:.4g}</td>'
+        value_cell = "" if xs is None else f'<td class="wb-mono">{xs[i]:.6g}</td>'
         rows.append(
             f"<tr><td>{escape(names[i])}</td>{value_cell}"
             f'<td class="wb-mono">{v:+.4g}</td><td class="wb-bar-cell">'
