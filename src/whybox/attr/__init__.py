@@ -6,6 +6,7 @@ engine. Importing this module does not import matplotlib.
 """
 
 from ._base import Attribution, GradientAttribution, PerturbationAttribution
+from . import visualization  # noqa: F401  (captum.attr.visualization is an attribute)
 from ._gradient import GradientShap, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 
 __all__ = [
