@@ -5,8 +5,8 @@ follow Captum 0.9's ``captum.attr``; the work is done by :mod:`whybox.methods` o
 engine. Importing this module does not import matplotlib.
 """
 
-from ._base import Attribution, GradientAttribution, PerturbationAttribution
 from . import visualization  # noqa: F401  (captum.attr.visualization is an attribute)
+from ._base import Attribution, GradientAttribution, PerturbationAttribution
 from ._gradient import GradientShap, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 
 __all__ = [
