@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from whybox.core.inputs import flatten
@@ -102,7 +103,7 @@ class DeepLiftShap(DeepLift):
         """Attributions shaped like ``inputs`` (mean over baselines); with
         ``return_convergence_delta=True`` also the delta of every (example, baseline) pair,
         shape ``(N * n_baselines,)``, example-major."""
-        if callable(baselines) and not isinstance(baselines, nn.Module):
+        if callable(baselines):
             baselines = _call_baselines(baselines, inputs)
         _check_distribution(baselines)
         result = _NativeDeepLiftShap(
@@ -134,8 +135,6 @@ def _call_baselines(factory: Callable[..., Any], inputs: Any) -> Any:
 
 def _check_distribution(baselines: Any) -> None:
     """Captum requires a tensor distribution with more than one baseline."""
-    import torch
-
     try:
         leaves, _ = flatten(baselines, owner="DeepLiftShap", name="baselines")
     except (TypeError, ValueError):

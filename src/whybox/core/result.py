@@ -61,17 +61,54 @@ class Explanation:
         delta = "" if self.delta is None else f", max|delta|={float(self.delta.abs().max()):.3g}"
         return f"Explanation(method={self.method!r}, shapes={shapes}{delta})"
 
-    def plot(self, **options: Any):
-        """Draw the attributions (image, text or tabular view chosen from the inputs)."""
+    def _example(self, index: int) -> tuple[Any, Any]:
+        """Attributions and inputs of one example (views draw one example at a time)."""
+        attributions, inputs = self.attributions, self.inputs
+        if isinstance(attributions, (tuple, list)):
+            if len(attributions) != 1:
+                raise ValueError(
+                    "The 'attributions' of this Explanation hold several inputs; draw one with "
+                    "whybox.viz.plot_attribution(explanation.attributions[i][index], ...)."
+                )
+            attributions = attributions[0]
+            inputs = inputs[0] if isinstance(inputs, (tuple, list)) else inputs
+        if isinstance(attributions, dict):
+            raise ValueError("Explanations of dict inputs are drawn per key with whybox.viz.")
+        n = attributions.shape[0]
+        if not -n <= index < n:
+            raise ValueError(
+                f"The 'index' parameter of Explanation.plot must be in [0, {n}). Got {index}."
+            )
+        example = attributions[index : index + 1] if attributions.dim() > 1 else attributions
+        source = (
+            inputs[index : index + 1] if isinstance(inputs, Tensor) and inputs.dim() > 1 else None
+        )
+        if source is not None and not source.is_floating_point():
+            source = None  # token ids are not drawable values
+        return example, source
+
+    def plot(self, index: int = 0, **options: Any):
+        """Draw example ``index`` (image, text or tabular view chosen from its shape).
+
+        ``options`` go to :func:`whybox.viz.plot_attribution` (``tokens``,
+        ``feature_names``, ``kind``, ``ax``...). Returns a matplotlib Figure.
+        """
         from whybox import viz
 
-        return viz.plot_attribution(self.attributions, self.inputs, **options)
+        attributions, inputs = self._example(index)
+        return viz.plot_attribution(attributions, inputs, **options)
 
-    def to_html(self, **options: Any) -> str:
-        """A self-contained HTML view (no network, opens offline)."""
+    def to_html(self, index: int = 0, **options: Any) -> str:
+        """A self-contained HTML view of example ``index`` (no network, opens offline)."""
         from whybox import viz
 
-        return viz.attribution_html(self.attributions, self.inputs, **options)
+        attributions, inputs = self._example(index)
+        options.setdefault("title", f"{self.method or 'attribution'} (example {index})")
+        return viz.attribution_html(attributions, inputs, **options)
 
     def _repr_html_(self) -> str:
-        return self.to_html()
+        try:
+            return self.to_html()
+        except (ValueError, TypeError, ImportError):
+            # Jupyter falls back to repr when no view fits these shapes.
+            return None  # type: ignore[return-value]
