@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
@@ -12,7 +12,7 @@ from torch import Tensor
 from .call import Call
 from .forward import RowBatch, evaluate
 
-__all__ = ["row_gradients", "path_gradients"]
+__all__ = ["row_gradients", "walk_path", "path_gradients", "recording"]
 
 
 def row_gradients(
@@ -21,11 +21,13 @@ def row_gradients(
     *,
     example_index: Tensor | None = None,
     tap: Callable[[], AbstractContextManager] | None = None,
+    record: list | None = None,
 ) -> tuple[tuple[Tensor, ...], Tensor]:
     """Gradients at each row (default: the call's inputs), in chunks of ``call.chunk_rows``.
 
     Returns ``(grads, outputs)``: one gradient tensor per input (or tapped tensor), shaped
-    like the rows, and the selected output per row.
+    like the rows, and the selected output per row. With ``tap`` and a ``record`` list, the
+    tapped tensors' values (e.g. layer activations, from the same forward) are put there.
     """
     rows = call.tensors if rows is None else tuple(rows)
     n_rows = rows[0].shape[0]
@@ -33,6 +35,10 @@ def row_gradients(
         example_index = torch.arange(n_rows, device=rows[0].device)
     grads: list[list[Tensor]] = []
     outputs: list[Tensor] = []
+    values: list[Tensor] = []
+    chunks_of_values: list[list[Tensor]] = []
+    if tap is not None and record is not None:
+        tap = recording(tap, values)
 
     def build(start: int, stop: int) -> RowBatch:
         return RowBatch(tuple(r[start:stop] for r in rows), example_index[start:stop])
@@ -40,6 +46,8 @@ def row_gradients(
     def consume(start: int, stop: int, selected: Tensor, chunk_grads) -> None:
         grads.append(list(chunk_grads))
         outputs.append(selected.reshape(-1))
+        if record is not None:
+            chunks_of_values.append(list(values))
 
     evaluate(
         call.evaluator,
@@ -52,54 +60,65 @@ def row_gradients(
         progress=call.progress,
     )
     joined = tuple(torch.cat(parts, dim=0) for parts in zip(*grads))
+    if record is not None:
+        record[:] = [torch.cat(parts, dim=0) for parts in zip(*chunks_of_values)]
     return joined, torch.cat(outputs)
 
 
-def path_gradients(
+def recording(tap: Callable[[], AbstractContextManager], store: list) -> Callable:
+    """Wrap a ``tap`` so the tapped tensors' values of the last chunk land in ``store``."""
+
+    @contextmanager
+    def recorded() -> Iterator[Any]:
+        with tap() as captured:
+            yield captured
+        store[:] = [t.detach() for t in captured.tensors]
+
+    return recorded
+
+
+def walk_path(
     call: Call,
     starts: Sequence[Tensor],
     ends: Sequence[Tensor],
     alphas: Tensor,
-    weights: Tensor,
+    consume: Callable[[Tensor, Tensor, tuple[Tensor, ...], list[Tensor]], None],
     *,
     tap: Callable[[], AbstractContextManager] | None = None,
     site: Any = None,
     layout: Sequence[int] | None = None,
-) -> tuple[Tensor, ...]:
-    """Weighted sum of gradients along straight paths, per example.
+) -> None:
+    """Evaluate gradients at ``starts + alphas[s] * (ends - starts)`` for every step and example.
 
-    For every example ``i`` computes ``sum_s weights[s] * grad f(starts[i] + alphas[s] *
-    (ends[i] - starts[i]))``. Rows are built lazily, step-major (all examples of step 0,
-    then step 1, ...), and evaluated ``call.chunk_rows`` at a time, so memory is bounded by
-    the chunk, not by the number of steps.
+    Rows are built lazily, step-major (all examples of step 0, then step 1, ...), and
+    evaluated ``call.chunk_rows`` at a time, so memory is bounded by the chunk, not by the
+    number of steps. For each chunk ``consume(steps, examples, grads, values)`` receives the
+    ``(rows,)`` step and example indices, the gradients, and (with ``tap``) the tapped
+    tensors' values.
 
     Parameters
     ----------
     starts, ends : one tensor per input, each broadcastable to ``(N, ...)``
-    alphas, weights : ``(n_steps,)`` points in [0, 1] and their weights
-
-    With ``site`` (a :class:`~whybox.core.scope.LayerSite` and its ``layout``) the path
-    runs through the layer instead: ``starts`` / ``ends`` are layer tensors, the model is
-    fed the real inputs and the layer's values are substituted by the path points
-    (Layer Integrated Gradients).
-
-    Returns
-    -------
-    tuple of Tensor
-        One ``(N, ...)`` tensor per input (or per tapped / substituted tensor).
+    alphas : ``(n_steps,)`` points in [0, 1]
+    tap : gradients with respect to tapped tensors (e.g. a layer) instead of the inputs
+    site, layout : a :class:`~whybox.core.scope.LayerSite` and its layout: the path runs
+        through the layer (``starts`` / ``ends`` are layer tensors, the model is fed the real
+        inputs and the layer's values are substituted by the path points)
     """
     batch = call.batch_size
     shapes = [(batch,) + tuple(e.shape[1:]) for e in ends]
     starts = tuple(s.expand(shape) for s, shape in zip(starts, shapes))
     diffs = tuple(e.expand(shape) - s for s, e, shape in zip(starts, ends, shapes))
-    totals: list[Tensor | None] = [None] * len(starts) if tap is None else []
     device = call.tensors[0].device
     substituted: list[Tensor] = []
+    values: list[Tensor] = []
     if site is not None:
-        totals = []
 
         def tap() -> AbstractContextManager:
             return site.substitute(substituted, layout)
+
+    elif tap is not None:
+        tap = recording(tap, values)
 
     def split(start: int, stop: int) -> tuple[Tensor, Tensor]:
         index = torch.arange(start, stop, device=device)
@@ -116,26 +135,56 @@ def path_gradients(
         substituted[:] = points
         return RowBatch(tuple(x.index_select(0, examples) for x in call.tensors), examples)
 
-    def consume(start: int, stop: int, selected: Tensor, grads) -> None:
+    def on_chunk(start: int, stop: int, selected: Tensor, grads) -> None:
         steps, examples = split(start, stop)
-        if not totals:
-            totals.extend([None] * len(grads))
-        for position, grad in enumerate(grads):
-            scale = weights.index_select(0, steps).to(grad.dtype)
-            weighted = grad * scale.view((-1,) + (1,) * (grad.dim() - 1))
-            if totals[position] is None:
-                shape = (batch,) + tuple(grad.shape[1:])
-                totals[position] = torch.zeros(shape, dtype=grad.dtype, device=grad.device)
-            totals[position].index_add_(0, examples.to(grad.device), weighted)
+        consume(steps, examples, grads, substituted if site is not None else values)
 
     evaluate(
         call.evaluator,
         n_items=batch * len(alphas),
         build=build,
-        consume=consume,
+        consume=on_chunk,
         chunk_rows=call.chunk_rows,
         grad=True,
         tap=tap,
         progress=call.progress,
     )
+
+
+def path_gradients(
+    call: Call,
+    starts: Sequence[Tensor],
+    ends: Sequence[Tensor],
+    alphas: Tensor,
+    weights: Tensor,
+    *,
+    tap: Callable[[], AbstractContextManager] | None = None,
+    site: Any = None,
+    layout: Sequence[int] | None = None,
+) -> tuple[Tensor, ...]:
+    """Weighted sum of gradients along straight paths, per example.
+
+    For every example ``i``: ``sum_s weights[s] * grad f(starts[i] + alphas[s] * (ends[i] -
+    starts[i]))`` (see :func:`walk_path` for ``tap`` / ``site``).
+
+    Returns
+    -------
+    tuple of Tensor
+        One ``(N, ...)`` tensor per input (or per tapped / substituted tensor).
+    """
+    batch = call.batch_size
+    totals: list[Tensor] = []
+
+    def consume(steps: Tensor, examples: Tensor, grads, values) -> None:
+        if not totals:
+            totals.extend(
+                torch.zeros((batch,) + tuple(g.shape[1:]), dtype=g.dtype, device=g.device)
+                for g in grads
+            )
+        for total, grad in zip(totals, grads):
+            scale = weights.index_select(0, steps).to(grad.dtype)
+            weighted = grad * scale.view((-1,) + (1,) * (grad.dim() - 1))
+            total.index_add_(0, examples.to(grad.device), weighted)
+
+    walk_path(call, starts, ends, alphas, consume, tap=tap, site=site, layout=layout)
     return tuple(totals)

@@ -40,11 +40,21 @@ def hooks(registrations: Iterable[tuple[nn.Module, str, Callable]]) -> Iterator[
 
 @dataclass
 class Captured:
-    """What :func:`capture` saw during the last forward: one entry per captured tensor."""
+    """What :func:`capture` saw during the last forward.
 
-    tensors: list[Tensor] = field(default_factory=list)
+    ``per_layer[i]`` holds layer ``i``'s tensors; ``tensors`` is all of them flattened in
+    layer order (or the explicit list a substitution put there).
+    """
+
+    explicit: list[Tensor] | None = None
     per_layer: list[tuple[Tensor, ...]] = field(default_factory=list)
     calls: int = 0
+
+    @property
+    def tensors(self) -> list[Tensor]:
+        if self.explicit is not None:
+            return self.explicit
+        return [t for layer_tensors in self.per_layer for t in layer_tensors]
 
 
 def _as_tuple(value: Any) -> tuple[Tensor, ...]:
@@ -81,7 +91,6 @@ def capture(layers: Sequence[nn.Module], *, inputs: bool = False) -> Iterator[Ca
     kind = "forward_pre" if inputs else "forward"
     with hooks((layer, kind, make(i)) for i, layer in enumerate(layers)):
         yield captured
-        captured.tensors = [t for layer_tensors in captured.per_layer for t in layer_tensors]
 
 
 @contextmanager

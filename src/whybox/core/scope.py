@@ -58,7 +58,7 @@ class LayerSite:
         ``tap``: the gradient is then taken with respect to the substituted values.
         """
         values = [v.detach().requires_grad_(True) for v in values]
-        captured = Captured(tensors=list(values))
+        captured = Captured(explicit=list(values))
         offsets = [sum(layout[:i]) for i in range(len(layout) + 1)]
 
         def make(position: int) -> Callable:

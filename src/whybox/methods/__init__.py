@@ -4,6 +4,7 @@ from .base import Method
 from .gradient import InputXGradient, Saliency
 from .gradient_shap import GradientShap
 from .integrated_gradients import IntegratedGradients
+from .layer import GradCam, InternalInfluence, LayerActivation, LayerConductance
 from .noise_tunnel import NoiseTunnel
 
 __all__ = [
@@ -13,4 +14,8 @@ __all__ = [
     "IntegratedGradients",
     "NoiseTunnel",
     "GradientShap",
+    "LayerActivation",
+    "GradCam",
+    "InternalInfluence",
+    "LayerConductance",
 ]
