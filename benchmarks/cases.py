@@ -9,6 +9,7 @@ difference in time or memory is the library's.
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,9 @@ from torch import Tensor
 from models import Workload, build_workload
 
 __all__ = ["Case", "CASES", "LIBRARIES", "library", "make_call", "probe_calls", "equal_batch_rows"]
+
+# Captum warns on every call that it set requires_grad on the inputs.
+warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
 
 LIBRARIES = {"whybox": "whybox.attr", "captum": "captum.attr"}
 
@@ -233,32 +237,19 @@ CASES: dict[str, Case] = {
             _batch,
             _guided_backprop,
         ),
-        Case(
-            "deconvolution", _fixed("Deconvolution"), ("Deconvolution",), _batch, _deconvolution
-        ),
+        Case("deconvolution", _fixed("Deconvolution"), ("Deconvolution",), _batch, _deconvolution),
     ]
 }
 
 
-def make_call(
-    workload: Workload | str, key: str, lib: str, device: str = "cpu"
-) -> Callable[[], Tensor]:
+def make_call(workload: Workload, key: str, lib: str) -> Callable[[], Tensor]:
     """The call of case ``key`` on ``workload`` with library ``lib``, returning attributions."""
-    if isinstance(workload, str):
-        workload = build_workload(workload, device=device)
     call = CASES[key].build(library(lib), workload)
     return lambda: _first(call())
 
 
 def probe_calls(
-    workload_name: str, key: str, lib: str, device: str = "cpu"
-) -> tuple[Callable[[], Any], Callable[[], Tensor]]:
-    """``(warm, call)`` for the memory probe: a one-row forward+backward, then the call."""
-    from _harness import bare_step
-
-    workload = build_workload(workload_name, device=device)
-
-    def warm() -> None:
-        bare_step(workload.model, workload.inputs[:1], workload.target[:1])
-
-    return warm, make_call(workload, key, lib)
+    workload_name: str, key: str, lib: str, device: str = "cpu", batch: int | None = None
+) -> Callable[[], Tensor]:
+    """The call of case ``key`` on a freshly built workload (for the memory probe)."""
+    return make_call(build_workload(workload_name, device=device, batch=batch), key, lib)

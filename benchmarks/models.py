@@ -132,9 +132,12 @@ WORKLOADS: dict[str, tuple[type[nn.Module], tuple[int, ...], int, int]] = {
 }
 
 
-def build_workload(name: str, *, device: str = "cpu", seed: int = 0) -> Workload:
-    """The seeded model and tensors of workload ``name``."""
-    model_cls, shape, batch, n_refs = WORKLOADS[name]
+def build_workload(
+    name: str, *, device: str = "cpu", seed: int = 0, batch: int | None = None
+) -> Workload:
+    """The seeded model and tensors of workload ``name`` (``batch`` overrides its size)."""
+    model_cls, shape, default_batch, n_refs = WORKLOADS[name]
+    batch = batch or default_batch
     torch.manual_seed(seed)
     model = model_cls().eval().to(device)
     generator = torch.Generator().manual_seed(seed + 1)

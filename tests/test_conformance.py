@@ -23,18 +23,38 @@ def _refs(x):
     return torch.randn((4,) + tuple(x.shape[1:]))
 
 
-# name -> (factory(model) -> method, extra attribute kwargs given inputs)
+def _layer(cls, **options):
+    return lambda model: cls(model, _conv2(model), **options)
+
+
+def _conv2(model):
+    return model.inner.conv2 if isinstance(model, Exploding) else model.conv2
+
+
+# name -> (factory(model) -> method, extra attribute kwargs given inputs, output kind)
+# output kind: "input" (shaped like the inputs), "layer" (like conv2's output (N, 8, 6, 6)),
+# "map" (a one-channel layer map (N, 1, 6, 6))
 SPECS = {
-    "saliency": (methods.Saliency, lambda x: {}),
-    "input_x_gradient": (methods.InputXGradient, lambda x: {}),
-    "integrated_gradients": (methods.IntegratedGradients, lambda x: {"n_steps": 7}),
+    "saliency": (methods.Saliency, lambda x: {}, "input"),
+    "input_x_gradient": (methods.InputXGradient, lambda x: {}, "input"),
+    "integrated_gradients": (methods.IntegratedGradients, lambda x: {"n_steps": 7}, "input"),
     "noise_tunnel": (
         lambda m: methods.NoiseTunnel(methods.IntegratedGradients(m)),
         lambda x: {"n_steps": 4, "seed": 0, "stdevs": 0.1},
+        "input",
     ),
-    "gradient_shap": (methods.GradientShap, lambda x: {"baselines": _refs(x), "seed": 0}),
+    "gradient_shap": (
+        methods.GradientShap,
+        lambda x: {"baselines": _refs(x), "seed": 0},
+        "input",
+    ),
+    "layer_activation": (_layer(methods.LayerActivation), lambda x: {}, "layer"),
+    "grad_cam": (_layer(methods.GradCam), lambda x: {}, "map"),
+    "internal_influence": (_layer(methods.InternalInfluence), lambda x: {"n_steps": 5}, "layer"),
+    "layer_conductance": (_layer(methods.LayerConductance), lambda x: {"n_steps": 5}, "layer"),
 }
-
+#: methods whose output does not depend on a target
+NO_TARGET = {"layer_activation"}
 
 for _name, _cls, _kwargs in [
     ("deeplift", "DeepLift", lambda x: {}),
@@ -43,7 +63,7 @@ for _name, _cls, _kwargs in [
     ("deconvolution", "Deconvolution", lambda x: {}),
 ]:
     if hasattr(methods, _cls):
-        SPECS[_name] = (getattr(methods, _cls), _kwargs)
+        SPECS[_name] = (getattr(methods, _cls), _kwargs, "input")
 
 
 class Exploding(nn.Module):
@@ -73,12 +93,25 @@ def _setup(name, training=False):
     torch.manual_seed(0)
     model = ConvNet().train(training)
     x = torch.randn(3, 3, 16, 16)
-    factory, kwargs = SPECS[name]
+    factory, kwargs, _ = SPECS[name]
     return model, x, factory, kwargs(x)
+
+
+def _expected_shape(name, x):
+    kind = SPECS[name][2]
+    if kind == "input":
+        return x.shape
+    return (x.shape[0], 8 if kind == "layer" else 1, 6, 6)
 
 
 def _attr(result):
     return result.attributions
+
+
+def _run(name, method, x, target, **kwargs):
+    if name not in NO_TARGET:
+        kwargs["target"] = target
+    return method.attribute(x, **kwargs)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -89,9 +122,9 @@ def test_shape_chunk_invariance_and_no_side_effects(name, training):
     state = model_state(model)
     method = factory(model)
     target = [0, 3, 9]
-    small = method.attribute(x, target=target, chunk_size=1, **kwargs)
-    large = method.attribute(x, target=target, chunk_size=1000, **kwargs)
-    assert _attr(small).shape == x.shape
+    small = _run(name, method, x, target, chunk_size=1, **kwargs)
+    large = _run(name, method, x, target, chunk_size=1000, **kwargs)
+    assert _attr(small).shape == _expected_shape(name, x)
     assert _attr(small).dtype == x.dtype
     torch.testing.assert_close(_attr(small), _attr(large), atol=1e-5, rtol=1e-4)
     assert torch.equal(x, original) and not x.requires_grad and x.grad is None
@@ -106,9 +139,9 @@ def test_batch_invariance(name):
     if "seed" in kwargs or "baselines" in kwargs and name != "deeplift_shap":
         pytest.skip("random draws depend on the batch layout")
     method = factory(model)
-    whole = _attr(method.attribute(x, target=[1, 2, 3], **kwargs))
+    whole = _attr(_run(name, method, x, [1, 2, 3], **kwargs))
     for i in range(x.shape[0]):
-        single = _attr(method.attribute(x[i : i + 1], target=[1, 2, 3][i], **kwargs))
+        single = _attr(_run(name, method, x[i : i + 1], [1, 2, 3][i], **kwargs))
         torch.testing.assert_close(single[0], whole[i], atol=1e-5, rtol=1e-4)
 
 
@@ -119,7 +152,7 @@ def test_hooks_removed_and_state_kept_after_exception(name):
     state = model_state(wrapped)
     wrapped.armed = True
     with pytest.raises(RuntimeError, match="boom"):
-        factory(wrapped).attribute(x, target=0, **kwargs)
+        _run(name, factory(wrapped), x, 0, **kwargs)
     assert module_hook_count(wrapped) == 0
     wrapped.armed = False
     assert_same_state(wrapped, state)
@@ -127,6 +160,8 @@ def test_hooks_removed_and_state_kept_after_exception(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_wrong_target_index_is_a_clear_error(name):
+    if name in NO_TARGET:
+        pytest.skip("no target")
     model, x, factory, kwargs = _setup(name)
     with pytest.raises(ParameterError, match="'target' parameter of"):
         factory(model).attribute(x, target=12, **kwargs)
@@ -158,7 +193,7 @@ def test_bad_baselines_and_steps_are_clear_errors(name):
         with pytest.raises(ParameterTypeError, match="'n_steps' parameter"):
             method.attribute(x, target=0, **dict(kwargs, n_steps=2.5))
     with pytest.raises(ParameterError, match="'chunk_size' parameter"):
-        method.attribute(x, target=0, **dict(kwargs, chunk_size=0))
+        _run(name, method, x, 0, **dict(kwargs, chunk_size=0))
     assert module_hook_count(model) == 0
 
 

@@ -78,7 +78,7 @@ def test_windows_reproduce_captum_occlusion(shape, window, stride):
     masks = win.masks().to(torch.float64)
     diffs = f(x) - f(x * (1 - masks))  # baseline 0
     ours = (diffs.reshape((-1,) + (1,) * len(shape)) * masks).sum(0) / win.coverage()
-    torch.testing.assert_close(ours.unsqueeze(0), expected)
+    torch.testing.assert_close(ours.unsqueeze(0).float(), expected)
 
 
 def test_window_validation_errors():

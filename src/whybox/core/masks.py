@@ -12,6 +12,7 @@ LIME, KernelSHAP). Conventions:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -594,10 +595,15 @@ def shapley_kernel_weight(n_features: int, sizes: Tensor | int) -> Tensor:
     Tensor, float64, shape of ``sizes``
     """
     m = _check_n_features(n_features, "shapley_kernel_weight")
-    s = torch.as_tensor(sizes, dtype=torch.float64)
-    log_binom = torch.lgamma(torch.tensor(m + 1.0)) - torch.lgamma(s + 1) - torch.lgamma(m - s + 1)
-    weight = (m - 1) / (torch.exp(log_binom) * s * (m - s))
-    return torch.where((s <= 0) | (s >= m), torch.full_like(weight, math.inf), weight)
+    s = torch.as_tensor(sizes).long()
+    if bool(((s < 0) | (s > m)).any()):
+        raise ValueError(
+            f"The 'sizes' parameter of shapley_kernel_weight must lie in [0, {m}]. Got {sizes}."
+        )
+    # Exact integer binomials (float64 lookup table), so weights are exact to rounding.
+    table = [math.inf] + [(m - 1) / (math.comb(m, k) * k * (m - k)) for k in range(1, m)]
+    table.append(math.inf)
+    return torch.tensor(table, dtype=torch.float64)[s.cpu()]
 
 
 class Coalitions(NamedTuple):
@@ -623,11 +629,15 @@ class Coalitions(NamedTuple):
 
 
 def _combinations_mask(m: int, size: int) -> Tensor:
-    """All coalitions of exactly ``size`` features, shape (C(m, size), m), bool."""
-    idx = torch.combinations(torch.arange(m), r=size) if size > 0 else torch.zeros(1, 0)
+    """All coalitions of exactly ``size`` features, shape (C(m, size), m), bool.
+
+    Built from ``itertools.combinations`` (``torch.combinations`` materializes an
+    ``m**size`` grid). Only called for sizes whose count fits the sample budget.
+    """
+    idx = torch.tensor(list(itertools.combinations(range(m), size)), dtype=torch.long)
     out = torch.zeros(idx.shape[0], m, dtype=torch.bool)
     if size > 0:
-        out.scatter_(1, idx.long(), True)
+        out.scatter_(1, idx, True)
     return out
 
 

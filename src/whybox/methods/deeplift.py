@@ -237,7 +237,7 @@ def _rules(eps: float, variant: str) -> tuple[dict[type, Rule], Callable[[], Non
     rules: dict[type, Rule] = {cls: _elementwise_rule(eps) for cls in _ELEMENTWISE}
     rules[nn.Softmax] = _softmax_rule(eps, center=variant == "captum")
     for cls, (pool, unpool) in _POOLS.items():
-        rules[cls] = _pool_rule(pool, unpool, eps, captum=True)
+        rules[cls] = _pool_rule(pool, unpool, eps, captum=variant == "captum")
     if variant == "captum":
         return _captum_adjacency(rules)
     return rules, lambda: None

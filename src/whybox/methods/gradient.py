@@ -1,4 +1,4 @@
-"""Single-gradient methods: Saliency and Input x Gradient."""
+"""Single-gradient methods: Saliency and Input x Gradient (input, layer or neuron scope)."""
 
 from __future__ import annotations
 
@@ -16,15 +16,49 @@ from .base import Method
 __all__ = ["Saliency", "InputXGradient"]
 
 
+def _scoped_gradients(method: Method, inputs, target, forward_args, chunk_size, progress, neuron):
+    """Gradients at the inputs, or at the layer when ``layer`` is set (and no neuron).
+
+    Returns ``(call, grads, values, layout)``; ``values`` are what the gradients are with
+    respect to (the inputs, or the layer's activations from the same forward).
+    """
+    site = method._site() if neuron is None else None
+    call = prepare_call(
+        type(method).__name__,
+        method._scoped_model(neuron),
+        inputs,
+        target=target,
+        forward_args=forward_args,
+        chunk_size=chunk_size,
+        show_progress=progress,
+        require_float=site is None,
+    )
+    if site is None:
+        grads, _ = row_gradients(call)
+        return call, grads, call.tensors, None
+    activations: list = []
+    grads, _ = row_gradients(call, tap=site.capture, record=activations)
+    _, layout = site.activations(call, [x[:1] for x in call.tensors])
+    return call, grads, tuple(activations), layout
+
+
 @register("saliency")
 class Saliency(Method):
     """Gradient of the target with respect to the inputs (absolute value by default).
 
-    Simonyan et al., "Deep Inside Convolutional Networks", 2013.
+    Simonyan et al., "Deep Inside Convolutional Networks", 2013. With ``layer`` and a
+    ``neuron`` it is the neuron's gradient (Captum's NeuronGradient with ``abs=False``).
     """
 
-    def __init__(self, model: Any) -> None:
-        super().__init__(model, multiply_by_inputs=False)
+    def __init__(
+        self, model: Any, *, layer: Any = None, attribute_to_layer_input: bool = False
+    ) -> None:
+        super().__init__(
+            model,
+            multiply_by_inputs=False,
+            layer=layer,
+            attribute_to_layer_input=attribute_to_layer_input,
+        )
 
     def attribute(
         self,
@@ -33,10 +67,11 @@ class Saliency(Method):
         target: Any = None,
         forward_args: Any = None,
         abs: bool = True,
+        neuron: Any = None,
         chunk_size: ChunkSize = "auto",
         show_progress: bool = False,
     ) -> Explanation:
-        """Attribute the target to ``inputs``.
+        """Attribute the target (or a neuron) to ``inputs``.
 
         Parameters
         ----------
@@ -45,35 +80,45 @@ class Saliency(Method):
         forward_args : extra model arguments (tensors with batch dimension ``N`` are split
             with the batch)
         abs : return ``|gradient|``
+        neuron : with ``layer``, explain this neuron (see
+            :func:`whybox.core.scope.select_neuron`) instead of the output
         chunk_size : rows per forward/backward (``"auto"`` picks for throughput)
 
         Returns
         -------
         Explanation
-            ``attributions`` shaped like ``inputs``.
+            ``attributions`` shaped like ``inputs`` (like the layer with ``layer`` and no
+            ``neuron``).
         """
-        owner = type(self).__name__
-        check_bool(owner, "abs", abs)
-        call = prepare_call(
-            owner,
-            self.model,
-            inputs,
-            target=target,
-            forward_args=forward_args,
-            chunk_size=chunk_size,
-            show_progress=show_progress,
+        check_bool(type(self).__name__, "abs", abs)
+        call, grads, _, layout = _scoped_gradients(
+            self, inputs, target, forward_args, chunk_size, show_progress, neuron
         )
-        grads, _ = row_gradients(call)
         leaves = tuple(g.abs() for g in grads) if abs else grads
+        if layout is not None:
+            return self._layer_result(call, leaves, layout, parameters={"abs": abs})
         return self._result(call, leaves, parameters={"abs": abs})
 
 
 @register("input_x_gradient")
 class InputXGradient(Method):
-    """Input times the gradient of the target with respect to the input."""
+    """Input times gradient; with ``layer``, activation times the layer's gradient
+    (Captum's LayerGradientXActivation)."""
 
-    def __init__(self, model: Any) -> None:
-        super().__init__(model, multiply_by_inputs=True)
+    def __init__(
+        self,
+        model: Any,
+        *,
+        layer: Any = None,
+        attribute_to_layer_input: bool = False,
+        multiply_by_inputs: bool = True,
+    ) -> None:
+        super().__init__(
+            model,
+            multiply_by_inputs=multiply_by_inputs,
+            layer=layer,
+            attribute_to_layer_input=attribute_to_layer_input,
+        )
 
     def attribute(
         self,
@@ -81,22 +126,23 @@ class InputXGradient(Method):
         *,
         target: Any = None,
         forward_args: Any = None,
+        neuron: Any = None,
         chunk_size: ChunkSize = "auto",
         show_progress: bool = False,
     ) -> Explanation:
-        """Attribute the target to ``inputs`` as ``inputs * d target / d inputs``.
+        """``values * d target / d values`` where values are the inputs (or the layer).
 
-        Shapes as :meth:`Saliency.attribute`.
+        Shapes as :meth:`Saliency.attribute`. ``multiply_by_inputs=False`` returns the
+        gradient alone.
         """
-        call = prepare_call(
-            type(self).__name__,
-            self.model,
-            inputs,
-            target=target,
-            forward_args=forward_args,
-            chunk_size=chunk_size,
-            show_progress=show_progress,
+        self._check_common()
+        call, grads, values, layout = _scoped_gradients(
+            self, inputs, target, forward_args, chunk_size, show_progress, neuron
         )
-        grads, _ = row_gradients(call)
-        leaves = tuple(x * g for x, g in zip(call.tensors, grads))
+        if self.multiply_by_inputs:
+            leaves = tuple(v * g for v, g in zip(values, grads))
+        else:
+            leaves = grads
+        if layout is not None:
+            return self._layer_result(call, leaves, layout)
         return self._result(call, leaves)

@@ -17,7 +17,7 @@ from whybox.core.inputs import prepare_baselines
 from whybox.core.paths import path_plan_tensors
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.validation import check_bool, fail
+from whybox.core.validation import check_bool, check_int, fail
 
 from .base import Method
 
@@ -46,11 +46,10 @@ class LayerActivation(_LayerMethod):
         inputs: Any,
         *,
         forward_args: Any = None,
-        target: Any = None,
         chunk_size: ChunkSize = "auto",
         show_progress: bool = False,
     ) -> Explanation:
-        """Activations of the layer, shape ``(N, ...)`` per layer tensor (``target`` unused)."""
+        """Activations of the layer, shape ``(N, ...)`` per layer tensor."""
         site = self._required_site()
         call = prepare_call(
             type(self).__name__,
@@ -192,6 +191,7 @@ class LayerConductance(_LayerMethod):
             self, inputs, baselines, target, forward_args, chunk_size, show_progress
         )
         check_bool(owner, "return_delta", return_delta)
+        check_int(owner, "n_steps", n_steps, minimum=1)
         x0 = call.tensors[0]
         alphas, _ = path_plan_tensors(
             rule, n_steps + 1, dtype=x0.dtype, device=x0.device, owner=owner

@@ -1,0 +1,312 @@
+"""Time whybox against Captum on the gradient family; the one benchmark command.
+
+    .venv/bin/python benchmarks/run.py            # full run, writes benchmarks/results.md
+    .venv/bin/python benchmarks/run.py --quick    # smoke run (< 60 s), results-quick.md
+
+Both libraries run the same calls on the same models and inputs in this process, with torch's
+thread count fixed (``--threads``, default 1). Each row reports median wall times, their
+ratio, the bare cost of the same number of forward+backward rows at the best chunk size,
+the peak memory of one call of each library, and whether the two outputs agree.
+Goals: whybox <= 1.15x the bare cost, and never slower than Captum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from _harness import (
+    BareCost,
+    MemoryProbe,
+    compare,
+    configure_threads,
+    cuda_peak_mb,
+    environment,
+    interleaved_times,
+    set_clock,
+)
+from cases import CASES, library, make_call, probe_calls
+from models import WORKLOADS, build_workload
+
+HERE = Path(__file__).resolve().parent
+BARE_GOAL = 1.15
+CAPTUM_GOAL = 1.0
+# --quick: every case, on the two small workloads, the CNN with a smaller batch.
+QUICK_WORKLOADS = {"cnn32": 4, "mlp12": None}
+
+
+@dataclass
+class Row:
+    workload: str
+    method: str
+    whybox_s: float | None
+    captum_s: float | None
+    bare_s: float
+    bare_chunk: int
+    rows: int
+    whybox_mb: float | str | None
+    captum_mb: float | str | None
+    equal: str
+    rounds: int
+
+    @property
+    def vs_captum(self) -> float | None:
+        if self.whybox_s is None or self.captum_s is None:
+            return None
+        return self.whybox_s / self.captum_s
+
+    @property
+    def vs_bare(self) -> float | None:
+        return None if self.whybox_s is None else self.whybox_s / self.bare_s
+
+    @property
+    def captum_vs_bare(self) -> float | None:
+        return None if self.captum_s is None else self.captum_s / self.bare_s
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 0.01:
+        return f"{value:.5f}"
+    if value < 1:
+        return f"{value:.4f}"
+    return f"{value:.3f}"
+
+
+def _ratio(value: float | None, goal: float | None = None) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.2f}"
+    return f"**{text}**" if goal is not None and value > goal else text
+
+
+def _mb(value: float | str | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return "error"
+    return f"{value:.1f}"
+
+
+COLUMNS = (
+    "workload",
+    "method",
+    "whybox s",
+    "Captum s",
+    "whybox/Captum",
+    "bare s (chunk)",
+    "whybox/bare",
+    "Captum/bare",
+    "whybox peak MB",
+    "Captum peak MB",
+    "outputs match",
+)
+
+
+def table(rows: list[Row]) -> str:
+    """The results as a markdown table; ratios that miss a goal are in bold."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        cells = (
+            row.workload,
+            row.method,
+            _seconds(row.whybox_s),
+            _seconds(row.captum_s),
+            _ratio(row.vs_captum, CAPTUM_GOAL),
+            f"{_seconds(row.bare_s)} ({row.bare_chunk})",
+            _ratio(row.vs_bare, BARE_GOAL),
+            _ratio(row.captum_vs_bare),
+            _mb(row.whybox_mb),
+            _mb(row.captum_mb),
+            row.equal,
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def misses(rows: list[Row]) -> list[str]:
+    """One line per goal missed."""
+    found = []
+    for row in rows:
+        where = f"{row.workload} / {row.method}"
+        if row.vs_bare is not None and row.vs_bare > BARE_GOAL:
+            found.append(f"{where}: whybox is {row.vs_bare:.2f}x the bare cost")
+        if row.vs_captum is not None and row.vs_captum > CAPTUM_GOAL:
+            found.append(f"{where}: whybox is {row.vs_captum:.2f}x Captum's time")
+        if not row.equal.startswith("yes") and row.equal != "-":
+            found.append(f"{where}: outputs differ ({row.equal})")
+    return found
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fast smoke run (< 60 s)")
+    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), help="subset")
+    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), help="subset of methods")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--repeats", type=int, help="timed calls per library (default 7)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        help="seconds of timed calls per case; slow cases get fewer repeats (default 40)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        help="cpu: process CPU time (default with 1 thread: robust on a shared machine); "
+        "wall: elapsed time (default with more threads)",
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--output", type=Path, help="markdown file to write")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.workloads = args.workloads or list(QUICK_WORKLOADS)
+    args.workloads = args.workloads or list(WORKLOADS)
+    args.cases = args.cases or list(CASES)
+    args.repeats = args.repeats or (3 if args.quick else 7)
+    args.min_repeats = 1 if args.quick else 3
+    args.budget = args.budget if args.budget is not None else (1.0 if args.quick else 40.0)
+    args.clock = args.clock or ("cpu" if args.threads == 1 and args.device == "cpu" else "wall")
+    args.output = args.output or HERE / ("results-quick.md" if args.quick else "results.md")
+    return args
+
+
+def measure_case(args, workload, bare, key, probe) -> Row | None:
+    case = CASES[key]
+    libraries = {name: library(name) for name in ("whybox", "captum")}
+    if not case.available(libraries["whybox"]):
+        return None
+    present = [name for name, attr in libraries.items() if case.available(attr)]
+    calls = {name: make_call(workload, key, name) for name in present}
+    times, outputs = interleaved_times(
+        calls,
+        repeats=args.repeats,
+        min_repeats=args.min_repeats,
+        budget_s=args.budget,
+        device=args.device,
+    )
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    equal = compare(outputs["whybox"], outputs["captum"]) if "captum" in outputs else "-"
+    n_rows = case.rows(workload)
+    bare_s, chunk = bare.cost(n_rows)
+    peaks: dict[str, float | str | None] = {}
+    for name in present:
+        if args.no_memory:
+            peaks[name] = None
+        elif args.device.startswith("cuda"):
+            peaks[name] = cuda_peak_mb(
+                probe_calls(workload.name, key, name, args.device, workload.batch)
+            )
+        else:
+            peaks[name] = probe.peak_mb(
+                "cases", "probe_calls", workload.name, key, name, args.device, workload.batch
+            )
+            if isinstance(peaks[name], str):
+                print(f"  memory probe failed: {peaks[name]}", file=sys.stderr)
+    return Row(
+        workload=workload.name,
+        method=case.label(workload),
+        whybox_s=medians["whybox"],
+        captum_s=medians.get("captum"),
+        bare_s=bare_s,
+        bare_chunk=chunk,
+        rows=n_rows,
+        whybox_mb=peaks.get("whybox"),
+        captum_mb=peaks.get("captum"),
+        equal=equal,
+        rounds=len(times["whybox"]),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_threads(args.threads)
+    set_clock(args.clock)
+    started = time.perf_counter()
+    probe = None
+    if not args.no_memory and not args.device.startswith("cuda"):
+        preload = ["torch", "numpy", "captum.attr", "whybox.attr", "models", "cases", "_harness"]
+        probe = MemoryProbe(preload, args.threads)
+    env = environment()
+    env["clock"] = args.clock
+    print("  ".join(f"{k}: {v}" for k, v in env.items()), file=sys.stderr)
+    rows: list[Row] = []
+    skipped: list[str] = []
+    described: list[str] = []
+    for name in args.workloads:
+        batch = QUICK_WORKLOADS.get(name) if args.quick else None
+        workload = build_workload(name, device=args.device, batch=batch)
+        described.append(workload.describe())
+        print(workload.describe(), file=sys.stderr)
+        bare = BareCost(
+            workload.model,
+            workload.inputs,
+            workload.target,
+            device=args.device,
+            repeats=max(args.repeats, 3),
+        )
+        for key in args.cases:
+            row = measure_case(args, workload, bare, key, probe)
+            if row is None:
+                if key not in skipped:
+                    skipped.append(key)
+                continue
+            rows.append(row)
+            print(
+                f"  {row.method}: whybox {_seconds(row.whybox_s)} s, Captum "
+                f"{_seconds(row.captum_s)} s, bare {_seconds(row.bare_s)} s "
+                f"({row.bare_chunk}-row chunks), peak MB {_mb(row.whybox_mb)} / "
+                f"{_mb(row.captum_mb)}, match {row.equal}, {row.rounds} rounds",
+                file=sys.stderr,
+            )
+    elapsed = time.perf_counter() - started
+    result = table(rows)
+    print(result)
+    report = render(args, env, described, result, misses(rows), skipped, elapsed)
+    args.output.write_text(report)
+    print(f"\nwrote {args.output} ({elapsed:.0f} s)", file=sys.stderr)
+    return 0
+
+
+def render(args, env, described, result, missed, skipped, elapsed) -> str:
+    """The markdown report written to ``--output``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = "python benchmarks/run.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    lines = [
+        "# whybox vs Captum: gradient family",
+        "",
+        f"Generated {stamp} by `{command}` in {elapsed:.0f} s.",
+        "",
+        *(f"- {key}: {value}" for key, value in env.items()),
+        f"- device: {args.device}; timed rounds per case: {args.min_repeats} to {args.repeats} "
+        f"(median; fewer for slow cases, budget {args.budget:g} s), interleaved, after one "
+        "warm-up call each",
+        "- bare: the same number of rows through forward+backward (`autograd.grad` of the "
+        "selected outputs w.r.t. the input) at the best chunk size (in parentheses)",
+        "- peak MB: peak RSS growth of one call in a fresh forked process (CUDA: "
+        "`max_memory_allocated` growth)",
+        f"- goals: whybox/bare <= {BARE_GOAL}, whybox/Captum <= {CAPTUM_GOAL} (misses in bold)",
+        "",
+        "Workloads:",
+        "",
+        *(f"- {text}" for text in described),
+        "",
+        result,
+        "",
+    ]
+    if skipped:
+        lines += [f"Skipped (not in whybox.attr yet): {', '.join(skipped)}.", ""]
+    lines += ["Goals missed:", ""]
+    lines += [f"- {text}" for text in missed] if missed else ["- none"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
