@@ -326,3 +326,13 @@ def test_kernel_shap_size_distribution_follows_kernel():
     for s in left:
         share = w[small == s].sum().item() / w.sum().item()
         assert share == pytest.approx(mass[s] / total, abs=0.05)
+
+
+def test_missing_skimage_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "skimage", None)
+    monkeypatch.setitem(sys.modules, "skimage.segmentation", None)
+    with pytest.raises(ImportError, match=r"whybox\[image\]"):
+        superpixels(torch.zeros(3, 4, 4), "slic")
+    assert superpixels(torch.zeros(3, 4, 4), "grid", cell=2).max() == 3  # grid needs no skimage

@@ -463,3 +463,12 @@ def test_default_perturb_func_is_bernoulli_half_and_seeded():
         [default_perturb_func(x, num_interp_features=20, generator=g2) for _ in range(50)]
     )
     assert torch.equal(draws, again)
+
+
+def test_missing_sklearn_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.linear_model", None)
+    with pytest.raises(ImportError, match=r"whybox\[sklearn\]"):
+        SkLearnLasso(alpha=0.08).fit_tensors(torch.randn(4, 2), torch.randn(4))

@@ -8,6 +8,20 @@ engine. Importing this module does not import matplotlib.
 from . import visualization  # noqa: F401  (captum.attr.visualization is an attribute)
 from ._base import Attribution, GradientAttribution, PerturbationAttribution
 from ._gradient import GradientShap, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
+from ._layer import (
+    InternalInfluence,
+    LayerActivation,
+    LayerAttribution,
+    LayerConductance,
+    LayerGradCam,
+    LayerGradientXActivation,
+    LayerIntegratedGradients,
+    NeuronAttribution,
+    NeuronGradient,
+    NeuronGradientShap,
+    NeuronIntegratedGradients,
+    TokenReferenceBase,
+)
 
 __all__ = [
     "Attribution",
@@ -18,4 +32,17 @@ __all__ = [
     "IntegratedGradients",
     "NoiseTunnel",
     "GradientShap",
+    "LayerAttribution",
+    "NeuronAttribution",
+    "LayerIntegratedGradients",
+    "LayerConductance",
+    "InternalInfluence",
+    "LayerActivation",
+    "LayerGradientXActivation",
+    "LayerGradCam",
+    "NeuronGradient",
+    "NeuronIntegratedGradients",
+    "NeuronGradientShap",
+    "TokenReferenceBase",
+    "visualization",
 ]

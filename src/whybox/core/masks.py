@@ -275,7 +275,7 @@ def grid_superpixels(
 def _import_skimage_segmentation() -> Any:
     try:
         import skimage.segmentation
-    except ImportError as err:  # pragma: no cover - depends on the environment
+    except ImportError as err:
         raise ImportError(
             "superpixels(method='slic' or 'quickshift') needs scikit-image. Install it with "
             "`pip install whybox[image]` (or `pip install scikit-image`), or use "

@@ -25,7 +25,7 @@ from .forward import RowBatch
 from .hooks import Captured, capture, hooks
 from .validation import fail
 
-__all__ = ["LayerSite", "neuron_forward", "select_neuron"]
+__all__ = ["LayerSite", "neuron_forward", "neuron_model", "NeuronModel", "select_neuron"]
 
 
 @dataclass(frozen=True)
@@ -203,3 +203,40 @@ def neuron_forward(
 
 def _first(output: Any) -> Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
+
+
+class NeuronModel(nn.Module):
+    """A model whose output is one neuron of ``layer`` (shape ``(N,)``).
+
+    Wrapping keeps the original model as a submodule, so methods that hook nonlinearities
+    (DeepLift, guided backprop) still see them; the wrapper adds no parameters or hooks of
+    its own until called, and the model stops right after ``layer``.
+    """
+
+    def __init__(
+        self, model: nn.Module, layer: nn.Module, selector: Any, *, to_input: bool, owner: str
+    ):
+        super().__init__()
+        self.model = model
+        self._forward = neuron_forward(model, layer, selector, to_input=to_input, owner=owner)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        return self._forward(*args, **kwargs)
+
+
+def neuron_model(
+    model: Any,
+    layer: nn.Module,
+    selector: Any,
+    *,
+    to_input: bool = False,
+    owner: str = "neuron_model",
+) -> Any:
+    """Neuron scope for any method: ``method(neuron_model(model, layer, selector))`` explains
+    the selected neuron (index tuple, tuple with slices, or callable) instead of the output.
+    """
+    if not isinstance(layer, nn.Module):
+        fail(owner, "layer", "an nn.Module of the model", layer)
+    if isinstance(model, nn.Module):
+        return NeuronModel(model, layer, selector, to_input=to_input, owner=owner)
+    return neuron_forward(model, layer, selector, to_input=to_input, owner=owner)

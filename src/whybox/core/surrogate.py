@@ -584,7 +584,7 @@ def _import_sklearn() -> Any:
     try:
         import sklearn
         import sklearn.linear_model  # noqa: F401 - make the submodule attribute available
-    except ImportError as err:  # pragma: no cover - depends on the environment
+    except ImportError as err:
         raise ImportError(
             "The sklearn surrogate models need scikit-learn. Install it with "
             "`pip install whybox[sklearn]` (or `pip install scikit-learn`), or use the "

@@ -57,9 +57,9 @@ class Method:
             from whybox.core.validation import fail
 
             fail(owner, "layer", "one nn.Module when a neuron is selected", self.layer)
-        from whybox.core.scope import neuron_forward
+        from whybox.core.scope import neuron_model
 
-        return neuron_forward(
+        return neuron_model(
             self.model, self.layer, neuron, to_input=self.attribute_to_layer_input, owner=owner
         )
 
