@@ -5,6 +5,10 @@ import torch
 
 from _support import ConvNet, EmbeddingNet, MultiInputNet
 
+# One thread per test worker: the suite runs 2 workers on 2 cores, and oversubscribed
+# threads make small ops ~100x slower.
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def conv_net():

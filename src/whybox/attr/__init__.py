@@ -7,6 +7,7 @@ engine. Importing this module does not import matplotlib.
 
 from . import visualization  # noqa: F401  (captum.attr.visualization is an attribute)
 from ._base import Attribution, GradientAttribution, PerturbationAttribution
+from ._deeplift import Deconvolution, DeepLift, DeepLiftShap, GuidedBackprop
 from ._gradient import GradientShap, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 from ._layer import (
     InternalInfluence,
@@ -32,6 +33,10 @@ __all__ = [
     "IntegratedGradients",
     "NoiseTunnel",
     "GradientShap",
+    "DeepLift",
+    "DeepLiftShap",
+    "GuidedBackprop",
+    "Deconvolution",
     "LayerAttribution",
     "NeuronAttribution",
     "LayerIntegratedGradients",

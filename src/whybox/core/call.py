@@ -150,6 +150,8 @@ def repeat_rows(call: Call, n_repeats: int) -> tuple[Any, Any, Tensor]:
     if call.target.kind == "per_example":
         target = call.target.per_example.index_select(0, example_index.to("cpu"))
         target = [tuple(row) if len(row) > 1 else row[0] for row in target.tolist()]
+    elif call.target.kind == "per_example_callable":
+        target = call.target.repeat_for(example_index.to("cpu"))
     extra = call.extra.select(example_index)
     forward_args = None
     if extra.args or extra.kwargs:

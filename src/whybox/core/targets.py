@@ -7,7 +7,9 @@ Accepted forms (Captum's plus callables):
 * ``int`` or a one-element tensor -- the same output index for every example;
 * ``tuple`` of ints -- an index into outputs with more than two dimensions;
 * ``list`` of ints / tuples, or a 1-D tensor of length ``N`` -- one target per example;
-* a callable ``f(output) -> Tensor[N]`` -- anything else (pytorch-grad-cam style).
+* a callable ``f(output) -> Tensor[N]`` -- anything else;
+* a ``list`` of ``N`` callables, one per example, each ``f(row_output) -> scalar`` on that
+  example's output row (pytorch-grad-cam's ``targets=[ClassifierOutputTarget(k), ...]``).
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ __all__ = ["Target", "prepare_target"]
 class Target:
     """A normalised target. ``select(output, example_index)`` returns one scalar per row."""
 
-    kind: str  # "none" | "index" | "per_example" | "callable"
+    kind: str  # "none" | "index" | "per_example" | "callable" | "per_example_callable"
     index: tuple = ()  # for "index": the shared index tuple
     per_example: Tensor | None = None  # (N, k) long, for "per_example"
     function: Callable[[Tensor], Tensor] | None = None
     owner: str = "attribute"
     raw: Any = None  # what the caller passed, kept for results
+    functions: tuple = ()  # for "per_example_callable": one callable per example
 
     def select(self, output: Tensor, example_index: Tensor | None = None) -> Tensor:
         """Scalar per row of ``output`` (rows belong to examples ``example_index``).
@@ -61,6 +64,8 @@ class Target:
                     selected,
                 )
             return selected.reshape(-1)
+        if self.kind == "per_example_callable":
+            return self._select_per_example_callable(output, example_index)
         if self.kind == "none":
             if output.dim() == 0:
                 return output
@@ -139,8 +144,35 @@ class Target:
                     self.raw,
                 )
 
+    def _select_per_example_callable(self, output: Tensor, example_index: Tensor | None) -> Tensor:
+        # one call per row, as pytorch-grad-cam does: each callable sees its example's row
+        rows = output.shape[0] if output.dim() else 0
+        examples = range(rows) if example_index is None else example_index.tolist()
+        if rows == 0 or len(examples) != rows:
+            fail(
+                self.owner,
+                "target",
+                "a single callable for a model that returns one value per batch",
+                f"a list of {len(self.functions)} callables",
+                raw=True,
+            )
+        values = []
+        for row, example in enumerate(examples):
+            value = self.functions[example](output[row])
+            if not isinstance(value, Tensor) or value.numel() != 1:
+                fail(
+                    self.owner,
+                    "target",
+                    "a list of callables each returning one value for its example's output row",
+                    value,
+                )
+            values.append(value.reshape(()))
+        return torch.stack(values)
+
     def repeat_for(self, example_index: Tensor) -> Any:
         """The target in Captum's own form for rows ``example_index`` (used by wrappers)."""
+        if self.kind == "per_example_callable":
+            return [self.functions[i] for i in example_index.tolist()]
         if self.kind == "per_example":
             return self.per_example.index_select(0, example_index).squeeze(-1)
         return self.raw
@@ -193,6 +225,8 @@ def prepare_target(target: Any, batch_size: int, *, owner: str) -> Target:
                 f"a list of length {len(target)}",
                 raw=True,
             )
+        if all(callable(item) and not isinstance(item, Tensor) for item in target):
+            return Target("per_example_callable", functions=tuple(target), owner=owner, raw=target)
         rows = [_as_index_tuple(item) for item in target]
         if any(row is None for row in rows) or len({len(row) for row in rows}) > 1:
             fail(owner, "target", "a list of ints or of equal-length int tuples", target)
@@ -205,7 +239,7 @@ def prepare_target(target: Any, batch_size: int, *, owner: str) -> Target:
     fail(
         owner,
         "target",
-        "None, an int, a tuple of ints, a list, an integer tensor or a callable",
+        "None, an int, a tuple of ints, a list, an integer tensor, a callable or a list of callables",
         target,
         type_error=True,
     )

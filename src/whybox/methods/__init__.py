@@ -1,8 +1,10 @@
 """Native attribution methods; importing this package registers them all."""
 
 from .base import Method
+from .deeplift import DeepLift, DeepLiftShap
 from .gradient import InputXGradient, Saliency
 from .gradient_shap import GradientShap
+from .guided import Deconvolution, GuidedBackprop
 from .integrated_gradients import IntegratedGradients
 from .layer import GradCam, InternalInfluence, LayerActivation, LayerConductance
 from .noise_tunnel import NoiseTunnel
@@ -18,4 +20,8 @@ __all__ = [
     "GradCam",
     "InternalInfluence",
     "LayerConductance",
+    "DeepLift",
+    "DeepLiftShap",
+    "GuidedBackprop",
+    "Deconvolution",
 ]

@@ -53,10 +53,11 @@ _ELEMENTWISE: tuple[type[nn.Module], ...] = (
     nn.Tanh,
     nn.Softplus,
 )
-_POOLS: dict[type[nn.Module], tuple[Callable[..., Any], Callable[..., Any]]] = {
-    nn.MaxPool1d: (F.max_pool1d, F.max_unpool1d),
-    nn.MaxPool2d: (F.max_pool2d, F.max_unpool2d),
-    nn.MaxPool3d: (F.max_pool3d, F.max_unpool3d),
+# type -> (pool, Captum's unpool, number of pooled dimensions)
+_POOLS: dict[type[nn.Module], tuple[Callable[..., Any], Callable[..., Any], int]] = {
+    nn.MaxPool1d: (F.max_pool1d, F.max_unpool1d, 1),
+    nn.MaxPool2d: (F.max_pool2d, F.max_unpool2d, 2),
+    nn.MaxPool3d: (F.max_pool3d, F.max_unpool3d, 3),
 }
 #: Module types whose backward DeepLift replaces.
 SUPPORTED_NONLINEARITIES: tuple[type[nn.Module], ...] = _ELEMENTWISE + (nn.Softmax,) + tuple(_POOLS)
@@ -122,14 +123,14 @@ class _SoftmaxRescale(torch.autograd.Function):
     """Value of softmax; backward = Rescale multiplier per element, optionally centred."""
 
     @staticmethod
-    def forward(ctx, x, out, ratio, small, dim, center):  # noqa: ANN001 - autograd signature
+    def forward(ctx, x, out, ratio, small, dim, center):
         ctx.save_for_backward(out, ratio, small)
         ctx.dim = dim
         ctx.center = center
         return out.clone()
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001
+    def backward(ctx, grad):
         out, ratio, small = ctx.saved_tensors
         # Softmax's exact vector-Jacobian product where the input did not move.
         local = out * (grad - (grad * out).sum(ctx.dim, keepdim=True))
@@ -152,15 +153,17 @@ def _softmax_rule(eps: float, center: bool) -> Callable[[nn.Module, Tensor, Tens
     return rule
 
 
-def _scatter_to_input(values: Tensor, indices: Tensor, shape: torch.Size) -> Tensor:
-    """Add pooled ``values`` back at the input positions ``indices`` (flat per channel plane).
+def _scatter_to_input(values: Tensor, indices: Tensor, shape: torch.Size, n_spatial: int) -> Tensor:
+    """Add pooled ``values`` back at the input positions ``indices``.
 
-    Unlike ``max_unpool`` this *adds* when overlapping windows share an argmax, which is what
-    the chain rule (and completeness) requires.
+    ``indices`` are flat positions within each plane of the last ``n_spatial`` dimensions (as
+    ``max_pool*d(return_indices=True)`` gives them). Unlike ``max_unpool`` this *adds* when
+    overlapping windows share an argmax, which is what the chain rule (and completeness)
+    requires.
     """
-    rows, channels = values.shape[:2]
-    flat = values.new_zeros(rows, channels, int(torch.Size(shape[2:]).numel()))
-    flat.scatter_add_(2, indices.flatten(2), values.flatten(2))
+    planes = values.shape[:-n_spatial].numel()
+    flat = values.new_zeros(planes, torch.Size(shape[-n_spatial:]).numel())
+    flat.scatter_add_(1, indices.reshape(planes, -1), values.reshape(planes, -1))
     return flat.view(shape)
 
 
@@ -174,14 +177,15 @@ class _MaxPoolRescale(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, out, indices, eps, unpool):  # noqa: ANN001
+    def forward(ctx, x, out, indices, n_spatial, eps, unpool):
         ctx.save_for_backward(x, out, indices)
+        ctx.n_spatial = n_spatial
         ctx.eps = eps
         ctx.unpool = unpool
         return out.clone()
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001
+    def backward(ctx, grad):
         x, out, indices = ctx.saved_tensors
         x_in, x_ref = x.chunk(2)
         out_in, out_ref = out.chunk(2)
@@ -189,7 +193,7 @@ class _MaxPoolRescale(torch.autograd.Function):
         top = torch.max(out_in, out_ref)
         carried = torch.cat([grad_in * (top - out_ref), grad_ref * (out_in - top)])
         if ctx.unpool is None:
-            spread = _scatter_to_input(carried, indices, x.shape)
+            spread = _scatter_to_input(carried, indices, x.shape, ctx.n_spatial)
         else:  # Captum 0.9: max_unpool keeps ONE of the values sharing an argmax
             spread = ctx.unpool(carried, indices, x.shape)
         spread_in, spread_ref = spread.chunk(2)
@@ -197,12 +201,12 @@ class _MaxPoolRescale(torch.autograd.Function):
         small = dx.abs() < ctx.eps
         multiplier = (spread_in + spread_ref) / torch.where(small, torch.ones_like(dx), dx)
         # Where the input did not move: the ordinary max-pool gradient of each row.
-        local = _scatter_to_input(grad, indices, x.shape)
-        return torch.where(_twice(small), local, _twice(multiplier)), None, None, None, None
+        local = _scatter_to_input(grad, indices, x.shape, ctx.n_spatial)
+        return torch.where(_twice(small), local, _twice(multiplier)), None, None, None, None, None
 
 
 def _pool_rule(
-    pool: Callable[..., Any], unpool: Callable[..., Any], eps: float, captum: bool
+    pool: Callable[..., Any], unpool: Callable[..., Any], n_spatial: int, eps: float, captum: bool
 ) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
     def rule(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
         _halves(x, module)
@@ -223,7 +227,7 @@ def _pool_rule(
             )
 
         return _MaxPoolRescale.apply(
-            x, out.detach(), indices, eps, unpool_like_captum if captum else None
+            x, out.detach(), indices, n_spatial, eps, unpool_like_captum if captum else None
         )
 
     return rule
@@ -236,8 +240,8 @@ def _rules(eps: float, variant: str) -> tuple[dict[type, Rule], Callable[[], Non
     """The rule of every supported module type, and a reset to call before each forward."""
     rules: dict[type, Rule] = {cls: _elementwise_rule(eps) for cls in _ELEMENTWISE}
     rules[nn.Softmax] = _softmax_rule(eps, center=variant == "captum")
-    for cls, (pool, unpool) in _POOLS.items():
-        rules[cls] = _pool_rule(pool, unpool, eps, captum=variant == "captum")
+    for cls, (pool, unpool, n_spatial) in _POOLS.items():
+        rules[cls] = _pool_rule(pool, unpool, n_spatial, eps, captum=variant == "captum")
     if variant == "captum":
         return _captum_adjacency(rules)
     return rules, lambda: None

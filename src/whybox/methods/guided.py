@@ -36,12 +36,12 @@ class _GuidedRelu(torch.autograd.Function):
     """Value of ReLU; backward passes positive gradients through active units only."""
 
     @staticmethod
-    def forward(ctx, x, out):  # noqa: ANN001 - autograd signature
+    def forward(ctx, x, out):
         ctx.save_for_backward(x)
         return out.clone()
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001
+    def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         return grad.clamp_min(0) * (x > 0).to(grad.dtype), None
 
@@ -50,11 +50,11 @@ class _DeconvRelu(torch.autograd.Function):
     """Value of ReLU; backward is ReLU applied to the incoming gradient."""
 
     @staticmethod
-    def forward(ctx, x, out):  # noqa: ANN001
+    def forward(ctx, x, out):
         return out.clone()
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001
+    def backward(ctx, grad):
         return grad.clamp_min(0), None
 
 

@@ -1,0 +1,312 @@
+"""Shared machinery of the perturbation family (ablation, occlusion, Shapley, LIME).
+
+Every perturbation method is the same loop: a list of *items* (one perturbation of every
+example of the batch, i.e. ``N`` rows each), rows built lazily per chunk from compact
+masks, one scalar per row from the ONE evaluator (:func:`whybox.core.forward.evaluate`),
+and the method's own maths on the resulting ``(n_items, N)`` table of outputs.
+
+Conventions used here:
+
+* A *coalition* is a boolean row over the ``M`` interpretable features: ``True`` keeps the
+  input's value, ``False`` puts the baseline in.
+* Feature masks are stored flat, ``(Nm, D)`` per input with ``Nm`` in ``{1, N}`` and
+  ``D`` the number of elements of one example, so building a chunk of rows is a gather
+  ``coalitions[:, mask]`` plus a ``torch.where`` -- never a Python loop over features.
+* Models returning one scalar per *batch* ("aggregate" outputs, e.g. a loss) get one
+  whole perturbed batch per forward: a perturbation's rows are never split.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from whybox.core.call import Call
+from whybox.core.forward import RowBatch, evaluate
+from whybox.core.masks import validate_feature_mask
+from whybox.core.validation import fail
+
+__all__ = [
+    "FlatMasks",
+    "Outputs",
+    "prepare_masks",
+    "run_items",
+    "coalition_rows",
+    "expand_to_elements",
+    "full_baselines",
+]
+
+
+@dataclass(frozen=True)
+class FlatMasks:
+    """Feature masks of all inputs, flattened per example.
+
+    Attributes
+    ----------
+    flat
+        One long tensor per input, shape ``(Nm, D_i)`` with ``Nm`` 1 (shared by every
+        example) or ``N`` (one mask per example) and ``D_i`` the elements of one example.
+    n_features
+        ``M = max id + 1`` over all masks.
+    present
+        ``(M,)`` bool: which ids occur in some mask (absent ids are never perturbed).
+    """
+
+    flat: tuple[Tensor, ...]
+    n_features: int
+    present: Tensor
+
+    @property
+    def per_example(self) -> bool:
+        return any(m.shape[0] > 1 for m in self.flat)
+
+
+def prepare_masks(
+    feature_mask: Any,
+    call: Call,
+    *,
+    owner: str,
+    name: str = "feature_mask",
+    shift_negative: bool = False,
+) -> FlatMasks:
+    """Validate ``feature_mask`` (``None``: every scalar its own feature, ids continuing
+    across inputs as in Captum) and flatten it to :class:`FlatMasks`.
+
+    ``shift_negative`` subtracts the minimum id when it is not 0, with a warning (Captum's
+    LIME behaviour); otherwise negative ids are an error.
+    """
+    tensors = call.tensors
+    if feature_mask is None:
+        flat, start = [], 0
+        for x in tensors:
+            size = x[0].numel()
+            flat.append(torch.arange(start, start + size, device=x.device).view(1, size))
+            start += size
+        present = torch.ones(start, dtype=torch.bool)
+        return FlatMasks(tuple(flat), start, present)
+    try:
+        masks = validate_feature_mask(feature_mask, [tuple(x.shape) for x in tensors], name=name)
+    except ValueError as err:
+        fail(owner, name, "one integer tensor per input, broadcastable to it", str(err), raw=True)
+    flat = []
+    for mask, x in zip(masks, tensors):
+        mask = mask.to(x.device).long()
+        mask = mask.reshape((1,) * (x.dim() - mask.dim()) + tuple(mask.shape))
+        rows = mask.shape[0]
+        flat.append(mask.expand((rows,) + tuple(x.shape[1:])).reshape(rows, -1))
+    minimum = min((int(m.min()) for m in flat if m.numel()), default=0)
+    if minimum != 0 and shift_negative:
+        warnings.warn(
+            f"{owner}: the smallest feature id in '{name}' is {minimum}, not 0; shifting ids "
+            "to start at 0.",
+            stacklevel=3,
+        )
+        flat = [m - minimum for m in flat]
+    elif minimum < 0:
+        fail(owner, name, "non-negative integer feature ids", f"minimum id {minimum}", raw=True)
+    n_features = max((int(m.max()) + 1 for m in flat if m.numel()), default=0)
+    present = torch.zeros(n_features, dtype=torch.bool)
+    for m in flat:
+        present[m.reshape(-1).unique().cpu()] = True
+    return FlatMasks(tuple(flat), n_features, present)
+
+
+def full_baselines(baselines: Sequence[Tensor], call: Call) -> tuple[Tensor, ...]:
+    """Baselines broadcast to each input's full shape ``(N, ...)`` (views, no copies)."""
+    return tuple(b.expand_as(x) for b, x in zip(baselines, call.tensors))
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Selected model outputs per item.
+
+    ``values`` has shape ``(n_items, N)``, or ``(n_items, 1)`` when the model returns one
+    scalar per batch (``aggregate``).
+    """
+
+    values: Tensor
+    aggregate: bool
+
+
+def _detect_aggregate(selected: Tensor, rows: int, owner: str) -> bool:
+    if selected.dim() == 0 or (selected.numel() == 1 and rows > 1):
+        return True
+    if selected.numel() != rows:
+        fail(
+            owner,
+            "forward_func",
+            "a model returning one scalar per example, or one scalar per batch (after "
+            "'target' selection)",
+            f"{selected.numel()} values for {rows} rows",
+            raw=True,
+        )
+    return False
+
+
+def run_items(
+    call: Call,
+    *,
+    n_items: int,
+    build: Callable[[int, int], RowBatch],
+    rows_per_item: int,
+    description: str | None = None,
+    on_rows: Callable[[int, int, RowBatch], None] | None = None,
+) -> Outputs:
+    """Evaluate ``n_items`` perturbations of ``rows_per_item`` rows each, lazily.
+
+    Item 0 is evaluated alone first: its output tells per-example models (one scalar per
+    row) from aggregate ones (one scalar per forward); aggregate models then get one item
+    per forward, per-example models ``call.chunk_rows // rows_per_item`` items (at least 1).
+    ``on_rows(start, stop, rows)`` sees every chunk's rows (e.g. for LIME similarities).
+    """
+    parts: list[Tensor] = []
+    state = {"aggregate": False}
+
+    def build_seen(start: int, stop: int) -> RowBatch:
+        rows = build(start, stop)
+        if on_rows is not None:
+            on_rows(start, stop, rows)
+        return rows
+
+    def consume(start: int, stop: int, selected: Tensor, grads: Any) -> None:
+        n_rows = (stop - start) * rows_per_item
+        if state["aggregate"]:
+            parts.append(selected.reshape(1, 1).expand(stop - start, 1))
+            return
+        if selected.numel() != n_rows:
+            _detect_aggregate(selected, n_rows, call.owner)  # raises for odd shapes
+            raise _Aggregate(start)
+        parts.append(selected.reshape(stop - start, rows_per_item))
+
+    # Probe with item 0 alone to learn the output mode.
+    first = {}
+
+    def consume_first(start: int, stop: int, selected: Tensor, grads: Any) -> None:
+        first["value"] = selected
+
+    evaluate(
+        call.evaluator,
+        n_items=1,
+        build=build_seen,
+        consume=consume_first,
+        chunk_rows=rows_per_item,
+        rows_per_item=rows_per_item,
+    )
+    state["aggregate"] = _detect_aggregate(first["value"], rows_per_item, call.owner)
+    if state["aggregate"]:
+        parts.append(first["value"].reshape(1, 1))
+    else:
+        parts.append(first["value"].reshape(1, rows_per_item))
+    start = 1
+    while start < n_items:
+        chunk_rows = rows_per_item if state["aggregate"] else call.chunk_rows
+        offset = start
+
+        def build_at(a: int, b: int, _offset: int = offset) -> RowBatch:
+            return build_seen(a + _offset, b + _offset)
+
+        def consume_at(a: int, b: int, selected: Tensor, grads: Any, _o: int = offset) -> None:
+            consume(a + _o, b + _o, selected, grads)
+
+        try:
+            evaluate(
+                call.evaluator,
+                n_items=n_items - start,
+                build=build_at,
+                consume=consume_at,
+                chunk_rows=chunk_rows,
+                rows_per_item=rows_per_item,
+                progress=call.progress,
+                description=description or call.owner,
+            )
+            start = n_items
+        except _Aggregate as switch:
+            # One example whose model sums over the batch: several perturbations cannot
+            # share a forward. Redo from this chunk with one perturbation per forward.
+            state["aggregate"] = True
+            done = sum(p.shape[0] for p in parts)
+            start = max(done, switch.start)
+    values = torch.cat(parts, dim=0)
+    return Outputs(values, state["aggregate"])
+
+
+class _Aggregate(Exception):
+    """Internal: a chunk revealed a model that returns one scalar per forward."""
+
+    def __init__(self, start: int) -> None:
+        super().__init__(start)
+        self.start = start
+
+
+def coalition_rows(
+    call: Call,
+    baselines: Sequence[Tensor],
+    masks: FlatMasks,
+    coalitions: Tensor,
+) -> RowBatch:
+    """Rows for ``k`` coalitions of every example: ``k * N`` rows, coalition-major.
+
+    Parameters
+    ----------
+    coalitions
+        ``(k, M)`` bool shared by all examples, or ``(k, N, M)`` one per example.
+    baselines
+        Per input, broadcastable to ``(N, ...)``.
+
+    Returns
+    -------
+    RowBatch
+        Inputs of shape ``(k * N, ...)``; ``example_index`` is ``arange(N)`` repeated.
+    """
+    k = coalitions.shape[0]
+    tensors = call.tensors
+    n = tensors[0].shape[0]
+    leaves = []
+    for x, b, mask in zip(tensors, baselines, masks.flat):
+        keep = _keep(coalitions.to(mask.device), mask)  # (k, Nk, D)
+        keep = keep.view((k, keep.shape[1]) + tuple(x.shape[1:]))
+        rows = torch.where(keep, x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
+        leaves.append(rows.reshape((k * n,) + tuple(x.shape[1:])))
+    index = torch.arange(n, device=tensors[0].device).repeat(k)
+    return RowBatch(tuple(leaves), index)
+
+
+def _keep(coalitions: Tensor, mask: Tensor) -> Tensor:
+    """Element-wise keep flags: ``(k, Nk, D)`` from coalitions and a flat ``(Nm, D)`` mask."""
+    if coalitions.dim() == 2:
+        return coalitions[:, mask]  # (k, Nm, D)
+    k, n, m = coalitions.shape
+    index = mask.unsqueeze(0).expand(k, max(n, mask.shape[0]), mask.shape[1])
+    return torch.gather(coalitions.expand(k, index.shape[1], m), 2, index)
+
+
+def expand_to_elements(values: Tensor, masks: FlatMasks, call: Call) -> tuple[Tensor, ...]:
+    """Per-feature values ``(B, M)`` -> per-element tensors ``(max(B, Nm), ...)`` per input.
+
+    Each element gets the value of its feature (``B`` is ``N``, or 1 for aggregate models).
+    """
+    out = []
+    for x, mask in zip(call.tensors, masks.flat):
+        rows = max(values.shape[0], mask.shape[0])
+        index = mask.to(values.device).expand(rows, mask.shape[1])
+        gathered = torch.gather(values.expand(rows, values.shape[1]), 1, index)
+        out.append(gathered.reshape((rows,) + tuple(x.shape[1:])))
+    return tuple(out)
+
+
+def check_aggregate_masks(masks: FlatMasks, outputs: Outputs, owner: str, name: str) -> None:
+    """Aggregate models explain the batch as a whole, so masks cannot differ per example."""
+    if outputs.aggregate and masks.per_example:
+        fail(
+            owner,
+            name,
+            "shared by all examples (first dimension 1) when the model returns one scalar "
+            "per batch",
+            "a mask with one entry per example",
+            raw=True,
+        )
