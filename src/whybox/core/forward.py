@@ -192,4 +192,4 @@ def _progress_bar(total: int, progress: bool | str, description: str):
     from tqdm.auto import tqdm
 
     label = progress if isinstance(progress, str) else description
-    return tqdm(total=total, desc=label, unit="item", leave=False)
+    return tqdm(total=total, desc=label, unit="item")

@@ -32,6 +32,7 @@ from whybox.core.masks import validate_feature_mask
 from whybox.core.validation import fail
 
 __all__ = [
+    "check_aggregate_masks",
     "FlatMasks",
     "Outputs",
     "prepare_masks",
@@ -68,7 +69,7 @@ class FlatMasks:
 
 def prepare_masks(
     feature_mask: Any,
-    call: Call,
+    tensors: Sequence[Tensor],
     *,
     owner: str,
     name: str = "feature_mask",
@@ -80,7 +81,6 @@ def prepare_masks(
     ``shift_negative`` subtracts the minimum id when it is not 0, with a warning (Captum's
     LIME behaviour); otherwise negative ids are an error.
     """
-    tensors = call.tensors
     if feature_mask is None:
         flat, start = [], 0
         for x in tensors:
@@ -116,9 +116,9 @@ def prepare_masks(
     return FlatMasks(tuple(flat), n_features, present)
 
 
-def full_baselines(baselines: Sequence[Tensor], call: Call) -> tuple[Tensor, ...]:
+def full_baselines(baselines: Sequence[Tensor], tensors: Sequence[Tensor]) -> tuple[Tensor, ...]:
     """Baselines broadcast to each input's full shape ``(N, ...)`` (views, no copies)."""
-    return tuple(b.expand_as(x) for b, x in zip(baselines, call.tensors))
+    return tuple(b.expand_as(x) for b, x in zip(baselines, tensors))
 
 
 @dataclass(frozen=True)
@@ -179,8 +179,16 @@ def run_items(
             parts.append(selected.reshape(1, 1).expand(stop - start, 1))
             return
         if selected.numel() != n_rows:
-            _detect_aggregate(selected, n_rows, call.owner)  # raises for odd shapes
-            raise _Aggregate(start)
+            if rows_per_item == 1 and selected.numel() == 1:
+                raise _Aggregate(start)
+            fail(
+                call.owner,
+                "forward_func",
+                "a model whose number of outputs follows the batch size (or that returns "
+                "one scalar per batch for every batch)",
+                f"{selected.numel()} values for {n_rows} rows",
+                raw=True,
+            )
         parts.append(selected.reshape(stop - start, rows_per_item))
 
     # Probe with item 0 alone to learn the output mode.
@@ -244,7 +252,7 @@ class _Aggregate(Exception):
 
 
 def coalition_rows(
-    call: Call,
+    tensors: Sequence[Tensor],
     baselines: Sequence[Tensor],
     masks: FlatMasks,
     coalitions: Tensor,
@@ -264,7 +272,6 @@ def coalition_rows(
         Inputs of shape ``(k * N, ...)``; ``example_index`` is ``arange(N)`` repeated.
     """
     k = coalitions.shape[0]
-    tensors = call.tensors
     n = tensors[0].shape[0]
     leaves = []
     for x, b, mask in zip(tensors, baselines, masks.flat):
@@ -285,13 +292,15 @@ def _keep(coalitions: Tensor, mask: Tensor) -> Tensor:
     return torch.gather(coalitions.expand(k, index.shape[1], m), 2, index)
 
 
-def expand_to_elements(values: Tensor, masks: FlatMasks, call: Call) -> tuple[Tensor, ...]:
+def expand_to_elements(
+    values: Tensor, masks: FlatMasks, tensors: Sequence[Tensor]
+) -> tuple[Tensor, ...]:
     """Per-feature values ``(B, M)`` -> per-element tensors ``(max(B, Nm), ...)`` per input.
 
     Each element gets the value of its feature (``B`` is ``N``, or 1 for aggregate models).
     """
     out = []
-    for x, mask in zip(call.tensors, masks.flat):
+    for x, mask in zip(tensors, masks.flat):
         rows = max(values.shape[0], mask.shape[0])
         index = mask.to(values.device).expand(rows, mask.shape[1])
         gathered = torch.gather(values.expand(rows, values.shape[1]), 1, index)
@@ -310,3 +319,24 @@ def check_aggregate_masks(masks: FlatMasks, outputs: Outputs, owner: str, name: 
             "a mask with one entry per example",
             raw=True,
         )
+
+
+def feature_order(masks: FlatMasks) -> Tensor:
+    """Present feature ids in Captum's order: input 0's ids ascending, then ids first
+    seen in input 1, and so on (only matters for random draws made per feature)."""
+    seen = torch.zeros(masks.n_features, dtype=torch.bool)
+    order = []
+    for mask in masks.flat:
+        ids = mask.reshape(-1).unique().cpu()
+        new = ids[~seen[ids]]
+        seen[new] = True
+        order.append(new)
+    return torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
+
+
+def single_feature_coalitions(features: Tensor, n_features: int, device: Any) -> Tensor:
+    """``(k, M)`` coalitions keeping everything but ``features[j]`` in row ``j``."""
+    k = features.shape[0]
+    keep = torch.ones(k, n_features, dtype=torch.bool, device=device)
+    keep[torch.arange(k, device=device), features.to(device)] = False
+    return keep
