@@ -275,7 +275,7 @@ def coalition_rows(
     n = tensors[0].shape[0]
     leaves = []
     for x, b, mask in zip(tensors, baselines, masks.flat):
-        keep = _keep(coalitions.to(mask.device), mask)  # (k, Nk, D)
+        keep = keep_flags(coalitions.to(mask.device), mask)  # (k, Nk, D)
         keep = keep.view((k, keep.shape[1]) + tuple(x.shape[1:]))
         rows = torch.where(keep, x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
         leaves.append(rows.reshape((k * n,) + tuple(x.shape[1:])))
@@ -283,7 +283,7 @@ def coalition_rows(
     return RowBatch(tuple(leaves), index)
 
 
-def _keep(coalitions: Tensor, mask: Tensor) -> Tensor:
+def keep_flags(coalitions: Tensor, mask: Tensor) -> Tensor:
     """Element-wise keep flags: ``(k, Nk, D)`` from coalitions and a flat ``(Nm, D)`` mask."""
     if coalitions.dim() == 2:
         return coalitions[:, mask]  # (k, Nm, D)

@@ -1,0 +1,467 @@
+"""Ablation-style perturbation methods: FeatureAblation, Occlusion, FeaturePermutation.
+
+Each perturbation changes one feature (a mask group, a sliding window, or a feature shuffled
+across the batch); its attribution is the drop of the target output,
+``f(x) - f(x with the feature perturbed)``, given to every element of the feature.
+Rows are built lazily per chunk from compact masks (:mod:`whybox.methods._perturb`).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from whybox.core.call import Call, prepare_call
+from whybox.core.forward import ChunkSize, RowBatch
+from whybox.core.inputs import Inputs, flatten, prepare_baselines
+from whybox.core.masks import SlidingWindows, sliding_window_masks
+from whybox.core.random import GlobalRandom, RandomSource, make_random
+from whybox.core.registry import register
+from whybox.core.result import Explanation
+from whybox.core.validation import fail
+
+from ._perturb import (
+    check_aggregate_masks,
+    coalition_rows,
+    expand_to_elements,
+    feature_order,
+    keep_flags,
+    prepare_masks,
+    run_items,
+    single_feature_coalitions,
+)
+from .base import Method
+
+__all__ = ["FeatureAblation", "Occlusion", "FeaturePermutation"]
+
+
+def _prepare(
+    method: Method,
+    inputs: Any,
+    target: Any,
+    forward_args: Any,
+    chunk_size: ChunkSize,
+    show_progress: bool,
+    model: Any = None,
+) -> Call:
+    return prepare_call(
+        type(method).__name__,
+        method.model if model is None else model,
+        inputs,
+        target=target,
+        forward_args=forward_args,
+        chunk_size=chunk_size,
+        show_progress=show_progress,
+        require_float=False,  # token ids may be ablated to a baseline id
+    )
+
+
+def _drops(values: Tensor) -> Tensor:
+    """``f(original) - f(perturbed)`` per perturbation: item 0 is the original."""
+    return values[0:1] - values[1:]
+
+
+@register("feature_ablation")
+class FeatureAblation(Method):
+    """Replace each feature (group) by its baseline; attribution = drop of the output.
+
+    With ``layer`` the layer's activations are ablated (Captum's LayerFeatureAblation);
+    with ``layer`` and ``neuron`` the selected neuron is explained instead of the output
+    (NeuronFeatureAblation).
+
+    Parameters
+    ----------
+    model : callable
+        The model or any forward function.
+    layer : nn.Module, keyword-only, optional
+        Ablate this layer's outputs (inputs with ``attribute_to_layer_input``).
+    """
+
+    def __init__(
+        self, model: Any, *, layer: Any = None, attribute_to_layer_input: bool = False
+    ) -> None:
+        super().__init__(model, layer=layer, attribute_to_layer_input=attribute_to_layer_input)
+
+    def attribute(
+        self,
+        inputs: Any,
+        *,
+        baselines: Any = None,
+        target: Any = None,
+        forward_args: Any = None,
+        feature_mask: Any = None,
+        neuron: Any = None,
+        chunk_size: ChunkSize = "auto",
+        show_progress: bool = False,
+    ) -> Explanation:
+        """Ablation attributions.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)``
+        baselines : None (0), a number, a tensor broadcastable to each input, or one per
+            input; with ``layer``, broadcastable to the layer's tensors instead
+        target : which output to explain (see :mod:`whybox.core.targets`)
+        forward_args : extra model arguments
+        feature_mask : integer tensor per input (per layer tensor with ``layer``),
+            broadcastable to it, ids ``0..M-1``; elements sharing an id are ablated
+            together. Ids may span inputs. Default: every scalar is its own feature.
+        neuron : with ``layer``, explain this neuron (see
+            :func:`whybox.core.scope.select_neuron`)
+        chunk_size : rows per forward (``"auto"``: memory-bounded); rounded down to whole
+            perturbations of the batch, at least one. Results do not depend on it.
+
+        Returns
+        -------
+        Explanation
+            ``attributions`` shaped like ``inputs`` (like the layer with ``layer``), in the
+            output's dtype; first dimension 1 when the model returns one scalar per batch.
+        """
+        owner = type(self).__name__
+        self._check_common()
+        site = self._site() if neuron is None else None
+        if site is None:
+            call = _prepare(
+                self,
+                inputs,
+                target,
+                forward_args,
+                chunk_size,
+                show_progress,
+                self._scoped_model(neuron),
+            )
+            tensors = call.tensors
+            base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
+            build_rows = layout = None
+        else:
+            call, tensors, base, build_rows, layout = _layer_setup(
+                self, site, inputs, baselines, target, forward_args, chunk_size, show_progress
+            )
+        masks = prepare_masks(feature_mask, tensors, owner=owner)
+        features = feature_order(masks)
+        device = tensors[0].device
+        n = tensors[0].shape[0]
+
+        def build(start: int, stop: int) -> RowBatch:
+            items = torch.arange(start, stop)
+            coalitions = torch.ones(len(items), masks.n_features, dtype=torch.bool, device=device)
+            ablated = items > 0
+            if bool(ablated.any()):
+                picked = features[items[ablated] - 1]
+                coalitions[ablated.to(device)] = single_feature_coalitions(
+                    picked, masks.n_features, device
+                )
+            rows = coalition_rows(tensors, base, masks, coalitions)
+            return rows if build_rows is None else build_rows(rows)
+
+        outputs = run_items(call, n_items=len(features) + 1, build=build, rows_per_item=n)
+        check_aggregate_masks(masks, outputs, owner, "feature_mask")
+        drops = _drops(outputs.values)  # (P, B)
+        per_feature = drops.new_zeros(drops.shape[1], masks.n_features)
+        per_feature[:, features.to(drops.device)] = drops.T
+        leaves = expand_to_elements(per_feature, masks, tensors)
+        if site is not None:
+            return self._layer_result(call, leaves, layout)
+        return self._result(call, leaves, extras={"aggregate_output": outputs.aggregate})
+
+
+def _layer_setup(method, site, inputs, baselines, target, forward_args, chunk_size, progress):
+    """Call whose forward substitutes perturbed layer values; activations; baselines."""
+    owner = type(method).__name__
+    plain = _prepare(method, inputs, target, forward_args, chunk_size, False)
+    activations, layout = site.activations(plain)
+    current: dict[str, Any] = {}
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        with site.substitute(current["values"], layout):
+            return method.model(*args, **kwargs)
+
+    call = _prepare(method, inputs, target, forward_args, chunk_size, progress, forward)
+    _, structure = flatten(activations, owner=owner)
+    layer_inputs = Inputs(tuple(activations), structure)
+    base = prepare_baselines(baselines, layer_inputs, owner=owner).tensors
+
+    def build_rows(rows: RowBatch) -> RowBatch:
+        current["values"] = list(rows.inputs)
+        index = rows.example_index
+        originals = tuple(x.index_select(0, index.to(x.device)) for x in call.tensors)
+        return RowBatch(originals, index)
+
+    return call, tuple(activations), base, build_rows, layout
+
+
+# ---------------------------------------------------------------------------
+# Occlusion
+# ---------------------------------------------------------------------------
+
+
+def _per_input(owner: str, name: str, value: Any, n_inputs: int, dims: list[int]) -> list:
+    """Captum's forms: one tuple for a single input, or a tuple of per-input entries."""
+    if value is None:
+        return [1] * n_inputs
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value] * n_inputs
+    if not isinstance(value, (tuple, list)):
+        fail(owner, name, "an int, a tuple of ints, or one entry per input", value)
+    if n_inputs == 1 and not (len(value) == 1 and isinstance(value[0], (tuple, list))):
+        if all(isinstance(v, int) for v in value):
+            return [tuple(value)]
+    if len(value) != n_inputs:
+        fail(owner, name, f"one entry per input ({n_inputs})", value)
+    return list(value)
+
+
+@register("occlusion")
+class Occlusion(Method):
+    """Slide a window over each input, replace it by the baseline, record the output drop.
+
+    Each element's attribution is the mean drop over the windows covering it (Zeiler &
+    Fergus, 2014; Captum semantics: the last window along a dimension may stick out and is
+    clipped, so every element is covered).
+    """
+
+    def attribute(
+        self,
+        inputs: Any,
+        *,
+        sliding_window_shapes: Any,
+        strides: Any = None,
+        baselines: Any = None,
+        target: Any = None,
+        forward_args: Any = None,
+        chunk_size: ChunkSize = "auto",
+        show_progress: bool = False,
+    ) -> Explanation:
+        """Occlusion attributions.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)``
+        sliding_window_shapes : tuple of ints (one entry per non-batch dimension) for a
+            single input, or a tuple of such tuples, one per input
+        strides : None (1), an int, a tuple per dimension, or one such entry per input
+        baselines : as :meth:`FeatureAblation.attribute`
+
+        Returns
+        -------
+        Explanation
+            ``attributions`` shaped like ``inputs``, in the output's dtype (first
+            dimension 1 for models returning one scalar per batch).
+        """
+        owner = type(self).__name__
+        self._check_common()
+        call = _prepare(self, inputs, target, forward_args, chunk_size, show_progress)
+        tensors = call.tensors
+        base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
+        dims = [x.dim() - 1 for x in tensors]
+        shapes = _per_input(
+            owner, "sliding_window_shapes", sliding_window_shapes, len(tensors), dims
+        )
+        steps = _per_input(owner, "strides", strides, len(tensors), dims)
+        windows: list[SlidingWindows] = []
+        for index, (x, shape, step) in enumerate(zip(tensors, shapes, steps)):
+            if not isinstance(shape, (tuple, list)) or len(shape) != x.dim() - 1:
+                fail(
+                    owner,
+                    "sliding_window_shapes",
+                    f"a tuple of {x.dim() - 1} ints for input {index} of shape {tuple(x.shape)}",
+                    shape,
+                )
+            try:
+                windows.append(sliding_window_masks(tuple(x.shape[1:]), tuple(shape), step))
+            except ValueError as err:
+                fail(
+                    owner,
+                    "sliding_window_shapes",
+                    "windows and strides that fit the input",
+                    str(err),
+                    raw=True,
+                )
+        counts = [w.n_windows for w in windows]
+        offsets = torch.tensor([0] + counts).cumsum(0).tolist()
+        n = tensors[0].shape[0]
+        device = tensors[0].device
+
+        def build(start: int, stop: int) -> RowBatch:
+            k = stop - start
+            items = torch.arange(start, stop) - 1  # global window id, -1 = original
+            leaves = []
+            for i, (x, b, w) in enumerate(zip(tensors, base, windows)):
+                keep = torch.ones((k,) + tuple(x.shape[1:]), dtype=torch.bool, device=device)
+                local = items - offsets[i]
+                mine = (local >= 0) & (local < counts[i])
+                if bool(mine.any()):
+                    keep[mine.to(device)] = ~w.masks(local[mine], device=device)
+                rows = torch.where(keep.unsqueeze(1), x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
+                leaves.append(rows.reshape((k * n,) + tuple(x.shape[1:])))
+            return RowBatch(tuple(leaves), torch.arange(n, device=device).repeat(k))
+
+        outputs = run_items(call, n_items=offsets[-1] + 1, build=build, rows_per_item=n)
+        drops = _drops(outputs.values)  # (P, B)
+        leaves = tuple(
+            _window_sum(drops[offsets[i] : offsets[i + 1]], w, device) / w.coverage(device=device)
+            for i, w in enumerate(windows)
+        )
+        return self._result(call, leaves, extras={"aggregate_output": outputs.aggregate})
+
+
+def _window_sum(drops: Tensor, windows: SlidingWindows, device: Any) -> Tensor:
+    """``sum_p drops[p] * window_p`` using the separable window grid.
+
+    ``drops`` is ``(P, B)`` with window ids first-dimension-fastest; the sum is a
+    contraction of a ``(B, c_1, ..., c_d)`` table with one ``(c_k, size_k)`` membership
+    matrix per dimension -- no full-size window mask is built.
+    """
+    d = len(windows.input_shape)
+    b = drops.shape[1]
+    table = drops.T.reshape((b,) + tuple(reversed(windows.counts)))
+    table = table.permute(0, *range(d, 0, -1))  # (B, c_1, ..., c_d)
+    letters = string.ascii_letters
+    counts_ix = letters[:d]
+    sizes_ix = letters[d : 2 * d]
+    operands = [table] + [windows.dim_masks(k, device=device).to(drops.dtype) for k in range(d)]
+    spec = (
+        "Z"
+        + counts_ix
+        + ","
+        + ",".join(c + s for c, s in zip(counts_ix, sizes_ix))
+        + "->Z"
+        + sizes_ix
+    )
+    return torch.einsum(spec, *operands)
+
+
+# ---------------------------------------------------------------------------
+# FeaturePermutation
+# ---------------------------------------------------------------------------
+
+
+@register("feature_permutation")
+class FeaturePermutation(Method):
+    """Permutation importance: shuffle one feature across the batch, record the drop.
+
+    Parameters
+    ----------
+    model : callable
+    perm_func : callable, keyword-only, optional
+        ``perm_func(x, feature_mask) -> Tensor`` returning ``x`` with the masked elements
+        shuffled across the batch (Captum's form). Default: a permutation of the batch
+        drawn from ``seed`` (never the identity).
+    """
+
+    def __init__(self, model: Any, *, perm_func: Callable[[Tensor, Tensor], Tensor] | None = None):
+        super().__init__(model)
+        self.perm_func = perm_func
+
+    def attribute(
+        self,
+        inputs: Any,
+        *,
+        target: Any = None,
+        forward_args: Any = None,
+        feature_mask: Any = None,
+        seed: int | torch.Generator | RandomSource | None = None,
+        chunk_size: ChunkSize = "auto",
+        show_progress: bool = False,
+    ) -> Explanation:
+        """Permutation attributions; the batch must hold at least 2 examples.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)`` with ``N >= 2``
+        feature_mask : as :meth:`FeatureAblation.attribute`
+        seed : int, ``torch.Generator`` or random source for the permutations
+
+        Returns
+        -------
+        Explanation
+            ``attributions`` shaped like ``inputs`` (first dimension 1 for models that
+            return one scalar per batch, e.g. a loss).
+        """
+        owner = type(self).__name__
+        self._check_common()
+        if self.perm_func is not None and not callable(self.perm_func):
+            fail(owner, "perm_func", "a callable perm_func(x, feature_mask)", self.perm_func)
+        call = _prepare(self, inputs, target, forward_args, chunk_size, show_progress)
+        tensors = call.tensors
+        n = tensors[0].shape[0]
+        if n < 2:
+            fail(
+                owner,
+                "inputs",
+                "a batch of at least 2 examples to permute across",
+                f"{n}",
+                raw=True,
+            )
+        masks = prepare_masks(feature_mask, tensors, owner=owner)
+        features = feature_order(masks)
+        device = tensors[0].device
+        random = make_random(seed)
+        perms = (
+            None if self.perm_func is not None else _batch_permutations(random, len(features), n)
+        )
+
+        def build(start: int, stop: int) -> RowBatch:
+            if self.perm_func is None:
+                return _permuted_rows(start, stop)
+            leaves = []
+            for x, mask in zip(tensors, masks.flat):
+                shaped = mask.view((mask.shape[0],) + tuple(x.shape[1:]))
+                rows = []
+                for item in range(start, stop):
+                    if item == 0:
+                        rows.append(x)
+                        continue
+                    selected = shaped == int(features[item - 1])
+                    # Captum calls perm_func only for inputs holding the feature.
+                    rows.append(self.perm_func(x, selected) if bool(selected.any()) else x)
+                leaves.append(torch.cat(rows, dim=0))
+            index = torch.arange(n, device=device).repeat(stop - start)
+            return RowBatch(tuple(leaves), index)
+
+        def _permuted_rows(start: int, stop: int) -> RowBatch:
+            # Vectorised default: row j of item t takes the permuted example's values on
+            # feature t's elements (item 0 is the original batch).
+            items = torch.arange(start, stop)
+            k = len(items)
+            coalitions = torch.ones(k, masks.n_features, dtype=torch.bool, device=device)
+            order = torch.arange(n).repeat(k, 1)
+            moved = items > 0
+            if bool(moved.any()):
+                coalitions[moved.to(device)] = single_feature_coalitions(
+                    features[items[moved] - 1], masks.n_features, device
+                )
+                order[moved] = perms[items[moved] - 1]
+            source_index = order.reshape(-1).to(device)
+            leaves = []
+            for x, mask in zip(tensors, masks.flat):
+                keep = keep_flags(coalitions, mask).view((k, mask.shape[0]) + tuple(x.shape[1:]))
+                source = x.index_select(0, source_index).view((k,) + tuple(x.shape))
+                rows = torch.where(keep, x.unsqueeze(0), source)
+                leaves.append(rows.reshape((k * n,) + tuple(x.shape[1:])))
+            return RowBatch(tuple(leaves), torch.arange(n, device=device).repeat(k))
+
+        outputs = run_items(call, n_items=len(features) + 1, build=build, rows_per_item=n)
+        check_aggregate_masks(masks, outputs, owner, "feature_mask")
+        drops = _drops(outputs.values)
+        per_feature = drops.new_zeros(drops.shape[1], masks.n_features)
+        per_feature[:, features.to(drops.device)] = drops.T
+        leaves = expand_to_elements(per_feature, masks, tensors)
+        return self._result(call, leaves, extras={"aggregate_output": outputs.aggregate})
+
+
+def _batch_permutations(random: RandomSource, n_features: int, n: int) -> Tensor:
+    """One non-identity permutation of ``n`` examples per feature, ``(n_features, n)``."""
+    generator = getattr(random, "generator", None)
+    if isinstance(random, GlobalRandom):
+        generator = None
+    keys = torch.rand(n_features, n, generator=generator)
+    perms = keys.argsort(dim=1)
+    identity = (perms == torch.arange(n)).all(dim=1)
+    # A reversed order is never the identity for n >= 2 (a cheap, deterministic re-draw).
+    perms[identity] = torch.arange(n - 1, -1, -1)
+    return perms
