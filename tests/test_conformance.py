@@ -17,6 +17,7 @@ from _support import ConvNet, assert_same_state, model_state, module_hook_count
 from whybox import methods
 from whybox.core.registry import available_methods, get_method
 from whybox.core.validation import ParameterError, ParameterTypeError
+from whybox.methods import cam as cam_methods
 
 
 def _refs(x):
@@ -64,6 +65,19 @@ for _name, _cls, _kwargs in [
 ]:
     if hasattr(methods, _cls):
         SPECS[_name] = (getattr(methods, _cls), _kwargs, "input")
+
+# the CAM family (whybox.methods.cam), at conv2's resolution (they upsample by default)
+for _name, _cls in [
+    ("upsampled_grad_cam", cam_methods.UpsampledGradCam),
+    ("grad_cam_plus_plus", cam_methods.GradCamPlusPlus),
+    ("xgrad_cam", cam_methods.XGradCam),
+    ("hires_cam", cam_methods.HiResCam),
+    ("layer_cam", cam_methods.LayerCam),
+    ("score_cam", cam_methods.ScoreCam),
+    ("ablation_cam", cam_methods.AblationCam),
+    ("eigen_cam", cam_methods.EigenCam),
+]:
+    SPECS[_name] = (_layer(_cls), lambda x: {"upsample": False}, "map")
 
 
 class Exploding(nn.Module):

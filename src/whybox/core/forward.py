@@ -139,6 +139,15 @@ class Evaluator:
                 rows = RowBatch(leaves, rows.example_index)
                 context: AbstractContextManager = nullcontext()
             else:
+                # a tapped layer fed directly by the inputs (its input, or an identity
+                # layer) needs a graph there too; integer inputs (token ids) cannot have one
+                rows = RowBatch(
+                    tuple(
+                        t.detach().requires_grad_(True) if t.is_floating_point() else t
+                        for t in rows.inputs
+                    ),
+                    rows.example_index,
+                )
                 context = tap()
             with context as captured:
                 selected = self.target.select(self.raw_output(rows), rows.example_index)

@@ -120,7 +120,9 @@ def iter_modules(model: Any) -> Iterator[nn.Module]:
 
 @contextmanager
 def module_rules(
-    model: Any, rules: dict[type, Callable[[nn.Module, Tensor, Tensor], Tensor]]
+    model: Any,
+    rules: dict[type, Callable[[nn.Module, Tensor, Tensor], Tensor]]
+    | Callable[[nn.Module], Callable[[nn.Module, Tensor, Tensor], Tensor] | None],
 ) -> Iterator[list[nn.Module]]:
     """Rewrite the output of every module whose type is in ``rules``.
 
@@ -128,12 +130,14 @@ def module_rules(
     sees; it typically keeps the value and changes the gradient (DeepLift, guided backprop).
     The input is saved before the module runs and a clone is passed in, so in-place modules
     (``ReLU(inplace=True)``) cannot overwrite it. Yields the modules that got a rule.
+    ``rules`` may also be a function ``module -> rule or None``, for rules chosen per module
+    instance (LRP's per-layer rules, a layer left out of DeepLift's rules).
     """
     registrations = []
     matched = []
     saved: dict[int, Tensor] = {}
     for module in iter_modules(model):
-        rule = rules.get(type(module))
+        rule = rules.get(type(module)) if isinstance(rules, dict) else rules(module)
         if rule is None:
             continue
         matched.append(module)

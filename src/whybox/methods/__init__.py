@@ -1,6 +1,19 @@
 """Native attribution methods; importing this package registers them all."""
 
 from .base import Method
+from .cam import (
+    AblationCam,
+    ClassifierOutputSoftmaxTarget,
+    ClassifierOutputTarget,
+    EigenCam,
+    GradCamPlusPlus,
+    HiResCam,
+    LayerCam,
+    ScoreCam,
+    UpsampledGradCam,
+    XGradCam,
+    vit_reshape_transform,
+)
 from .deeplift import DeepLift, DeepLiftShap
 from .gradient import InputXGradient, Saliency
 from .gradient_shap import GradientShap
@@ -24,4 +37,15 @@ __all__ = [
     "DeepLiftShap",
     "GuidedBackprop",
     "Deconvolution",
+    "UpsampledGradCam",
+    "GradCamPlusPlus",
+    "XGradCam",
+    "HiResCam",
+    "LayerCam",
+    "ScoreCam",
+    "AblationCam",
+    "EigenCam",
+    "vit_reshape_transform",
+    "ClassifierOutputTarget",
+    "ClassifierOutputSoftmaxTarget",
 ]

@@ -308,9 +308,9 @@ def expand_to_elements(
     return tuple(out)
 
 
-def check_aggregate_masks(masks: FlatMasks, outputs: Outputs, owner: str, name: str) -> None:
+def check_aggregate_masks(masks: FlatMasks, aggregate: bool, owner: str, name: str) -> None:
     """Aggregate models explain the batch as a whole, so masks cannot differ per example."""
-    if outputs.aggregate and masks.per_example:
+    if aggregate and masks.per_example:
         fail(
             owner,
             name,

@@ -159,7 +159,7 @@ class FeatureAblation(Method):
             return rows if build_rows is None else build_rows(rows)
 
         outputs = run_items(call, n_items=len(features) + 1, build=build, rows_per_item=n)
-        check_aggregate_masks(masks, outputs, owner, "feature_mask")
+        check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")
         drops = _drops(outputs.values)  # (P, B)
         per_feature = drops.new_zeros(drops.shape[1], masks.n_features)
         per_feature[:, features.to(drops.device)] = drops.T
@@ -446,7 +446,7 @@ class FeaturePermutation(Method):
             return RowBatch(tuple(leaves), torch.arange(n, device=device).repeat(k))
 
         outputs = run_items(call, n_items=len(features) + 1, build=build, rows_per_item=n)
-        check_aggregate_masks(masks, outputs, owner, "feature_mask")
+        check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")
         drops = _drops(outputs.values)
         per_feature = drops.new_zeros(drops.shape[1], masks.n_features)
         per_feature[:, features.to(drops.device)] = drops.T
@@ -455,13 +455,23 @@ class FeaturePermutation(Method):
 
 
 def _batch_permutations(random: RandomSource, n_features: int, n: int) -> Tensor:
-    """One non-identity permutation of ``n`` examples per feature, ``(n_features, n)``."""
-    generator = getattr(random, "generator", None)
+    """One non-identity permutation of ``n`` examples per feature, ``(n_features, n)``.
+
+    With :class:`~whybox.core.random.GlobalRandom` (the Captum facade) each permutation is
+    ``torch.randperm(n)`` re-drawn while it is the identity, in feature order: Captum's
+    draws for its default ``perm_func``.
+    """
+    identity = torch.arange(n)
     if isinstance(random, GlobalRandom):
-        generator = None
-    keys = torch.rand(n_features, n, generator=generator)
+        rows = []
+        for _ in range(n_features):
+            perm = torch.randperm(n)
+            while bool((perm == identity).all()):
+                perm = torch.randperm(n)
+            rows.append(perm)
+        return torch.stack(rows) if rows else identity.repeat(0, 1)
+    keys = torch.rand(n_features, n, generator=getattr(random, "generator", None))
     perms = keys.argsort(dim=1)
-    identity = (perms == torch.arange(n)).all(dim=1)
     # A reversed order is never the identity for n >= 2 (a cheap, deterministic re-draw).
-    perms[identity] = torch.arange(n - 1, -1, -1)
+    perms[(perms == identity).all(dim=1)] = torch.arange(n - 1, -1, -1)
     return perms

@@ -22,7 +22,8 @@ Targets are everything :mod:`whybox.core.targets` accepts, including a callable
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -212,6 +213,18 @@ def _captured_forward(call: Call, site: LayerSite) -> tuple[Tensor, Tensor]:
     return torch.cat(values), torch.cat(outputs)
 
 
+def _checked(site: LayerSite, owner: str) -> Callable[[], Any]:
+    """``site.capture`` as a tap that fails clearly when the layer did not run."""
+
+    @contextmanager
+    def tap() -> Iterator[Any]:
+        with site.capture() as captured:
+            yield captured
+        site._check_seen(captured, owner)
+
+    return tap
+
+
 def _single(tensors: list[Tensor] | tuple[Tensor, ...], owner: str) -> Tensor:
     if len(tensors) != 1:
         fail(owner, "layer", "a module returning one tensor", f"{len(tensors)} tensors", raw=True)
@@ -220,8 +233,9 @@ def _single(tensors: list[Tensor] | tuple[Tensor, ...], owner: str) -> Tensor:
 
 def _rows(call: Call, examples: Tensor, first: Tensor | None = None) -> RowBatch:
     """The inputs of ``examples`` (the first one replaced by ``first`` when given)."""
-    tensors = [t.index_select(0, examples) for t in call.tensors[1 if first is not None else 0 :]]
-    return RowBatch(tuple(([first] if first is not None else []) + tensors), examples)
+    rest = call.tensors if first is None else call.tensors[1:]
+    picked = tuple(t.index_select(0, examples) for t in rest)
+    return RowBatch(picked if first is None else (first,) + picked, examples)
 
 
 # -- the base -----------------------------------------------------------------------------
@@ -244,6 +258,8 @@ class _Cam(Method):
     uses_gradients: ClassVar[bool] = True
     #: whether the inputs are perturbed (so must be floating point)
     perturbs_inputs: ClassVar[bool] = False
+    #: whether the weights need the target scores of the unperturbed inputs
+    _needs_scores: ClassVar[bool] = True
 
     def __init__(
         self, model: Any, layer: Any, *, reshape_transform: ReshapeTransform | None = None
@@ -341,7 +357,7 @@ class _Cam(Method):
         gradients = outputs = None
         if self.uses_gradients:
             record: list[Tensor] = []
-            grads, outputs = row_gradients(call, tap=site.capture, record=record)
+            grads, outputs = row_gradients(call, tap=_checked(site, owner), record=record)
             native = _single(record, owner)
             gradients = self._reshape(_single(grads, owner), call)
         elif call.target.kind == "none" and not self._needs_scores:
@@ -351,9 +367,6 @@ class _Cam(Method):
         else:
             native, outputs = _captured_forward(call, site)
         return _Layer(self._reshape(native, call), gradients, outputs, tuple(native.shape))
-
-    #: whether the weights need the target scores of the unperturbed inputs
-    _needs_scores: ClassVar[bool] = True
 
     def _reshape(self, values: Tensor, call: Call) -> Tensor:
         owner = call.owner
@@ -573,6 +586,8 @@ class AblationCam(_Cam):
             not isinstance(mapped, Tensor)
             or mapped.shape[1:] != layer.activations.shape[1:]
             or not torch.equal(mapped, mapped.round())
+            or bool((mapped < 0).any())
+            or bool((mapped >= index.numel()).any())
         ):
             fail(
                 owner,

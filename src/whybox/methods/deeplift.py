@@ -26,7 +26,8 @@ Supported modules (exactly Captum 0.9's set, matched by exact type): ``nn.ReLU``
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -307,6 +308,14 @@ class DeepLift(Method):
         Return ``(x - b) * multipliers`` (global attribution) rather than the multipliers.
     eps : float
         Input differences with ``|x - b| < eps`` at a nonlinearity use its local gradient.
+    layer : nn.Module or list of nn.Module, optional
+        Layer scope (Captum's LayerDeepLift): the multipliers are taken at the layer's output
+        (input with ``attribute_to_layer_input``) from the same paired forward, and the
+        attribution is ``(layer(x) - layer(b)) * multipliers``, shaped like the layer; the
+        inputs may then be integer token ids. The layer's own rule is left out when
+        attributing to its output (as Captum does; it cannot change the result otherwise).
+    attribute_to_layer_input : bool
+        With ``layer``, attribute to the layer's input instead of its output.
     variant : {"rescale", "captum"}
         ``"rescale"`` (default): the Rescale rule at every supported module, ``nn.Softmax``
         treated elementwise like the other activations; completeness holds and each
@@ -332,8 +341,15 @@ class DeepLift(Method):
         multiply_by_inputs: bool = True,
         eps: float = 1e-10,
         variant: Variant = "rescale",
+        layer: Any = None,
+        attribute_to_layer_input: bool = False,
     ) -> None:
-        super().__init__(model, multiply_by_inputs=multiply_by_inputs)
+        super().__init__(
+            model,
+            multiply_by_inputs=multiply_by_inputs,
+            layer=layer,
+            attribute_to_layer_input=attribute_to_layer_input,
+        )
         self.eps = eps
         self.variant = variant
 
@@ -370,7 +386,8 @@ class DeepLift(Method):
         Returns
         -------
         Explanation
-            ``attributions`` shaped like ``inputs``; ``delta`` of shape ``(N,)``.
+            ``attributions`` shaped like ``inputs`` (like the layer with ``layer``); ``delta``
+            of shape ``(N,)``.
         """
         call, custom = self._prepare(
             inputs,
@@ -382,9 +399,9 @@ class DeepLift(Method):
             show_progress,
         )
         refs = prepare_baselines(baselines, call.inputs, owner=call.owner).expanded(call.inputs)
-        leaves, delta = self._pairs(call, refs, 1, custom, return_delta)
-        return self._result(
-            call, leaves, delta=delta, parameters=self._parameters(call, custom_attribution_func)
+        leaves, delta, layout = self._pairs(call, refs, 1, custom, return_delta)
+        return self._finish(
+            call, leaves, layout, delta, self._parameters(call, custom_attribution_func)
         )
 
     # -- shared by DeepLift and DeepLiftShap ----------------------------------------------
@@ -416,6 +433,7 @@ class DeepLift(Method):
         custom = None
         if custom_attribution_func is not None:
             custom = (custom_attribution_func, _custom_arity(owner, custom_attribution_func))
+        self._site()  # validates ``layer`` / ``attribute_to_layer_input`` early
         call = prepare_call(
             owner,
             self.model,
@@ -424,8 +442,42 @@ class DeepLift(Method):
             forward_args=forward_args,
             chunk_size=chunk_size,
             show_progress=show_progress,
+            # with a layer the inputs may be token ids (the references too)
+            require_float=self.layer is None,
         )
         return call, custom
+
+    def _finish(
+        self,
+        call: Call,
+        leaves: tuple[Tensor, ...],
+        layout: list[int] | None,
+        delta: Tensor | None,
+        parameters: dict[str, Any],
+    ) -> Explanation:
+        if layout is not None:
+            return self._layer_result(call, leaves, layout, delta=delta, parameters=parameters)
+        return self._result(call, leaves, delta=delta, parameters=parameters)
+
+    def _layer_tap(self, site: Any, owner: str, values: list, layout: list) -> Callable:
+        """A ``tap`` on the layer that also keeps the chunk's layer values and layout."""
+
+        @contextmanager
+        def tap() -> Iterator[Any]:
+            with site.capture() as captured:
+                yield captured
+            if not captured.tensors or any(len(t) == 0 for t in captured.per_layer):
+                fail(
+                    owner,
+                    "layer",
+                    "a module that runs in the model's forward and returns tensors",
+                    "a layer that was not called (or produced no tensor)",
+                    raw=True,
+                )
+            values[:] = [t.detach() for t in captured.tensors]
+            layout[:] = [len(t) for t in captured.per_layer]
+
+        return tap
 
     def _parameters(self, call: Call, custom: Any) -> dict[str, Any]:
         return {
@@ -479,23 +531,41 @@ class DeepLift(Method):
         n_refs: int,
         custom: tuple[Callable[..., Any], int] | None,
         return_delta: bool,
-    ) -> tuple[tuple[Tensor, ...], Tensor | None]:
+    ) -> tuple[tuple[Tensor, ...], Tensor | None, list[int] | None]:
         """Run every (example, reference) pair through the rules.
 
         ``refs`` are ``(N, ...)`` per-example references when ``n_refs == 1`` or a
         distribution ``(n_refs, ...)`` paired with every example. Returns the attributions
-        averaged over references, ``(N, ...)`` per input, and the per-pair delta
-        ``(N * n_refs,)`` ordered example-major.
+        averaged over references, ``(N, ...)`` per input (per layer tensor with ``layer``),
+        the per-pair delta ``(N * n_refs,)`` ordered example-major, and the layer layout
+        (``None`` for input scope).
         """
         xs = call.tensors
         device = xs[0].device
         n_pairs = call.batch_size * n_refs
-        totals = [torch.zeros_like(x) for x in xs]
-        deltas = torch.zeros(n_pairs, dtype=xs[0].dtype, device=device) if return_delta else None
+        site = self._site()
+        # input scope: one total per input; layer scope: allocated from the first chunk
+        totals = [torch.zeros_like(x) for x in xs] if site is None else []
+        delta_dtype = xs[0].dtype if xs[0].is_floating_point() else torch.get_default_dtype()
+        deltas = torch.zeros(n_pairs, dtype=delta_dtype, device=device) if return_delta else None
         chunk_rows = call.chunk_rows
         if self.variant == "captum" and any(type(m) is nn.Softmax for m in self.model.modules()):
             chunk_rows = 2 * n_pairs  # Captum's centring is over the whole batch
         rules, reset = _rules(self.eps, self.variant)
+        dispatch: Any = rules
+        tap = None
+        layer_values: list[Tensor] = []
+        layout: list[int] = []
+        if site is not None:
+            tap = self._layer_tap(site, call.owner, layer_values, layout)
+            if not site.to_input:
+                # Captum leaves the layer itself unhooked; its rule cannot change gradients
+                # at its own output, but (variant "captum") it would change its neighbours'.
+                skipped = {id(m) for m in site.layers}
+
+                def dispatch(module: nn.Module) -> Any:
+                    return None if id(module) in skipped else rules.get(type(module))
+
         current: dict[str, Any] = {}
 
         def build(start: int, stop: int) -> RowBatch:
@@ -512,7 +582,19 @@ class DeepLift(Method):
         def consume(start: int, stop: int, selected: Tensor, grads: Any) -> None:
             k = stop - start
             multipliers = tuple(g[:k] for g in grads)
-            attrs = self._attributions(call.owner, multipliers, current["x"], current["b"], custom)
+            if site is None:
+                x_rows, b_rows = current["x"], current["b"]
+            else:  # the layer's values on the input rows and on the reference rows
+                x_rows = tuple(v[:k] for v in layer_values)
+                b_rows = tuple(v[k:] for v in layer_values)
+                if not totals:
+                    totals.extend(
+                        torch.zeros(
+                            (call.batch_size,) + tuple(v.shape[1:]), dtype=v.dtype, device=v.device
+                        )
+                        for v in x_rows
+                    )
+            attrs = self._attributions(call.owner, multipliers, x_rows, b_rows, custom)
             for total, attr in zip(totals, attrs):
                 total.index_add_(0, current["examples"], attr.to(total.dtype))
             if deltas is not None:
@@ -525,7 +607,7 @@ class DeepLift(Method):
                 deltas[start:stop] = summed.to(deltas.dtype) - (selected[:k] - selected[k:])
 
         try:
-            with module_rules(self.model, rules):
+            with module_rules(self.model, dispatch):
                 evaluate(
                     call.evaluator,
                     n_items=n_pairs,
@@ -534,13 +616,15 @@ class DeepLift(Method):
                     chunk_rows=chunk_rows,
                     rows_per_item=2,
                     grad=True,
+                    tap=tap,
                     progress=call.progress,
                     description=call.owner,
                 )
         finally:
             reset()  # drop references to this call's activations
+            layer_values.clear()
         leaves = tuple(t if n_refs == 1 else t / n_refs for t in totals)
-        return leaves, deltas
+        return leaves, deltas, (list(layout) if site is not None else None)
 
 
 @register("deeplift_shap")
@@ -602,7 +686,7 @@ class DeepLiftShap(DeepLift):
                 raw=True,
             )
         refs = tuple(r.expand((n_refs,) + tuple(x.shape[1:])) for r, x in zip(refs, call.tensors))
-        leaves, delta = self._pairs(call, refs, n_refs, custom, return_delta)
+        leaves, delta, layout = self._pairs(call, refs, n_refs, custom, return_delta)
         parameters = self._parameters(call, custom_attribution_func)
         parameters["n_refs"] = n_refs
-        return self._result(call, leaves, delta=delta, parameters=parameters)
+        return self._finish(call, leaves, layout, delta, parameters)

@@ -1,0 +1,543 @@
+"""Captum-compatible perturbation methods: thin translations onto the native methods.
+
+Batching: Captum evaluates ``perturbations_per_eval`` perturbations of the batch per
+forward, 1 by default. Here the default 1 means "auto" (whybox picks a memory-bounded
+chunk; results are identical whatever the chunk), and any other value ``k`` means exactly
+``k`` perturbations (``k * N`` rows) per forward, as in Captum. Models that return one
+scalar per batch always get one perturbation per forward. ``LimeBase`` keeps Captum's
+meaning (1 means one sample per forward), because its user transforms may produce inputs
+of different shapes and forward functions written for a single sample.
+
+Random methods draw from torch's global generator (``torch.manual_seed`` makes runs
+reproducible); ShapleyValueSampling and FeaturePermutation draw exactly as Captum 0.9 does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from whybox.core.inputs import flatten
+from whybox.core.random import GlobalRandom
+from whybox.core.scope import neuron_model
+from whybox.core.surrogate import (
+    SkLearnLasso,
+    SkLearnLinearModel,
+    SkLearnLinearRegression,
+    SkLearnRidge,
+    WeightedLasso,
+    WeightedLinearRegression,
+    WeightedRidge,
+    default_perturb_func,
+    get_exp_kernel_similarity_function,
+)
+from whybox.core.validation import check_int
+from whybox.methods.ablation import FeatureAblation as _NativeFeatureAblation
+from whybox.methods.ablation import FeaturePermutation as _NativeFeaturePermutation
+from whybox.methods.ablation import Occlusion as _NativeOcclusion
+from whybox.methods.lime import Lime as _NativeLime
+from whybox.methods.lime import LimeBase as _NativeLimeBase
+from whybox.methods.lime import (
+    baseline_token_transform,
+    default_from_interp_rep_transform,
+    token_removal_transform,
+)
+from whybox.methods.shapley import KernelShap as _NativeKernelShap
+from whybox.methods.shapley import ShapleyValues as _NativeShapleyValues
+from whybox.methods.shapley import ShapleyValueSampling as _NativeShapleyValueSampling
+
+from ._base import PerturbationAttribution
+
+__all__ = [
+    "FeatureAblation",
+    "FeaturePermutation",
+    "Occlusion",
+    "ShapleyValueSampling",
+    "ShapleyValues",
+    "LimeBase",
+    "Lime",
+    "KernelShap",
+    "LayerFeatureAblation",
+    "NeuronFeatureAblation",
+    "get_exp_kernel_similarity_function",
+    "default_perturb_func",
+    "default_from_interp_rep_transform",
+    "token_removal_transform",
+    "baseline_token_transform",
+    "SkLearnLinearModel",
+    "SkLearnLinearRegression",
+    "SkLearnLasso",
+    "SkLearnRidge",
+    "WeightedLasso",
+    "WeightedRidge",
+    "WeightedLinearRegression",
+]
+
+
+def chunk_from_perturbations_per_eval(owner: str, perturbations_per_eval: Any, inputs: Any) -> Any:
+    """Captum's ``perturbations_per_eval`` -> the native ``chunk_size`` (rows per forward).
+
+    1 (Captum's default) -> ``"auto"``; ``k > 1`` -> ``k * N`` rows (``k`` perturbations of
+    the ``N``-example batch).
+    """
+    check_int(owner, "perturbations_per_eval", perturbations_per_eval, minimum=1)
+    if perturbations_per_eval == 1:
+        return "auto"
+    leaves, _ = flatten(inputs, owner=owner)
+    return perturbations_per_eval * max(int(leaves[0].shape[0]), 1)
+
+
+def _as_float(value: Any) -> Any:
+    """Captum returns float32 attributions for Occlusion, Shapley and Lime-shaped outputs."""
+    if isinstance(value, Tensor):
+        return value.float()
+    if isinstance(value, dict):
+        return {key: _as_float(v) for key, v in value.items()}
+    return type(value)(_as_float(v) for v in value)
+
+
+def _permute_feature(x: Tensor, feature_mask: Tensor) -> Tensor:
+    """Captum's default ``perm_func``: shuffle the masked elements across the batch.
+
+    Draws with ``torch.randperm`` from the global generator (re-drawn while it is the
+    identity), so seeded code gives Captum's numbers.
+    """
+    n = x.size(0)
+    if n < 2:
+        raise ValueError("FeaturePermutation cannot permute features of a batch of 1 example.")
+    perm = torch.randperm(n)
+    while bool((perm == torch.arange(n)).all()):
+        perm = torch.randperm(n)
+    mask = feature_mask.to(x.device)
+    return torch.where(mask, x[perm.to(x.device)], x)
+
+
+class FeatureAblation(PerturbationAttribution):
+    """Captum-compatible :class:`whybox.methods.FeatureAblation`."""
+
+    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
+        super().__init__(forward_func)
+
+    def attribute(
+        self,
+        inputs: Any,
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        perturbations_per_eval: int = 1,
+        show_progress: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Ablation attributions shaped like ``inputs`` (first dimension 1 for models that
+        return one scalar per batch); ``**kwargs`` are accepted and ignored as in Captum."""
+        owner = type(self).__name__
+        return (
+            _NativeFeatureAblation(self.forward_func)
+            .attribute(
+                inputs,
+                baselines=baselines,
+                target=target,
+                forward_args=additional_forward_args,
+                feature_mask=feature_mask,
+                chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
+                show_progress=show_progress,
+            )
+            .attributions
+        )
+
+
+class FeaturePermutation(FeatureAblation):
+    """Captum-compatible :class:`whybox.methods.FeaturePermutation`."""
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        perm_func: Callable[[Tensor, Tensor], Tensor] = _permute_feature,
+    ) -> None:
+        super().__init__(forward_func)
+        self.perm_func = perm_func
+
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Any,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        perturbations_per_eval: int = 1,
+        show_progress: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Permutation attributions (the batch needs at least 2 examples)."""
+        owner = type(self).__name__
+        # Captum's default perm_func is replaced by the vectorised native path, which draws
+        # the same torch.randperm permutations in the same order (one per feature).
+        custom = None if self.perm_func is _permute_feature else self.perm_func
+        return (
+            _NativeFeaturePermutation(self.forward_func, perm_func=custom)
+            .attribute(
+                inputs,
+                target=target,
+                forward_args=additional_forward_args,
+                feature_mask=feature_mask,
+                seed=GlobalRandom(),
+                chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
+                show_progress=show_progress,
+            )
+            .attributions
+        )
+
+
+class Occlusion(FeatureAblation):
+    """Captum-compatible :class:`whybox.methods.Occlusion` (float32 results, as Captum)."""
+
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Any,
+        sliding_window_shapes: Any,
+        strides: Any = None,
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        perturbations_per_eval: int = 1,
+        show_progress: bool = False,
+    ) -> Any:
+        owner = type(self).__name__
+        result = _NativeOcclusion(self.forward_func).attribute(
+            inputs,
+            sliding_window_shapes=sliding_window_shapes,
+            strides=strides,
+            baselines=baselines,
+            target=target,
+            forward_args=additional_forward_args,
+            chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
+            show_progress=show_progress,
+        )
+        return _as_float(result.attributions)
+
+
+class ShapleyValueSampling(PerturbationAttribution):
+    """Captum-compatible :class:`whybox.methods.ShapleyValueSampling`.
+
+    Orderings are drawn with ``torch.randperm`` from the global generator in Captum's
+    order, so seeded runs reproduce Captum 0.9's numbers (float32 results).
+    """
+
+    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
+        super().__init__(forward_func)
+
+    def attribute(
+        self,
+        inputs: Any,
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        n_samples: int = 25,
+        perturbations_per_eval: int = 1,
+        show_progress: bool = False,
+    ) -> Any:
+        owner = type(self).__name__
+        result = _NativeShapleyValueSampling(self.forward_func).attribute(
+            inputs,
+            baselines=baselines,
+            target=target,
+            forward_args=additional_forward_args,
+            feature_mask=feature_mask,
+            n_samples=n_samples,
+            seed=GlobalRandom(),
+            chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
+            show_progress=show_progress,
+        )
+        return _as_float(result.attributions)
+
+
+class ShapleyValues(PerturbationAttribution):
+    """Captum-compatible :class:`whybox.methods.ShapleyValues`: exact, from ``2**M``
+    coalitions instead of Captum's ``M * M!`` permutation steps (same values)."""
+
+    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
+        super().__init__(forward_func)
+
+    def attribute(
+        self,
+        inputs: Any,
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        perturbations_per_eval: int = 1,
+        show_progress: bool = False,
+    ) -> Any:
+        owner = type(self).__name__
+        result = _NativeShapleyValues(self.forward_func).attribute(
+            inputs,
+            baselines=baselines,
+            target=target,
+            forward_args=additional_forward_args,
+            feature_mask=feature_mask,
+            chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
+            show_progress=show_progress,
+        )
+        return _as_float(result.attributions)
+
+
+class LimeBase(PerturbationAttribution):
+    """Captum-compatible :class:`whybox.methods.LimeBase`.
+
+    ``perturbations_per_eval`` keeps Captum's meaning here: that many samples per forward
+    (1 by default), since user transforms may change input shapes.
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        interpretable_model: Any,
+        similarity_func: Callable[..., Any],
+        perturb_func: Callable[..., Any],
+        perturb_interpretable_space: bool,
+        from_interp_rep_transform: Callable[..., Any] | None,
+        to_interp_rep_transform: Callable[..., Any] | None,
+    ) -> None:
+        super().__init__(forward_func)
+        self.interpretable_model = interpretable_model
+        self.similarity_func = similarity_func
+        self.perturb_func = perturb_func
+        self.perturb_interpretable_space = perturb_interpretable_space
+        self.from_interp_rep_transform = from_interp_rep_transform
+        self.to_interp_rep_transform = to_interp_rep_transform
+        # Validate the combination now, like Captum's constructor.
+        self._native()
+
+    def _native(self) -> _NativeLimeBase:
+        return _NativeLimeBase(
+            self.forward_func,
+            interpretable_model=self.interpretable_model,
+            similarity_func=self.similarity_func,
+            perturb_func=self.perturb_func,
+            perturb_interpretable_space=self.perturb_interpretable_space,
+            from_interp_rep_transform=self.from_interp_rep_transform,
+            to_interp_rep_transform=self.to_interp_rep_transform,
+        )
+
+    def attribute(
+        self,
+        inputs: Any,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        n_samples: int = 50,
+        perturbations_per_eval: int = 1,
+        show_progress: bool = False,
+        **kwargs: Any,
+    ) -> Tensor:
+        """The fitted surrogate's ``representation()``, ``(1, M)`` for one output."""
+        check_int(type(self).__name__, "perturbations_per_eval", perturbations_per_eval, minimum=1)
+        return (
+            self._native()
+            .attribute(
+                inputs,
+                target=target,
+                forward_args=additional_forward_args,
+                n_samples=n_samples,
+                chunk_size=perturbations_per_eval,
+                show_progress=show_progress,
+                **kwargs,
+            )
+            .attributions
+        )
+
+
+class Lime(LimeBase):
+    """Captum-compatible :class:`whybox.methods.Lime`.
+
+    Defaults as Captum 0.9: a Lasso surrogate with ``alpha=0.01`` (here the torch-native
+    :class:`~whybox.core.surrogate.WeightedLasso`, same objective), an exponential kernel
+    on the cosine distance, and groups kept with probability 1/2 (drawn from torch's global
+    generator). ``from_interp_rep_transform`` is Captum's default transform and can be
+    called directly, as in Captum.
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        interpretable_model: Any = None,
+        similarity_func: Callable[..., Any] | None = None,
+        perturb_func: Callable[..., Any] | None = None,
+    ) -> None:
+        PerturbationAttribution.__init__(self, forward_func)
+        self.interpretable_model = (
+            WeightedLasso(alpha=0.01) if interpretable_model is None else interpretable_model
+        )
+        self.similarity_func = (
+            get_exp_kernel_similarity_function() if similarity_func is None else similarity_func
+        )
+        self._custom_perturb = perturb_func
+        self.perturb_func = default_perturb_func if perturb_func is None else perturb_func
+        self.perturb_interpretable_space = True
+        self.from_interp_rep_transform = default_from_interp_rep_transform
+        self.to_interp_rep_transform = None
+
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Any,
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        n_samples: int = 25,
+        perturbations_per_eval: int = 1,
+        return_input_shape: bool = True,
+        show_progress: bool = False,
+    ) -> Any:
+        owner = type(self).__name__
+        # A user-assigned perturb_func other than the default is honoured.
+        custom = None if self.perturb_func is default_perturb_func else self.perturb_func
+        result = _NativeLime(
+            self.forward_func,
+            interpretable_model=self.interpretable_model,
+            similarity_func=self.similarity_func,
+            perturb_func=custom,
+        ).attribute(
+            inputs,
+            baselines=baselines,
+            target=target,
+            forward_args=additional_forward_args,
+            feature_mask=feature_mask,
+            n_samples=n_samples,
+            seed=GlobalRandom(),
+            return_input_shape=return_input_shape,
+            chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
+            show_progress=show_progress,
+        )
+        return _as_float(result.attributions) if return_input_shape else result.attributions
+
+
+class KernelShap(Lime):
+    """Captum-compatible :class:`whybox.methods.KernelShap`.
+
+    ``n_samples`` counts model evaluations per example including the empty and full
+    coalitions, as in Captum. whybox samples complementary coalition pairs, enumerates
+    small coalition sizes exactly and solves the Shapley-kernel regression with the
+    efficiency constraint exactly (Captum fits an unconstrained regression with large
+    weights on the two constraint rows); with ``n_samples >= 2**M`` the result is exact.
+    """
+
+    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
+        Lime.__init__(self, forward_func, interpretable_model=WeightedLinearRegression())
+
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Any,
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        n_samples: int = 25,
+        perturbations_per_eval: int = 1,
+        return_input_shape: bool = True,
+        show_progress: bool = False,
+    ) -> Any:
+        owner = type(self).__name__
+        result = _NativeKernelShap(self.forward_func).attribute(
+            inputs,
+            baselines=baselines,
+            target=target,
+            forward_args=additional_forward_args,
+            feature_mask=feature_mask,
+            n_samples=n_samples,
+            seed=GlobalRandom(),
+            return_input_shape=return_input_shape,
+            chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
+            show_progress=show_progress,
+        )
+        return _as_float(result.attributions)
+
+
+class LayerFeatureAblation(PerturbationAttribution):
+    """Captum-compatible LayerFeatureAblation: ablate a layer's activations
+    (native: ``FeatureAblation(model, layer=...)``).
+
+    ``device_ids`` is accepted for ``DataParallel`` compatibility and unused.
+    """
+
+    def __init__(
+        self, forward_func: Callable[..., Tensor], layer: Any, device_ids: list[int] | None = None
+    ) -> None:
+        super().__init__(forward_func)
+        self.layer = layer
+        self.device_ids = device_ids
+
+    def attribute(
+        self,
+        inputs: Any,
+        layer_baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        layer_mask: Any = None,
+        attribute_to_layer_input: bool = False,
+        perturbations_per_eval: int = 1,
+    ) -> Any:
+        """Attributions shaped like the layer's output (input with
+        ``attribute_to_layer_input``)."""
+        owner = type(self).__name__
+        return (
+            _NativeFeatureAblation(
+                self.forward_func,
+                layer=self.layer,
+                attribute_to_layer_input=attribute_to_layer_input,
+            )
+            .attribute(
+                inputs,
+                baselines=layer_baselines,
+                target=target,
+                forward_args=additional_forward_args,
+                feature_mask=layer_mask,
+                chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
+            )
+            .attributions
+        )
+
+
+class NeuronFeatureAblation(PerturbationAttribution):
+    """Captum-compatible NeuronFeatureAblation: FeatureAblation of one neuron's value
+    (the model stops right after ``layer``)."""
+
+    def __init__(
+        self, forward_func: Callable[..., Tensor], layer: Any, device_ids: list[int] | None = None
+    ) -> None:
+        super().__init__(forward_func)
+        self.layer = layer
+        self.device_ids = device_ids
+
+    def attribute(
+        self,
+        inputs: Any,
+        neuron_selector: Any,
+        baselines: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        attribute_to_neuron_input: bool = False,
+        perturbations_per_eval: int = 1,
+    ) -> Any:
+        owner = type(self).__name__
+        model = neuron_model(
+            self.forward_func,
+            self.layer,
+            neuron_selector,
+            to_input=attribute_to_neuron_input,
+            owner=owner,
+        )
+        return (
+            _NativeFeatureAblation(model)
+            .attribute(
+                inputs,
+                baselines=baselines,
+                forward_args=additional_forward_args,
+                feature_mask=feature_mask,
+                chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
+            )
+            .attributions
+        )

@@ -1,0 +1,389 @@
+"""Shapley-value methods: exact ShapleyValues, ShapleyValueSampling and KernelShap.
+
+The game: ``v(S) = f(x with the features outside S set to their baseline)``. All three
+methods evaluate coalitions as rows built lazily from compact masks through the one
+evaluator, then do their own maths on the ``(n_coalitions, N)`` table of outputs:
+
+* ``ShapleyValues`` enumerates the ``2**M`` coalitions once (Captum walks ``M!``
+  permutations, ``M * M!`` forwards) and weights marginal contributions exactly;
+* ``ShapleyValueSampling`` averages marginal contributions along random permutations;
+* ``KernelShap`` fits the Shapley kernel regression (paired sampling, small coalition
+  sizes enumerated exactly, float64 weighted least squares under the efficiency
+  constraint ``sum(phi) = f(x) - f(baseline)``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from whybox.core.call import prepare_call
+from whybox.core.forward import ChunkSize, RowBatch
+from whybox.core.inputs import prepare_baselines
+from whybox.core.masks import kernel_shap_coalitions
+from whybox.core.random import GlobalRandom, RandomSource, make_random
+from whybox.core.registry import register
+from whybox.core.result import Explanation
+from whybox.core.surrogate import solve_constrained_wls
+from whybox.core.validation import check_bool, check_int, fail
+
+from ._perturb import (
+    FlatMasks,
+    check_aggregate_masks,
+    coalition_rows,
+    expand_to_elements,
+    prepare_masks,
+    run_items,
+)
+from .base import Method
+
+__all__ = ["ShapleyValues", "ShapleyValueSampling", "KernelShap"]
+
+#: Largest number of features ShapleyValues enumerates (2**M coalitions).
+MAX_EXACT_FEATURES = 24
+
+
+def _setup(method: Method, inputs, baselines, target, forward_args, feature_mask, chunk, progress):
+    owner = type(method).__name__
+    method._check_common()
+    call = prepare_call(
+        owner,
+        method.model,
+        inputs,
+        target=target,
+        forward_args=forward_args,
+        chunk_size=chunk,
+        show_progress=progress,
+        require_float=False,
+    )
+    base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
+    masks = prepare_masks(feature_mask, call.tensors, owner=owner, shift_negative=False)
+    present = masks.present.nonzero().reshape(-1)
+    if present.numel() == 0:
+        fail(owner, "feature_mask", "a mask with at least one feature", feature_mask)
+    return owner, call, base, masks, present
+
+
+def _on_present(masks: FlatMasks, present: Tensor, keep: Tensor) -> Tensor:
+    """Coalitions over present features ``(k, Mp)`` -> over all ids ``(k, M)``."""
+    full = torch.zeros(keep.shape[0], masks.n_features, dtype=torch.bool, device=keep.device)
+    full[:, present.to(keep.device)] = keep
+    return full
+
+
+def _generator(random: RandomSource) -> torch.Generator | None:
+    """The torch generator behind a random source (``None``: torch's global one)."""
+    if isinstance(random, GlobalRandom):
+        return None
+    return getattr(random, "generator", None)
+
+
+def _finish(method, call, masks, present, phi_present, outputs, parameters, delta=None):
+    """Scatter per-present-feature values to every element and wrap the result."""
+    phi = phi_present.new_zeros(phi_present.shape[0], masks.n_features)
+    phi[:, present.to(phi.device)] = phi_present
+    leaves = expand_to_elements(phi, masks, call.tensors)
+    return method._result(
+        call,
+        leaves,
+        delta=delta,
+        parameters=parameters,
+        extras={"aggregate_output": outputs.aggregate, "feature_attributions": phi},
+    )
+
+
+@register("shapley_values")
+class ShapleyValues(Method):
+    """Exact Shapley values by enumerating all ``2**M`` coalitions of the features.
+
+    ``phi_i = sum_{S not containing i} |S|! (M - |S| - 1)! / M! * (v(S + i) - v(S))``.
+    Exact, so efficiency, symmetry and dummy hold up to rounding; practical up to about
+    20 features (``2**M`` perturbations of the batch).
+    """
+
+    has_delta = True
+
+    def attribute(
+        self,
+        inputs: Any,
+        *,
+        baselines: Any = None,
+        target: Any = None,
+        forward_args: Any = None,
+        feature_mask: Any = None,
+        chunk_size: ChunkSize = "auto",
+        show_progress: bool = False,
+    ) -> Explanation:
+        """Exact Shapley values.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)``
+        baselines : None (0), a number, a tensor broadcastable to each input, or one per
+            input -- the value a feature takes when absent from a coalition
+        feature_mask : integer tensor per input, ids ``0..M-1`` (ids may span inputs);
+            default every scalar is a feature. Ids absent from every mask are skipped.
+        chunk_size : rows per forward (``"auto"``); never changes the result
+
+        Returns
+        -------
+        Explanation
+            ``attributions`` shaped like ``inputs`` (each element gets its feature's
+            value); ``delta`` ``(N,)`` = ``sum(phi) - (f(x) - f(baseline))`` (rounding only);
+            ``extras["feature_attributions"]`` is ``(N, M)``.
+        """
+        owner, call, base, masks, present = _setup(
+            self, inputs, baselines, target, forward_args, feature_mask, chunk_size, show_progress
+        )
+        m = present.numel()
+        if m > MAX_EXACT_FEATURES:
+            fail(
+                owner,
+                "feature_mask",
+                f"at most {MAX_EXACT_FEATURES} features for exact Shapley values (2**M "
+                "forwards); group features or use ShapleyValueSampling / KernelShap",
+                f"{m} features",
+                raw=True,
+            )
+        device = call.tensors[0].device
+        n = call.batch_size
+        bits = 2 ** torch.arange(m, device=device)
+
+        def build(start: int, stop: int) -> RowBatch:
+            codes = torch.arange(start, stop, device=device)
+            keep = (codes[:, None] & bits[None, :]) != 0
+            return coalition_rows(call.tensors, base, masks, _on_present(masks, present, keep))
+
+        outputs = run_items(call, n_items=2**m, build=build, rows_per_item=n)
+        check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")
+        values = outputs.values.to(torch.float64)  # (2**M, B)
+        codes = torch.arange(2**m, device=values.device)
+        sizes = torch.zeros_like(codes)
+        for j in range(m):
+            sizes += (codes >> j) & 1
+        weight_of_size = torch.tensor(
+            [math.factorial(s) * math.factorial(m - s - 1) / math.factorial(m) for s in range(m)],
+            dtype=torch.float64,
+            device=values.device,
+        )
+        phi = values.new_zeros(values.shape[1], m)
+        for j in range(m):
+            without = codes[(codes & (1 << j)) == 0]
+            gains = values[without | (1 << j)] - values[without]  # (2**(M-1), B)
+            phi[:, j] = (weight_of_size[sizes[without]][:, None] * gains).sum(dim=0)
+        delta = phi.sum(dim=1) - (values[-1] - values[0])
+        return _finish(
+            self,
+            call,
+            masks,
+            present,
+            phi.to(outputs.values.dtype),
+            outputs,
+            {"n_features": m},
+            delta=delta.to(outputs.values.dtype),
+        )
+
+
+@register("shapley_value_sampling")
+class ShapleyValueSampling(Method):
+    """Shapley values estimated from ``n_samples`` random feature orderings.
+
+    Along each ordering, features are added one by one to the baseline; a feature's
+    attribution is the mean output increase when it is added (Castro et al., 2009).
+    Every ordering ends at ``f(x)``, so efficiency holds exactly for any ``n_samples``.
+    """
+
+    has_delta = True
+
+    def attribute(
+        self,
+        inputs: Any,
+        *,
+        baselines: Any = None,
+        target: Any = None,
+        forward_args: Any = None,
+        feature_mask: Any = None,
+        n_samples: int = 25,
+        seed: int | torch.Generator | RandomSource | None = None,
+        chunk_size: ChunkSize = "auto",
+        show_progress: bool = False,
+    ) -> Explanation:
+        """Sampled Shapley values.
+
+        Parameters
+        ----------
+        inputs, baselines, target, forward_args, feature_mask :
+            as :meth:`ShapleyValues.attribute`
+        n_samples : number of random orderings (>= 1); ``n_samples * (M - 1) + 2``
+            perturbations of the batch are evaluated
+        seed : int, ``torch.Generator`` or random source; the orderings are shared by all
+            examples, so results do not depend on the batch layout
+
+        Returns
+        -------
+        Explanation
+            As :meth:`ShapleyValues.attribute`.
+        """
+        owner, call, base, masks, present = _setup(
+            self, inputs, baselines, target, forward_args, feature_mask, chunk_size, show_progress
+        )
+        check_int(owner, "n_samples", n_samples, minimum=1)
+        m = present.numel()
+        device = call.tensors[0].device
+        n = call.batch_size
+        orders = _permutations(make_random(seed), masks.n_features, n_samples, present)  # (S, Mp)
+        ranks = orders.argsort(dim=1).to(device)  # rank of each present feature per ordering
+        inner = m - 1  # evaluated steps per ordering; the full coalition is shared
+        last = 1 + n_samples * inner  # item index of the full coalition (f(x))
+
+        def build(start: int, stop: int) -> RowBatch:
+            items = torch.arange(start, stop, device=device)
+            steps = (items - 1).clamp(min=0)
+            ordering = (steps // max(inner, 1)).clamp(max=n_samples - 1)
+            added = steps % max(inner, 1) + 1
+            keep = ranks[ordering] < added[:, None]
+            keep[items == 0] = False
+            keep[items == last] = True
+            return coalition_rows(call.tensors, base, masks, _on_present(masks, present, keep))
+
+        outputs = run_items(call, n_items=last + 1, build=build, rows_per_item=n)
+        check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")
+        values = outputs.values  # (items, B)
+        walk = values[1:last].reshape(n_samples, inner, -1)
+        start_v = values[0].expand(n_samples, 1, -1)
+        end_v = values[last].expand(n_samples, 1, -1)
+        path = torch.cat([start_v, walk, end_v], dim=1)  # (S, Mp + 1, B)
+        gains = path[:, 1:] - path[:, :-1]  # (S, Mp, B): gain of adding orders[s, j]
+        position = orders.argsort(dim=1).to(gains.device)  # present-feature index -> step
+        # gains per present feature: gather along the step axis by each feature's step
+        index = position.unsqueeze(-1).expand(-1, -1, gains.shape[2])
+        per_feature = torch.gather(gains, 1, index).mean(dim=0).T  # (B, Mp)
+        delta = per_feature.sum(dim=1) - (values[last] - values[0])
+        return _finish(
+            self,
+            call,
+            masks,
+            present,
+            per_feature,
+            outputs,
+            {"n_samples": n_samples},
+            delta=delta,
+        )
+
+
+def _permutations(random: RandomSource, n_features: int, n_samples: int, present: Tensor) -> Tensor:
+    """``(n_samples, Mp)`` orderings of the present features (as positions in ``present``).
+
+    Orderings are drawn over all ``n_features`` ids (so the facade, drawing with
+    ``torch.randperm`` from the global generator, repeats Captum's draws) and absent ids
+    are then dropped, which leaves the relative order of present features unchanged.
+    """
+    if isinstance(random, GlobalRandom):
+        perms = torch.stack([torch.randperm(n_features) for _ in range(n_samples)])
+    else:
+        keys = torch.rand(n_samples, n_features, generator=_generator(random))
+        perms = keys.argsort(dim=1)
+    position_of = torch.full((n_features,), -1, dtype=torch.long)
+    position_of[present.cpu()] = torch.arange(present.numel())
+    mapped = position_of[perms]
+    return mapped[mapped >= 0].view(n_samples, present.numel())
+
+
+@register("kernel_shap")
+class KernelShap(Method):
+    """KernelSHAP (Lundberg & Lee, 2017): Shapley values as a weighted linear regression.
+
+    Coalitions come from :func:`whybox.core.masks.kernel_shap_coalitions` (coalition sizes
+    enumerated exactly from the smallest while the budget allows, the rest sampled in
+    complementary pairs); the Shapley-kernel weighted least squares is solved in float64
+    with the efficiency constraint enforced exactly. With ``n_samples >= 2**M`` every
+    coalition is enumerated and the result equals the exact Shapley values.
+    """
+
+    has_delta = True
+
+    def attribute(
+        self,
+        inputs: Any,
+        *,
+        baselines: Any = None,
+        target: Any = None,
+        forward_args: Any = None,
+        feature_mask: Any = None,
+        n_samples: int = 25,
+        seed: int | torch.Generator | RandomSource | None = None,
+        return_input_shape: bool = True,
+        chunk_size: ChunkSize = "auto",
+        show_progress: bool = False,
+    ) -> Explanation:
+        """KernelSHAP attributions.
+
+        Parameters
+        ----------
+        inputs, baselines, target, forward_args, feature_mask :
+            as :meth:`ShapleyValues.attribute`
+        n_samples : model evaluations per example, counting the empty and the full
+            coalition (Captum's budget); at least 2
+        seed : int, ``torch.Generator`` or random source; coalitions are shared by all
+            examples (one regression with ``N`` outputs)
+        return_input_shape : ``True``: attributions shaped like ``inputs``; ``False``:
+            one coefficient per feature, ``(N, M)``
+
+        Returns
+        -------
+        Explanation
+            ``attributions`` as requested; ``delta`` ``(N,)`` (efficiency residual,
+            rounding only).
+        """
+        owner, call, base, masks, present = _setup(
+            self, inputs, baselines, target, forward_args, feature_mask, chunk_size, show_progress
+        )
+        check_int(owner, "n_samples", n_samples, minimum=2)
+        check_bool(owner, "return_input_shape", return_input_shape)
+        m = present.numel()
+        device = call.tensors[0].device
+        n = call.batch_size
+        random = make_random(seed)
+        design = kernel_shap_coalitions(m, n_samples - 2, _generator(random))
+        coalitions = design.masks.to(device)
+
+        def build(start: int, stop: int) -> RowBatch:
+            items = torch.arange(start, stop, device=device)
+            keep = torch.zeros(len(items), m, dtype=torch.bool, device=device)
+            keep[items == 1] = True
+            sampled = items >= 2
+            if bool(sampled.any()):
+                keep[sampled] = coalitions[items[sampled] - 2]
+            return coalition_rows(call.tensors, base, masks, _on_present(masks, present, keep))
+
+        outputs = run_items(call, n_items=2 + coalitions.shape[0], build=build, rows_per_item=n)
+        check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")
+        values = outputs.values.to(torch.float64)
+        empty, full = values[0], values[1]
+        total = full - empty  # (B,)
+        if coalitions.shape[0] == 0:
+            phi = (total / m).unsqueeze(1).expand(-1, m)
+        else:
+            phi = solve_constrained_wls(
+                coalitions.to(torch.float64), values[2:] - empty, design.weights, total
+            )  # (B, Mp)
+        dtype = outputs.values.dtype
+        delta = (phi.sum(dim=1) - total).to(dtype)
+        phi = phi.to(dtype)
+        parameters = {"n_samples": n_samples, "n_enumerated": design.n_enumerated}
+        if not return_input_shape:
+            full_phi = phi.new_zeros(phi.shape[0], masks.n_features)
+            full_phi[:, present.to(phi.device)] = phi
+            return Explanation(
+                attributions=full_phi,
+                inputs=call.inputs.restore(call.tensors),
+                target=call.target.raw,
+                method=self.name,
+                parameters=parameters,
+                delta=delta,
+                extras={"aggregate_output": outputs.aggregate},
+            )
+        return _finish(self, call, masks, present, phi, outputs, parameters, delta=delta)
