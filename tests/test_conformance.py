@@ -17,7 +17,12 @@ from _support import ConvNet, assert_same_state, model_state, module_hook_count
 from whybox import methods
 from whybox.core.registry import available_methods, get_method
 from whybox.core.validation import ParameterError, ParameterTypeError
+from whybox.methods import ablation as ablation_methods
 from whybox.methods import cam as cam_methods
+from whybox.methods import lime as lime_methods
+from whybox.methods import lrp as lrp_methods
+from whybox.methods import neuron_conductance as neuron_conductance_methods
+from whybox.methods import shapley as shapley_methods
 
 
 def _refs(x):
@@ -78,6 +83,64 @@ for _name, _cls in [
     ("eigen_cam", cam_methods.EigenCam),
 ]:
     SPECS[_name] = (_layer(_cls), lambda x: {"upsample": False}, "map")
+
+
+def _cells(x, cell=4):
+    """A (1, 1, H, W) grid feature mask: (H / cell) * (W / cell) features shared by channels."""
+    h, w = x.shape[-2:]
+    rows = torch.arange(h) // cell
+    cols = torch.arange(w) // cell
+    return (rows[:, None] * (w // cell) + cols[None, :]).view(1, 1, h, w)
+
+
+# the perturbation family (whybox.methods.ablation / shapley / lime), on grid feature masks
+SPECS.update(
+    {
+        "feature_ablation": (
+            ablation_methods.FeatureAblation,
+            lambda x: {"feature_mask": _cells(x)},
+            "input",
+        ),
+        "occlusion": (
+            ablation_methods.Occlusion,
+            lambda x: {"sliding_window_shapes": (3, 4, 4), "strides": (3, 4, 4)},
+            "input",
+        ),
+        "feature_permutation": (
+            ablation_methods.FeaturePermutation,
+            lambda x: {"feature_mask": _cells(x), "seed": 0},
+            "input",
+        ),
+        "shapley_values": (
+            shapley_methods.ShapleyValues,
+            lambda x: {"feature_mask": _cells(x, 8)},
+            "input",
+        ),
+        "shapley_value_sampling": (
+            shapley_methods.ShapleyValueSampling,
+            lambda x: {"feature_mask": _cells(x), "n_samples": 2, "seed": 0},
+            "input",
+        ),
+        "kernel_shap": (
+            shapley_methods.KernelShap,
+            lambda x: {"feature_mask": _cells(x), "n_samples": 20, "seed": 0},
+            "input",
+        ),
+        "lime": (
+            lime_methods.Lime,
+            lambda x: {"feature_mask": _cells(x), "n_samples": 20, "seed": 0},
+            "input",
+        ),
+    }
+)
+
+# LRP (whybox.methods.lrp) and neuron conductance (a neuron of conv2; explained per input)
+SPECS["lrp"] = (lrp_methods.LRP, lambda x: {}, "input")
+SPECS["neuron_conductance"] = (
+    _layer(neuron_conductance_methods.NeuronConductance),
+    lambda x: {"neuron": (1, 2, 2), "n_steps": 4},
+    "input",
+)
 
 
 class Exploding(nn.Module):

@@ -23,6 +23,19 @@ from ._layer import (
     NeuronIntegratedGradients,
     TokenReferenceBase,
 )
+from ._layer_more import (
+    LRP,
+    GuidedGradCam,
+    LayerDeepLift,
+    LayerDeepLiftShap,
+    LayerGradientShap,
+    LayerLRP,
+    NeuronConductance,
+    NeuronDeconvolution,
+    NeuronDeepLift,
+    NeuronDeepLiftShap,
+    NeuronGuidedBackprop,
+)
 
 __all__ = [
     "Attribution",
@@ -49,5 +62,16 @@ __all__ = [
     "NeuronIntegratedGradients",
     "NeuronGradientShap",
     "TokenReferenceBase",
+    "LayerDeepLift",
+    "LayerDeepLiftShap",
+    "LayerGradientShap",
+    "LayerLRP",
+    "LRP",
+    "GuidedGradCam",
+    "NeuronDeepLift",
+    "NeuronDeepLiftShap",
+    "NeuronGuidedBackprop",
+    "NeuronDeconvolution",
+    "NeuronConductance",
     "visualization",
 ]

@@ -412,7 +412,7 @@ class Lime(LimeBase):
             chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
             show_progress=show_progress,
         )
-        return _as_float(result.attributions) if return_input_shape else result.attributions
+        return _as_float(result.attributions)
 
 
 class KernelShap(Lime):

@@ -20,6 +20,16 @@ from .gradient_shap import GradientShap
 from .guided import Deconvolution, GuidedBackprop
 from .integrated_gradients import IntegratedGradients
 from .layer import GradCam, InternalInfluence, LayerActivation, LayerConductance
+from .lrp import (
+    LRP,
+    Alpha1_Beta0_Rule,
+    EpsilonRule,
+    GammaRule,
+    IdentityRule,
+    PropagationRule,
+    default_rule,
+)
+from .neuron_conductance import NeuronConductance
 from .noise_tunnel import NoiseTunnel
 
 __all__ = [
@@ -48,4 +58,12 @@ __all__ = [
     "vit_reshape_transform",
     "ClassifierOutputTarget",
     "ClassifierOutputSoftmaxTarget",
+    "LRP",
+    "PropagationRule",
+    "EpsilonRule",
+    "GammaRule",
+    "Alpha1_Beta0_Rule",
+    "IdentityRule",
+    "default_rule",
+    "NeuronConductance",
 ]

@@ -159,9 +159,10 @@ def run_items(
 ) -> Outputs:
     """Evaluate ``n_items`` perturbations of ``rows_per_item`` rows each, lazily.
 
-    Item 0 is evaluated alone first: its output tells per-example models (one scalar per
-    row) from aggregate ones (one scalar per forward); aggregate models then get one item
-    per forward, per-example models ``call.chunk_rows // rows_per_item`` items (at least 1).
+    Per-example models (one scalar per row) get ``call.chunk_rows // rows_per_item`` items
+    per forward (at least 1). A first forward returning a single scalar for several rows
+    reveals an aggregate model (one scalar per batch): evaluation restarts at that chunk
+    with one item per forward, so a perturbation's rows always share a forward.
     ``on_rows(start, stop, rows)`` sees every chunk's rows (e.g. for LIME similarities).
     """
     parts: list[Tensor] = []
@@ -176,41 +177,23 @@ def run_items(
     def consume(start: int, stop: int, selected: Tensor, grads: Any) -> None:
         n_rows = (stop - start) * rows_per_item
         if state["aggregate"]:
+            if selected.numel() != 1:
+                fail(
+                    call.owner,
+                    "forward_func",
+                    "a model returning one scalar per batch for every batch",
+                    f"{selected.numel()} values for {n_rows} rows",
+                    raw=True,
+                )
             parts.append(selected.reshape(1, 1).expand(stop - start, 1))
             return
         if selected.numel() != n_rows:
-            if rows_per_item == 1 and selected.numel() == 1:
+            if selected.numel() == 1 and (not parts or rows_per_item == 1):
                 raise _Aggregate(start)
-            fail(
-                call.owner,
-                "forward_func",
-                "a model whose number of outputs follows the batch size (or that returns "
-                "one scalar per batch for every batch)",
-                f"{selected.numel()} values for {n_rows} rows",
-                raw=True,
-            )
+            _detect_aggregate(selected, n_rows, call.owner)  # raises a clear error
         parts.append(selected.reshape(stop - start, rows_per_item))
 
-    # Probe with item 0 alone to learn the output mode.
-    first = {}
-
-    def consume_first(start: int, stop: int, selected: Tensor, grads: Any) -> None:
-        first["value"] = selected
-
-    evaluate(
-        call.evaluator,
-        n_items=1,
-        build=build_seen,
-        consume=consume_first,
-        chunk_rows=rows_per_item,
-        rows_per_item=rows_per_item,
-    )
-    state["aggregate"] = _detect_aggregate(first["value"], rows_per_item, call.owner)
-    if state["aggregate"]:
-        parts.append(first["value"].reshape(1, 1))
-    else:
-        parts.append(first["value"].reshape(1, rows_per_item))
-    start = 1
+    start = 0
     while start < n_items:
         chunk_rows = rows_per_item if state["aggregate"] else call.chunk_rows
         offset = start
@@ -234,11 +217,8 @@ def run_items(
             )
             start = n_items
         except _Aggregate as switch:
-            # One example whose model sums over the batch: several perturbations cannot
-            # share a forward. Redo from this chunk with one perturbation per forward.
             state["aggregate"] = True
-            done = sum(p.shape[0] for p in parts)
-            start = max(done, switch.start)
+            start = switch.start
     values = torch.cat(parts, dim=0)
     return Outputs(values, state["aggregate"])
 

@@ -7,6 +7,8 @@ and ``a ~ U(0, 1)``; attribution ``= mean((x + e - r) * grad f(r + a (x + e - r)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -18,7 +20,7 @@ from whybox.core.inputs import prepare_baselines
 from whybox.core.random import RandomSource, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.validation import check_bool, check_int, check_per_input, check_real
+from whybox.core.validation import check_bool, check_int, check_per_input, check_real, fail
 
 from .base import Method
 
@@ -27,7 +29,12 @@ __all__ = ["GradientShap"]
 
 @register("gradient_shap")
 class GradientShap(Method):
-    """GradientSHAP; ``baselines`` is a distribution of references ``(n_refs, ...)``."""
+    """GradientSHAP; ``baselines`` is a distribution of references ``(n_refs, ...)``.
+
+    With ``layer`` (Captum's LayerGradientShap) the gradients are taken at the layer at the
+    same random points, and multiplied by ``layer(x + e) - layer(r)``; the result is shaped
+    like the layer (the inputs stay real-valued: the random points are in input space).
+    """
 
     has_delta = True
 
@@ -59,11 +66,12 @@ class GradientShap(Method):
         Returns
         -------
         Explanation
-            ``attributions`` shaped like ``inputs``; ``delta`` of shape ``(N * n_samples,)``
-            (one per draw, example-major), as Captum reports it.
+            ``attributions`` shaped like ``inputs`` (like the layer with ``layer``); ``delta``
+            of shape ``(N * n_samples,)`` (one per draw, example-major), as Captum reports it.
         """
         owner = type(self).__name__
         self._check_common()
+        site = self._site()
         check_int(owner, "n_samples", n_samples, minimum=1)
         check_bool(owner, "return_delta", return_delta)
         call = prepare_call(
@@ -104,8 +112,35 @@ class GradientShap(Method):
         def starts_for(position: int, rows: Tensor) -> Tensor:
             return refs[position].index_select(0, ref_index[position].index_select(0, rows))
 
-        totals = [torch.zeros_like(x) for x in call.tensors]
-        per_row: list[list[Tensor]] = [[] for _ in call.tensors]
+        # input scope: one total per input; layer scope: allocated from the first chunk
+        totals = [torch.zeros_like(x) for x in call.tensors] if site is None else []
+        per_row: list[list[Tensor]] = []
+        layout: list[int] = []
+        tap = None
+        if site is not None:
+
+            @contextmanager
+            def tap() -> Iterator[Any]:
+                with site.capture() as captured:
+                    yield captured
+                if not captured.tensors or any(len(t) == 0 for t in captured.per_layer):
+                    fail(
+                        owner,
+                        "layer",
+                        "a module that runs in the model's forward and returns tensors",
+                        "a layer that was not called (or produced no tensor)",
+                        raw=True,
+                    )
+                layout[:] = [len(t) for t in captured.per_layer]
+
+        def layer_difference(rows: Tensor) -> list[Tensor]:
+            # layer(x + e) - layer(r) for these rows: two forwards without gradients
+            index = example_index.index_select(0, rows)
+            ends = [ends_for(p, rows) for p in range(len(call.tensors))]
+            starts = [starts_for(p, rows).to(x.dtype) for p, x in enumerate(call.tensors)]
+            end_values, _ = site.activations(call, ends, index)
+            start_values, _ = site.activations(call, starts, index)
+            return [e - s for e, s in zip(end_values, start_values)]
 
         def build(start: int, stop: int) -> RowBatch:
             rows = torch.arange(start, stop, device=x0.device)
@@ -117,8 +152,20 @@ class GradientShap(Method):
 
         def consume(start: int, stop: int, selected: Tensor, grads) -> None:
             rows = torch.arange(start, stop, device=x0.device)
+            if not totals:
+                totals.extend(
+                    torch.zeros((batch,) + tuple(g.shape[1:]), dtype=g.dtype, device=g.device)
+                    for g in grads
+                )
+            if not per_row:
+                per_row.extend([] for _ in grads)
+            differences = None
+            if self.multiply_by_inputs and site is not None:
+                differences = layer_difference(rows)
             for position, grad in enumerate(grads):
-                if self.multiply_by_inputs:
+                if differences is not None:
+                    grad = grad * differences[position]
+                elif self.multiply_by_inputs:
                     grad = grad * (ends_for(position, rows) - starts_for(position, rows))
                 totals[position].index_add_(0, example_index.index_select(0, rows), grad)
                 if return_delta:
@@ -131,6 +178,7 @@ class GradientShap(Method):
             consume=consume,
             chunk_rows=call.chunk_rows,
             grad=True,
+            tap=tap,
             progress=call.progress,
         )
         leaves = tuple(t / n_samples for t in totals)
@@ -144,9 +192,7 @@ class GradientShap(Method):
                 inputs=[ends_for(p, all_rows) for p in range(len(refs))],
                 example_index=example_index,
             )
-        return self._result(
-            call,
-            leaves,
-            delta=delta,
-            parameters={"n_samples": n_samples, "stdevs": sds},
-        )
+        parameters = {"n_samples": n_samples, "stdevs": sds}
+        if site is not None:
+            return self._layer_result(call, leaves, layout, delta=delta, parameters=parameters)
+        return self._result(call, leaves, delta=delta, parameters=parameters)

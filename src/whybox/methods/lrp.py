@@ -1,0 +1,478 @@
+"""Layer-wise Relevance Propagation (Bach et al., "On Pixel-Wise Explanations for Non-Linear
+Classifier Decisions by Layer-Wise Relevance Propagation", 2015), with rules as data.
+
+Relevance starts at the explained output (``R = f(x)`` of the target) and is passed down layer
+by layer. For a layer with input ``a`` and output ``z = z(a)`` a *z-rule* redistributes the
+relevance ``R_out`` arriving at its output as
+
+    R_in = a * J'^T (R_out / s(z')),     s(z') = z' + eps * sign(z')   (sign(0) = 1)
+
+where ``z'`` and ``J'`` are the layer's output and Jacobian under the rule's modified
+parameters (the original ones for the epsilon rule). Elementwise activations pass relevance
+unchanged (identity rule).
+
+Implementation: one forward, one backward. The backward carries the *normalised* relevance
+``c = R / a`` (so ``R = a * c`` at every tensor, and ``c = 1`` at the explained output). Each
+ruled module's output is rewritten by :func:`whybox.core.hooks.module_rules` to a tensor with
+the same value whose vector-Jacobian product is the rule,
+
+    out.detach() + (z' - z'.detach()) * (out / s(z')).detach()     ->  c_in = J'^T (c * out / s)
+
+and LRP is ``inputs * modified gradient``. ReLU, dropout and reshapes need no rewrite: their
+ordinary gradient already passes relevance unchanged in this normalisation
+(``relu(x) = x * relu'(x)``). Other elementwise activations get the identity rule
+(``c_in = c * f(x) / x``).
+
+Defaults (by module type, leaf modules only, as Captum 0.9 where Captum has a default):
+:class:`EpsilonRule` for ``Linear``, ``Conv1d/2d/3d``, max / average / adaptive pooling and
+``BatchNorm1d/2d/3d``; the identity for ``ReLU``, ``Dropout``, ``Tanh`` and other elementwise
+activations, ``Flatten``, ``Unflatten`` and ``Identity``. A module's ``rule`` attribute
+(``module.rule = GammaRule()``, as in Captum) or the ``rules`` argument overrides the default;
+any other leaf module without a rule is an error. Functions called inside ``forward``
+(``torch.relu``, ``x.flatten(1)``, ``+``) are differentiated as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from whybox.core.call import prepare_call
+from whybox.core.forward import ChunkSize
+from whybox.core.gradients import row_gradients
+from whybox.core.hooks import module_rules
+from whybox.core.registry import register
+from whybox.core.result import Explanation
+from whybox.core.validation import check_bool, check_real, fail
+
+from .base import Method
+
+__all__ = [
+    "LRP",
+    "PropagationRule",
+    "EpsilonRule",
+    "GammaRule",
+    "Alpha1_Beta0_Rule",
+    "IdentityRule",
+    "default_rule",
+    "as_rule",
+    "resolve_rules",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Rules
+# --------------------------------------------------------------------------------------------
+
+
+def _stabilise(z: Tensor, eps: float) -> Tensor:
+    # z + eps * sign(z) with sign(0) = 1 (Captum's convention): never divides by zero
+    return z + eps * torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
+
+
+def _safe_ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
+    # with epsilon = 0 (LRP-0) a zero output (e.g. a pool over dead units) carries nothing
+    zero = denominator == 0
+    return torch.where(zero, 0.0, numerator / torch.where(zero, 1.0, denominator))
+
+
+def _forward_with(module: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The module's output on ``x`` with replaced parameters, without running its hooks."""
+    kind = type(module)
+    if kind is nn.Linear:
+        return F.linear(x, weight, bias)
+    if kind in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+        return module._conv_forward(x, weight, bias)
+    if kind in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+        # batch statistics without touching the running buffers, or the running statistics
+        batch_stats = module.training or module.running_mean is None
+        mean = None if batch_stats else module.running_mean
+        var = None if batch_stats else module.running_var
+        return F.batch_norm(x, mean, var, weight, bias, batch_stats, 0.0, module.eps)
+    raise TypeError(
+        f"LRP rules that change parameters support Linear, Conv1d/2d/3d and BatchNorm1d/2d/3d "
+        f"modules; got {kind.__name__}. Use EpsilonRule or IdentityRule for it."
+    )
+
+
+class PropagationRule:
+    """Base of LRP rules: a rule rewrites one module's output so that the backward pass
+    realises it (see the module docstring). Rules hold only their options (data)."""
+
+    #: stabiliser added to the denominators (``epsilon`` of :class:`EpsilonRule`)
+    epsilon: float = 1e-9
+
+    def rewrite(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:  # pragma: no cover
+        """Same value as ``out``; the gradient with respect to ``x`` realises the rule."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({options})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(vars(self).items()))))
+
+
+class _ZRule(PropagationRule):
+    """z-rule with optionally modified parameters (``_parameters``)."""
+
+    set_bias_to_zero: bool = False
+
+    def _weight(self, weight: Tensor) -> Tensor | None:
+        return None  # unchanged
+
+    def _parameters(self, module: nn.Module) -> tuple[Tensor, Tensor | None] | None:
+        weight = getattr(module, "weight", None)
+        bias = getattr(module, "bias", None)
+        new_weight = self._weight(weight) if isinstance(weight, Tensor) else None
+        new_bias = bias
+        if self.set_bias_to_zero and isinstance(bias, Tensor):
+            new_bias = torch.zeros_like(bias)
+        if new_weight is None and new_bias is bias:
+            return None  # nothing changes: z' is the module's own output
+        return (weight if new_weight is None else new_weight), new_bias
+
+    def rewrite(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+        parameters = self._parameters(module)
+        # z' keeps a graph to x: its vector-Jacobian product is J'^T
+        z = out if parameters is None else _forward_with(module, x, *parameters)
+        with torch.no_grad():
+            ratio = _safe_ratio(out, _stabilise(z.detach(), self.epsilon))
+        return out.detach() + (z - z.detach()) * ratio
+
+
+class EpsilonRule(_ZRule):
+    """LRP-epsilon: ``R_in = a * J^T (R_out / (z + epsilon * sign(z)))``.
+
+    ``epsilon`` absorbs weak or contradictory relevance; ``epsilon -> 0`` is LRP-0.
+    """
+
+    def __init__(self, epsilon: float = 1e-9) -> None:
+        check_real("EpsilonRule", "epsilon", epsilon, minimum=0.0)
+        self.epsilon = float(epsilon)
+
+
+class GammaRule(_ZRule):
+    """LRP-gamma: positive weights enlarged, ``W' = W + gamma * max(W, 0)``.
+
+    As in Captum 0.9 the bias is kept (or set to zero with ``set_bias_to_zero``).
+    """
+
+    def __init__(self, gamma: float = 0.25, set_bias_to_zero: bool = False) -> None:
+        check_real("GammaRule", "gamma", gamma, minimum=0.0)
+        check_bool("GammaRule", "set_bias_to_zero", set_bias_to_zero)
+        self.gamma = float(gamma)
+        self.set_bias_to_zero = set_bias_to_zero
+
+    def _weight(self, weight: Tensor) -> Tensor:
+        return weight + self.gamma * weight.clamp(min=0)
+
+
+class Alpha1_Beta0_Rule(_ZRule):  # noqa: N801 - Captum's name
+    """LRP-alpha1-beta0 (z+): only positive weights, ``W' = max(W, 0)``.
+
+    As in Captum 0.9 the bias is kept (or set to zero with ``set_bias_to_zero``).
+    """
+
+    def __init__(self, set_bias_to_zero: bool = False) -> None:
+        check_bool("Alpha1_Beta0_Rule", "set_bias_to_zero", set_bias_to_zero)
+        self.set_bias_to_zero = set_bias_to_zero
+
+    def _weight(self, weight: Tensor) -> Tensor:
+        return weight.clamp(min=0)
+
+
+class IdentityRule(PropagationRule):
+    """Relevance passes unchanged: ``R_in = R_out`` (input and output of the same size)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def rewrite(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+        if x.numel() != out.numel():
+            raise ValueError(
+                f"IdentityRule needs a module whose input and output have the same size; "
+                f"{type(module).__name__} maps {tuple(x.shape)} to {tuple(out.shape)}"
+            )
+        x = x.reshape(out.shape)
+        with torch.no_grad():
+            # c_in = c_out * out / x, so that x * c_in = out * c_out
+            ratio = _safe_ratio(out, _stabilise(x.detach(), self.epsilon))
+        return out.detach() + (x - x.detach()) * ratio
+
+
+#: modules whose ordinary gradient already passes relevance unchanged (no rewrite needed)
+_PLAIN: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+)
+_EPSILON: tuple[type[nn.Module], ...] = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+)
+_ELEMENTWISE: tuple[type[nn.Module], ...] = (
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.ELU,
+    nn.CELU,
+    nn.SELU,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ReLU6,
+    nn.Hardtanh,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+)
+
+
+def default_rule(module: nn.Module) -> PropagationRule | None:
+    """The default rule of a leaf module (``None``: its ordinary gradient is the rule).
+
+    Raises ``TypeError`` for module types without a default.
+    """
+    if isinstance(module, _PLAIN):
+        return None
+    if isinstance(module, _EPSILON):
+        return EpsilonRule()
+    if isinstance(module, _ELEMENTWISE):
+        return IdentityRule()
+    raise TypeError(
+        f"LRP has no default rule for modules of type {type(module).__name__} ({module}). "
+        "Set one explicitly, e.g. `module.rule = EpsilonRule()` or "
+        "`LRP(model, rules={module: IdentityRule()})`, choosing a rule that fits the layer."
+    )
+
+
+_CAPTUM_RULES = {"EpsilonRule", "GammaRule", "Alpha1_Beta0_Rule", "IdentityRule"}
+
+
+def as_rule(value: Any, module: nn.Module, owner: str) -> PropagationRule:
+    """A rule given by the user: a whybox rule, or a Captum rule object (read by its options,
+    so a migrated model's ``module.rule = captum...EpsilonRule()`` keeps working)."""
+    if isinstance(value, PropagationRule):
+        return value
+    name = type(value).__name__
+    if name in _CAPTUM_RULES:
+        if name == "EpsilonRule":
+            return EpsilonRule(getattr(value, "STABILITY_FACTOR", 1e-9))
+        if name == "GammaRule":
+            return GammaRule(value.gamma, value.set_bias_to_zero)
+        if name == "Alpha1_Beta0_Rule":
+            return Alpha1_Beta0_Rule(value.set_bias_to_zero)
+        return IdentityRule()
+    fail(
+        owner,
+        "rules",
+        f"LRP rules (EpsilonRule, GammaRule, Alpha1_Beta0_Rule, IdentityRule) for {module}",
+        value,
+        type_error=True,
+    )
+    raise AssertionError  # unreachable
+
+
+def resolve_rules(
+    model: nn.Module, rules: Mapping[Any, Any] | None, *, owner: str = "LRP"
+) -> list[tuple[nn.Module, PropagationRule | None]]:
+    """The rule of every leaf module of ``model``: ``rules[module]``, ``rules[type]``, the
+    module's ``rule`` attribute, then the default (in this order)."""
+    rules = dict(rules or {})
+    resolved = []
+    for module in model.modules():
+        if next(module.children(), None) is not None:
+            continue  # containers: their leaves carry the rules (as in Captum)
+        if module in rules:
+            value = rules[module]
+        elif type(module) in rules:
+            value = rules[type(module)]
+        else:
+            value = getattr(module, "rule", None)
+        if value is None:
+            try:
+                rule = default_rule(module)
+            except TypeError as error:
+                raise TypeError(f"{owner}: {error}") from None
+        else:
+            rule = as_rule(value, module, owner)
+        resolved.append((module, rule))
+    return resolved
+
+
+# --------------------------------------------------------------------------------------------
+# Method
+# --------------------------------------------------------------------------------------------
+
+
+@register("lrp")
+class LRP(Method):
+    """Layer-wise Relevance Propagation of the target output.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model; rules are attached to its leaf modules for the call only (nothing is
+        written to the model, its parameters are never modified).
+    rules : mapping, optional
+        ``{module or module type: rule}``, overriding ``module.rule`` attributes and the
+        defaults (see :func:`default_rule`).
+    layer, attribute_to_layer_input :
+        Layer scope (Captum's LayerLRP): the relevance at the layer's output (input),
+        ``activation * normalised relevance``, shaped like the layer.
+    """
+
+    has_delta = True
+    needs_module = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        rules: Mapping[Any, Any] | None = None,
+        layer: Any = None,
+        attribute_to_layer_input: bool = False,
+    ) -> None:
+        super().__init__(model, layer=layer, attribute_to_layer_input=attribute_to_layer_input)
+        self.rules = rules
+
+    def attribute(
+        self,
+        inputs: Any,
+        *,
+        target: Any = None,
+        forward_args: Any = None,
+        chunk_size: ChunkSize = "auto",
+        return_delta: bool = True,
+        verbose: bool = False,
+        show_progress: bool = False,
+    ) -> Explanation:
+        """Relevance of every input feature (or layer unit) for the target.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)``
+        target : which output to explain (see :mod:`whybox.core.targets`)
+        forward_args : extra model arguments
+        chunk_size : rows per forward/backward (``"auto"`` picks for throughput)
+        return_delta : also return the conservation delta (free: same forward)
+        verbose : print the rule applied to each module
+
+        Returns
+        -------
+        Explanation
+            ``attributions`` shaped like ``inputs`` (like the layer with ``layer``; a list
+            for several layers); ``delta`` of shape ``(N,)``: ``sum(relevance) - f(x)`` (a
+            list per layer for several layers). It is 0 for bias-free models with
+            ``epsilon -> 0`` (relevance is conserved).
+        """
+        owner = type(self).__name__
+        check_bool(owner, "return_delta", return_delta)
+        check_bool(owner, "verbose", verbose)
+        if not isinstance(self.model, nn.Module):
+            fail(
+                owner,
+                "model",
+                "an nn.Module (rules are attached to its layers)",
+                type(self.model).__name__,
+                type_error=True,
+                raw=True,
+            )
+        if self.rules is not None and not isinstance(self.rules, Mapping):
+            fail(owner, "rules", "a mapping {module or type: rule} or None", self.rules)
+        site = self._site()
+        resolved = resolve_rules(self.model, self.rules, owner=owner)
+        by_module = {id(module): rule for module, rule in resolved if rule is not None}
+        if verbose:
+            for module, rule in resolved:
+                print(f"Applied {rule if rule is not None else 'gradient'} on layer {module}")
+        call = prepare_call(
+            owner,
+            self.model,
+            inputs,
+            target=target,
+            forward_args=forward_args,
+            chunk_size=chunk_size,
+            show_progress=show_progress,
+        )
+
+        def dispatch(module: nn.Module) -> Any:
+            rule = by_module.get(id(module))
+            return None if rule is None else rule.rewrite
+
+        values: list[Tensor] = []
+        with module_rules(self.model, dispatch):
+            if site is None:
+                grads, outputs = row_gradients(call)
+                values = list(call.tensors)
+            else:
+                grads, outputs = row_gradients(call, tap=site.capture, record=values)
+        # relevance = activation * normalised relevance (c = 1 at the explained output)
+        leaves = tuple(v * g for v, g in zip(values, grads))
+        names = {id(module): name for name, module in self.model.named_modules()}
+        parameters = {"rules": {names[id(m)] or "(model)": repr(r) for m, r in resolved}}
+        if site is None:
+            delta = self._delta(call, [leaves], outputs, return_delta)
+            delta = None if delta is None else delta[0]
+            return self._result(call, leaves, delta=delta, parameters=parameters)
+        _, layout = site.activations(call, [x[:1] for x in call.tensors])
+        delta = None
+        if return_delta:
+            groups, start = [], 0
+            for count in layout:
+                groups.append(leaves[start : start + count])
+                start += count
+            deltas = self._delta(call, groups, outputs, True)
+            delta = deltas if isinstance(self.layer, (list, tuple)) else deltas[0]
+        return self._layer_result(call, leaves, layout, delta=delta, parameters=parameters)
+
+    @staticmethod
+    def _delta(call: Any, groups: list, outputs: Tensor, wanted: bool) -> list[Tensor] | None:
+        """``sum(relevance) - f(x)`` per example for each group of tensors."""
+        if not wanted:
+            return None
+        batch = call.batch_size
+        if outputs.dim() != 1 or outputs.shape[0] != batch:
+            raise ValueError(
+                f"{call.owner} cannot compute a per-example conservation delta for a model "
+                "that does not return one value per example; pass return_delta=False"
+            )
+        deltas = []
+        for group in groups:
+            total = sum(t.reshape(batch, -1).sum(dim=1) for t in group)
+            deltas.append((total.to(outputs.dtype) - outputs).detach())
+        return deltas
