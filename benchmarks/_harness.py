@@ -4,9 +4,9 @@
   Captum, whybox, ...) so slow drifts of a shared machine hit both alike.
 * The *bare cost* of ``R`` rows is the fastest way to push ``R`` rows through the model's
   forward and backward (``autograd.grad`` of the selected outputs' sum w.r.t. the input) in
-  equal chunks, with the chunk chosen among a few sizes. Each chunk size's time is measured
-  as a median here, in the same process, and ``R`` rows cost
-  ``(R // c) * t(c) + t(R % c)``.
+  equal chunks of prebuilt rows. The chunk ``c`` is chosen among a few sizes from per-chunk
+  median times (``R`` rows cost about ``(R // c) * t(c) + t(R % c)``), then the bare loop
+  is timed interleaved with the two libraries' calls, like a third library.
 * Peak memory on CPU is the peak RSS increase of one call, measured in a fresh process
   forked from a clean fork server (no heap left over from earlier calls): the peak is reset
   with ``/proc/self/clear_refs`` (falling back to ``getrusage`` peak RSS) after a warm-up
@@ -172,8 +172,7 @@ class BareCost:
     def seconds_per_step(self, rows: int) -> float:
         """Median seconds of one forward+backward of ``rows`` rows (cached)."""
         if rows not in self._seconds:
-            index = torch.arange(rows, device=self.inputs.device) % self.inputs.shape[0]
-            x, target = self.inputs[index].contiguous(), self.target[index]
+            x, target = self._rows(rows)
             bare_step(self.model, x, target)  # warm-up
             synchronize(self.device)
             start = _clock()
@@ -192,8 +191,28 @@ class BareCost:
             self._seconds[rows] = statistics.median(samples)
         return self._seconds[rows]
 
-    def cost(self, total_rows: int) -> tuple[float, int]:
-        """``(seconds, chunk)``: the cheapest chunked way to run ``total_rows`` rows."""
+    def call(self, total_rows: int, chunk: int) -> Callable[[], Tensor]:
+        """A call that pushes ``total_rows`` rows through in chunks of ``chunk`` rows."""
+        full, rest = divmod(total_rows, chunk)
+        parts = [(self._rows(chunk), full)] + ([(self._rows(rest), 1)] if rest else [])
+
+        def run() -> Tensor:
+            grad = None
+            for (x, target), count in parts:
+                for _ in range(count):
+                    grad = bare_step(self.model, x, target)
+            assert grad is not None
+            return grad
+
+        return run
+
+    def _rows(self, rows: int) -> tuple[Tensor, Tensor]:
+        index = torch.arange(rows, device=self.inputs.device) % self.inputs.shape[0]
+        return self.inputs[index].contiguous(), self.target[index]
+
+    def best_chunk(self, total_rows: int) -> tuple[int, float]:
+        """``(chunk, estimated seconds)``: the cheapest chunk for ``total_rows`` rows, from
+        per-chunk medians."""
         candidates = [c for c in self.chunks if c < total_rows]
         if total_rows * self.example_bytes <= self.max_all_bytes or not candidates:
             candidates.append(total_rows)
@@ -203,8 +222,8 @@ class BareCost:
             seconds = full * self.seconds_per_step(chunk)
             if rest:
                 seconds += self.seconds_per_step(rest)
-            if best is None or seconds < best[0]:
-                best = (seconds, chunk)
+            if best is None or seconds < best[1]:
+                best = (chunk, seconds)
         assert best is not None
         return best
 

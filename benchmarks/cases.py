@@ -20,8 +20,9 @@ from models import Workload, build_workload
 
 __all__ = ["Case", "CASES", "LIBRARIES", "library", "make_call", "probe_calls", "equal_batch_rows"]
 
-# Captum warns on every call that it set requires_grad on the inputs.
+# Captum warns on every call that it set requires_grad on the inputs or hooks on the model.
 warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
+warnings.filterwarnings("ignore", message="Setting (forward, )?backward hooks")
 
 LIBRARIES = {"whybox": "whybox.attr", "captum": "captum.attr"}
 

@@ -50,6 +50,7 @@ from whybox.methods.shapley import ShapleyValues as _NativeShapleyValues
 from whybox.methods.shapley import ShapleyValueSampling as _NativeShapleyValueSampling
 
 from ._base import PerturbationAttribution
+from ._layer import LayerAttribution, NeuronAttribution
 
 __all__ = [
     "FeatureAblation",
@@ -456,19 +457,12 @@ class KernelShap(Lime):
         return _as_float(result.attributions)
 
 
-class LayerFeatureAblation(PerturbationAttribution):
+class LayerFeatureAblation(LayerAttribution, PerturbationAttribution):
     """Captum-compatible LayerFeatureAblation: ablate a layer's activations
     (native: ``FeatureAblation(model, layer=...)``).
 
     ``device_ids`` is accepted for ``DataParallel`` compatibility and unused.
     """
-
-    def __init__(
-        self, forward_func: Callable[..., Tensor], layer: Any, device_ids: list[int] | None = None
-    ) -> None:
-        super().__init__(forward_func)
-        self.layer = layer
-        self.device_ids = device_ids
 
     def attribute(
         self,
@@ -501,16 +495,9 @@ class LayerFeatureAblation(PerturbationAttribution):
         )
 
 
-class NeuronFeatureAblation(PerturbationAttribution):
+class NeuronFeatureAblation(NeuronAttribution, PerturbationAttribution):
     """Captum-compatible NeuronFeatureAblation: FeatureAblation of one neuron's value
     (the model stops right after ``layer``)."""
-
-    def __init__(
-        self, forward_func: Callable[..., Tensor], layer: Any, device_ids: list[int] | None = None
-    ) -> None:
-        super().__init__(forward_func)
-        self.layer = layer
-        self.device_ids = device_ids
 
     def attribute(
         self,

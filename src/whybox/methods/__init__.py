@@ -1,5 +1,6 @@
 """Native attribution methods; importing this package registers them all."""
 
+from .ablation import FeatureAblation, FeaturePermutation, Occlusion
 from .base import Method
 from .cam import (
     AblationCam,
@@ -20,6 +21,7 @@ from .gradient_shap import GradientShap
 from .guided import Deconvolution, GuidedBackprop
 from .integrated_gradients import IntegratedGradients
 from .layer import GradCam, InternalInfluence, LayerActivation, LayerConductance
+from .lime import Lime, LimeBase, baseline_token_transform, token_removal_transform
 from .lrp import (
     LRP,
     Alpha1_Beta0_Rule,
@@ -31,6 +33,7 @@ from .lrp import (
 )
 from .neuron_conductance import NeuronConductance
 from .noise_tunnel import NoiseTunnel
+from .shapley import KernelShap, ShapleyValues, ShapleyValueSampling
 
 __all__ = [
     "Method",
@@ -66,4 +69,14 @@ __all__ = [
     "IdentityRule",
     "default_rule",
     "NeuronConductance",
+    "FeatureAblation",
+    "Occlusion",
+    "FeaturePermutation",
+    "ShapleyValues",
+    "ShapleyValueSampling",
+    "KernelShap",
+    "Lime",
+    "LimeBase",
+    "token_removal_transform",
+    "baseline_token_transform",
 ]
