@@ -148,8 +148,9 @@ def repeat_rows(call: Call, n_repeats: int) -> tuple[Any, Any, Tensor]:
     example_index = torch.arange(batch, device=device).repeat_interleave(n_repeats)
     target = call.target.raw
     if call.target.kind == "per_example":
+        # stays a tensor: (rows,) for one index per example, (rows, k) for index tuples
         target = call.target.per_example.index_select(0, example_index.to("cpu"))
-        target = [tuple(row) if len(row) > 1 else row[0] for row in target.tolist()]
+        target = target.squeeze(1) if target.shape[1] == 1 else target
     elif call.target.kind == "per_example_callable":
         target = call.target.repeat_for(example_index.to("cpu"))
     extra = call.extra.select(example_index)

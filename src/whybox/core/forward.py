@@ -27,7 +27,7 @@ ChunkSize = int | Literal["auto"] | None
 
 # Input bytes per chunk that "auto" aims for. On CPU small chunks keep activations in cache
 # (measured: 8-64 rows of a 224x224 CNN beat bigger ones); on GPU bigger chunks fill the device.
-_AUTO_BYTES = {"cpu": 2 * 2**20, "other": 32 * 2**20}
+_AUTO_BYTES = {"cpu": 2**20, "other": 32 * 2**20}
 _AUTO_MIN_ROWS = 8
 _AUTO_MAX_ROWS = {"cpu": 4096, "other": 65536}
 

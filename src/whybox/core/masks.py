@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from .inputs import broadcasts_to
+
 __all__ = [
     "SlidingWindows",
     "sliding_window_masks",
@@ -399,11 +401,7 @@ def validate_feature_mask(
             )
         for i, (m, x) in enumerate(zip(masks, inps)):
             shape = tuple(x.shape) if isinstance(x, Tensor) else tuple(x)
-            try:
-                ok = torch.broadcast_shapes(tuple(m.shape), shape) == shape
-            except RuntimeError:
-                ok = False
-            if not ok:
+            if not broadcasts_to(tuple(m.shape), shape):
                 where = f"'{name}'" if len(masks) == 1 else f"'{name}[{i}]'"
                 raise ValueError(
                     f"{where} of shape {tuple(m.shape)} does not broadcast to the input of "

@@ -15,7 +15,7 @@ Accepted forms (Captum's plus callables):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -36,6 +36,8 @@ class Target:
     function: Callable[[Tensor], Tensor] | None = None
     owner: str = "attribute"
     raw: Any = None  # what the caller passed, kept for results
+    # output shapes already validated: the checks sync with the device, so run them once
+    checked: set = field(default_factory=set, compare=False, repr=False)
     functions: tuple = ()  # for "per_example_callable": one callable per example
 
     def select(self, output: Tensor, example_index: Tensor | None = None) -> Tensor:
@@ -86,7 +88,9 @@ class Target:
                 self.raw,
             )
         if self.kind == "index":
-            self._check_index(output, self.index)
+            if tuple(output.shape[1:]) not in self.checked:
+                self._check_index(output, self.index)
+                self.checked.add(tuple(output.shape[1:]))
             return output[(slice(None),) + self.index]
         indices = self.per_example
         if example_index is not None:
@@ -99,7 +103,10 @@ class Target:
                 f"an output with {output.shape[0]} rows",
                 raw=True,
             )
-        self._check_per_example(output, indices)
+        if tuple(output.shape[1:]) not in self.checked:
+            # all examples' indices at once, not just this chunk's
+            self._check_per_example(output, self.per_example)
+            self.checked.add(tuple(output.shape[1:]))
         rows = torch.arange(output.shape[0], device=output.device)
         index = (rows,) + tuple(indices[:, k].to(output.device) for k in range(indices.shape[1]))
         return output[index]

@@ -37,13 +37,15 @@ class _GuidedRelu(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, out):
-        ctx.save_for_backward(x)
-        return out.clone()
+        # a bool mask (ReLU's output is positive exactly where its input is) instead of the
+        # float input, and a view instead of a copy of the activation
+        ctx.save_for_backward(out > 0)
+        return out.view_as(out)
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad.clamp_min(0) * (x > 0).to(grad.dtype), None
+        (active,) = ctx.saved_tensors
+        return grad.clamp_min(0) * active.to(grad.dtype), None
 
 
 class _DeconvRelu(torch.autograd.Function):
@@ -51,7 +53,7 @@ class _DeconvRelu(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, out):
-        return out.clone()
+        return out.view_as(out)
 
     @staticmethod
     def backward(ctx, grad):
