@@ -528,3 +528,33 @@ class NeuronFeatureAblation(NeuronAttribution, PerturbationAttribution):
             )
             .attributions
         )
+
+
+class LayerFeaturePermutation(LayerAttribution, PerturbationAttribution):
+    """Captum-compatible LayerFeaturePermutation: shuffle each group of a layer's units
+    across the batch and record the drop in the target (native:
+    ``FeaturePermutation(model, layer=...)``). Permutations come from torch's global
+    generator in Captum's order."""
+
+    def attribute(
+        self,
+        inputs: Any,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        layer_mask: Any = None,
+        perturbations_per_eval: int = 1,
+    ) -> Any:
+        """Attributions shaped like the layer's output (the batch needs >= 2 examples)."""
+        owner = type(self).__name__
+        return (
+            _NativeFeaturePermutation(self.forward_func, layer=self.layer)
+            .attribute(
+                inputs,
+                target=target,
+                forward_args=additional_forward_args,
+                feature_mask=layer_mask,
+                seed=GlobalRandom(),
+                chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
+            )
+            .attributions
+        )

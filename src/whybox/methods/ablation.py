@@ -353,8 +353,15 @@ class FeaturePermutation(Method):
         drawn from ``seed`` (never the identity).
     """
 
-    def __init__(self, model: Any, *, perm_func: Callable[[Tensor, Tensor], Tensor] | None = None):
-        super().__init__(model)
+    def __init__(
+        self,
+        model: Any,
+        *,
+        perm_func: Callable[[Tensor, Tensor], Tensor] | None = None,
+        layer: Any = None,
+        attribute_to_layer_input: bool = False,
+    ):
+        super().__init__(model, layer=layer, attribute_to_layer_input=attribute_to_layer_input)
         self.perm_func = perm_func
 
     def attribute(
@@ -386,8 +393,15 @@ class FeaturePermutation(Method):
         self._check_common()
         if self.perm_func is not None and not callable(self.perm_func):
             fail(owner, "perm_func", "a callable perm_func(x, feature_mask)", self.perm_func)
-        call = _prepare(self, inputs, target, forward_args, chunk_size, show_progress)
-        tensors = call.tensors
+        site = self._site()
+        if site is None:
+            call = _prepare(self, inputs, target, forward_args, chunk_size, show_progress)
+            tensors, build_rows, layout = call.tensors, None, None
+        else:
+            # permute the layer's activations across the batch (LayerFeaturePermutation)
+            call, tensors, _, build_rows, layout = _layer_setup(
+                self, site, inputs, None, target, forward_args, chunk_size, show_progress
+            )
         n = tensors[0].shape[0]
         if n < 2:
             fail(
@@ -406,8 +420,10 @@ class FeaturePermutation(Method):
         )
 
         def build(start: int, stop: int) -> RowBatch:
-            if self.perm_func is None:
-                return _permuted_rows(start, stop)
+            rows = _permuted_rows(start, stop) if self.perm_func is None else _custom(start, stop)
+            return rows if build_rows is None else build_rows(rows)
+
+        def _custom(start: int, stop: int) -> RowBatch:
             leaves = []
             for x, mask in zip(tensors, masks.flat):
                 shaped = mask.view((mask.shape[0],) + tuple(x.shape[1:]))
@@ -451,6 +467,8 @@ class FeaturePermutation(Method):
         per_feature = drops.new_zeros(drops.shape[1], masks.n_features)
         per_feature[:, features.to(drops.device)] = drops.T
         leaves = expand_to_elements(per_feature, masks, tensors)
+        if site is not None:
+            return self._layer_result(call, leaves, layout)
         return self._result(call, leaves, extras={"aggregate_output": outputs.aggregate})
 
 
