@@ -143,6 +143,33 @@ SPECS["neuron_conductance"] = (
 )
 
 
+# The scope mechanism itself: the same methods with a layer scope (attributions shaped like
+# conv2's output) and a neuron scope (a neuron of conv2 explained per input element).
+def _scoped(cls, **options):
+    return lambda model: cls(model, layer=_conv2(model), **options)
+
+
+for _name, _cls, _kwargs in [
+    ("integrated_gradients", methods.IntegratedGradients, lambda x: {"n_steps": 5}),
+    ("input_x_gradient", methods.InputXGradient, lambda x: {}),
+    ("deeplift", methods.DeepLift, lambda x: {}),
+    ("gradient_shap", methods.GradientShap, lambda x: {"baselines": _refs(x), "seed": 0}),
+    ("feature_ablation", methods.FeatureAblation, lambda x: {}),
+]:
+    SPECS[f"{_name}[layer]"] = (_scoped(_cls), _kwargs, "layer")
+for _name, _cls, _kwargs in [
+    ("integrated_gradients", methods.IntegratedGradients, lambda x: {"n_steps": 5}),
+    ("saliency", methods.Saliency, lambda x: {}),
+    ("feature_ablation", methods.FeatureAblation, lambda x: {}),
+]:
+    SPECS[f"{_name}[neuron]"] = (
+        _scoped(_cls),
+        lambda x, _kwargs=_kwargs: dict(_kwargs(x), neuron=(1, 2, 2)),
+        "input",
+    )
+    NO_TARGET.add(f"{_name}[neuron]")
+
+
 class Exploding(nn.Module):
     """Wraps a model; raises inside the forward once armed (after hooks are in place)."""
 
@@ -152,8 +179,12 @@ class Exploding(nn.Module):
         self.armed = False
 
     def forward(self, x):
+        # "start": before the model runs (neuron scope stops the forward at the layer, so
+        # an error at the end would never be reached); "end": after it ran.
+        if self.armed == "start":
+            raise RuntimeError("boom")
         out = self.inner(x)
-        if self.armed:
+        if self.armed == "end":
             raise RuntimeError("boom")
         return out
 
@@ -207,7 +238,7 @@ def test_shape_chunk_invariance_and_no_side_effects(name, training):
     assert torch.equal(x, original) and not x.requires_grad and x.grad is None
     assert_same_state(model, state)
     assert module_hook_count(model) == 0
-    assert small.method == name
+    assert small.method == name.split("[")[0]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -227,7 +258,7 @@ def test_hooks_removed_and_state_kept_after_exception(name):
     model, x, factory, kwargs = _setup(name)
     wrapped = Exploding(model)
     state = model_state(wrapped)
-    wrapped.armed = True
+    wrapped.armed = "start" if name.endswith("[neuron]") else "end"
     with pytest.raises(RuntimeError, match="boom"):
         _run(name, factory(wrapped), x, 0, **kwargs)
     assert module_hook_count(wrapped) == 0
