@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import whybox
-from whybox.methods import IntegratedGradients, NoiseTunnel, Saliency
+from whybox.methods import GradCamPlusPlus, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 
 OUT = Path(__file__).resolve().parent.parent / "out"
 
@@ -79,8 +79,43 @@ def ascii_map(values: torch.Tensor) -> str:
     return "\n".join(rows)
 
 
+def tabular_demo() -> str:
+    """KernelSHAP on a breast-cancer MLP: exact efficiency, feature names, an HTML chart."""
+    from sklearn.datasets import load_breast_cancer
+
+    from whybox.methods import KernelShap
+
+    data = load_breast_cancer()
+    features = torch.tensor(data.data, dtype=torch.float32)
+    features = (features - features.mean(0)) / features.std(0)
+    labels = torch.tensor(data.target)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Linear(16, 2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        loss = nn.functional.cross_entropy(model(features), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    x = features[:1]
+    mean = features.mean(0, keepdim=True)
+    start = time.perf_counter()
+    result = KernelShap(model).attribute(x, baselines=mean, target=1, n_samples=2000, seed=0)
+    elapsed = time.perf_counter() - start
+    total = result.attributions.sum().item()
+    gap = (model(x)[0, 1] - model(mean)[0, 1]).item()
+    print(f"\nKernelSHAP on breast_cancer (30 features, 2000 coalitions, {elapsed * 1000:.0f} ms)")
+    print(f"  sum of SHAP values {total:+.4f} = f(x) - f(mean) {gap:+.4f}")
+    top = result.attributions[0].abs().argsort(descending=True)[:5]
+    for index in top.tolist():
+        print(f"  {data.feature_names[index]:<24} {result.attributions[0, index]:+.4f}")
+    return result.to_html(
+        feature_names=list(data.feature_names), title="KernelSHAP, breast cancer", full_page=False
+    )
+
+
 def main() -> None:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     images, labels = digits()
     model = trained_model(images, labels)
     test_x, test_y = images[1500:], labels[1500:]
@@ -104,20 +139,50 @@ def main() -> None:
     smooth = NoiseTunnel(Saliency(model)).attribute(
         x, target=predicted, nt_samples=16, stdevs=0.1, seed=0
     )
-    agreement = torch.nn.functional.cosine_similarity(
-        result.attributions.abs().flatten(1), smooth.attributions.flatten(1)
+    occlusion = Occlusion(model).attribute(
+        x, target=predicted, sliding_window_shapes=(1, 2, 2), strides=(1, 1, 1)
     )
-    print("\n|IG| vs SmoothGrad cosine similarity per image:")
-    print("  " + " ".join(f"{a:.2f}" for a in agreement.tolist()))
+    cam = GradCamPlusPlus(model, model[3]).attribute(x, target=predicted)
+
+    def agreement(other):
+        return torch.nn.functional.cosine_similarity(
+            result.attributions.abs().flatten(1), other.abs().flatten(1)
+        )
+
+    print("\nagreement with |IG| (cosine) per image:")
+    for name, other in [
+        ("SmoothGrad", smooth.attributions),
+        ("Occlusion 2x2", occlusion.attributions),
+        ("Grad-CAM++", cam.attributions),
+    ]:
+        print(f"  {name:<14}" + " ".join(f"{a:.2f}" for a in agreement(other).tolist()))
 
     same = whybox.explain(model, x, method="integrated_gradients", target=predicted, n_steps=64)
     assert torch.allclose(same.attributions, result.attributions)
+
     OUT.mkdir(exist_ok=True)
     torch.save(
         {"attributions": result.attributions, "delta": result.delta}, OUT / "demo_attributions.pt"
     )
-    print(f"\nsaved {OUT / 'demo_attributions.pt'}")
-    print(f"registered methods: {', '.join(whybox.available_methods())}")
+    sections = [tabular_demo()]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        sections.insert(
+            0, result.to_html(index=0, title="Integrated Gradients, digit 0", full_page=False)
+        )
+        figure = result.plot(index=0)
+        figure.savefig(OUT / "demo_ig.png")
+    except ImportError:
+        print("(install whybox[viz] for the image views)")
+    from whybox.viz.html import page
+
+    (OUT / "report.html").write_text(page("\n".join(sections), title="whybox demo"))
+    print(f"\nwrote {OUT / 'report.html'} (self-contained, opens offline) and demo PNGs")
+    print(
+        f"{len(whybox.available_methods())} registered methods: {', '.join(whybox.available_methods())}"
+    )
 
 
 if __name__ == "__main__":
