@@ -26,12 +26,17 @@ class Attribution:
     def __init__(self, forward_func: Callable[..., Tensor]) -> None:
         self.forward_func = forward_func
 
+    #: whether ``attribute`` can return a convergence delta (set by subclasses)
+    _has_delta = False
+    #: set by constructors that take ``multiply_by_inputs``
+    _multiply_by_inputs = False
+
     def has_convergence_delta(self) -> bool:
-        return False
+        return self._has_delta
 
     @property
     def multiplies_by_inputs(self) -> bool:
-        return False
+        return self._multiply_by_inputs
 
     def attribute(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} does not implement attribute")

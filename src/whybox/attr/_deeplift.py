@@ -47,12 +47,7 @@ class DeepLift(GradientAttribution):
         self.eps = eps
         self._multiply_by_inputs = multiply_by_inputs
 
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
+    _has_delta = True
 
     def attribute(
         self,

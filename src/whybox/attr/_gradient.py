@@ -75,12 +75,7 @@ class IntegratedGradients(GradientAttribution):
         super().__init__(forward_func)
         self._multiply_by_inputs = multiply_by_inputs
 
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
+    _has_delta = True
 
     def attribute(
         self,
@@ -121,12 +116,7 @@ class GradientShap(GradientAttribution):
         super().__init__(forward_func)
         self._multiply_by_inputs = multiply_by_inputs
 
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
+    _has_delta = True
 
     def attribute(
         self,

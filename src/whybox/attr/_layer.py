@@ -117,12 +117,7 @@ class LayerIntegratedGradients(LayerAttribution, GradientAttribution):
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         self._multiply_by_inputs = multiply_by_inputs
 
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
+    _has_delta = True
 
     def attribute(
         self,
@@ -159,8 +154,7 @@ class LayerIntegratedGradients(LayerAttribution, GradientAttribution):
 class LayerConductance(LayerAttribution, GradientAttribution):
     """Captum-compatible LayerConductance."""
 
-    def has_convergence_delta(self) -> bool:
-        return True
+    _has_delta = True
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -262,10 +256,6 @@ class LayerGradientXActivation(LayerAttribution, GradientAttribution):
         self._multiply_by_inputs = multiply_by_inputs
         self.memory_efficient = memory_efficient
 
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
-
     def attribute(
         self,
         inputs: Any,
@@ -347,10 +337,6 @@ class NeuronIntegratedGradients(NeuronAttribution, GradientAttribution):
         NeuronAttribution.__init__(self, forward_func, layer, device_ids)
         self._multiply_by_inputs = multiply_by_inputs
 
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
-
     def attribute(
         self,
         inputs: Any,
@@ -390,10 +376,6 @@ class NeuronGradientShap(NeuronAttribution, GradientAttribution):
     ) -> None:
         NeuronAttribution.__init__(self, forward_func, layer, device_ids)
         self._multiply_by_inputs = multiply_by_inputs
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
 
     def attribute(
         self,

@@ -186,12 +186,7 @@ class LayerGradientShap(LayerAttribution, GradientAttribution):
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         self._multiply_by_inputs = multiply_by_inputs
 
-    def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
+    _has_delta = True
 
     def attribute(
         self,
@@ -236,10 +231,6 @@ class NeuronDeepLift(NeuronAttribution, GradientAttribution):
         NeuronAttribution.__init__(self, model, layer)
         self.model = model
         self._multiply_by_inputs = multiply_by_inputs
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
 
     def _run(self, cls: type, inputs, neuron_selector, baselines, args, to_input, custom) -> Any:
         _check_module(type(self).__name__, self.model)
@@ -354,10 +345,6 @@ class NeuronConductance(NeuronAttribution, GradientAttribution):
     ) -> None:
         NeuronAttribution.__init__(self, forward_func, layer, device_ids)
         self._multiply_by_inputs = multiply_by_inputs
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
 
     def attribute(
         self,
@@ -502,8 +489,7 @@ class LRP(GradientAttribution):
             if rule is not None:
                 as_rule(rule, module, type(self).__name__)
 
-    def has_convergence_delta(self) -> bool:
-        return True
+    _has_delta = True
 
     @property
     def multiplies_by_inputs(self) -> bool:
