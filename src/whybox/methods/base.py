@@ -48,6 +48,18 @@ class Method:
         check_bool(owner, "attribute_to_layer_input", self.attribute_to_layer_input)
         return LayerSite.of(self.layer, to_input=self.attribute_to_layer_input, owner=owner)
 
+    @staticmethod
+    def _layout(site: Any, call: Call, n_values: int) -> list[int]:
+        """How many tensors each layer of ``site`` produced, given ``n_values`` in all.
+
+        One per layer is the common case and needs no forward; layers returning tuples are
+        counted with one extra single-row forward.
+        """
+        if n_values == len(site.layers):
+            return [1] * n_values
+        _, layout = site.activations(call, [x[:1] for x in call.tensors])
+        return layout
+
     def _scoped_model(self, neuron: Any):
         """The model, or for neuron scope a function returning the selected neuron."""
         if neuron is None:

@@ -38,8 +38,7 @@ def _scoped_gradients(method: Method, inputs, target, forward_args, chunk_size, 
         return call, grads, call.tensors, None
     activations: list = []
     grads, _ = row_gradients(call, tap=site.capture, record=activations)
-    _, layout = site.activations(call, [x[:1] for x in call.tensors])
-    return call, grads, tuple(activations), layout
+    return call, grads, tuple(activations), method._layout(site, call, len(grads))
 
 
 @register("saliency")

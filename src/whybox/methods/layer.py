@@ -110,7 +110,7 @@ class GradCam(_LayerMethod):
             if attr_dim_summation:
                 cam = cam.sum(dim=1, keepdim=True)
             maps.append(F.relu(cam) if relu_attributions else cam)
-        _, layout = site.activations(call, [x[:1] for x in call.tensors])
+        layout = self._layout(site, call, len(maps))
         return self._layer_result(
             call, tuple(maps), layout, parameters={"relu_attributions": relu_attributions}
         )
@@ -157,7 +157,7 @@ class InternalInfluence(_LayerMethod):
             rule, n_steps, dtype=x0.dtype, device=x0.device, owner=owner
         )
         totals = path_gradients(call, base, call.tensors, alphas, weights, tap=site.capture)
-        _, layout = site.activations(call, [x[:1] for x in call.tensors])
+        layout = self._layout(site, call, len(totals))
         return self._layer_result(
             call, totals, layout, parameters={"n_steps": n_steps, "rule": rule}
         )
@@ -225,7 +225,7 @@ class LayerConductance(_LayerMethod):
                 prev.index_copy_(0, examples[rows - carried :], grad[rows - carried :])
 
         walk_path(call, base, call.tensors, alphas, consume, tap=site.capture)
-        _, layout = site.activations(call, [x[:1] for x in call.tensors])
+        layout = self._layout(site, call, len(totals))
         delta = completeness_delta(call, totals, base) if return_delta else None
         return self._layer_result(
             call, tuple(totals), layout, delta=delta, parameters={"n_steps": n_steps, "rule": rule}

@@ -449,7 +449,7 @@ class LRP(Method):
             delta = self._delta(call, [leaves], outputs, return_delta)
             delta = None if delta is None else delta[0]
             return self._result(call, leaves, delta=delta, parameters=parameters)
-        _, layout = site.activations(call, [x[:1] for x in call.tensors])
+        layout = self._layout(site, call, len(leaves))
         delta = None
         if return_delta:
             groups, start = [], 0
