@@ -33,6 +33,8 @@ class Call:
     evaluator: Evaluator
     chunk_rows: int
     progress: bool
+    #: whether the caller left the chunk size to whybox (``"auto"`` / ``None``)
+    chunk_auto: bool = True
 
     @property
     def tensors(self) -> tuple[Tensor, ...]:
@@ -69,7 +71,8 @@ def prepare_call(
     extra = prepare_forward_args(forward_args, prepared.batch_size)
     evaluator = Evaluator(forward_func, prepared.structure, extra, target_, owner=owner)
     chunk_rows = resolve_chunk_rows(chunk_size, prepared.tensors, owner=owner)
-    return Call(owner, prepared, target_, extra, evaluator, chunk_rows, show_progress)
+    chunk_auto = chunk_size is None or chunk_size == "auto"
+    return Call(owner, prepared, target_, extra, evaluator, chunk_rows, show_progress, chunk_auto)
 
 
 def gather_rows(tensor: Tensor, example_index: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .call import Call
-from .forward import RowBatch, evaluate
+from .forward import RowBatch, evaluate, resolve_chunk_rows
 
 __all__ = ["row_gradients", "walk_path", "path_gradients", "recording"]
 
@@ -144,11 +144,26 @@ def walk_path(
         n_items=batch * len(alphas),
         build=build,
         consume=on_chunk,
-        chunk_rows=call.chunk_rows,
+        chunk_rows=call.chunk_rows if site is None else _layer_path_chunk_rows(call, ends),
         grad=True,
         tap=tap,
         progress=call.progress,
     )
+
+
+def _layer_path_chunk_rows(call: Call, ends: Sequence[Tensor]) -> int:
+    """Rows per chunk of a path through a layer.
+
+    ``"auto"`` sizes the chunk by the bytes of a row of the model's inputs; on a layer path
+    those may be a few bytes of token ids while each row also carries the layer's path point
+    (e.g. 128 x 384 floats), so an automatic chunk would hold every step at once and memory
+    would grow with ``n_steps``. An automatic chunk is therefore resized counting the layer's
+    values too; a chunk size the caller chose is kept.
+    """
+    if not call.chunk_auto:
+        return call.chunk_rows
+    with_layer = tuple(call.tensors) + tuple(ends)
+    return min(call.chunk_rows, resolve_chunk_rows("auto", with_layer, owner=call.owner))
 
 
 def path_gradients(
