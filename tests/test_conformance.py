@@ -26,7 +26,7 @@ from whybox.methods import shapley as shapley_methods
 
 
 def _refs(x):
-    return torch.randn((4,) + tuple(x.shape[1:]))
+    return torch.randn((4,) + tuple(x.shape[1:]), dtype=x.dtype)
 
 
 def _layer(cls, **options):
@@ -197,10 +197,10 @@ def test_every_registered_method_has_a_spec():
     assert not missing, f"add conformance specs for {missing}"
 
 
-def _setup(name, training=False):
+def _setup(name, training=False, dtype=torch.float32):
     torch.manual_seed(0)
-    model = ConvNet().train(training)
-    x = torch.randn(3, 3, 16, 16)
+    model = ConvNet().train(training).to(dtype)
+    x = torch.randn(3, 3, 16, 16, dtype=dtype)
     factory, kwargs, _ = SPECS[name]
     return model, x, factory, kwargs(x)
 
@@ -223,9 +223,11 @@ def _run(name, method, x, target, **kwargs):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("training", [False, True])
-def test_shape_chunk_invariance_and_no_side_effects(name, training):
-    model, x, factory, kwargs = _setup(name, training)
+@pytest.mark.parametrize(
+    "training, dtype", [(False, torch.float32), (True, torch.float32), (False, torch.float64)]
+)
+def test_shape_chunk_invariance_and_no_side_effects(name, training, dtype):
+    model, x, factory, kwargs = _setup(name, training, dtype)
     original = x.clone()
     state = model_state(model)
     method = factory(model)
