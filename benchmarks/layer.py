@@ -1,6 +1,6 @@
 """Time whybox against Captum on layer attribution (issue 4's benchmark).
 
-    .venv/bin/python benchmarks/layer.py            # full run (~8 min), writes results-layer.md
+    .venv/bin/python benchmarks/layer.py            # full run (~9 min), writes results-layer.md
     .venv/bin/python benchmarks/layer.py --quick    # smoke run (< 2 min), results-layer-quick.md
 
 Rows:
@@ -17,11 +17,12 @@ Rows:
 
 Columns: median CPU seconds of interleaved rounds (``_harness.interleaved_times``; torch on 1
 thread), the *bare* cost (LayerIG: the same number of forward+backward passes of the model
-with the embedding output as the leaf that requires grad, at the best chunk size; Grad-CAM: one
-forward+backward; Score-CAM: the plain reference at its best chunk size), peak RSS growth of
-one call in a fresh forked process (``_harness.MemoryProbe``; the bare column probes one chunk
-of the bare loop, whose peak does not grow with the number of chunks), and whether the outputs
-agree within 1e-4 of the largest magnitude.
+with the embedding output as the leaf that requires grad, at the best chunk size; Grad-CAM:
+one forward and the backward from the target to the layer; Score-CAM: the plain reference at
+its best chunk size), peak RSS growth of one call in a fresh forked process
+(``_harness.MemoryProbe``; the bare column probes one chunk of the bare loop, whose peak does
+not grow with the number of chunks), and whether the outputs agree within 1e-4 of the largest
+magnitude.
 
 Goals (issue 4): whybox never slower than Captum; LayerIG peak memory bounded by the chunk
 size, not by ``n_steps``. As in ``run.py``, whybox/bare above 1.15 is also flagged.
@@ -169,13 +170,12 @@ class Conv:
     layer: nn.Module
     x: Tensor
     target: int
-    label: Tensor
 
 
 @functools.cache
 def conv_workload() -> Conv:
     work = build_workload("cnn224")
-    return Conv(work.model, work.model.features[9], work.inputs, int(work.target[0]), work.target)
+    return Conv(work.model, work.model.features[9], work.inputs, int(work.target[0]))
 
 
 # -- the calls ------------------------------------------------------------------------------
@@ -192,6 +192,24 @@ def gradcam_call(library: str) -> Callable[[], Tensor]:
     conv = conv_workload()
     method = importlib.import_module(LIBRARIES[library]).LayerGradCam(conv.model, conv.layer)
     return lambda: method.attribute(conv.x, target=conv.target)
+
+
+def gradcam_bare_call() -> Callable[[], Tensor]:
+    """Grad-CAM's bare cost: one forward and the backward from the target score to the
+    layer's output (no further: neither library needs the gradient below the layer)."""
+    conv = conv_workload()
+
+    def run() -> Tensor:
+        seen: list[Tensor] = []
+        handle = conv.layer.register_forward_hook(lambda module, args, output: seen.append(output))
+        try:
+            score = conv.model(conv.x)[:, conv.target].sum()
+        finally:
+            handle.remove()
+        (grad,) = torch.autograd.grad(score, seen[0])
+        return grad
+
+    return run
 
 
 def scorecam_call() -> Callable[[], Tensor]:
@@ -277,8 +295,7 @@ def probe_call(kind: str, *args: Any) -> Callable[[], Any]:
     if kind == "gradcam":
         return gradcam_call(*args)
     if kind == "gradcam_bare":
-        conv = conv_workload()
-        return BareCost(conv.model, conv.x, conv.label, device="cpu", repeats=1).call(1, 1)
+        return gradcam_bare_call()
     if kind == "scorecam":
         return scorecam_call()
     if kind == "plain":
@@ -464,10 +481,8 @@ class Runner:
         )
 
     def gradcam(self) -> Row:
-        conv = conv_workload()
-        bare = BareCost(conv.model, conv.x, conv.label, device="cpu", repeats=3)
         calls = {lib: gradcam_call(lib) for lib in ("whybox", "captum")}
-        calls["bare"] = bare.call(1, 1)
+        calls["bare"] = gradcam_bare_call()
         medians, outputs, rounds = self.timed(calls)
         return Row(
             workload="cnn224",
@@ -512,7 +527,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (3 if args.quick else 5)
     args.min_repeats = 1 if args.quick else 3
-    args.budget = args.budget if args.budget is not None else (2.0 if args.quick else 20.0)
+    args.budget = args.budget if args.budget is not None else (2.0 if args.quick else 80.0)
     name = "results-layer-quick.md" if args.quick else "results-layer.md"
     args.output = args.output or HERE / name
     return args
@@ -585,7 +600,8 @@ def render(args, env, described, result, verdict, missed, elapsed) -> str:
         f"rows, budget {args.budget:g} s), interleaved, after one warm-up call each",
         "- bare: LayerIG: the same number of forward+backward passes with the embedding "
         "output as the leaf requiring grad, at the best chunk (in parentheses) of "
-        f"{', '.join(map(str, BARE_CHUNKS))}; LayerGradCam: one forward+backward; ScoreCam: "
+        f"{', '.join(map(str, BARE_CHUNKS))}; LayerGradCam: one forward and the backward from the "
+        "target to the layer's output; ScoreCam: "
         "a plain Score-CAM (channel masks, masked forwards batched at the best chunk of "
         f"{', '.join(map(str, PLAIN_CHUNKS))}, softmax weights); Captum has no Score-CAM",
         "- peak MB: peak RSS growth of one call in a fresh forked process (LayerIG warms up "

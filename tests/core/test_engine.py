@@ -84,3 +84,32 @@ def test_chunk_size_resolution():
     assert auto_chunk_rows(10**9, torch.device("cpu")) >= 1
     with pytest.raises(ParameterError, match="'chunk_size' parameter of T"):
         resolve_chunk_rows(0, (small,), owner="T")
+
+
+def test_layer_path_auto_chunk_counts_the_layer_values():
+    # token ids are a few bytes per row, but every LayerIG row also carries a 128 x 384
+    # embedding path point: "auto" must size chunks by both, or all steps run at once
+    class Text(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(50, 384)
+            self.fc = nn.Linear(384, 2)
+
+        def forward(self, ids):
+            return self.fc(self.embedding(ids).mean(1))
+
+    model = Text()
+    rows_seen = []
+    handle = model.fc.register_forward_hook(lambda m, i, o: rows_seen.append(o.shape[0]))
+    try:
+        ids = torch.randint(0, 50, (1, 128))
+        IntegratedGradients(model, layer=model.embedding).attribute(ids, target=0, n_steps=50)
+        auto_rows = max(rows_seen[:-1])  # the last forward is the completeness check
+        rows_seen.clear()
+        IntegratedGradients(model, layer=model.embedding).attribute(
+            ids, target=0, n_steps=50, chunk_size=25, return_delta=False
+        )
+    finally:
+        handle.remove()
+    assert auto_rows <= 16
+    assert max(rows_seen) == 25  # an explicit chunk size is kept
