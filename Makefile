@@ -24,3 +24,5 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/perturbation.py
+	$(PY) benchmarks/layer.py
