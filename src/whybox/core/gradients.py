@@ -82,11 +82,12 @@ def walk_path(
     starts: Sequence[Tensor],
     ends: Sequence[Tensor],
     alphas: Tensor,
-    consume: Callable[[Tensor, Tensor, tuple[Tensor, ...], list[Tensor]], None],
+    consume: Callable[[Tensor, Tensor, tuple[Tensor, ...], list[Tensor]], None] | None,
     *,
     tap: Callable[[], AbstractContextManager] | None = None,
     site: Any = None,
     layout: Sequence[int] | None = None,
+    consume_range: Callable[[int, int, tuple[Tensor, ...]], None] | None = None,
 ) -> None:
     """Evaluate gradients at ``starts + alphas[s] * (ends - starts)`` for every step and example.
 
@@ -104,6 +105,8 @@ def walk_path(
     site, layout : a :class:`~whybox.core.scope.LayerSite` and its layout: the path runs
         through the layer (``starts`` / ``ends`` are layer tensors, the model is fed the real
         inputs and the layer's values are substituted by the path points)
+    consume_range : instead of ``consume``, receives ``(start, stop, grads)`` with the item
+        range (item ``i`` is step ``i // N`` of example ``i % N``), no index tensors built
     """
     batch = call.batch_size
     shapes = [(batch,) + tuple(e.shape[1:]) for e in ends]
@@ -127,15 +130,28 @@ def walk_path(
     def build(start: int, stop: int) -> RowBatch:
         steps, examples = split(start, stop)
         points = []
-        for s, d in zip(starts, diffs):
-            alpha = alphas.index_select(0, steps).to(s.dtype).view((-1,) + (1,) * (s.dim() - 1))
-            points.append(s.index_select(0, examples) + alpha * d.index_select(0, examples))
+        if start % batch == 0 and stop % batch == 0:
+            # whole steps: broadcast over the batch instead of gathering rows
+            k = (stop - start) // batch
+            for s, d in zip(starts, diffs):
+                alpha = alphas[start // batch : stop // batch].to(s.dtype)
+                alpha = alpha.view((k,) + (1,) * s.dim())
+                point = s.unsqueeze(0) + alpha * d.unsqueeze(0)
+                points.append(point.reshape((k * batch,) + tuple(s.shape[1:])))
+        else:
+            for s, d in zip(starts, diffs):
+                alpha = alphas.index_select(0, steps).to(s.dtype)
+                alpha = alpha.view((-1,) + (1,) * (s.dim() - 1))
+                points.append(s.index_select(0, examples) + alpha * d.index_select(0, examples))
         if site is None:
             return RowBatch(tuple(points), examples)
         substituted[:] = points
         return RowBatch(tuple(x.index_select(0, examples) for x in call.tensors), examples)
 
     def on_chunk(start: int, stop: int, selected: Tensor, grads) -> None:
+        if consume_range is not None:
+            consume_range(start, stop, grads)
+            return
         steps, examples = split(start, stop)
         consume(steps, examples, grads, substituted if site is not None else values)
 
@@ -144,11 +160,19 @@ def walk_path(
         n_items=batch * len(alphas),
         build=build,
         consume=on_chunk,
-        chunk_rows=call.chunk_rows if site is None else _layer_path_chunk_rows(call, ends),
+        chunk_rows=_whole_steps(
+            call.chunk_rows if site is None else _layer_path_chunk_rows(call, ends), batch
+        ),
         grad=True,
         tap=tap,
         progress=call.progress,
     )
+
+
+def _whole_steps(chunk_rows: int, batch: int) -> int:
+    """Round a chunk down to whole steps (all examples of a step) when it holds at least one,
+    so rows can be built by broadcasting; results never depend on the chunk."""
+    return chunk_rows - chunk_rows % batch if chunk_rows >= batch else chunk_rows
 
 
 def _layer_path_chunk_rows(call: Call, ends: Sequence[Tensor]) -> int:
@@ -190,16 +214,26 @@ def path_gradients(
     batch = call.batch_size
     totals: list[Tensor] = []
 
-    def consume(steps: Tensor, examples: Tensor, grads, values) -> None:
+    def consume(start: int, stop: int, grads) -> None:
         if not totals:
             totals.extend(
                 torch.zeros((batch,) + tuple(g.shape[1:]), dtype=g.dtype, device=g.device)
                 for g in grads
             )
         for total, grad in zip(totals, grads):
-            scale = weights.index_select(0, steps).to(grad.dtype)
+            if start % batch == 0 and stop % batch == 0:
+                # whole steps: a weighted sum over the step axis, no scatter
+                k = (stop - start) // batch
+                scale = weights[start // batch : stop // batch].to(grad.dtype)
+                grouped = grad.reshape((k, batch) + tuple(grad.shape[1:]))
+                total.add_((grouped * scale.view((k,) + (1,) * grad.dim())).sum(0))
+                continue
+            index = torch.arange(start, stop, device=grad.device)
+            scale = weights.index_select(0, index // batch).to(grad.dtype)
             weighted = grad * scale.view((-1,) + (1,) * (grad.dim() - 1))
-            total.index_add_(0, examples.to(grad.device), weighted)
+            total.index_add_(0, index % batch, weighted)
 
-    walk_path(call, starts, ends, alphas, consume, tap=tap, site=site, layout=layout)
+    walk_path(
+        call, starts, ends, alphas, None, tap=tap, site=site, layout=layout, consume_range=consume
+    )
     return tuple(totals)
