@@ -367,3 +367,37 @@ def environment() -> dict[str, str]:
         "cpu": f"{cpu} ({os.cpu_count()} logical cores)",
         "torch threads": str(torch.get_num_threads()),
     }
+
+
+# -- table formatting shared by run.py and layer.py ------------------------------------
+
+
+def fmt_seconds(value: float | None) -> str:
+    """Seconds with enough digits for millisecond-sized calls; ``-`` when absent."""
+    if value is None:
+        return "-"
+    if value < 0.01:
+        return f"{value:.5f}"
+    return f"{value:.4f}" if value < 1 else f"{value:.3f}"
+
+
+def fmt_ratio(value: float | None, goal: float | None = None) -> str:
+    """A ratio, in bold when it misses ``goal``."""
+    if value is None:
+        return "-"
+    text = f"{value:.2f}"
+    return f"**{text}**" if goal is not None and value > goal else text
+
+
+def fmt_mb(value: float | str | None) -> str:
+    """Megabytes; a string means the memory probe failed."""
+    if value is None:
+        return "-"
+    return "error" if isinstance(value, str) else f"{value:.1f}"
+
+
+def markdown_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A markdown table of already formatted cells."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines.extend("| " + " | ".join(cells) + " |" for cells in rows)
+    return "\n".join(lines)

@@ -51,13 +51,17 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from _harness import (  # noqa: E402
+from _harness import (
     BareCost,
     MemoryProbe,
     compare,
     configure_threads,
     environment,
+    fmt_mb,
+    fmt_ratio,
+    fmt_seconds,
     interleaved_times,
+    markdown_table,  # noqa: E402
     seed_all,
     set_clock,
 )
@@ -333,27 +337,6 @@ class Row:
         return None if self.captum_s is None else self.captum_s / self.bare_s
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 0.01:
-        return f"{value:.5f}"
-    return f"{value:.4f}" if value < 1 else f"{value:.3f}"
-
-
-def _ratio(value: float | None, goal: float | None = None) -> str:
-    if value is None:
-        return "-"
-    text = f"{value:.2f}"
-    return f"**{text}**" if goal is not None and value > goal else text
-
-
-def _mb(value: float | str | None) -> str:
-    if value is None:
-        return "-"
-    return "error" if isinstance(value, str) else f"{value:.1f}"
-
-
 COLUMNS = (
     "workload",
     "method",
@@ -371,24 +354,24 @@ COLUMNS = (
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        cells = (
+    cells = [
+        (
             row.workload,
             row.method,
-            _seconds(row.whybox_s),
-            _seconds(row.captum_s),
-            _ratio(row.vs_captum, CAPTUM_GOAL),
-            f"{_seconds(row.bare_s)} ({row.bare_chunk})",
-            _ratio(row.vs_bare, BARE_GOAL),
-            _ratio(row.captum_vs_bare),
-            _mb(row.whybox_mb),
-            _mb(row.captum_mb),
-            _mb(row.bare_mb),
+            fmt_seconds(row.whybox_s),
+            fmt_seconds(row.captum_s),
+            fmt_ratio(row.vs_captum, CAPTUM_GOAL),
+            f"{fmt_seconds(row.bare_s)} ({row.bare_chunk})",
+            fmt_ratio(row.vs_bare, BARE_GOAL),
+            fmt_ratio(row.captum_vs_bare),
+            fmt_mb(row.whybox_mb),
+            fmt_mb(row.captum_mb),
+            fmt_mb(row.bare_mb),
             row.equal,
         )
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        for row in rows
+    ]
+    return markdown_table(COLUMNS, cells)
 
 
 def memory_verdict(rows: list[Row]) -> tuple[str, bool]:
@@ -563,9 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     def report(row: Row) -> None:
         rows.append(row)
         print(
-            f"  {row.workload} / {row.method}: whybox {_seconds(row.whybox_s)} s, Captum "
-            f"{_seconds(row.captum_s)} s, bare {_seconds(row.bare_s)} s ({row.bare_chunk}), "
-            f"peak MB {_mb(row.whybox_mb)} / {_mb(row.captum_mb)} / {_mb(row.bare_mb)}, "
+            f"  {row.workload} / {row.method}: whybox {fmt_seconds(row.whybox_s)} s, Captum "
+            f"{fmt_seconds(row.captum_s)} s, bare {fmt_seconds(row.bare_s)} s ({row.bare_chunk}), "
+            f"peak MB {fmt_mb(row.whybox_mb)} / {fmt_mb(row.captum_mb)} / {fmt_mb(row.bare_mb)}, "
             f"match {row.equal}, {row.rounds} rounds [{time.perf_counter() - started:.0f} s]",
             file=sys.stderr,
             flush=True,

@@ -27,7 +27,11 @@ from _harness import (
     configure_threads,
     cuda_peak_mb,
     environment,
+    fmt_mb,
+    fmt_ratio,
+    fmt_seconds,
     interleaved_times,
+    markdown_table,
     set_clock,
 )
 from cases import CASES, library, make_call, probe_calls
@@ -70,31 +74,6 @@ class Row:
         return None if self.captum_s is None else self.captum_s / self.bare_s
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 0.01:
-        return f"{value:.5f}"
-    if value < 1:
-        return f"{value:.4f}"
-    return f"{value:.3f}"
-
-
-def _ratio(value: float | None, goal: float | None = None) -> str:
-    if value is None:
-        return "-"
-    text = f"{value:.2f}"
-    return f"**{text}**" if goal is not None and value > goal else text
-
-
-def _mb(value: float | str | None) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return "error"
-    return f"{value:.1f}"
-
-
 COLUMNS = (
     "workload",
     "method",
@@ -112,23 +91,23 @@ COLUMNS = (
 
 def table(rows: list[Row]) -> str:
     """The results as a markdown table; ratios that miss a goal are in bold."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        cells = (
+    cells = [
+        (
             row.workload,
             row.method,
-            _seconds(row.whybox_s),
-            _seconds(row.captum_s),
-            _ratio(row.vs_captum, CAPTUM_GOAL),
-            f"{_seconds(row.bare_s)} ({row.bare_chunk})",
-            _ratio(row.vs_bare, BARE_GOAL),
-            _ratio(row.captum_vs_bare),
-            _mb(row.whybox_mb),
-            _mb(row.captum_mb),
+            fmt_seconds(row.whybox_s),
+            fmt_seconds(row.captum_s),
+            fmt_ratio(row.vs_captum, CAPTUM_GOAL),
+            f"{fmt_seconds(row.bare_s)} ({row.bare_chunk})",
+            fmt_ratio(row.vs_bare, BARE_GOAL),
+            fmt_ratio(row.captum_vs_bare),
+            fmt_mb(row.whybox_mb),
+            fmt_mb(row.captum_mb),
             row.equal,
         )
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        for row in rows
+    ]
+    return markdown_table(COLUMNS, cells)
 
 
 def misses(rows: list[Row]) -> list[str]:
@@ -264,10 +243,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rows.append(row)
             print(
-                f"  {row.method}: whybox {_seconds(row.whybox_s)} s, Captum "
-                f"{_seconds(row.captum_s)} s, bare {_seconds(row.bare_s)} s "
-                f"({row.bare_chunk}-row chunks), peak MB {_mb(row.whybox_mb)} / "
-                f"{_mb(row.captum_mb)}, match {row.equal}, {row.rounds} rounds",
+                f"  {row.method}: whybox {fmt_seconds(row.whybox_s)} s, Captum "
+                f"{fmt_seconds(row.captum_s)} s, bare {fmt_seconds(row.bare_s)} s "
+                f"({row.bare_chunk}-row chunks), peak MB {fmt_mb(row.whybox_mb)} / "
+                f"{fmt_mb(row.captum_mb)}, match {row.equal}, {row.rounds} rounds",
                 file=sys.stderr,
             )
     elapsed = time.perf_counter() - started
