@@ -18,7 +18,6 @@ __all__ = [
     "Call",
     "prepare_call",
     "completeness_delta",
-    "gather_rows",
     "rows_outputs",
     "repeat_rows",
 ]
@@ -73,14 +72,6 @@ def prepare_call(
     chunk_rows = resolve_chunk_rows(chunk_size, prepared.tensors, owner=owner)
     chunk_auto = chunk_size is None or chunk_size == "auto"
     return Call(owner, prepared, target_, extra, evaluator, chunk_rows, show_progress, chunk_auto)
-
-
-def gather_rows(tensor: Tensor, example_index: Tensor) -> Tensor:
-    """Rows of ``tensor`` for ``example_index``; a broadcastable tensor of batch 1 is expanded."""
-    if tensor.dim() == 0 or tensor.shape[0] == 1:
-        shape = (len(example_index),) + tuple(tensor.shape[1:]) if tensor.dim() else ()
-        return tensor.expand(shape) if tensor.dim() else tensor
-    return tensor.index_select(0, example_index.to(tensor.device))
 
 
 def completeness_delta(

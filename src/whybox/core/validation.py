@@ -7,7 +7,7 @@ see the same shape of error whatever method they call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from numbers import Integral, Real
 from typing import Any
 
@@ -156,9 +156,3 @@ def _bounds_text(minimum: float | None, maximum: float | None) -> str:
     if maximum is not None:
         return f" <= {maximum}"
     return ""
-
-
-def check_sequence_length(owner: str, name: str, value: Sequence, expected_length: int, what: str):
-    if len(value) != expected_length:
-        fail(owner, name, f"{what} of length {expected_length}", f"length {len(value)}", raw=True)
-    return value

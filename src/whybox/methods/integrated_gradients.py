@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from whybox.core.call import completeness_delta, prepare_call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import path_gradients
@@ -92,9 +94,12 @@ class IntegratedGradients(Method):
         if site is None:
             starts, ends = base, call.tensors
         else:
-            ends, layout = site.activations(call)
-            full_base = tuple(b.expand_as(x) for b, x in zip(base, call.tensors))
-            starts, _ = site.activations(call, full_base)
+            # the layer's values on inputs and baselines, from one pass over 2N rows
+            both = tuple(torch.cat([x, b.expand_as(x)]) for x, b in zip(call.tensors, base))
+            index = torch.arange(call.batch_size, device=both[0].device).repeat(2)
+            values, layout = site.activations(call, both, index)
+            ends = tuple(v[: call.batch_size] for v in values)
+            starts = tuple(v[call.batch_size :] for v in values)
         float_end = next((e for e in ends if e.is_floating_point()), ends[0])
         alphas, weights = path_plan_tensors(
             rule, n_steps, dtype=float_end.dtype, device=float_end.device, owner=owner
