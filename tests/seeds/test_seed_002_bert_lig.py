@@ -116,8 +116,21 @@ def test_long_text_lig_memory_is_bounded_by_chunk(bert):
     def logits(ids):
         return model(ids).logits
 
-    result = IntegratedGradients(logits, layer=model.bert.embeddings).attribute(
-        input_ids, baselines=baseline_ids, target=0, n_steps=8, chunk_size=4
+    rows = []
+    handle = model.bert.encoder.layer[0].register_forward_hook(
+        lambda module, args, output: rows.append(args[0].shape[0])
     )
+    try:
+        result = IntegratedGradients(logits, layer=model.bert.embeddings).attribute(
+            input_ids, baselines=baseline_ids, target=0, n_steps=8, chunk_size=4
+        )
+        assert max(rows) <= 4  # every forward holds at most one chunk
+        whole = IntegratedGradients(logits, layer=model.bert.embeddings).attribute(
+            input_ids, baselines=baseline_ids, target=0, n_steps=8, chunk_size=16
+        )
+    finally:
+        handle.remove()
     assert result.attributions.shape == (1, len(tokens), model.config.hidden_size)
-    assert torch.isfinite(result.attributions).all()
+    # the chunk bounds memory, never the result
+    torch.testing.assert_close(result.attributions, whole.attributions, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(result.delta, whole.delta, atol=1e-5, rtol=1e-4)
