@@ -132,9 +132,12 @@ def test_kernel_shap_facade_shapes():
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(4, 3)).eval()
     x = torch.randn(2, 4)
-    assert KernelShap(model).attribute(x, target=0, n_samples=16).shape == (2, 4)
+    attributions = KernelShap(model).attribute(x, target=0, n_samples=16)
+    # 16 = 2^4 coalitions: exact Shapley values, which for a linear model are x * w
+    torch.testing.assert_close(attributions, x * model[0].weight[0].detach(), atol=1e-5, rtol=1e-4)
     coefs = KernelShap(model).attribute(x, target=0, n_samples=16, return_input_shape=False)
     assert coefs.shape == (2, 4) and coefs.dtype == torch.float32
+    torch.testing.assert_close(coefs, attributions)
 
 
 def test_limebase_requires_its_transform():
