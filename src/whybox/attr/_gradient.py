@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor
 
 from whybox import methods as native
-from whybox.core.random import GlobalRandom
+from whybox.core.randomness import GlobalRandom
 from whybox.core.result import Explanation
 
 from ._base import Attribution, GradientAttribution, captum_return, chunk_from_internal_batch_size

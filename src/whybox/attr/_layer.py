@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whybox import methods as native
-from whybox.core.random import GlobalRandom
+from whybox.core.randomness import GlobalRandom
 from whybox.core.scope import neuron_model
 from whybox.core.validation import fail
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from whybox.core.inputs import flatten
-from whybox.core.random import GlobalRandom
+from whybox.core.randomness import GlobalRandom
 from whybox.core.validation import fail
 from whybox.methods.deeplift import DeepLift as _NativeDeepLift
 from whybox.methods.deeplift import DeepLiftShap as _NativeDeepLiftShap

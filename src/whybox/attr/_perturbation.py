@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from whybox.core.inputs import flatten
-from whybox.core.random import GlobalRandom
+from whybox.core.randomness import GlobalRandom
 from whybox.core.scope import neuron_model
 from whybox.core.surrogate import (
     SkLearnLasso,

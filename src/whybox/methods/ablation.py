@@ -3,7 +3,7 @@
 Each perturbation changes one feature (a mask group, a sliding window, or a feature shuffled
 across the batch); its attribution is the drop of the target output,
 ``f(x) - f(x with the feature perturbed)``, given to every element of the feature.
-Rows are built lazily per chunk from compact masks (:mod:`whybox.methods._perturb`).
+Rows are built lazily per chunk from compact masks (:mod:`whybox.core.perturbation`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,7 @@ from whybox.core.call import Call, prepare_call
 from whybox.core.forward import ChunkSize, RowBatch
 from whybox.core.inputs import Inputs, flatten, prepare_baselines
 from whybox.core.masks import SlidingWindows, sliding_window_masks
-from whybox.core.random import GlobalRandom, RandomSource, make_random
-from whybox.core.registry import register
-from whybox.core.result import Explanation
-from whybox.core.validation import fail
-
-from ._perturb import (
+from whybox.core.perturbation import (
     check_aggregate_masks,
     coalition_rows,
     expand_to_elements,
@@ -34,6 +29,11 @@ from ._perturb import (
     run_items,
     single_feature_coalitions,
 )
+from whybox.core.randomness import GlobalRandom, RandomSource, make_random
+from whybox.core.registry import register
+from whybox.core.result import Explanation
+from whybox.core.validation import fail
+
 from .base import Method
 
 __all__ = ["FeatureAblation", "Occlusion", "FeaturePermutation"]
@@ -475,7 +475,7 @@ class FeaturePermutation(Method):
 def _batch_permutations(random: RandomSource, n_features: int, n: int) -> Tensor:
     """One non-identity permutation of ``n`` examples per feature, ``(n_features, n)``.
 
-    With :class:`~whybox.core.random.GlobalRandom` (the Captum facade) each permutation is
+    With :class:`~whybox.core.randomness.GlobalRandom` (the Captum facade) each permutation is
     ``torch.randperm(n)`` re-drawn while it is the identity, in feature order: Captum's
     draws for its default ``perm_func``.
     """

@@ -17,7 +17,7 @@ from torch import Tensor
 from whybox.core.call import completeness_delta, prepare_call
 from whybox.core.forward import ChunkSize, RowBatch, evaluate
 from whybox.core.inputs import prepare_baselines
-from whybox.core.random import RandomSource, make_random
+from whybox.core.randomness import RandomSource, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.validation import check_bool, check_int, check_per_input, check_real, fail

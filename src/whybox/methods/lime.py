@@ -23,7 +23,15 @@ from torch import Tensor
 from whybox.core.call import Call, prepare_call
 from whybox.core.forward import ChunkSize, RowBatch, evaluate, resolve_chunk_rows
 from whybox.core.inputs import flatten, prepare_baselines
-from whybox.core.random import GlobalRandom, RandomSource, make_random
+from whybox.core.perturbation import (
+    FlatMasks,
+    check_aggregate_masks,
+    coalition_rows,
+    expand_to_elements,
+    prepare_masks,
+    run_items,
+)
+from whybox.core.randomness import GlobalRandom, RandomSource, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.surrogate import (
@@ -33,14 +41,6 @@ from whybox.core.surrogate import (
 )
 from whybox.core.validation import check_bool, check_int, fail
 
-from ._perturb import (
-    FlatMasks,
-    check_aggregate_masks,
-    coalition_rows,
-    expand_to_elements,
-    prepare_masks,
-    run_items,
-)
 from .base import Method
 
 __all__ = [

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from whybox.core.call import prepare_call, repeat_rows
 from whybox.core.inputs import flatten, prepare_baselines
-from whybox.core.random import RandomSource, make_random
+from whybox.core.randomness import RandomSource, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.validation import check_bool, check_choice, check_int, check_per_input, check_real

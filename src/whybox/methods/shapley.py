@@ -24,13 +24,7 @@ from whybox.core.call import prepare_call
 from whybox.core.forward import ChunkSize, RowBatch
 from whybox.core.inputs import prepare_baselines
 from whybox.core.masks import kernel_shap_coalitions
-from whybox.core.random import GlobalRandom, RandomSource, make_random
-from whybox.core.registry import register
-from whybox.core.result import Explanation
-from whybox.core.surrogate import solve_constrained_wls
-from whybox.core.validation import check_bool, check_int, fail
-
-from ._perturb import (
+from whybox.core.perturbation import (
     FlatMasks,
     check_aggregate_masks,
     coalition_rows,
@@ -38,6 +32,12 @@ from ._perturb import (
     prepare_masks,
     run_items,
 )
+from whybox.core.randomness import GlobalRandom, RandomSource, make_random
+from whybox.core.registry import register
+from whybox.core.result import Explanation
+from whybox.core.surrogate import solve_constrained_wls
+from whybox.core.validation import check_bool, check_int, fail
+
 from .base import Method
 
 __all__ = ["ShapleyValues", "ShapleyValueSampling", "KernelShap"]

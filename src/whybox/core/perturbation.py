@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from whybox.core.call import Call
-from whybox.core.forward import RowBatch, evaluate
-from whybox.core.masks import validate_feature_mask
-from whybox.core.validation import fail
+from .call import Call
+from .forward import RowBatch, evaluate
+from .masks import validate_feature_mask
+from .validation import fail
 
 __all__ = [
     "check_aggregate_masks",
