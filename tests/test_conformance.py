@@ -311,3 +311,63 @@ def test_registry_lookup_and_error():
     assert get_method("integrated_gradients") is methods.IntegratedGradients
     with pytest.raises(ValueError, match="'method' parameter of get_method must be one of"):
         get_method("nope")
+
+
+# -- whybox.explain builds and runs EVERY registered method from flat options -------------
+#: constructor options of each registered name for explain (a layer given by its name)
+EXPLAIN_INIT = {name: {} for name in available_methods()}
+for _name in available_methods():
+    if SPECS[_name][2] in ("layer", "map"):
+        EXPLAIN_INIT[_name] = {"layer": "conv2"}
+EXPLAIN_INIT["neuron_conductance"] = {"layer": "conv2"}
+EXPLAIN_INIT["noise_tunnel"] = {"base_method": "integrated_gradients"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPLAIN_INIT))
+def test_explain_builds_and_runs_every_registered_method(name):
+    import whybox
+
+    model, x, factory, kwargs = _setup(name)
+    options = dict(EXPLAIN_INIT[name], **kwargs)
+    target = None if name in NO_TARGET else [0, 3, 9]
+    by_name = whybox.explain(model, x, method=name, target=target, **options)
+    direct = _run(name, factory(model), x, target, **kwargs)
+    assert by_name.method == name
+    torch.testing.assert_close(_attr(by_name), _attr(direct))
+    assert module_hook_count(model) == 0
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("integrated_gradients", "layer"),
+        ("input_x_gradient", "layer"),
+        ("deeplift", "layer"),
+        ("feature_ablation", "layer"),
+        ("integrated_gradients", "neuron"),
+        ("saliency", "neuron"),
+    ],
+)
+def test_explain_with_layer_and_neuron_scope(name, kind):
+    import whybox
+
+    spec = f"{name}[{kind}]"
+    model, x, factory, kwargs = _setup(spec)
+    target = None if spec in NO_TARGET else [0, 3, 9]
+    by_name = whybox.explain(model, x, method=name, target=target, layer=model.conv2, **kwargs)
+    by_layer_name = whybox.explain(model, x, method=name, target=target, layer="conv2", **kwargs)
+    direct = _run(spec, factory(model), x, target, **kwargs)
+    torch.testing.assert_close(_attr(by_name), _attr(direct))
+    torch.testing.assert_close(_attr(by_layer_name), _attr(direct))
+
+
+def test_explain_unknown_option_and_layer_name_are_clear_errors():
+    import whybox
+
+    model, x, _, _ = _setup("integrated_gradients")
+    with pytest.raises(TypeError, match="'n_stepz' parameter of IntegratedGradients"):
+        whybox.explain(model, x, method="integrated_gradients", target=0, n_stepz=3)
+    with pytest.raises(ValueError, match="'layer' parameter of GradCam must be the name"):
+        whybox.explain(model, x, method="grad_cam", target=0, layer="no.such.layer")
+    with pytest.raises(ValueError, match="'method' parameter of get_method"):
+        whybox.explain(model, x, method="integrated_gradientz")

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import whybox.methods  # noqa: F401 - importing the methods fills the registry
 from whybox.core.registry import available_methods, get_method
 from whybox.core.result import Explanation
+from whybox.methods import build
 
 __version__ = "0.1.0"
 
-__all__ = ["explain", "available_methods", "get_method", "Explanation", "__version__"]
+__all__ = ["explain", "build", "available_methods", "get_method", "Explanation", "__version__"]
 
 
 def explain(
@@ -27,7 +29,7 @@ def explain(
     target: Any = None,
     **options: Any,
 ) -> Explanation:
-    """Explain ``model``'s output on ``inputs`` with a registered method.
+    """Explain ``model``'s output on ``inputs`` with any registered method.
 
     Parameters
     ----------
@@ -36,15 +38,26 @@ def explain(
     inputs : Tensor or tuple/dict of Tensor
         Each of shape ``(N, ...)``.
     method : str
-        A name from :func:`available_methods`, e.g. ``"integrated_gradients"``.
+        A name from :func:`available_methods`, e.g. ``"integrated_gradients"``,
+        ``"grad_cam"``, ``"noise_tunnel"``.
     target : int, list, tuple, Tensor or callable, optional
         Which output to explain.
     **options
-        Keyword options of the method's ``attribute`` (``baselines``, ``n_steps``, ...).
+        The method's constructor options (``layer`` -- a module or its name such as
+        ``"features.3"`` --, ``multiply_by_inputs``, ...) and call options (``baselines``,
+        ``n_steps``, ``seed``, ...), in one flat set; see :func:`whybox.methods.build`.
 
     Returns
     -------
     Explanation
+        Attributions shaped like ``inputs`` (or like the layer's values for layer scope).
+
+    Examples
+    --------
+    >>> whybox.explain(model, x, method="integrated_gradients", layer="embedding", n_steps=32)
     """
-    cls = get_method(method)
-    return cls(model).attribute(inputs, target=target, **options)
+    built, call_options = build(method, model, **options)
+    if target is not None:
+        # a method without a target (layer activations) refuses one through its signature
+        call_options["target"] = target
+    return built.attribute(inputs, **call_options)

@@ -1,9 +1,16 @@
-"""Name -> method registry, used by the native ``explain`` helper, the CLI and the web app."""
+"""Name -> method table, filled when the method modules are imported.
+
+A plain table: the core imports no family. ``whybox`` imports ``whybox.methods`` on start-up,
+whose modules register themselves with :func:`register`; ``whybox.explain``, the CLI and the
+web app look methods up here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
+
+from .validation import fail
 
 __all__ = ["register", "get_method", "available_methods"]
 
@@ -26,21 +33,13 @@ def register(name: str) -> Callable[[T], T]:
 
 def get_method(name: str) -> type:
     """The method class registered under ``name``."""
-    _load_builtin_methods()
     try:
         return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"The 'method' parameter of get_method must be one of {sorted(_REGISTRY)}. "
-            f"Got {name!r}."
-        ) from None
+    except (KeyError, TypeError):
+        fail("get_method", "method", f"one of {sorted(_REGISTRY)}", name)
+        raise AssertionError from None  # unreachable: fail raises
 
 
 def available_methods() -> list[str]:
-    _load_builtin_methods()
+    """Names of every registered method, sorted."""
     return sorted(_REGISTRY)
-
-
-def _load_builtin_methods() -> None:
-    # Importing the methods package registers every built-in method.
-    import whybox.methods  # noqa: F401

@@ -1,5 +1,9 @@
 """Native attribution methods; importing this package registers them all."""
 
+from typing import Any
+
+from whybox.core.registry import available_methods, get_method
+
 from .ablation import FeatureAblation, FeaturePermutation, Occlusion
 from .base import Method
 from .cam import (
@@ -36,6 +40,9 @@ from .noise_tunnel import NoiseTunnel
 from .shapley import KernelShap, ShapleyValues, ShapleyValueSampling
 
 __all__ = [
+    "build",
+    "available_methods",
+    "get_method",
     "Method",
     "Saliency",
     "InputXGradient",
@@ -80,3 +87,24 @@ __all__ = [
     "token_removal_transform",
     "baseline_token_transform",
 ]
+
+
+def build(name: str, model: Any, **options: Any) -> tuple[Method, dict[str, Any]]:
+    """Construct the method registered as ``name`` from a flat set of options.
+
+    Parameters
+    ----------
+    name : str
+        A registered name (:func:`available_methods`).
+    model : callable
+        The model (an ``nn.Module`` or a function).
+    **options
+        Constructor options (``layer``, ``multiply_by_inputs``, ...) and call options
+        together; each method's ``from_options`` splits them.
+
+    Returns
+    -------
+    (Method, dict)
+        The method and the options to pass to its ``attribute``.
+    """
+    return get_method(name).from_options(model, options)

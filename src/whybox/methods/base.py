@@ -1,41 +1,19 @@
-"""Base class of native methods: ``__init__`` stores arguments, ``attribute`` does the work."""
+"""Scope helpers shared by native methods, on top of the :class:`~whybox.core.method.Method`
+template (declared parameters, validated once before the maths)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from whybox.core.call import Call
+from whybox.core.method import Method as _Template
 from whybox.core.result import Explanation
-from whybox.core.validation import check_bool
 
 __all__ = ["Method"]
 
 
-class Method:
-    """A native attribution method.
-
-    Subclasses define ``attribute(inputs, *, ...) -> Explanation`` with keyword-only options
-    and keep only their own maths; inputs, targets, batching and hooks come from ``core``.
-    """
-
-    name: ClassVar[str] = ""
-    #: whether the method defines a completeness (convergence) delta
-    has_delta: ClassVar[bool] = False
-    #: whether the method needs an ``nn.Module`` (hooks on its submodules)
-    needs_module: ClassVar[bool] = False
-
-    def __init__(
-        self,
-        model: Any,
-        *,
-        multiply_by_inputs: bool = True,
-        layer: Any = None,
-        attribute_to_layer_input: bool = False,
-    ) -> None:
-        self.model = model
-        self.multiply_by_inputs = multiply_by_inputs
-        self.layer = layer
-        self.attribute_to_layer_input = attribute_to_layer_input
+class Method(_Template):
+    """A native attribution method: the template plus the layer / neuron scope helpers."""
 
     # -- scope -------------------------------------------------------------------------
     def _site(self):
@@ -44,9 +22,7 @@ class Method:
             return None
         from whybox.core.scope import LayerSite
 
-        owner = type(self).__name__
-        check_bool(owner, "attribute_to_layer_input", self.attribute_to_layer_input)
-        return LayerSite.of(self.layer, to_input=self.attribute_to_layer_input, owner=owner)
+        return LayerSite.of(self.layer, to_input=self.attribute_to_layer_input, owner=self.owner)
 
     @staticmethod
     def _layout(site: Any, call: Call, n_values: int) -> list[int]:
@@ -64,7 +40,7 @@ class Method:
         """The model, or for neuron scope a function returning the selected neuron."""
         if neuron is None:
             return self.model
-        owner = type(self).__name__
+        owner = self.owner
         if self.layer is None or isinstance(self.layer, (list, tuple)):
             from whybox.core.validation import fail
 
@@ -76,11 +52,8 @@ class Method:
         )
 
     def _check_common(self) -> None:
-        check_bool(type(self).__name__, "multiply_by_inputs", self.multiply_by_inputs)
-        if not callable(self.model):
-            from whybox.core.validation import fail
-
-            fail(type(self).__name__, "model", "a callable (a model or a function)", self.model)
+        """Kept for methods not yet moved to declared parameters: the template already ran
+        every check, so this does nothing."""
 
     def _layer_result(
         self,

@@ -44,6 +44,25 @@ class NoiseTunnel(Method):
         self.method = method
         self.has_delta = method.has_delta
 
+    @classmethod
+    def from_options(cls, model: Any, options: Any) -> tuple[Method, dict[str, Any]]:
+        """Build ``NoiseTunnel(base)`` from flat options: ``base_method`` names the inner
+        method (default ``"saliency"``, i.e. SmoothGrad); the inner method takes its
+        constructor options, the rest are call options of both."""
+        from whybox.core.registry import get_method
+
+        options = dict(options)
+        base_name = options.pop("base_method", "saliency")
+        base_cls = get_method(base_name)
+        if base_cls is cls:
+            from whybox.core.validation import fail
+
+            fail(cls.__name__, "base_method", "a method other than noise_tunnel", base_name)
+        init_names, _ = base_cls.option_names()
+        base_init = {k: options.pop(k) for k in list(options) if k in init_names}
+        base, _ = base_cls.from_options(model, base_init)
+        return cls(base), options
+
     def attribute(
         self,
         inputs: Any,

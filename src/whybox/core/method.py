@@ -1,0 +1,338 @@
+"""The ``Method`` template every native attribution method follows.
+
+scikit-learn style:
+
+* ``__init__`` stores its arguments and nothing else;
+* each method declares its parameters' constraints ONCE (``parameters``, merged over the
+  class hierarchy), for constructor and call options alike;
+* ``attribute`` is wrapped by the template at class creation, so before the method's own
+  maths runs, every declared parameter is checked with the library's one message format,
+  the model is checked (callable; an eager ``nn.Module`` where the method needs one;
+  a compiled module is explained through its original module) and the layer is checked
+  (an ``nn.Module`` that belongs to the model).
+
+A method body therefore holds only its maths. ``from_options`` splits a flat keyword
+dictionary into constructor and call options, which is how ``whybox.explain``, the CLI
+and the web app build any registered method by name.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+from .validation import check_bool, check_choice, check_int, check_real, fail
+
+__all__ = [
+    "Method",
+    "Constraint",
+    "Bool",
+    "Int",
+    "Real",
+    "Choice",
+    "IsCallable",
+    "Check",
+    "resolve_layer",
+]
+
+
+# -- declared constraints ------------------------------------------------------------------
+class Constraint:
+    """A declared rule for one parameter: ``constraint(owner, name, value)`` raises the
+    uniform error (see :mod:`whybox.core.validation`) when ``value`` breaks it."""
+
+    def __call__(self, owner: str, name: str, value: Any) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Bool(Constraint):
+    """A ``bool`` (not an int)."""
+
+    def __call__(self, owner: str, name: str, value: Any) -> None:
+        check_bool(owner, name, value)
+
+
+@dataclass(frozen=True)
+class Int(Constraint):
+    """An ``int`` (bools rejected) within optional bounds, optionally ``None``."""
+
+    minimum: int | None = None
+    maximum: int | None = None
+    allow_none: bool = False
+
+    def __call__(self, owner: str, name: str, value: Any) -> None:
+        check_int(
+            owner,
+            name,
+            value,
+            minimum=self.minimum,
+            maximum=self.maximum,
+            allow_none=self.allow_none,
+        )
+
+
+@dataclass(frozen=True)
+class Real(Constraint):
+    """A real number within optional bounds, optionally ``None``."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    strict_minimum: bool = False
+    allow_none: bool = False
+
+    def __call__(self, owner: str, name: str, value: Any) -> None:
+        check_real(
+            owner,
+            name,
+            value,
+            minimum=self.minimum,
+            maximum=self.maximum,
+            strict_minimum=self.strict_minimum,
+            allow_none=self.allow_none,
+        )
+
+
+@dataclass(frozen=True)
+class Choice(Constraint):
+    """One of a fixed set of values."""
+
+    options: tuple[Any, ...]
+
+    def __call__(self, owner: str, name: str, value: Any) -> None:
+        check_choice(owner, name, value, self.options)
+
+
+@dataclass(frozen=True)
+class IsCallable(Constraint):
+    """A callable, optionally ``None``."""
+
+    allow_none: bool = True
+
+    def __call__(self, owner: str, name: str, value: Any) -> None:
+        if value is None and self.allow_none:
+            return
+        if not callable(value):
+            expected = "a callable" + (" or None" if self.allow_none else "")
+            fail(owner, name, expected, value, type_error=True)
+
+
+@dataclass(frozen=True)
+class Check(Constraint):
+    """Any other rule, given as ``check(owner, name, value)`` raising the uniform error."""
+
+    check: Callable[[str, str, Any], Any]
+
+    def __call__(self, owner: str, name: str, value: Any) -> None:
+        self.check(owner, name, value)
+
+
+# -- the template -------------------------------------------------------------------------
+_TEMPLATE_STATE = threading.local()
+
+
+def _templated(attribute: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a method's ``attribute``: validate everything declared, then run the maths."""
+    signature = inspect.signature(attribute)
+
+    @functools.wraps(attribute)
+    def run(self: Method, *args: Any, **kwargs: Any) -> Any:
+        # a subclass calling ``super().attribute`` (or a method calling another's) has been
+        # validated already by the outer call on the same object
+        active = getattr(_TEMPLATE_STATE, "active", ())
+        if any(obj is self for obj in active):
+            return attribute(self, *args, **kwargs)
+        runner = self._validated()
+        try:
+            bound = signature.bind(runner, *args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"{type(self).__name__}.attribute(): {error}") from None
+        bound.apply_defaults()
+        runner._check_call_options(bound.arguments)
+        _TEMPLATE_STATE.active = active + (runner,)
+        try:
+            return attribute(*bound.args, **bound.kwargs)
+        finally:
+            _TEMPLATE_STATE.active = active
+
+    run.__wrapped_by_template__ = True  # type: ignore[attr-defined]
+    return run
+
+
+class Method:
+    """A native attribution method (the template).
+
+    Subclasses write ``attribute(inputs, *, ...) -> Explanation`` with keyword-only
+    options and only their own maths; they declare constraints in ``parameters`` (merged
+    with their bases'), and set ``needs_module`` when they act through module rules
+    (DeepLift, guided backprop, LRP): the template then refuses plain functions and
+    TorchScript with a clear error instead of silently returning plain gradients.
+    """
+
+    name: ClassVar[str] = ""
+    #: whether the method defines a completeness (convergence) delta
+    has_delta: ClassVar[bool] = False
+    #: whether the method rewrites module gradients through hooks (needs an eager module)
+    needs_module: ClassVar[bool] = False
+    #: whether the method needs a ``layer`` (Grad-CAM, conductance, ...)
+    needs_layer: ClassVar[bool] = False
+    #: declared constraints of constructor and call options (merged over the hierarchy)
+    parameters: ClassVar[Mapping[str, Constraint]] = {
+        "multiply_by_inputs": Bool(),
+        "attribute_to_layer_input": Bool(),
+        "show_progress": Bool(),
+        "return_delta": Bool(),
+    }
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        multiply_by_inputs: bool = True,
+        layer: Any = None,
+        attribute_to_layer_input: bool = False,
+    ) -> None:
+        self.model = model
+        self.multiply_by_inputs = multiply_by_inputs
+        self.layer = layer
+        self.attribute_to_layer_input = attribute_to_layer_input
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        merged: dict[str, Constraint] = {}
+        for base in reversed(cls.__mro__[1:]):
+            merged.update(base.__dict__.get("parameters", {}))
+        merged.update(cls.__dict__.get("parameters", {}))
+        cls.parameters = merged
+        own = cls.__dict__.get("attribute")
+        if own is not None and not getattr(own, "__wrapped_by_template__", False):
+            cls.attribute = _templated(own)
+
+    # -- validation, run once per call before the maths -----------------------------------
+    @property
+    def owner(self) -> str:
+        """The name used in error messages."""
+        return type(self).__name__
+
+    def _validated(self) -> Method:
+        """Check constructor options, the model and the layer; return the object to run.
+
+        Returns ``self``, or a shallow copy whose ``model`` is what can actually be
+        explained (a compiled module's original module) when that differs.
+        """
+        owner = self.owner
+        for name, constraint in self.parameters.items():
+            if name in self.__dict__:
+                constraint(owner, name, self.__dict__[name])
+        model = self.model
+        if not callable(model):
+            fail(owner, "model", "a callable (a model or a function)", model)
+        if self.needs_layer and self.layer is None:
+            fail(owner, "layer", "an nn.Module of the model", None)
+        needs_hooks = self.needs_module or self.layer is not None
+        from .model_checks import check_layer_in_model, explainable_model
+
+        explained = explainable_model(
+            model, owner=owner, needs_hooks=needs_hooks, needs_module_rules=self.needs_module
+        )
+        if self.needs_module and not isinstance(explained, nn.Module):
+            fail(
+                owner,
+                "model",
+                "an nn.Module (the method rewrites gradients of its submodules)",
+                model,
+                type_error=True,
+            )
+        if self.layer is not None:
+            layers = self.layer if isinstance(self.layer, (list, tuple)) else (self.layer,)
+            if not layers or not all(isinstance(m, nn.Module) for m in layers):
+                fail(
+                    owner, "layer", "an nn.Module or a list of nn.Modules of the model", self.layer
+                )
+            for layer in layers:
+                check_layer_in_model(explained, layer, owner=owner)
+        if explained is model:
+            return self
+        runner = copy.copy(self)
+        runner.model = explained
+        return runner
+
+    def _check_call_options(self, arguments: Mapping[str, Any]) -> None:
+        owner = self.owner
+        for name, value in arguments.items():
+            constraint = self.parameters.get(name)
+            if constraint is not None:
+                constraint(owner, name, value)
+
+    # -- building by name ----------------------------------------------------------------
+    @classmethod
+    def option_names(cls) -> tuple[frozenset[str], frozenset[str]]:
+        """``(constructor options, call options)`` by name (``model`` and ``inputs`` excluded)."""
+        return _option_names(cls.__init__, skip=1), _option_names(cls.attribute, skip=1)
+
+    @classmethod
+    def from_options(cls, model: Any, options: Mapping[str, Any]) -> tuple[Method, dict[str, Any]]:
+        """Build the method from a flat dictionary of options.
+
+        Constructor options (``layer``, ``multiply_by_inputs``, ...) go to ``__init__``;
+        the rest are returned as call options for ``attribute``. A ``layer`` given as a
+        string is looked up in the model (``"features.3"``). Unknown options raise a
+        ``TypeError`` listing the valid ones.
+
+        Returns
+        -------
+        (Method, dict)
+            The method and the options for its ``attribute``.
+        """
+        init_names, call_names = cls.option_names()
+        init_options = {k: v for k, v in options.items() if k in init_names}
+        call_options = {k: v for k, v in options.items() if k not in init_names}
+        unknown = sorted(set(call_options) - call_names - {"inputs"})
+        if unknown and not _takes_var_keyword(cls.attribute):
+            fail(
+                cls.__name__,
+                unknown[0],
+                "one of its options: constructor "
+                f"{sorted(init_names)} or call {sorted(call_names)}",
+                f"an unknown option {unknown[0]!r}",
+                type_error=True,
+                raw=True,
+            )
+        if "layer" in init_options:
+            init_options["layer"] = resolve_layer(model, init_options["layer"], owner=cls.__name__)
+        return cls(model, **init_options), call_options
+
+
+def resolve_layer(model: Any, layer: Any, *, owner: str) -> Any:
+    """A layer given by name (``"features.3"``, or a list of names) -> the model's module."""
+    if isinstance(layer, (list, tuple)):
+        return type(layer)(resolve_layer(model, item, owner=owner) for item in layer)
+    if not isinstance(layer, str):
+        return layer
+    if not isinstance(model, nn.Module):
+        fail(owner, "layer", "an nn.Module (a name needs the model to be an nn.Module)", layer)
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        names = [name for name, _ in model.named_modules() if name][:20]
+        fail(owner, "layer", f"the name of a submodule of the model (e.g. {names})", layer)
+
+
+def _option_names(func: Callable[..., Any], *, skip: int) -> frozenset[str]:
+    """Names of ``func``'s options: its parameters after ``self`` and the first argument
+    (the model, or the inputs), without ``*args`` / ``**kwargs``."""
+    parameters = list(inspect.signature(func).parameters.values())[skip + 1 :]
+    return frozenset(p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+
+def _takes_var_keyword(func: Callable[..., Any]) -> bool:
+    return any(
+        p.kind is p.VAR_KEYWORD for p in inspect.signature(inspect.unwrap(func)).parameters.values()
+    )
