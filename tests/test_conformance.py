@@ -371,3 +371,17 @@ def test_explain_unknown_option_and_layer_name_are_clear_errors():
         whybox.explain(model, x, method="grad_cam", target=0, layer="no.such.layer")
     with pytest.raises(ValueError, match="'method' parameter of get_method"):
         whybox.explain(model, x, method="integrated_gradientz")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_empty_batch_gives_an_empty_result(name, dtype):
+    model, x, factory, kwargs = _setup(name, dtype=dtype)
+    empty = x[:0]
+    result = _run(name, factory(model), empty, [], **kwargs)
+    expected = (0,) + tuple(_expected_shape(name, x)[1:])
+    assert tuple(_attr(result).shape) == expected
+    assert _attr(result).dtype == dtype
+    if result.delta is not None:
+        assert result.delta.shape == (0,)
+    assert module_hook_count(model) == 0

@@ -156,6 +156,8 @@ def _templated(attribute: Callable[..., Any]) -> Callable[..., Any]:
             raise TypeError(f"{type(self).__name__}.attribute(): {error}") from None
         bound.apply_defaults()
         runner._check_call_options(bound.arguments)
+        if runner._is_empty_batch(bound.arguments):
+            return runner._empty_result(bound.arguments)
         _TEMPLATE_STATE.active = active + (runner,)
         try:
             return attribute(*bound.args, **bound.kwargs)
@@ -270,6 +272,23 @@ class Method:
             constraint = self.parameters.get(name)
             if constraint is not None:
                 constraint(owner, name, value)
+
+    # -- empty batches: an empty result of the right shapes, never a crash ---------------
+    def _is_empty_batch(self, arguments: Mapping[str, Any]) -> bool:
+        from .inputs import prepare_inputs
+
+        if "inputs" not in arguments:
+            return False
+        try:
+            prepared = prepare_inputs(arguments["inputs"], owner=self.owner)
+        except (TypeError, ValueError):
+            return False  # the method's own checks will report the inputs
+        return prepared.batch_size == 0
+
+    def _empty_result(self, arguments: Mapping[str, Any]) -> Any:
+        """The result for ``N = 0`` inputs: zero-row attributions shaped like one result
+        row would be (methods whose output is not input- or layer-shaped override this)."""
+        raise NotImplementedError  # provided by whybox.methods.base.Method
 
     # -- building by name ----------------------------------------------------------------
     @classmethod

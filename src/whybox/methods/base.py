@@ -3,9 +3,13 @@ template (declared parameters, validated once before the maths)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from whybox.core.call import Call
+import torch
+
+from whybox.core.call import Call, prepare_call
+from whybox.core.forward import RowBatch
 from whybox.core.method import Method as _Template
 from whybox.core.result import Explanation
 
@@ -14,6 +18,36 @@ __all__ = ["Method"]
 
 class Method(_Template):
     """A native attribution method: the template plus the layer / neuron scope helpers."""
+
+    # -- empty batches -----------------------------------------------------------------------
+    def _empty_result(self, arguments: Mapping[str, Any]) -> Explanation:
+        """Zero-row attributions for ``N = 0`` inputs, in the method's scope and dtype.
+
+        Input and neuron scope: shaped like the inputs. Layer scope: shaped like the layer's
+        tensors, learnt from one forward of the empty batch (torch modules accept N = 0).
+        ``delta`` is an empty ``(0,)`` tensor when the method reports one.
+        """
+        neuron = arguments.get("neuron")
+        site = self._site() if neuron is None else None
+        call = prepare_call(
+            self.owner,
+            self._scoped_model(neuron),
+            arguments["inputs"],
+            forward_args=arguments.get("forward_args"),
+            require_float=site is None,
+        )
+        delta = None
+        if self.has_delta and arguments.get("return_delta", True):
+            delta = torch.empty(0, dtype=call.tensors[0].dtype, device=call.tensors[0].device)
+        if site is None:
+            leaves = tuple(torch.zeros_like(x) for x in call.tensors)
+            return self._result(call, leaves, delta=delta)
+        with site.capture() as captured:
+            with torch.no_grad():
+                call.evaluator.raw_output(RowBatch(call.tensors))
+        site._check_seen(captured, self.owner)
+        values = tuple(torch.zeros_like(t) for t in captured.tensors)
+        return self._layer_result(call, values, [len(t) for t in captured.per_layer], delta=delta)
 
     # -- scope -------------------------------------------------------------------------
     def _site(self):

@@ -14,10 +14,10 @@ from whybox.core.call import completeness_delta, prepare_call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import path_gradients, row_gradients, walk_path
 from whybox.core.inputs import prepare_baselines
-from whybox.core.paths import path_plan_tensors
+from whybox.core.method import Bool, Choice, Int
+from whybox.core.paths import RULES, path_plan_tensors
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.validation import check_bool, check_int, fail
 
 from .base import Method
 
@@ -25,16 +25,13 @@ __all__ = ["LayerActivation", "GradCam", "InternalInfluence", "LayerConductance"
 
 
 class _LayerMethod(Method):
-    """A method that requires ``layer``."""
+    """A method that requires ``layer`` (the template checks it belongs to the model)."""
+
+    needs_layer = True
+    parameters = {"n_steps": Int(minimum=1), "rule": Choice(RULES)}
 
     def __init__(self, model: Any, layer: Any, *, attribute_to_layer_input: bool = False) -> None:
         super().__init__(model, layer=layer, attribute_to_layer_input=attribute_to_layer_input)
-
-    def _required_site(self):
-        site = self._site()
-        if site is None:
-            fail(type(self).__name__, "layer", "an nn.Module of the model", None)
-        return site
 
 
 @register("layer_activation")
@@ -50,7 +47,7 @@ class LayerActivation(_LayerMethod):
         show_progress: bool = False,
     ) -> Explanation:
         """Activations of the layer, shape ``(N, ...)`` per layer tensor."""
-        site = self._required_site()
+        site = self._site()
         call = prepare_call(
             type(self).__name__,
             self.model,
@@ -72,6 +69,25 @@ class GradCam(_LayerMethod):
     ``cam = sum_c mean_{spatial}(d y / d A_c) * A_c`` over the layer's channels (dim 1).
     """
 
+    parameters = {"relu_attributions": Bool(), "attr_dim_summation": Bool()}
+
+    def _empty_result(self, arguments):
+        # a map per layer tensor: one channel when channels are summed
+        result = super()._empty_result(arguments)
+        if arguments["attr_dim_summation"]:
+            summed = [
+                tuple(t.sum(dim=1, keepdim=True) for t in a)
+                if isinstance(a, tuple)
+                else a.sum(dim=1, keepdim=True)
+                for a in (
+                    result.attributions
+                    if isinstance(result.attributions, list)
+                    else [result.attributions]
+                )
+            ]
+            result.attributions = summed if isinstance(result.attributions, list) else summed[0]
+        return result
+
     def attribute(
         self,
         inputs: Any,
@@ -85,12 +101,9 @@ class GradCam(_LayerMethod):
     ) -> Explanation:
         """Grad-CAM map per layer tensor: ``(N, 1, *spatial)`` (``(N, C, *spatial)`` without
         channel summation)."""
-        owner = type(self).__name__
-        check_bool(owner, "relu_attributions", relu_attributions)
-        check_bool(owner, "attr_dim_summation", attr_dim_summation)
-        site = self._required_site()
+        site = self._site()
         call = prepare_call(
-            owner,
+            self.owner,
             self.model,
             inputs,
             target=target,
@@ -118,7 +131,7 @@ class GradCam(_LayerMethod):
 
 def _path_setup(method: Method, inputs, baselines, target, forward_args, chunk_size, progress):
     owner = type(method).__name__
-    site = method._required_site()
+    site = method._site()
     call = prepare_call(
         owner,
         method.model,
@@ -190,8 +203,6 @@ class LayerConductance(_LayerMethod):
         owner, site, call, base = _path_setup(
             self, inputs, baselines, target, forward_args, chunk_size, show_progress
         )
-        check_bool(owner, "return_delta", return_delta)
-        check_int(owner, "n_steps", n_steps, minimum=1)
         x0 = call.tensors[0]
         alphas, _ = path_plan_tensors(
             rule, n_steps + 1, dtype=x0.dtype, device=x0.device, owner=owner
