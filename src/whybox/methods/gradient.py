@@ -7,9 +7,9 @@ from typing import Any
 from whybox.core.call import prepare_call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import row_gradients
+from whybox.core.method import Bool
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.validation import check_bool
 
 from .base import Method
 
@@ -48,6 +48,8 @@ class Saliency(Method):
     Simonyan et al., "Deep Inside Convolutional Networks", 2013. With ``layer`` and a
     ``neuron`` it is the neuron's gradient (Captum's NeuronGradient with ``abs=False``).
     """
+
+    parameters = {"abs": Bool()}
 
     def __init__(
         self, model: Any, *, layer: Any = None, attribute_to_layer_input: bool = False
@@ -89,7 +91,6 @@ class Saliency(Method):
             ``attributions`` shaped like ``inputs`` (like the layer with ``layer`` and no
             ``neuron``).
         """
-        check_bool(type(self).__name__, "abs", abs)
         call, grads, _, layout = _scoped_gradients(
             self, inputs, target, forward_args, chunk_size, show_progress, neuron
         )
@@ -134,7 +135,6 @@ class InputXGradient(Method):
         Shapes as :meth:`Saliency.attribute`. ``multiply_by_inputs=False`` returns the
         gradient alone.
         """
-        self._check_common()
         call, grads, values, layout = _scoped_gradients(
             self, inputs, target, forward_args, chunk_size, show_progress, neuron
         )

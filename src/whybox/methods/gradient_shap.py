@@ -17,10 +17,11 @@ from torch import Tensor
 from whybox.core.call import completeness_delta, prepare_call
 from whybox.core.forward import ChunkSize, RowBatch, evaluate
 from whybox.core.inputs import prepare_baselines
+from whybox.core.method import Int
 from whybox.core.randomness import RandomSource, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.validation import check_bool, check_int, check_per_input, check_real, fail
+from whybox.core.validation import check_per_input, check_real, fail
 
 from .base import Method
 
@@ -37,6 +38,7 @@ class GradientShap(Method):
     """
 
     has_delta = True
+    parameters = {"n_samples": Int(minimum=1)}
 
     def attribute(
         self,
@@ -69,11 +71,8 @@ class GradientShap(Method):
             ``attributions`` shaped like ``inputs`` (like the layer with ``layer``); ``delta``
             of shape ``(N * n_samples,)`` (one per draw, example-major), as Captum reports it.
         """
-        owner = type(self).__name__
-        self._check_common()
+        owner = self.owner
         site = self._site()
-        check_int(owner, "n_samples", n_samples, minimum=1)
-        check_bool(owner, "return_delta", return_delta)
         call = prepare_call(
             owner,
             self.model,

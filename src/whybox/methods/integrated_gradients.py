@@ -10,10 +10,10 @@ from whybox.core.call import completeness_delta, prepare_call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import path_gradients
 from whybox.core.inputs import prepare_baselines
-from whybox.core.paths import path_plan_tensors
+from whybox.core.method import Choice, Int
+from whybox.core.paths import RULES, path_plan_tensors
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.validation import check_bool
 
 from .base import Method
 
@@ -30,6 +30,7 @@ class IntegratedGradients(Method):
     """
 
     has_delta = True
+    parameters = {"n_steps": Int(minimum=1), "rule": Choice(RULES)}
 
     def attribute(
         self,
@@ -75,9 +76,7 @@ class IntegratedGradients(Method):
         from the layer's value on the baselines to its value on the inputs (inputs may be
         token ids then), and completeness holds against ``f(inputs) - f(baselines)``.
         """
-        owner = type(self).__name__
-        self._check_common()
-        check_bool(owner, "return_delta", return_delta)
+        owner = self.owner
         site = self._site() if neuron is None else None
         call = prepare_call(
             owner,

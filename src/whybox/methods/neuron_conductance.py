@@ -22,7 +22,8 @@ from whybox.core.call import prepare_call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import walk_path
 from whybox.core.inputs import prepare_baselines
-from whybox.core.paths import path_plan_tensors
+from whybox.core.method import Choice, Int
+from whybox.core.paths import RULES, path_plan_tensors
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.scope import select_neuron
@@ -48,6 +49,9 @@ class NeuronConductance(Method):
     attribute_to_layer_input : bool
         Select the neuron from the layer's input instead of its output.
     """
+
+    needs_layer = True
+    parameters = {"n_steps": Int(minimum=1), "rule": Choice(RULES)}
 
     def __init__(
         self,
@@ -97,10 +101,9 @@ class NeuronConductance(Method):
         Explanation
             ``attributions`` shaped like ``inputs``.
         """
-        owner = type(self).__name__
-        self._check_common()
+        owner = self.owner
         site = self._site()
-        if site is None or len(site.layers) != 1:
+        if len(site.layers) != 1:
             fail(owner, "layer", "one nn.Module of the model", self.layer)
         call = prepare_call(
             owner,

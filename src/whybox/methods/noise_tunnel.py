@@ -14,16 +14,22 @@ from torch import Tensor
 
 from whybox.core.call import prepare_call, repeat_rows
 from whybox.core.inputs import flatten, prepare_baselines
+from whybox.core.method import Bool, Check, Choice, Int
 from whybox.core.randomness import RandomSource, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.validation import check_bool, check_choice, check_int, check_per_input, check_real
+from whybox.core.validation import check_per_input, check_real, fail
 
 from .base import Method
 
 __all__ = ["NoiseTunnel", "NT_TYPES"]
 
 NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
+
+
+def _check_inner_method(owner: str, name: str, value: Any) -> None:
+    if not isinstance(value, Method):
+        fail(owner, name, "a native whybox method instance", value, type_error=True)
 
 
 @register("noise_tunnel")
@@ -35,14 +41,25 @@ class NoiseTunnel(Method):
     method : a native :class:`~whybox.methods.base.Method` instance (its model is used)
     """
 
-    def __init__(self, method: Method) -> None:
-        if not isinstance(method, Method):
-            from whybox.core.validation import fail
+    parameters = {
+        "method": Check(_check_inner_method),
+        "nt_type": Choice(NT_TYPES),
+        "nt_samples": Int(minimum=1),
+        "nt_samples_batch_size": Int(minimum=1, allow_none=True),
+        "draw_baseline_from_distrib": Bool(),
+    }
 
-            fail("NoiseTunnel", "method", "a native whybox method instance", method)
-        super().__init__(method.model, multiply_by_inputs=method.multiply_by_inputs)
+    def __init__(self, method: Method) -> None:
+        # the inner method carries the model; the template checks ``method`` first
+        super().__init__(
+            getattr(method, "model", None),
+            multiply_by_inputs=getattr(method, "multiply_by_inputs", True),
+        )
         self.method = method
-        self.has_delta = method.has_delta
+
+    @property
+    def has_delta(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.method, "has_delta", False))
 
     @classmethod
     def from_options(cls, model: Any, options: Any) -> tuple[Method, dict[str, Any]]:
@@ -55,8 +72,6 @@ class NoiseTunnel(Method):
         base_name = options.pop("base_method", "saliency")
         base_cls = get_method(base_name)
         if base_cls is cls:
-            from whybox.core.validation import fail
-
             fail(cls.__name__, "base_method", "a method other than noise_tunnel", base_name)
         init_names, _ = base_cls.option_names()
         base_init = {k: options.pop(k) for k in list(options) if k in init_names}
@@ -99,10 +114,6 @@ class NoiseTunnel(Method):
             ``(N * nt_samples,)`` when the inner method reports one.
         """
         owner = type(self).__name__
-        check_choice(owner, "nt_type", nt_type, NT_TYPES)
-        check_int(owner, "nt_samples", nt_samples, minimum=1)
-        check_int(owner, "nt_samples_batch_size", nt_samples_batch_size, minimum=1, allow_none=True)
-        check_bool(owner, "draw_baseline_from_distrib", draw_baseline_from_distrib)
         call = prepare_call(
             owner, self.model, inputs, target=target, forward_args=forward_args, require_float=True
         )
@@ -123,8 +134,6 @@ class NoiseTunnel(Method):
         baselines = method_options.pop("baselines", None)
         has_baselines = accepts and baselines is not None
         if draw_baseline_from_distrib and not has_baselines:
-            from whybox.core.validation import fail
-
             fail(owner, "baselines", "given when draw_baseline_from_distrib=True", None)
 
         sums: list[Tensor] | None = None
