@@ -228,6 +228,21 @@ def test_enumerate_coalitions():
         enumerate_coalitions(40)
 
 
+def test_enumerate_coalitions_range_is_a_chunk_of_the_enumeration():
+    full = enumerate_coalitions(5)
+    for start, stop in [(0, 32), (7, 19), (31, 32), (4, 4)]:
+        assert torch.equal(enumerate_coalitions(5, start=start, stop=stop), full[start:stop])
+    # a range keeps memory bounded, so more features than a full enumeration allows
+    chunk = enumerate_coalitions(40, start=2**39, stop=2**39 + 3)
+    assert chunk.shape == (3, 40) and chunk.sum(1).tolist() == [1, 2, 2]
+    with pytest.raises(ValueError, match="'stop' parameter"):
+        enumerate_coalitions(3, stop=9)
+    with pytest.raises(ValueError, match="'start' parameter .* <= 'stop'"):
+        enumerate_coalitions(3, start=5, stop=2)
+    with pytest.raises(ValueError, match="int64"):
+        enumerate_coalitions(63, start=0, stop=1)
+
+
 def test_sample_permutations_seeded():
     perms = sample_permutations(6, 200, torch.Generator().manual_seed(3))
     assert perms.shape == (200, 6) and perms.dtype == torch.long

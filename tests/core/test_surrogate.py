@@ -472,3 +472,58 @@ def test_missing_sklearn_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.linear_model", None)
     with pytest.raises(ImportError, match=r"whybox\[sklearn\]"):
         SkLearnLasso(alpha=0.08).fit_tensors(torch.randn(4, 2), torch.randn(4))
+
+
+# ---------------------------------------------------------------------------
+# Non-finite training data: one clear error from the one place data enter a fit
+# ---------------------------------------------------------------------------
+
+
+def _fits():
+    """Every fit entry point, as ``fit(X, y, w)``."""
+    return {
+        "weighted_least_squares": lambda X, y, w: weighted_least_squares(X, y, w),
+        "solve_constrained_wls": lambda X, y, w: solve_constrained_wls(X, y, w, 1.0),
+        "WeightedLinearRegression": lambda X, y, w: WeightedLinearRegression().fit_tensors(X, y, w),
+        "WeightedRidge": lambda X, y, w: WeightedRidge().fit_tensors(X, y, w),
+        "WeightedLasso": lambda X, y, w: WeightedLasso(0.01).fit_tensors(X, y, w),
+        "SkLearnLasso": lambda X, y, w: SkLearnLasso(alpha=0.01).fit_tensors(X, y, w),
+    }
+
+
+@pytest.mark.parametrize("fit", sorted(_fits()))
+@pytest.mark.parametrize("where", ["X", "y", "sample_weight"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_training_data_is_a_clear_value_error(fit, where, value):
+    X, w, coef, _ = _problem(n=12, p=3)
+    y = X @ coef
+    data = {"X": X.clone(), "y": y.clone(), "sample_weight": w.clone()}
+    data[where][5].view(-1)[0] = value  # one bad entry, in row 5
+    with pytest.raises(ValueError, match=f"The '{where}' parameter of .* must be finite") as err:
+        _fits()[fit](data["X"], data["y"], data["sample_weight"])
+    assert "first in row 5" in str(err.value)
+    kind = "NaN" if value != value else "infinite"
+    assert f"1 {kind}" in str(err.value)
+
+
+def test_non_finite_message_names_every_bad_part_and_total():
+    X, w, coef, _ = _problem(n=12, p=3)
+    y = X @ coef
+    y[0] = float("nan")
+    w[3] = float("inf")
+    with pytest.raises(ValueError, match="'y' and 'sample_weight' parameters of WeightedLasso"):
+        WeightedLasso(0.01).fit_tensors(X, y, w)
+    with pytest.raises(ValueError, match="'total' parameter of solve_constrained_wls"):
+        solve_constrained_wls(X, X @ coef, torch.ones(12), float("nan"))
+
+
+def test_kernel_shap_on_nan_inputs_raises_a_clear_error():
+    from whybox.methods import KernelShap
+
+    model = torch.nn.Linear(4, 2)
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
+    x[1, 2] = float("nan")
+    # Before the checks this reached torch.linalg.lstsq and failed an internal assert.
+    # The method may name its inputs first; the fit's own check is the backstop.
+    with pytest.raises(ValueError, match="finite"):
+        KernelShap(model).attribute(x, target=0, n_samples=30, seed=0)

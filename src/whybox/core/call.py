@@ -140,13 +140,7 @@ def repeat_rows(call: Call, n_repeats: int) -> tuple[Any, Any, Tensor]:
     batch = call.batch_size
     device = call.tensors[0].device
     example_index = torch.arange(batch, device=device).repeat_interleave(n_repeats)
-    target = call.target.raw
-    if call.target.kind == "per_example":
-        # stays a tensor: (rows,) for one index per example, (rows, k) for index tuples
-        target = call.target.per_example.index_select(0, example_index.to("cpu"))
-        target = target.squeeze(1) if target.shape[1] == 1 else target
-    elif call.target.kind == "per_example_callable":
-        target = call.target.repeat_for(example_index.to("cpu"))
+    target = call.target.repeat_for(example_index.to("cpu"))
     extra = call.extra.select(example_index)
     forward_args = None
     if extra.args or extra.kwargs:

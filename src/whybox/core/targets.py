@@ -177,7 +177,12 @@ class Target:
         return torch.stack(values)
 
     def repeat_for(self, example_index: Tensor) -> Any:
-        """The target in Captum's own form for rows ``example_index`` (used by wrappers)."""
+        """The target in the caller's own form for rows ``example_index`` (the one row repeat
+        for targets: wrappers such as NoiseTunnel re-call a method on repeated rows).
+
+        Per-example index targets stay a tensor: ``(rows,)`` for one index per example,
+        ``(rows, k)`` for index tuples.
+        """
         if self.kind == "per_example_callable":
             return [self.functions[i] for i in example_index.tolist()]
         if self.kind == "per_example":

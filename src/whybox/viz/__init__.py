@@ -3,7 +3,11 @@
 No model code lives here, and matplotlib is only imported inside the functions that
 draw, so ``import whybox.viz`` stays cheap and never imports ``matplotlib.pyplot``.
 
-Native entry points take plain tensors/arrays plus metadata:
+Views of a result: :func:`plot` (matplotlib ``Figure``) and :func:`to_html` (``str``) take an
+:class:`~whybox.core.result.Explanation` and draw one example; ``Explanation.plot()`` /
+``.to_html()`` call them. Views depend on results, never the reverse.
+
+Native entry points that take plain tensors/arrays plus metadata:
 
 - :func:`plot_attribution` -> matplotlib ``Figure``; :func:`attribution_html` -> ``str``;
   :class:`AttributionView` bundles both for result objects (``.plot()``, ``.to_html()``,
@@ -20,6 +24,7 @@ The Captum-compatible names live in :mod:`whybox.attr.visualization`.
 
 from whybox.viz._arrays import normalize_attr
 from whybox.viz.auto import AttributionView, attribution_html, infer_kind, plot_attribution
+from whybox.viz.explanation import plot, to_html
 from whybox.viz.html import HTMLView
 from whybox.viz.image import render_image_attr, render_image_attr_multiple
 from whybox.viz.tabular import plot_feature_bar, plot_waterfall, tabular_html
@@ -39,6 +44,7 @@ __all__ = [
     "attribution_html",
     "infer_kind",
     "normalize_attr",
+    "plot",
     "plot_attribution",
     "plot_feature_bar",
     "plot_top_tokens",
@@ -50,4 +56,5 @@ __all__ = [
     "tabular_html",
     "text_html",
     "text_view",
+    "to_html",
 ]

@@ -1,0 +1,289 @@
+"""Coalitions over ``M`` features: enumeration, random orderings, the Shapley kernel and
+KernelSHAP's design (enumerated sizes plus paired samples).
+
+A *coalition* is a boolean row of length ``M``: ``True`` keeps the feature's original
+value, ``False`` replaces it with the baseline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "enumerate_coalitions",
+    "sample_permutations",
+    "shapley_kernel_weight",
+    "Coalitions",
+    "kernel_shap_coalitions",
+]
+
+_MAX_ENUMERATE = 30  # 2**30 rows of bool would already be ~30 GB
+_MAX_CODE_BITS = 62  # coalition codes are int64 (bit 63 is the sign)
+
+
+def _check_n_features(n_features: int, fn: str, *, minimum: int = 1) -> int:
+    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < minimum:
+        raise ValueError(
+            f"The 'n_features' parameter of {fn} must be an int >= {minimum}. Got {n_features!r}."
+        )
+    return n_features
+
+
+def enumerate_coalitions(
+    n_features: int, *, start: int = 0, stop: int | None = None, device: Any = None
+) -> Tensor:
+    """The ``2**M`` coalitions in binary order, all of them or rows ``start:stop``.
+
+    Parameters
+    ----------
+    n_features : int
+        ``M``: at most 62 (codes are int64), and at most 30 when every row is asked for.
+    start, stop : int, keyword-only
+        Rows of the enumeration to build, ``0 <= start <= stop <= 2**M``; default all.
+        A range lets exact Shapley values build one chunk of coalitions at a time.
+    device : keyword-only, optional
+
+    Returns
+    -------
+    Tensor, shape (stop - start, M), bool
+        Row ``i`` (of the full enumeration) contains feature ``j`` iff bit ``j`` of ``i``
+        is set (row 0 is empty, the last row is full).
+    """
+    fn = "enumerate_coalitions"
+    m = _check_n_features(n_features, fn, minimum=0)
+    if m > _MAX_CODE_BITS:
+        raise ValueError(
+            f"{fn}: 2**{m} coalitions do not fit in memory (nor in int64 codes); use "
+            "kernel_shap_coalitions or sample_permutations to sample instead."
+        )
+    stop = 2**m if stop is None else stop
+    for name, value in (("start", start), ("stop", stop)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**m:
+            raise ValueError(
+                f"The '{name}' parameter of {fn} must be an int in [0, 2**{m}]. Got {value!r}."
+            )
+    if start > stop:
+        raise ValueError(f"The 'start' parameter of {fn} must be <= 'stop'. Got {start} > {stop}.")
+    if stop - start > 2**_MAX_ENUMERATE:
+        raise ValueError(
+            f"{fn}: {stop - start} coalitions of {m} features do not fit in memory; ask for "
+            "a range (start, stop) at a time, or use kernel_shap_coalitions or "
+            "sample_permutations to sample instead."
+        )
+    rows = torch.arange(start, stop, device=device)
+    bits = 2 ** torch.arange(m, device=device)
+    return (rows[:, None] & bits[None, :]) != 0
+
+
+def sample_permutations(
+    n_features: int,
+    n_samples: int,
+    generator: torch.Generator | None = None,
+    *,
+    device: Any = None,
+) -> Tensor:
+    """Uniformly random feature orderings (Shapley value sampling).
+
+    Parameters
+    ----------
+    n_features : int
+    n_samples : int
+    generator : torch.Generator, optional
+        For reproducibility; must be on ``device`` (CPU by default).
+    device : keyword-only, optional
+
+    Returns
+    -------
+    Tensor, shape (n_samples, n_features), long
+        Each row a permutation of ``0..n_features-1``.
+    """
+    m = _check_n_features(n_features, "sample_permutations")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
+        raise ValueError(
+            "The 'n_samples' parameter of sample_permutations must be an int >= 0. "
+            f"Got {n_samples!r}."
+        )
+    keys = torch.rand(n_samples, m, generator=generator, device=device)
+    return torch.argsort(keys, dim=1)
+
+
+def shapley_kernel_weight(n_features: int, sizes: Tensor | int) -> Tensor:
+    """Shapley kernel ``(M-1) / (C(M, s) * s * (M-s))`` for coalition sizes ``s``.
+
+    Sizes 0 and ``M`` get ``inf``: those coalitions are constraints, not samples.
+
+    Returns
+    -------
+    Tensor, float64, shape of ``sizes``
+    """
+    m = _check_n_features(n_features, "shapley_kernel_weight")
+    s = torch.as_tensor(sizes).long()
+    if bool(((s < 0) | (s > m)).any()):
+        raise ValueError(
+            f"The 'sizes' parameter of shapley_kernel_weight must lie in [0, {m}]. Got {sizes}."
+        )
+    # Exact integer binomials (float64 lookup table), so weights are exact to rounding.
+    table = [math.inf] + [(m - 1) / (math.comb(m, k) * k * (m - k)) for k in range(1, m)]
+    table.append(math.inf)
+    return torch.tensor(table, dtype=torch.float64)[s.cpu()]
+
+
+class Coalitions(NamedTuple):
+    """Output of :func:`kernel_shap_coalitions`.
+
+    Attributes
+    ----------
+    masks : Tensor, shape (n, M), bool
+        Coalitions; neither the empty nor the full one is included.
+    weights : Tensor, shape (n,), float64
+        Shapley-kernel regression weights. Enumerated rows get the exact kernel
+        weight; sampled rows share the kernel mass of the sizes not enumerated
+        (duplicates are merged and their weights added). Whenever some budget is left
+        for sampling (or everything is enumerated) the weights sum to the total kernel
+        mass ``sum_{s=1}^{M-1} (M-1) / (s (M-s))``.
+    n_enumerated : int
+        The first ``n_enumerated`` rows are exhaustive enumerations of whole sizes.
+    """
+
+    masks: Tensor
+    weights: Tensor
+    n_enumerated: int
+
+
+def _combinations_mask(m: int, size: int) -> Tensor:
+    """All coalitions of exactly ``size`` features, shape (C(m, size), m), bool.
+
+    Built from ``itertools.combinations`` (``torch.combinations`` materializes an
+    ``m**size`` grid). Only called for sizes whose count fits the sample budget.
+    """
+    idx = torch.tensor(list(itertools.combinations(range(m), size)), dtype=torch.long)
+    out = torch.zeros(idx.shape[0], m, dtype=torch.bool)
+    if size > 0:
+        out.scatter_(1, idx, True)
+    return out
+
+
+def kernel_shap_coalitions(
+    n_features: int,
+    n_samples: int,
+    generator: torch.Generator | None = None,
+    *,
+    paired: bool = True,
+) -> Coalitions:
+    """Coalitions and Shapley-kernel weights for KernelSHAP.
+
+    Strategy (the standard KernelSHAP one): coalition sizes are taken in pairs
+    ``(s, M - s)`` from the smallest ``s``, which carry the most kernel mass. A size
+    pair is enumerated exhaustively when its share of the remaining budget, in
+    proportion to its kernel mass, covers all its coalitions; the remaining budget is
+    then drawn at random from the sizes left (size pair with probability proportional
+    to its kernel mass, members uniformly), as antithetic pairs ``(z, ~z)`` when
+    ``paired``, which cancels the even part of the sampling error.
+
+    If ``n_samples >= 2**M - 2`` every proper non-empty coalition is enumerated with its
+    exact weight; with :func:`~whybox.core.surrogate.solve_constrained_wls` this gives
+    the exact Shapley values.
+
+    Parameters
+    ----------
+    n_features : int
+        ``M >= 1``.
+    n_samples : int
+        Budget of coalitions (model evaluations), excluding the empty and full ones.
+    generator : torch.Generator, optional
+        CPU generator for reproducible sampling.
+    paired : bool, keyword-only
+        Antithetic sampling; sampled rows ``2i`` and ``2i+1`` (after the enumerated
+        ones) are complements. Default True.
+
+    Returns
+    -------
+    Coalitions
+        ``masks`` has at most ``n_samples`` rows (fewer when sampled duplicates merge).
+    """
+    m = _check_n_features(n_features, "kernel_shap_coalitions")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
+        raise ValueError(
+            "The 'n_samples' parameter of kernel_shap_coalitions must be an int >= 0. "
+            f"Got {n_samples!r}."
+        )
+    empty = Coalitions(torch.zeros(0, m, dtype=torch.bool), torch.zeros(0, dtype=torch.float64), 0)
+    if m == 1 or n_samples == 0:
+        return empty
+
+    sizes = torch.arange(1, m, dtype=torch.float64)
+    mass = (m - 1) / (sizes * (m - sizes))  # kernel mass of each size s = 1..M-1
+    total_mass = float(mass.sum())
+
+    def mass_of(s: int) -> float:
+        return float(mass[s - 1])
+
+    # Size "groups": {s, M-s} when paired (one group when s == M-s), else {s}.
+    if paired:
+        groups = [(s, m - s) if s != m - s else (s,) for s in range(1, m // 2 + 1)]
+    else:
+        groups = [(s,) for s in range(1, m)]
+        groups.sort(key=lambda g: min(g[0], m - g[0]))  # most massive sizes first
+
+    blocks: list[Tensor] = []
+    weights: list[Tensor] = []
+    budget = n_samples
+    remaining_mass = total_mass
+    left = list(groups)
+    exhaustive = n_samples >= 2**m - 2
+    while left:
+        g = left[0]
+        g_count = sum(math.comb(m, s) for s in g)
+        g_mass = sum(mass_of(s) for s in g)
+        if not (exhaustive or budget * g_mass / remaining_mass >= g_count - 1e-9):
+            break
+        for s in g:
+            rows = _combinations_mask(m, s)
+            blocks.append(rows)
+            w_s = mass_of(s) / math.comb(m, s)
+            weights.append(torch.full((rows.shape[0],), w_s, dtype=torch.float64))
+        budget -= g_count
+        remaining_mass -= g_mass
+        left.pop(0)
+    n_enum = sum(b.shape[0] for b in blocks)
+
+    if left and budget > 0:
+        g_masses = torch.tensor([sum(mass_of(s) for s in g) for g in left], dtype=torch.float64)
+        n_draws = budget // 2 if paired else budget
+        if n_draws > 0:
+            pick = torch.multinomial(g_masses, n_draws, replacement=True, generator=generator)
+            if paired:
+                # Draw the smaller size of the pair; the complement provides the other one.
+                draw_size = torch.tensor([min(g) for g in left])[pick]
+            else:
+                draw_size = torch.tensor([g[0] for g in left])[pick]
+            keys = torch.rand(n_draws, m, generator=generator, dtype=torch.float64)
+            ranks = torch.argsort(torch.argsort(keys, dim=1), dim=1)
+            first = ranks < draw_size[:, None]  # uniform subset of the drawn size
+            if paired:
+                # Canonical orientation for the self-complementary size M/2 so that a pair
+                # and its mirror image merge as duplicates.
+                flip = (draw_size * 2 == m) & ~first[:, 0]
+                first = torch.where(flip[:, None], ~first, first)
+            uniq, counts = torch.unique(first, dim=0, return_counts=True)
+            # Merge duplicate draws (rows come back sorted, which keeps runs reproducible).
+            per_draw_w = remaining_mass / (n_draws * (2 if paired else 1))
+            w = counts.to(torch.float64) * per_draw_w
+            if paired:
+                rows = torch.stack([uniq, ~uniq], dim=1).reshape(-1, m)
+                w = w.repeat_interleave(2)
+            else:
+                rows = uniq
+            blocks.append(rows)
+            weights.append(w)
+
+    if not blocks:
+        return empty
+    masks = torch.cat(blocks)
+    w_all = torch.cat(weights).to(torch.float64)
+    return Coalitions(masks, w_all, n_enum)

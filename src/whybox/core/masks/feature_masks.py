@@ -1,0 +1,180 @@
+"""Feature masks: validation, feature counts, per-feature groups, coalitions -> keep-masks.
+
+A *feature mask* is an integer tensor (or a tuple of them, one per input) whose values
+are feature ids ``0..M-1`` and which broadcasts to its input (``(batch or 1, ...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..inputs import broadcasts_to
+
+__all__ = [
+    "validate_feature_mask",
+    "num_features",
+    "FeatureGroups",
+    "feature_groups",
+    "coalitions_to_input_masks",
+]
+
+
+def _as_tuple(value: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
+    return (value,) if isinstance(value, Tensor) else tuple(value)
+
+
+def validate_feature_mask(
+    feature_mask: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor] | None = None,
+    *,
+    name: str = "feature_mask",
+) -> tuple[Tensor, ...]:
+    """Check that feature masks are integer tensors that broadcast to their inputs.
+
+    Parameters
+    ----------
+    feature_mask : Tensor or sequence of Tensor
+        One mask per input.
+    inputs : Tensor or sequence of Tensor, optional
+        The (batched) inputs, or shapes; when given, each mask must broadcast to its
+        input and the counts must agree.
+    name : str, keyword-only
+        Parameter name used in error messages.
+
+    Returns
+    -------
+    tuple of Tensor
+        The masks (unchanged) as a tuple.
+    """
+    masks = _as_tuple(feature_mask)
+    for i, m in enumerate(masks):
+        where = f"'{name}'" if len(masks) == 1 else f"'{name}[{i}]'"
+        if not isinstance(m, Tensor):
+            raise ValueError(f"{where} must be a torch.Tensor. Got {type(m).__name__}.")
+        if m.dtype == torch.bool or m.is_floating_point() or m.is_complex():
+            raise ValueError(
+                f"{where} must be an integer tensor of feature ids (e.g. torch.long). "
+                f"Got dtype {m.dtype}."
+            )
+    if inputs is not None:
+        inps = _as_tuple(inputs)
+        if len(inps) != len(masks):
+            raise ValueError(
+                f"'{name}' must have one mask per input: got {len(masks)} mask(s) for "
+                f"{len(inps)} input(s)."
+            )
+        for i, (m, x) in enumerate(zip(masks, inps)):
+            shape = tuple(x.shape) if isinstance(x, Tensor) else tuple(x)
+            if not broadcasts_to(tuple(m.shape), shape):
+                where = f"'{name}'" if len(masks) == 1 else f"'{name}[{i}]'"
+                raise ValueError(
+                    f"{where} of shape {tuple(m.shape)} does not broadcast to the input of "
+                    f"shape {shape}."
+                )
+    return masks
+
+
+def num_features(feature_mask: Tensor | Sequence[Tensor]) -> int:
+    """Number of interpretable features, ``max(feature id) + 1`` over all masks."""
+    masks = validate_feature_mask(feature_mask)
+    maxima = [int(m.max()) for m in masks if m.numel()]
+    return max(maxima) + 1 if maxima else 0
+
+
+@dataclass(frozen=True)
+class FeatureGroups:
+    """Feature masks with per-feature index lists, computed once by a single sort.
+
+    Attributes
+    ----------
+    masks : tuple of Tensor
+        The validated masks, long.
+    n_features : int
+        ``max id + 1`` (ids absent from every mask are allowed and have empty groups).
+    """
+
+    masks: tuple[Tensor, ...]
+    n_features: int
+    _indices: tuple[tuple[Tensor, ...], ...]
+
+    def indices(self, feature: int) -> tuple[Tensor, ...]:
+        """Flat positions of ``feature`` in each mask (``mask.reshape(-1)[pos]``)."""
+        return tuple(per_mask[feature] for per_mask in self._indices)
+
+    def sizes(self) -> Tensor:
+        """Number of mask elements per feature, shape (n_features,), summed over masks."""
+        total = torch.zeros(self.n_features, dtype=torch.long)
+        for m in self.masks:
+            total += torch.bincount(m.reshape(-1).cpu(), minlength=self.n_features)
+        return total
+
+    def present(self) -> Tensor:
+        """Which ids occur in some mask, shape (n_features,), bool."""
+        return self.sizes() > 0
+
+    def tensors_of(self, feature: int) -> list[int]:
+        """Indices of the masks (inputs) that contain ``feature``."""
+        return [i for i, pos in enumerate(self.indices(feature)) if pos.numel() > 0]
+
+
+def feature_groups(
+    feature_mask: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor] | None = None,
+) -> FeatureGroups:
+    """Group mask positions by feature id.
+
+    Parameters
+    ----------
+    feature_mask : Tensor or sequence of Tensor
+        Non-negative integer ids (shift negative masks first, as Captum does with a
+        warning).
+    inputs : optional
+        Inputs the masks must broadcast to (see :func:`validate_feature_mask`).
+
+    Returns
+    -------
+    FeatureGroups
+    """
+    masks = tuple(m.long() for m in validate_feature_mask(feature_mask, inputs))
+    for m in masks:
+        if m.numel() and int(m.min()) < 0:
+            raise ValueError(
+                "'feature_mask' must contain non-negative feature ids. "
+                f"Got minimum {int(m.min())}; subtract it first."
+            )
+    n = num_features(masks)
+    per_mask = []
+    for m in masks:
+        flat = m.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        counts = torch.bincount(flat, minlength=n).tolist() if flat.numel() else [0] * n
+        per_mask.append(tuple(torch.split(order, counts)))
+    return FeatureGroups(masks, n, tuple(per_mask))
+
+
+def coalitions_to_input_masks(
+    coalitions: Tensor, feature_mask: Tensor | Sequence[Tensor]
+) -> tuple[Tensor, ...]:
+    """Expand coalitions over interpretable features to element-wise keep-masks.
+
+    Parameters
+    ----------
+    coalitions : Tensor, shape (k, M), bool or 0/1
+    feature_mask : Tensor or sequence of Tensor
+        Ids in ``0..M-1``, shapes ``S_i``.
+
+    Returns
+    -------
+    tuple of Tensor, shapes (k, *S_i), bool
+        ``True`` where the original input is kept. Combine as
+        ``keep * x + ~keep * baseline`` (with ``S_i`` broadcasting to the input).
+    """
+    coal = torch.as_tensor(coalitions).bool()
+    if coal.dim() == 1:
+        coal = coal.unsqueeze(0)
+    masks = validate_feature_mask(feature_mask)
+    return tuple(coal[:, m.to(coal.device).long()] for m in masks)

@@ -1,0 +1,313 @@
+"""The solvers behind the linear surrogates, in torch and float64.
+
+* :func:`weighted_least_squares` -- weighted OLS / ridge with an unpenalized intercept
+  (sklearn's ``LinearRegression`` / ``Ridge`` objective);
+* :func:`solve_constrained_wls` -- KernelSHAP's regression: no intercept, coefficients
+  summing exactly to a given total;
+* :func:`weighted_lasso` -- sklearn's ``Lasso`` objective by coordinate descent on the
+  Gram matrix.
+
+Every solver validates its data with
+:func:`~whybox.core.surrogate.data.check_training_data` first and returns float64
+tensors on the device of ``X``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data import check_training_data
+
+__all__ = ["weighted_least_squares", "solve_constrained_wls", "weighted_lasso"]
+
+
+def _weighted_center(
+    X: Tensor, y: Tensor, w: Tensor, fit_intercept: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Subtract weighted means so the intercept drops out of the fit (it is unpenalized).
+
+    Returns centred ``X`` (n, p) and ``y`` (n, k) and the means (p,) and (k,) (zeros
+    when ``fit_intercept`` is false).
+    """
+    p, k = X.shape[1], y.shape[1]
+    if not fit_intercept:
+        return X, y, X.new_zeros(p), y.new_zeros(k)
+    total = w.sum()
+    if total <= 0:
+        raise ValueError("The sample weights sum to 0; cannot fit an intercept.")
+    x_mean = (w @ X) / total
+    y_mean = (w @ y) / total
+    return X - x_mean, y - y_mean, x_mean, y_mean
+
+
+def _lstsq_min_norm(A: Tensor, B: Tensor) -> Tensor:
+    """Minimum-norm least squares (rank-deficiency safe), float64: ``(p, k)`` for A (n, p).
+
+    ``gelsd`` (SVD based) is CPU only, so other devices solve the tiny system on the CPU:
+    the systems are (n_samples x n_features) with n_features small, so the copy is cheap.
+    """
+    device = A.device
+    sol = torch.linalg.lstsq(A.cpu(), B.cpu(), driver="gelsd").solution
+    return sol.to(device)
+
+
+def weighted_least_squares(
+    X: Tensor,
+    y: Tensor,
+    sample_weight: Tensor | None = None,
+    *,
+    fit_intercept: bool = True,
+    alpha: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """Weighted (ridge) least squares in float64.
+
+    Minimizes ``sum_i w_i (y_i - x_i . b - c)^2 + alpha * ||b||^2`` (intercept ``c``
+    unpenalized), the objective of sklearn's ``LinearRegression`` / ``Ridge`` with
+    ``sample_weight``.
+
+    Parameters
+    ----------
+    X : Tensor, shape (n_samples, n_features)
+    y : Tensor, shape (n_samples,) or (n_samples, n_outputs)
+    sample_weight : Tensor, shape (n_samples,), optional
+        Non-negative weights; ``None`` means all ones.
+    fit_intercept : bool, keyword-only
+        Fit an unpenalized intercept (by weighted centering).
+    alpha : float, keyword-only
+        L2 penalty. ``0`` gives ordinary weighted least squares, solved with an SVD
+        based least-squares routine so rank-deficient designs get the minimum-norm
+        solution (as sklearn's ``LinearRegression``).
+
+    Returns
+    -------
+    coef : Tensor, shape (n_outputs, n_features), float64
+    intercept : Tensor, shape (n_outputs,), float64
+    """
+    X, y, w, _ = check_training_data(X, y, sample_weight, caller="weighted_least_squares")
+    Xc, yc, x_mean, y_mean = _weighted_center(X, y, w, fit_intercept)
+    sw = w.sqrt().unsqueeze(1)
+    if alpha == 0:
+        coef = _lstsq_min_norm(Xc * sw, yc * sw)  # (p, k)
+    else:
+        # Normal equations are safe here: alpha > 0 makes the matrix positive definite.
+        Xw = Xc * w.unsqueeze(1)
+        gram = Xw.T @ Xc
+        gram.diagonal().add_(alpha)
+        chol, info = torch.linalg.cholesky_ex(gram)
+        rhs = Xw.T @ yc
+        if int(info) == 0:
+            coef = torch.cholesky_solve(rhs, chol)
+        else:  # numerically indefinite (huge feature scales): fall back to SVD
+            coef = _lstsq_min_norm(gram, rhs)
+    coef = coef.T.contiguous()  # (k, p)
+    intercept = y_mean - coef @ x_mean
+    return coef, intercept
+
+
+def solve_constrained_wls(
+    X: Tensor,
+    y: Tensor,
+    sample_weight: Tensor,
+    total: float | Tensor,
+) -> Tensor:
+    """Weighted least squares without intercept under ``sum(coef) == total`` (KernelSHAP).
+
+    KernelSHAP fixes the intercept to ``f(baseline)`` (pass ``y - f(baseline)``) and
+    requires the efficiency constraint ``sum(phi) = f(x) - f(baseline)``; the empty and
+    full coalitions carry infinite Shapley-kernel weight and are exactly these two
+    constraints, so leave them out of ``X``. Given every other coalition with its
+    Shapley-kernel weight, the solution equals the exact Shapley values.
+
+    The constraint is enforced exactly (not with a large weight): the coefficients are
+    parametrized as ``total / M * 1 + N u`` with ``N`` an orthonormal basis of the
+    sum-zero subspace, ``u`` is the minimum-norm weighted least-squares solution
+    (float64, SVD based), and a final rank-one correction removes rounding.
+
+    Parameters
+    ----------
+    X : Tensor, shape (n_samples, n_features)
+        Coalition matrix (0/1 or any real design).
+    y : Tensor, shape (n_samples,) or (n_samples, n_outputs)
+        Targets, already minus the intercept ``f(baseline)``.
+    sample_weight : Tensor, shape (n_samples,)
+        Non-negative weights (e.g. Shapley-kernel weights).
+    total : float or Tensor, shape () or (n_outputs,)
+        Required sum of the coefficients, per output; finite.
+
+    Returns
+    -------
+    Tensor
+        Shape (n_features,) for 1-D ``y``, else (n_outputs, n_features); float64.
+    """
+    caller = "solve_constrained_wls"
+    X, y, w, y_was_1d = check_training_data(X, y, sample_weight, caller=caller)
+    p, k = X.shape[1], y.shape[1]
+    total_t = torch.as_tensor(total, dtype=torch.float64, device=X.device).reshape(-1)
+    if total_t.numel() == 1:
+        total_t = total_t.expand(k)
+    if total_t.numel() != k:
+        raise ValueError(
+            f"The 'total' parameter of {caller} must be a scalar or have "
+            f"{k} entries (one per output). Got {total_t.numel()}."
+        )
+    if not bool(torch.isfinite(total_t).all()):
+        raise ValueError(
+            f"The 'total' parameter of {caller} must be finite (no NaN or inf). Got "
+            f"{total_t.tolist()}. In KernelSHAP it is f(x) - f(baseline): look for NaN or "
+            "inf in the inputs, the baselines or the model."
+        )
+    if p == 0:
+        raise ValueError(f"{caller} needs at least one feature.")
+    base = total_t.unsqueeze(0) / p  # (1, k): each coef starts at total / M
+    coef = base.expand(p, k).clone()
+    if p > 1:
+        # Columns 1.. of Q from a QR whose first column is the ones vector span sum-zero.
+        seed = torch.eye(p, dtype=torch.float64, device=X.device)
+        seed[:, 0] = 1.0
+        q, _ = torch.linalg.qr(seed)
+        null = q[:, 1:]  # (p, p-1), orthonormal, 1^T null = 0
+        sw = w.sqrt().unsqueeze(1)
+        resid = y - X.sum(dim=1, keepdim=True) * base  # y - X @ (total/M * 1)
+        u = _lstsq_min_norm((X @ null) * sw, resid * sw)  # (p-1, k)
+        coef = coef + null @ u
+    coef = coef + (total_t - coef.sum(dim=0)) / p  # exact constraint up to one rounding
+    coef = coef.T.contiguous()
+    return coef[0] if y_was_1d else coef
+
+
+def _soft_threshold(value: float, threshold: float) -> float:
+    if value > threshold:
+        return value - threshold
+    if value < -threshold:
+        return value + threshold
+    return 0.0
+
+
+def _lasso_cd(
+    gram: np.ndarray,
+    xty: np.ndarray,
+    yty: float,
+    alpha: float,
+    *,
+    max_iter: int,
+    tol: float,
+) -> tuple[np.ndarray, int, float]:
+    """Cyclic coordinate descent on ``1/2 b^T G b - b^T c + alpha ||b||_1`` (+ yty/2).
+
+    Works on the (weighted, centered) Gram matrix ``G`` (p, p) and ``c = X^T y`` (p,),
+    so one sweep costs O(p^2) whatever the number of samples. Stops on the duality gap,
+    like sklearn: when the largest coefficient step is small relative to the largest
+    coefficient, the gap is checked against ``tol * yty``. Returns the coefficients
+    (p,), the number of sweeps and the final duality gap.
+    """
+    p = gram.shape[0]
+    coef = np.zeros(p)
+    g_coef = np.zeros(p)  # gram @ coef, kept up to date incrementally
+    diag = np.diag(gram).copy()
+    gap_tol = tol * yty
+    gap = math.inf
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        max_step = 0.0
+        max_coef = 0.0
+        for j in range(p):
+            if diag[j] <= 0.0:  # constant (after centering) or zero-weight column
+                continue
+            old = coef[j]
+            rho = xty[j] - g_coef[j] + diag[j] * old
+            new = _soft_threshold(rho, alpha) / diag[j]
+            if new != old:
+                coef[j] = new
+                g_coef += (new - old) * gram[:, j]
+                max_step = max(max_step, abs(new - old))
+            max_coef = max(max_coef, abs(new))
+        if max_coef == 0.0 or max_step / max_coef < tol or n_iter == max_iter:
+            # Duality gap of the lasso: the dual point is the residual rescaled to be
+            # feasible (|X^T theta|_inf <= alpha).
+            corr = xty - g_coef  # X^T r
+            r_sq = max(yty - 2.0 * coef @ xty + coef @ g_coef, 0.0)  # ||r||^2
+            corr_max = float(np.max(np.abs(corr))) if p else 0.0
+            scale = 1.0 if corr_max <= alpha else alpha / corr_max
+            primal = 0.5 * r_sq + alpha * float(np.abs(coef).sum())
+            dual = scale * (yty - coef @ xty) - 0.5 * scale * scale * r_sq
+            gap = primal - dual
+            if gap <= gap_tol:
+                break
+    return coef, n_iter, gap
+
+
+def weighted_lasso(
+    X: Tensor,
+    y: Tensor,
+    sample_weight: Tensor | None = None,
+    *,
+    alpha: float,
+    fit_intercept: bool = True,
+    max_iter: int = 1000,
+    tol: float = 1e-4,
+    caller: str = "weighted_lasso",
+) -> tuple[Tensor, Tensor, int]:
+    """Weighted lasso by coordinate descent in float64 (sklearn's ``Lasso`` objective).
+
+    Minimizes, per output,
+    ``1 / (2 * sum(w)) * sum_i w_i (y_i - x_i . b - c)^2 + alpha * ||b||_1`` with an
+    unpenalized intercept ``c`` (weighted centering). Warns (``RuntimeWarning``) when the
+    duality gap is still above ``tol`` after ``max_iter`` sweeps.
+
+    Parameters
+    ----------
+    X : Tensor, shape (n_samples, n_features)
+    y : Tensor, shape (n_samples,) or (n_samples, n_outputs)
+    sample_weight : Tensor, shape (n_samples,), optional
+        Non-negative weights with a positive sum; ``None`` means all ones.
+    alpha : float, keyword-only
+        L1 penalty, >= 0.
+    fit_intercept : bool, keyword-only
+    max_iter : int, keyword-only
+        Maximum number of coordinate sweeps per output.
+    tol : float, keyword-only
+        Duality-gap tolerance relative to the weighted variance of ``y``.
+    caller : str, keyword-only
+        Name used in error and warning messages.
+
+    Returns
+    -------
+    coef : Tensor, shape (n_outputs, n_features), float64
+    intercept : Tensor, shape (n_outputs,), float64
+    n_iter : int
+        Largest number of sweeps over the outputs.
+    """
+    X, y, w, _ = check_training_data(X, y, sample_weight, caller=caller)
+    total = float(w.sum())
+    if total <= 0:
+        raise ValueError(f"The sample weights sum to 0; {caller} cannot be fitted.")
+    Xc, yc, x_mean, y_mean = _weighted_center(X, y, w, fit_intercept)
+    v = (w / total).unsqueeze(1)  # normalized weights turn 1/(2 sum w) into 1/2
+    # The Gram matrix is small (p x p); the CD loop runs on the CPU in numpy since
+    # per-coordinate scalar work is far cheaper there than as torch kernel launches.
+    gram = ((Xc * v).T @ Xc).cpu().numpy()
+    xty_all = ((Xc * v).T @ yc).cpu().numpy()  # (p, k)
+    yty_all = (v * yc * yc).sum(dim=0).cpu().numpy()  # (k,)
+    coefs = []
+    n_iters = []
+    for out in range(y.shape[1]):
+        coef, n_iter, gap = _lasso_cd(
+            gram, xty_all[:, out], float(yty_all[out]), alpha, max_iter=max_iter, tol=tol
+        )
+        if gap > tol * float(yty_all[out]) and tol > 0:
+            warnings.warn(
+                f"{caller} did not converge in {max_iter} iterations "
+                f"(duality gap {gap:.3g}); increase max_iter or alpha.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        coefs.append(coef)
+        n_iters.append(n_iter)
+    coef_t = torch.as_tensor(np.stack(coefs), dtype=torch.float64, device=X.device)
+    intercept = y_mean - coef_t @ x_mean
+    return coef_t, intercept, max(n_iters)
