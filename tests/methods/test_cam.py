@@ -1,7 +1,10 @@
 """The CAM family: closed forms, slow textbook references in float64, batching, targets,
-reshape transforms on a small ViT, and hook / state hygiene."""
+hook / state hygiene, declared options and the contracts (empty batches, float64, in-place
+ops after the layer, chunking). The ViT / reshape-transform tests are in test_cam_vit.py."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -10,7 +13,7 @@ from torch import nn
 
 from _support import assert_same_state, model_state, module_hook_count
 from whybox.core.registry import get_method
-from whybox.core.validation import ParameterError
+from whybox.core.validation import ParameterError, ParameterTypeError
 from whybox.methods import GradCam
 from whybox.methods.cam import (
     AblationCam,
@@ -340,90 +343,6 @@ def test_registered_names():
         assert get_method(name) is cls and cls.name == name
 
 
-# -- a small ViT through the reshape transform ----------------------------------------------
-class TinyViT(nn.Module):
-    """Patch embedding -> [CLS] + patches -> 2 pre-norm encoder layers -> head on [CLS]."""
-
-    def __init__(self, patch: int = 4, size: int = 16, dim: int = 32) -> None:
-        super().__init__()
-        self.embed = nn.Conv2d(3, dim, patch, stride=patch)
-        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos = nn.Parameter(torch.randn(1, 1 + (size // patch) ** 2, dim) * 0.02)
-        self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                dim, 4, 2 * dim, dropout=0.0, batch_first=True, norm_first=True
-            )
-            for _ in range(2)
-        )
-        self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, 2)
-
-    def forward(self, x):
-        tokens = self.embed(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1) + self.pos
-        for block in self.blocks:
-            tokens = block(tokens)
-        return self.head(self.norm(tokens[:, 0]))
-
-
-def planted(n, generator, patches=None):
-    """Noise images; class 1 has a bright 4x4 patch (channel 0) at ``patches``."""
-    x = torch.randn(n, 3, 16, 16, generator=generator) * 0.5
-    y = torch.randint(0, 2, (n,), generator=generator) if patches is None else torch.ones(n)
-    where = torch.randint(0, 16, (n,), generator=generator) if patches is None else patches
-    for i in range(n):
-        if y[i] == 1:
-            r, c = divmod(int(where[i]), 4)
-            x[i, 0, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += 2.0
-    return x, y.long()
-
-
-@pytest.fixture(scope="module")
-def vit():
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    model = TinyViT()
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(100):
-        x, y = planted(32, generator)
-        loss = F.cross_entropy(model(x), y)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    model.eval()
-    for p in model.parameters():
-        p.grad = None
-    x, y = planted(128, generator)
-    with torch.no_grad():
-        accuracy = (model(x).argmax(dim=1) == y).float().mean()
-    assert accuracy > 0.95, "the ViT did not learn to detect the planted patch"
-    return model
-
-
-@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
-def test_vit_maps_through_reshape_transform(cls, vit):
-    model = vit
-    patches = torch.arange(16)
-    x, _ = planted(len(patches), torch.Generator().manual_seed(1), patches)
-    state = model_state(model)
-    # the tokens entering the last block's attention (pytorch-grad-cam's choice for ViTs)
-    method = cls(model, model.blocks[-1].norm1, reshape_transform=vit_reshape_transform(4, 4))
-    maps = method.attribute(x, target=1, chunk_size=16).attributions
-    assert maps.shape == (len(patches), 1, 16, 16)
-    assert torch.isfinite(maps).all() and (maps >= 0).all()
-    assert_same_state(model, state)
-    assert module_hook_count(model) == 0
-    per_patch = F.avg_pool2d(maps, 4).flatten(1)
-    signal = per_patch[torch.arange(len(patches)), patches]
-    rank = (per_patch >= signal[:, None]).sum(dim=1) - 1  # ties (e.g. all-zero maps) count against
-    # Gradient CAMs are known to be unreliable on ViTs (and are on this one); Score-CAM
-    # localises the planted patch in every image, class-agnostic Eigen-CAM in nearly all.
-    if cls is ScoreCam:
-        assert (rank < 2).all(), rank
-    elif cls is EigenCam:
-        assert (rank < 3).sum() >= 13, rank
-
-
 def test_per_example_callables_in_the_engine(deep):
     """The core target form added for CAM users also works for other methods and wrappers."""
     from whybox.core.targets import prepare_target
@@ -441,3 +360,135 @@ def test_per_example_callables_in_the_engine(deep):
         x, target=[ClassifierOutputTarget(k) for k in (2, 0, 1)], **options
     ).attributions
     torch.testing.assert_close(by_callable, by_index)
+
+
+# -- the template: declared options checked before any forward -----------------------------
+class Counting(nn.Module):
+    """Records the number of rows of every forward."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.rows: list[int] = []
+
+    def forward(self, x):
+        self.rows.append(x.shape[0])
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_declared_options_checked_before_the_model_runs(cls, deep):
+    model, x = deep
+    counting = Counting(model)
+    conv2 = model.conv2
+    bad_calls = [
+        (dict(layer=conv2, reshape_transform=3), {}, ParameterTypeError, "reshape_transform"),
+        (dict(layer=[conv2]), {}, ParameterError, "layer"),
+        (dict(layer=None), {}, ParameterError, "layer"),
+        (dict(layer=conv2), dict(upsample=1), ParameterTypeError, "upsample"),
+        (dict(layer=conv2), dict(normalize="yes"), ParameterTypeError, "normalize"),
+        (dict(layer=conv2), dict(interpolate_mode="cubic"), ParameterError, "interpolate_mode"),
+        (dict(layer=conv2), dict(show_progress=None), ParameterTypeError, "show_progress"),
+    ]
+    for init, call, error, name in bad_calls:
+        method = cls(counting, init.pop("layer"), **init)
+        with pytest.raises(error, match=f"'{name}' parameter of {cls.__name__}"):
+            method.attribute(x, target=0, **call)
+    assert counting.rows == []  # every check ran before the model did
+    assert module_hook_count(model) == 0
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_a_plain_function_model_works(cls, deep):
+    # CAMs only hook the layer's forward: no module rules, so no nn.Module is required
+    model, x = deep
+    expected = cls(model, model.conv2).attribute(x, target=[2, 0, 1]).attributions
+    got = cls(lambda t: model(t), model.conv2).attribute(x, target=[2, 0, 1]).attributions
+    torch.testing.assert_close(got, expected)
+    assert not cls.needs_module and cls.needs_layer
+
+
+# -- contracts: empty batches, dtypes, in-place ops, chunking ----------------------------------
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_empty_batch_gives_empty_maps(cls, deep):
+    model, x = deep
+    counting = Counting(model)
+    method = cls(counting, model.conv2)
+    empty = x[:0]
+    big = method.attribute(empty, target=0, normalize=True)
+    assert big.attributions.shape == (0, 1, 10, 10) and big.attributions.dtype == x.dtype
+    assert big.extras["outputs"].shape == (0,)
+    small = method.attribute(empty, target=[], upsample=False).attributions
+    assert small.shape == (0, 1, 4, 4) and small.dtype == x.dtype  # conv2's resolution
+    assert method.attribute(empty).extras["outputs"] is None
+    assert set(counting.rows) == {0}  # one empty forward each, for the layer's shape
+    assert module_hook_count(model) == 0
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_float64_in_float64_out(cls, deep):
+    model64, x64 = deep
+    model32 = copy.deepcopy(model64).float()
+    x32 = x64.float()
+    target = [2, 0, 1]
+    maps64 = cls(model64, model64.conv2).attribute(x64, target=target).attributions
+    maps32 = cls(model32, model32.conv2).attribute(x32, target=target).attributions
+    assert maps64.dtype == torch.float64 and maps32.dtype == torch.float32
+    torch.testing.assert_close(maps64, maps32.double(), rtol=1e-3, atol=1e-4)
+    # computed in float64, not in float32 and cast: the two differ at float32 rounding
+    assert (maps64 - maps32.double()).abs().max() > 0
+
+
+class Shift(nn.Module):
+    """``x + 0.5``, optionally in place (``x += 0.5``)."""
+
+    def __init__(self, inplace: bool) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x):
+        return x.add_(0.5) if self.inplace else x + 0.5
+
+
+@pytest.mark.parametrize("op", ["relu", "shift"])
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_inplace_op_after_the_layer(cls, op, deep):
+    """An in-place op right after the explained conv (``ReLU(inplace=True)``, or ``+=``)
+    must not change the maps: the layer's values are its output, not what the op later
+    wrote over it. (For HiResCAM and LayerCAM an in-place ReLU happens to give the same
+    maps either way; the shift tells them apart.)"""
+    model, x = deep
+    with torch.no_grad():
+        assert (model.conv2(torch.relu(model.conv1(x))) < 0).float().mean() > 0.05
+    after = {
+        "relu": lambda inplace: nn.ReLU(inplace=inplace),
+        "shift": lambda inplace: nn.Sequential(Shift(inplace), nn.ReLU()),
+    }[op]
+    eager, inplace = copy.deepcopy(model), copy.deepcopy(model)
+    eager.relu2, inplace.relu2 = after(False), after(True)
+    target = [2, 0, 1]
+    expected = cls(eager, eager.conv2).attribute(x, target=target, upsample=False)
+    got = cls(inplace, inplace.conv2).attribute(x, target=target, upsample=False)
+    torch.testing.assert_close(got.attributions, expected.attributions)
+    assert expected.attributions.gt(0).float().mean() > 0.1  # a non-trivial comparison
+    assert module_hook_count(inplace) == 0
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_chunk_size_respected_and_irrelevant(cls, deep):
+    model, x = deep
+    counting = Counting(model)
+    method = cls(counting, model.conv2)
+    target = [2, 0, 1]
+    reference = method.attribute(x, target=target, chunk_size=1).attributions
+    for chunk in (2, 4, 7, "auto"):
+        counting.rows.clear()
+        got = method.attribute(x, target=target, chunk_size=chunk).attributions
+        torch.testing.assert_close(got, reference)
+        if chunk == "auto":
+            continue
+        # one pass over the 3 images, then (Score / Ablation) the 3 * 5 perturbed rows
+        expected = [min(chunk, 3 - s) for s in range(0, 3, chunk)]
+        if cls in (ScoreCam, AblationCam):
+            expected += [min(chunk, 15 - s) for s in range(0, 15, chunk)]
+        assert counting.rows == expected, (chunk, counting.rows)

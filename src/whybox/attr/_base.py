@@ -11,6 +11,8 @@ from whybox.core.call import completeness_delta, prepare_call
 from whybox.core.inputs import prepare_baselines
 from whybox.core.result import Explanation
 
+from ._adapter import chunk_from_internal_batch_size
+
 __all__ = [
     "Attribution",
     "GradientAttribution",
@@ -77,12 +79,3 @@ def captum_return(result: Explanation, return_convergence_delta: bool) -> Any:
     if return_convergence_delta:
         return result.attributions, result.delta
     return result.attributions
-
-
-def chunk_from_internal_batch_size(internal_batch_size: int | None) -> int | str:
-    """Captum's ``internal_batch_size`` / ``perturbations_per_eval`` -> the native chunk knob.
-
-    ``None`` means "all at once" in Captum; whybox picks a throughput-friendly chunk instead,
-    which gives the same result (chunking never changes attributions).
-    """
-    return "auto" if internal_batch_size is None else internal_batch_size

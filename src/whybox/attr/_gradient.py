@@ -12,7 +12,8 @@ from whybox import methods as native
 from whybox.core.randomness import GlobalRandom
 from whybox.core.result import Explanation
 
-from ._base import Attribution, GradientAttribution, captum_return, chunk_from_internal_batch_size
+from ._adapter import Spec, run
+from ._base import Attribution, GradientAttribution, captum_return
 
 __all__ = [
     "Saliency",
@@ -21,6 +22,13 @@ __all__ = [
     "NoiseTunnel",
     "GradientShap",
 ]
+
+
+_MULTIPLY = {"multiply_by_inputs": "_multiply_by_inputs"}
+_SALIENCY = Spec(native.Saliency)
+_INPUT_X_GRADIENT = Spec(native.InputXGradient)
+_INTEGRATED_GRADIENTS = Spec(native.IntegratedGradients, init=_MULTIPLY, delta=True)
+_GRADIENT_SHAP = Spec(native.GradientShap, init=_MULTIPLY, delta=True, captum_random=True)
 
 
 class Saliency(GradientAttribution):
@@ -36,10 +44,7 @@ class Saliency(GradientAttribution):
         abs: bool = True,
         additional_forward_args: Any = None,
     ) -> Any:
-        result = native.Saliency(self.forward_func).attribute(
-            inputs, target=target, abs=abs, forward_args=additional_forward_args
-        )
-        return result.attributions
+        return run(self, _SALIENCY, locals())
 
 
 class InputXGradient(GradientAttribution):
@@ -55,10 +60,7 @@ class InputXGradient(GradientAttribution):
     def attribute(
         self, inputs: Any, target: Any = None, additional_forward_args: Any = None
     ) -> Any:
-        result = native.InputXGradient(self.forward_func).attribute(
-            inputs, target=target, forward_args=additional_forward_args
-        )
-        return result.attributions
+        return run(self, _INPUT_X_GRADIENT, locals())
 
 
 class IntegratedGradients(GradientAttribution):
@@ -88,19 +90,7 @@ class IntegratedGradients(GradientAttribution):
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
     ) -> Any:
-        result = native.IntegratedGradients(
-            self.forward_func, multiply_by_inputs=self._multiply_by_inputs
-        ).attribute(
-            inputs,
-            baselines=baselines,
-            target=target,
-            forward_args=additional_forward_args,
-            n_steps=n_steps,
-            rule=method,
-            chunk_size=chunk_from_internal_batch_size(internal_batch_size),
-            return_delta=return_convergence_delta,
-        )
-        return captum_return(result, return_convergence_delta)
+        return run(self, _INTEGRATED_GRADIENTS, locals())
 
 
 class GradientShap(GradientAttribution):
@@ -128,19 +118,7 @@ class GradientShap(GradientAttribution):
         additional_forward_args: Any = None,
         return_convergence_delta: bool = False,
     ) -> Any:
-        result = native.GradientShap(
-            self.forward_func, multiply_by_inputs=self._multiply_by_inputs
-        ).attribute(
-            inputs,
-            baselines=baselines,
-            n_samples=n_samples,
-            stdevs=stdevs,
-            target=target,
-            forward_args=additional_forward_args,
-            seed=GlobalRandom(),
-            return_delta=return_convergence_delta,
-        )
-        return captum_return(result, return_convergence_delta)
+        return run(self, _GRADIENT_SHAP, locals())
 
 
 class _FacadeMethod(native.Method):

@@ -10,11 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whybox import methods as native
-from whybox.core.randomness import GlobalRandom
 from whybox.core.scope import neuron_model
 from whybox.core.validation import fail
 
-from ._base import Attribution, GradientAttribution, captum_return, chunk_from_internal_batch_size
+from ._adapter import Spec, run
+from ._adapter import _refuse_grad_kwargs as _no_grad_kwargs  # noqa: F401 - used by siblings
+from ._base import Attribution, GradientAttribution
 
 __all__ = [
     "LayerAttribution",
@@ -32,15 +33,25 @@ __all__ = [
 ]
 
 
-def _no_grad_kwargs(owner: str, grad_kwargs: Any) -> None:
-    # whybox takes plain first-order gradients; refusing beats silently ignoring options.
-    if grad_kwargs:
-        fail(
-            owner,
-            "grad_kwargs",
-            "None or empty (custom autograd options are not supported)",
-            grad_kwargs,
-        )
+_MULTIPLY = {"multiply_by_inputs": "_multiply_by_inputs"}
+_LAYER = {"layer": True, "to_init": ("attribute_to_layer_input",)}
+_LAYER_IG = Spec(native.IntegratedGradients, init=_MULTIPLY, delta=True, **_LAYER)
+_LAYER_CONDUCTANCE = Spec(native.LayerConductance, delta=True, **_LAYER)
+_INTERNAL_INFLUENCE = Spec(native.InternalInfluence, **_LAYER)
+_LAYER_ACTIVATION = Spec(native.LayerActivation, **_LAYER)
+_LAYER_GRADIENT_X_ACTIVATION = Spec(native.InputXGradient, init=_MULTIPLY, **_LAYER)
+_LAYER_GRAD_CAM = Spec(native.GradCam, **_LAYER)
+_NEURON_GRADIENT = Spec(native.Saliency, neuron=True, fixed={"abs": False})
+_NEURON_IG = Spec(
+    native.IntegratedGradients, init=_MULTIPLY, neuron=True, fixed={"return_delta": False}
+)
+_NEURON_GRADIENT_SHAP = Spec(
+    native.GradientShap,
+    init=_MULTIPLY,
+    neuron=True,
+    captum_random=True,
+    fixed={"return_delta": False},
+)
 
 
 class LayerAttribution(Attribution):
@@ -94,6 +105,7 @@ class NeuronAttribution(Attribution):
         self.device_ids = device_ids
 
     def _neuron(self, neuron_selector: Any, attribute_to_neuron_input: bool) -> Any:
+        """The neuron scope transform: a model whose output is the selected neuron."""
         return neuron_model(
             self.forward_func,
             self.layer,
@@ -132,23 +144,7 @@ class LayerIntegratedGradients(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool = False,
         grad_kwargs: dict | None = None,
     ) -> Any:
-        _no_grad_kwargs(type(self).__name__, grad_kwargs)
-        result = native.IntegratedGradients(
-            self.forward_func,
-            multiply_by_inputs=self._multiply_by_inputs,
-            layer=self.layer,
-            attribute_to_layer_input=attribute_to_layer_input,
-        ).attribute(
-            inputs,
-            baselines=baselines,
-            target=target,
-            forward_args=additional_forward_args,
-            n_steps=n_steps,
-            rule=method,
-            chunk_size=chunk_from_internal_batch_size(internal_batch_size),
-            return_delta=return_convergence_delta,
-        )
-        return captum_return(result, return_convergence_delta)
+        return run(self, _LAYER_IG, locals())
 
 
 class LayerConductance(LayerAttribution, GradientAttribution):
@@ -173,20 +169,7 @@ class LayerConductance(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool = False,
         grad_kwargs: dict | None = None,
     ) -> Any:
-        _no_grad_kwargs(type(self).__name__, grad_kwargs)
-        result = native.LayerConductance(
-            self.forward_func, self.layer, attribute_to_layer_input=attribute_to_layer_input
-        ).attribute(
-            inputs,
-            baselines=baselines,
-            target=target,
-            forward_args=additional_forward_args,
-            n_steps=n_steps,
-            rule=method,
-            chunk_size=chunk_from_internal_batch_size(internal_batch_size),
-            return_delta=return_convergence_delta,
-        )
-        return captum_return(result, return_convergence_delta)
+        return run(self, _LAYER_CONDUCTANCE, locals())
 
 
 class InternalInfluence(LayerAttribution, GradientAttribution):
@@ -204,22 +187,7 @@ class InternalInfluence(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool = False,
         grad_kwargs: dict | None = None,
     ) -> Any:
-        _no_grad_kwargs(type(self).__name__, grad_kwargs)
-        return (
-            native.InternalInfluence(
-                self.forward_func, self.layer, attribute_to_layer_input=attribute_to_layer_input
-            )
-            .attribute(
-                inputs,
-                baselines=baselines,
-                target=target,
-                forward_args=additional_forward_args,
-                n_steps=n_steps,
-                rule=method,
-                chunk_size=chunk_from_internal_batch_size(internal_batch_size),
-            )
-            .attributions
-        )
+        return run(self, _INTERNAL_INFLUENCE, locals())
 
 
 class LayerActivation(LayerAttribution):
@@ -231,13 +199,7 @@ class LayerActivation(LayerAttribution):
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
     ) -> Any:
-        return (
-            native.LayerActivation(
-                self.forward_func, self.layer, attribute_to_layer_input=attribute_to_layer_input
-            )
-            .attribute(inputs, forward_args=additional_forward_args)
-            .attributions
-        )
+        return run(self, _LAYER_ACTIVATION, locals())
 
 
 class LayerGradientXActivation(LayerAttribution, GradientAttribution):
@@ -264,17 +226,7 @@ class LayerGradientXActivation(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool = False,
         grad_kwargs: dict | None = None,
     ) -> Any:
-        _no_grad_kwargs(type(self).__name__, grad_kwargs)
-        return (
-            native.InputXGradient(
-                self.forward_func,
-                layer=self.layer,
-                attribute_to_layer_input=attribute_to_layer_input,
-                multiply_by_inputs=self._multiply_by_inputs,
-            )
-            .attribute(inputs, target=target, forward_args=additional_forward_args)
-            .attributions
-        )
+        return run(self, _LAYER_GRADIENT_X_ACTIVATION, locals())
 
 
 class LayerGradCam(LayerAttribution, GradientAttribution):
@@ -290,20 +242,7 @@ class LayerGradCam(LayerAttribution, GradientAttribution):
         attr_dim_summation: bool = True,
         grad_kwargs: dict | None = None,
     ) -> Any:
-        _no_grad_kwargs(type(self).__name__, grad_kwargs)
-        return (
-            native.GradCam(
-                self.forward_func, self.layer, attribute_to_layer_input=attribute_to_layer_input
-            )
-            .attribute(
-                inputs,
-                target=target,
-                forward_args=additional_forward_args,
-                relu_attributions=relu_attributions,
-                attr_dim_summation=attr_dim_summation,
-            )
-            .attributions
-        )
+        return run(self, _LAYER_GRAD_CAM, locals())
 
 
 class NeuronGradient(NeuronAttribution, GradientAttribution):
@@ -316,12 +255,7 @@ class NeuronGradient(NeuronAttribution, GradientAttribution):
         additional_forward_args: Any = None,
         attribute_to_neuron_input: bool = False,
     ) -> Any:
-        model = self._neuron(neuron_selector, attribute_to_neuron_input)
-        return (
-            native.Saliency(model)
-            .attribute(inputs, abs=False, forward_args=additional_forward_args)
-            .attributions
-        )
+        return run(self, _NEURON_GRADIENT, locals())
 
 
 class NeuronIntegratedGradients(NeuronAttribution, GradientAttribution):
@@ -348,20 +282,7 @@ class NeuronIntegratedGradients(NeuronAttribution, GradientAttribution):
         internal_batch_size: int | None = None,
         attribute_to_neuron_input: bool = False,
     ) -> Any:
-        model = self._neuron(neuron_selector, attribute_to_neuron_input)
-        return (
-            native.IntegratedGradients(model, multiply_by_inputs=self._multiply_by_inputs)
-            .attribute(
-                inputs,
-                baselines=baselines,
-                forward_args=additional_forward_args,
-                n_steps=n_steps,
-                rule=method,
-                chunk_size=chunk_from_internal_batch_size(internal_batch_size),
-                return_delta=False,
-            )
-            .attributions
-        )
+        return run(self, _NEURON_IG, locals())
 
 
 class NeuronGradientShap(NeuronAttribution, GradientAttribution):
@@ -387,20 +308,7 @@ class NeuronGradientShap(NeuronAttribution, GradientAttribution):
         additional_forward_args: Any = None,
         attribute_to_neuron_input: bool = False,
     ) -> Any:
-        model = self._neuron(neuron_selector, attribute_to_neuron_input)
-        return (
-            native.GradientShap(model, multiply_by_inputs=self._multiply_by_inputs)
-            .attribute(
-                inputs,
-                baselines=baselines,
-                n_samples=n_samples,
-                stdevs=stdevs,
-                forward_args=additional_forward_args,
-                seed=GlobalRandom(),
-                return_delta=False,
-            )
-            .attributions
-        )
+        return run(self, _NEURON_GRADIENT_SHAP, locals())
 
 
 class TokenReferenceBase:
