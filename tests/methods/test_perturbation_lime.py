@@ -61,7 +61,7 @@ def test_lime_on_a_linear_model_recovers_its_coefficients():
     coefs = Lime(_linear(weights), interpretable_model=SkLearnLinearRegression()).attribute(
         x[:1], feature_mask=mask, n_samples=30, return_input_shape=False
     )
-    expected = (weights * x[0]).view(3, 2).sum(dim=1).float()
+    expected = (weights * x[0]).view(3, 2).sum(dim=1)  # float64 in, float64 out
     torch.testing.assert_close(coefs[0], expected, atol=1e-5, rtol=1e-5)
 
 
@@ -141,13 +141,35 @@ def test_kernel_shap_facade_shapes():
 
 
 def test_limebase_requires_its_transform():
+    # native: __init__ only stores; the rule spanning two options is checked before the
+    # maths runs (the perturb_func is never called)
+    def never(x, **kwargs):
+        raise AssertionError("perturb_func ran before validation")
+
+    native = NativeLimeBase(
+        lambda x: x,
+        interpretable_model=WeightedLinearRegression(),
+        similarity_func=lambda *a, **k: 1.0,
+        perturb_func=never,
+    )
     with pytest.raises(ParameterError, match="'from_interp_rep_transform' parameter of LimeBase"):
+        native.attribute(torch.ones(1, 3))
+    native.perturb_interpretable_space = False
+    with pytest.raises(ParameterError, match="'to_interp_rep_transform' parameter of LimeBase"):
+        native.attribute(torch.ones(1, 3))
+    # the facade reports it at construction, as Captum's constructor does
+    with pytest.raises(ParameterError, match="'from_interp_rep_transform' parameter of LimeBase"):
+        LimeBase(
+            lambda x: x, WeightedLinearRegression(), lambda *a, **k: 1.0, never, True, None, None
+        )
+    with pytest.raises(TypeError, match="'similarity_func' parameter of LimeBase"):
         NativeLimeBase(
             lambda x: x,
             interpretable_model=WeightedLinearRegression(),
-            similarity_func=lambda *a, **k: 1.0,
-            perturb_func=lambda x, **k: x,
-        )
+            similarity_func=None,
+            perturb_func=never,
+            from_interp_rep_transform=lambda s, o, **k: o,
+        ).attribute(torch.ones(1, 3))
 
 
 # ---------------------------------------------------------------------------

@@ -1,15 +1,24 @@
 """Captum-compatible perturbation methods: thin translations onto the native methods.
 
 Batching: Captum evaluates ``perturbations_per_eval`` perturbations of the batch per
-forward, 1 by default. Here the default 1 means "auto" (whybox picks a memory-bounded
-chunk; results are identical whatever the chunk), and any other value ``k`` means exactly
-``k`` perturbations (``k * N`` rows) per forward, as in Captum. Models that return one
-scalar per batch always get one perturbation per forward. ``LimeBase`` keeps Captum's
-meaning (1 means one sample per forward), because its user transforms may produce inputs
-of different shapes and forward functions written for a single sample.
+forward, 1 by default. :func:`chunk_from_perturbations_per_eval` maps it onto the one
+native knob, ``chunk_size`` (rows per forward, rounded down to whole perturbations): the
+default 1 means "auto" (whybox picks a memory-bounded chunk; results are identical
+whatever the chunk), and any other value ``k`` means ``k * N`` rows, i.e. exactly ``k``
+perturbations per forward, as in Captum. Models that return one scalar per batch always
+get one perturbation per forward. ``LimeBase`` keeps Captum's meaning of 1 (one sample
+per forward), because its user transforms may produce inputs of different shapes and
+forward functions written for a single sample.
 
-Random methods draw from torch's global generator (``torch.manual_seed`` makes runs
-reproducible); ShapleyValueSampling and FeaturePermutation draw exactly as Captum 0.9 does.
+Random methods draw from :class:`~whybox.core.randomness.GlobalRandom`, i.e. torch's (and
+numpy's) global generators in Captum 0.9's order: ``torch.manual_seed`` makes runs
+reproducible, and ShapleyValueSampling, FeaturePermutation and Lime's default sampler give
+Captum's draws.
+
+Dtypes: Occlusion, ShapleyValueSampling, ShapleyValues, Lime, KernelShap and LimeBase
+return float64 for float64 inputs (whybox's rule: the inputs' dtype) and float32 otherwise,
+as Captum does (Captum returns float32 even for float64 inputs). FeatureAblation and
+FeaturePermutation return the model output's dtype, as Captum does.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from torch import Tensor
 
 from whybox.core.inputs import flatten
 from whybox.core.randomness import GlobalRandom
+from whybox.core.result import Explanation
 from whybox.core.scope import neuron_model
 from whybox.core.surrogate import (
     SkLearnLasso,
@@ -78,42 +88,56 @@ __all__ = [
 ]
 
 
-def chunk_from_perturbations_per_eval(owner: str, perturbations_per_eval: Any, inputs: Any) -> Any:
+def chunk_from_perturbations_per_eval(
+    owner: str, perturbations_per_eval: Any, inputs: Any, *, one_means_auto: bool = True
+) -> Any:
     """Captum's ``perturbations_per_eval`` -> the native ``chunk_size`` (rows per forward).
 
-    1 (Captum's default) -> ``"auto"``; ``k > 1`` -> ``k * N`` rows (``k`` perturbations of
-    the ``N``-example batch).
+    The one mapping for every perturbation class: ``k`` -> ``k * N`` rows (``k``
+    perturbations of the ``N``-example batch; native methods round rows down to whole
+    perturbations), except that Captum's default 1 means ``"auto"`` where the chunk never
+    changes the result (``one_means_auto``).
     """
     check_int(owner, "perturbations_per_eval", perturbations_per_eval, minimum=1)
-    if perturbations_per_eval == 1:
+    if perturbations_per_eval == 1 and one_means_auto:
         return "auto"
     leaves, _ = flatten(inputs, owner=owner)
     return perturbations_per_eval * max(int(leaves[0].shape[0]), 1)
 
 
-def _as_float(value: Any) -> Any:
-    """Captum returns float32 attributions for Occlusion, Shapley and Lime-shaped outputs."""
-    if isinstance(value, Tensor):
-        return value.float()
-    if isinstance(value, dict):
-        return {key: _as_float(v) for key, v in value.items()}
-    return type(value)(_as_float(v) for v in value)
+def _in_captum_dtype(result: Explanation) -> Any:
+    """Attributions of the Occlusion / Shapley / LIME classes in their facade dtype.
+
+    float64 for float64 inputs (whybox's rule: the inputs' dtype), float32 for everything
+    else (Captum's, whatever the inputs). Input-shaped results follow their own input; a
+    ``(N, M)`` coefficient table spanning inputs is float64 when any input is.
+    """
+    inputs, _ = flatten(result.inputs, owner="attribute")
+    leaves, structure = flatten(result.attributions, owner="attribute")
+
+    def rule(*tensors: Tensor) -> torch.dtype:
+        return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+    if len(leaves) == len(inputs):
+        cast = [a.to(rule(x)) for a, x in zip(leaves, inputs)]
+    else:
+        cast = [a.to(rule(*inputs)) for a in leaves]
+    return structure.rebuild(cast)
 
 
 def _permute_feature(x: Tensor, feature_mask: Tensor) -> Tensor:
     """Captum's default ``perm_func``: shuffle the masked elements across the batch.
 
-    Draws with ``torch.randperm`` from the global generator (re-drawn while it is the
-    identity), so seeded code gives Captum's numbers.
+    Draws one non-identity permutation from the global generator as Captum does
+    (``torch.randperm``, re-drawn while it is the identity), so seeded code gives
+    Captum's numbers.
     """
     n = x.size(0)
     if n < 2:
         raise ValueError("FeaturePermutation cannot permute features of a batch of 1 example.")
-    perm = torch.randperm(n)
-    while bool((perm == torch.arange(n)).all()):
-        perm = torch.randperm(n)
+    perm = GlobalRandom().permutations(1, n, exclude_identity=True, device=x.device)[0]
     mask = feature_mask.to(x.device)
-    return torch.where(mask, x[perm.to(x.device)], x)
+    return torch.where(mask, x[perm], x)
 
 
 class FeatureAblation(PerturbationAttribution):
@@ -193,7 +217,8 @@ class FeaturePermutation(FeatureAblation):
 
 
 class Occlusion(FeatureAblation):
-    """Captum-compatible :class:`whybox.methods.Occlusion` (float32 results, as Captum)."""
+    """Captum-compatible :class:`whybox.methods.Occlusion` (float64 results for float64
+    inputs, float32 otherwise as in Captum)."""
 
     def attribute(  # type: ignore[override]
         self,
@@ -217,7 +242,7 @@ class Occlusion(FeatureAblation):
             chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
             show_progress=show_progress,
         )
-        return _as_float(result.attributions)
+        return _in_captum_dtype(result)
 
 
 class ShapleyValueSampling(PerturbationAttribution):
@@ -253,7 +278,7 @@ class ShapleyValueSampling(PerturbationAttribution):
             chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
             show_progress=show_progress,
         )
-        return _as_float(result.attributions)
+        return _in_captum_dtype(result)
 
 
 class ShapleyValues(PerturbationAttribution):
@@ -283,7 +308,7 @@ class ShapleyValues(PerturbationAttribution):
             chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
             show_progress=show_progress,
         )
-        return _as_float(result.attributions)
+        return _in_captum_dtype(result)
 
 
 class LimeBase(PerturbationAttribution):
@@ -310,8 +335,8 @@ class LimeBase(PerturbationAttribution):
         self.perturb_interpretable_space = perturb_interpretable_space
         self.from_interp_rep_transform = from_interp_rep_transform
         self.to_interp_rep_transform = to_interp_rep_transform
-        # Validate the combination now, like Captum's constructor.
-        self._native()
+        # Validate the options and their combination now, like Captum's constructor.
+        self._native()._validated()
 
     def _native(self) -> _NativeLimeBase:
         return _NativeLimeBase(
@@ -334,8 +359,11 @@ class LimeBase(PerturbationAttribution):
         show_progress: bool = False,
         **kwargs: Any,
     ) -> Tensor:
-        """The fitted surrogate's ``representation()``, ``(1, M)`` for one output."""
-        check_int(type(self).__name__, "perturbations_per_eval", perturbations_per_eval, minimum=1)
+        """The fitted surrogate's ``representation()``, ``(1, M)`` for one output (float64
+        for float64 inputs, float32 otherwise)."""
+        chunk_size = chunk_from_perturbations_per_eval(
+            type(self).__name__, perturbations_per_eval, inputs, one_means_auto=False
+        )
         return (
             self._native()
             .attribute(
@@ -343,7 +371,7 @@ class LimeBase(PerturbationAttribution):
                 target=target,
                 forward_args=additional_forward_args,
                 n_samples=n_samples,
-                chunk_size=perturbations_per_eval,
+                chunk_size=chunk_size,
                 show_progress=show_progress,
                 **kwargs,
             )
@@ -413,7 +441,7 @@ class Lime(LimeBase):
             chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
             show_progress=show_progress,
         )
-        return _as_float(result.attributions)
+        return _in_captum_dtype(result)
 
 
 class KernelShap(Lime):
@@ -454,7 +482,7 @@ class KernelShap(Lime):
             chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
             show_progress=show_progress,
         )
-        return _as_float(result.attributions)
+        return _in_captum_dtype(result)
 
 
 class LayerFeatureAblation(LayerAttribution, PerturbationAttribution):

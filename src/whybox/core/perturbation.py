@@ -14,12 +14,19 @@ Conventions used here:
   ``coalitions[:, mask]`` plus a ``torch.where`` -- never a Python loop over features.
 * Models returning one scalar per *batch* ("aggregate" outputs, e.g. a loss) get one
   whole perturbed batch per forward: a perturbation's rows are never split.
+* Chunking has one rule here (:func:`run_items`): ``call.chunk_rows`` rows per forward,
+  rounded down to whole perturbations (at least one), one perturbation per forward for
+  aggregate models. Methods never size chunks themselves.
+* An empty batch (``N = 0``) has nothing to perturb: methods return
+  :func:`empty_leaves` early (the engine is never asked for zero-row perturbations).
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +39,10 @@ from .masks import validate_feature_mask
 from .validation import fail
 
 __all__ = [
+    "EmptyBatchInBody",
     "check_aggregate_masks",
+    "check_finite",
+    "empty_leaves",
     "FlatMasks",
     "Outputs",
     "prepare_masks",
@@ -84,7 +94,7 @@ def prepare_masks(
     if feature_mask is None:
         flat, start = [], 0
         for x in tensors:
-            size = x[0].numel()
+            size = math.prod(x.shape[1:])  # elements of one example (also for N = 0)
             flat.append(torch.arange(start, start + size, device=x.device).view(1, size))
             start += size
         present = torch.ones(start, dtype=torch.bool)
@@ -114,6 +124,57 @@ def prepare_masks(
     for m in flat:
         present[m.reshape(-1).unique().cpu()] = True
     return FlatMasks(tuple(flat), n_features, present)
+
+
+def empty_leaves(tensors: Sequence[Tensor]) -> tuple[Tensor, ...]:
+    """Zero-row attributions shaped like ``tensors`` (each ``(0, ...)``), in each tensor's
+    floating dtype (the default dtype for integer inputs such as token ids)."""
+    return tuple(
+        torch.zeros(
+            tuple(x.shape),
+            dtype=x.dtype if x.is_floating_point() else torch.get_default_dtype(),
+            device=x.device,
+        )
+        for x in tensors
+    )
+
+
+class EmptyBatchInBody:
+    """Mixin for methods whose ``attribute`` body returns the right empty result itself.
+
+    The template answers ``N = 0`` inputs before the body runs (``_empty_result``); the
+    perturbation methods know their result's shapes and dtypes best (``(0, M)``
+    coefficients, float results for token ids, layer shapes), so they run their body,
+    which returns early for an empty batch without perturbing anything.
+    """
+
+    def _empty_result(self, arguments: Mapping[str, Any]) -> Any:
+        body = inspect.unwrap(type(self).attribute)
+        # rebuild the call from the template's bound arguments (``**kwargs`` included)
+        bound = inspect.signature(body).bind_partial()
+        bound.arguments.update(arguments)
+        return body(*bound.args, **bound.kwargs)
+
+
+def check_finite(owner: str, name: str, tensors: Sequence[Tensor], *, expected: str) -> None:
+    """Raise the uniform ``ValueError`` when a floating tensor holds NaN or inf.
+
+    One host sync for all tensors on the good path; the counts are only computed for the
+    message. Integer tensors (token ids) are always finite and skipped.
+    """
+    floats = [t for t in tensors if t.is_floating_point() or t.is_complex()]
+    if not floats:
+        return
+    flags = torch.stack([torch.isfinite(t).all().to(floats[0].device) for t in floats])
+    if bool(flags.all()):
+        return
+    details = []
+    for index, t in enumerate(floats):
+        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        if nan or inf:
+            where = f" in tensor {index}" if len(floats) > 1 else ""
+            details.append(f"{nan} NaN and {inf} infinite value(s){where}")
+    fail(owner, name, expected, "; ".join(details), raw=True)
 
 
 def full_baselines(baselines: Sequence[Tensor], tensors: Sequence[Tensor]) -> tuple[Tensor, ...]:

@@ -1,38 +1,112 @@
-"""Random sources for sampling methods (noise, baseline draws, path points, coalitions).
+"""Random sources: every random draw a method makes goes through one of these.
 
-Native methods take a ``seed`` or ``torch.Generator`` and are reproducible. The Captum
-facade uses :class:`GlobalRandom`, which draws from the same global generators in the same
-order as Captum 0.9 (numpy for baseline indices and GradientShap's path points, torch for
-noise), so code seeded for Captum gives identical results on whybox.
+A method asks its source for the draw it needs (noise, uniform numbers, index choices,
+permutations, Bernoulli masks) and never asks which source it has; the source decides
+how to draw:
+
+* :class:`GeneratorRandom` draws from a private ``torch.Generator`` (native methods take
+  ``seed=`` and are reproducible without touching global state);
+* :class:`GlobalRandom` draws from the global generators in the order Captum 0.9 does
+  (``numpy.random`` for GradientShap's baseline indices and path points, torch for noise,
+  ``torch.randperm`` for orderings and shuffles, ``torch.bernoulli`` for LIME's samples),
+  so code seeded for Captum gives identical numbers on the facade.
+
+Draws are made on the CPU (as Captum does; torch's CPU and CUDA generators give different
+streams) and moved to the requested device once, outside any hot loop.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["RandomSource", "GeneratorRandom", "GlobalRandom", "make_random"]
+from .masks import sample_permutations
+from .validation import fail
+
+__all__ = ["RandomSource", "GeneratorRandom", "GlobalRandom", "make_random", "check_seed"]
 
 
-class RandomSource:
-    """Interface: normal noise, uniform numbers and index draws."""
+class RandomSource(ABC):
+    """The draws sampling methods need; subclasses decide how each one is drawn.
 
+    Attributes
+    ----------
+    generator : torch.Generator or None
+        The generator to hand to torch functions and helpers that take ``generator=``
+        (e.g. :func:`whybox.core.masks.kernel_shap_coalitions`); ``None`` means torch's
+        global generator.
+    """
+
+    generator: torch.Generator | None = None
+
+    @abstractmethod
     def normal(self, shape: Sequence[int], std: float, *, like: Tensor) -> Tensor:
-        """Zero-mean Gaussian noise with standard deviation ``std``."""
-        raise NotImplementedError  # pragma: no cover
+        """Zero-mean Gaussian noise.
 
-    def uniform(self, n: int, *, like: Tensor) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+        Parameters
+        ----------
+        shape : sequence of int
+        std : float
+            Standard deviation.
+        like : Tensor, keyword-only
+            Gives the device and (floating) dtype of the result.
 
-    def choice(self, n_options: int, size: int) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
+        Returns
+        -------
+        Tensor, shape ``shape``, on ``like``'s device, in ``like``'s floating dtype (the
+        default dtype for integer ``like``).
+        """
+
+    @abstractmethod
+    def uniform(self, n: int, *, like: Tensor) -> Tensor:
+        """``n`` numbers uniform on ``[0, 1)``: Tensor ``(n,)``, device and dtype as
+        :meth:`normal`."""
+
+    @abstractmethod
+    def choice(self, n_options: int, size: int) -> Tensor:
+        """``size`` indices drawn uniformly from ``0..n_options-1`` with replacement:
+        long Tensor ``(size,)`` on the CPU."""
+
+    @abstractmethod
+    def permutations(
+        self, count: int, n: int, *, exclude_identity: bool = False, device: Any = None
+    ) -> Tensor:
+        """``count`` uniformly random permutations of ``0..n-1``.
+
+        Parameters
+        ----------
+        count, n : int
+        exclude_identity : bool, keyword-only
+            Never return the identity (a feature shuffled across a batch must move);
+            needs ``n >= 2`` when ``count > 0``.
+        device : keyword-only, optional
+            Device of the result (default CPU).
+
+        Returns
+        -------
+        Tensor, shape ``(count, n)``, long; each row a permutation.
+        """
+
+    @abstractmethod
+    def bernoulli(self, shape: Sequence[int], p: float = 0.5, *, device: Any = None) -> Tensor:
+        """Independent Bernoulli draws, ``True`` with probability ``p``.
+
+        Returns
+        -------
+        Tensor, shape ``shape``, bool, on ``device`` (default CPU).
+        """
 
 
 class GeneratorRandom(RandomSource):
-    """Draws from a private ``torch.Generator`` (CPU), then moves results to the device."""
+    """Draws from a private CPU ``torch.Generator``, then moves results to the device.
+
+    Vectorised draws (one call per request, no Python loop over rows).
+    """
 
     def __init__(self, generator: torch.Generator) -> None:
         self.generator = generator
@@ -47,9 +121,37 @@ class GeneratorRandom(RandomSource):
     def choice(self, n_options: int, size: int) -> Tensor:
         return torch.randint(0, n_options, (size,), generator=self.generator)
 
+    def permutations(
+        self, count: int, n: int, *, exclude_identity: bool = False, device: Any = None
+    ) -> Tensor:
+        _check_permutable(count, n, exclude_identity)
+        if n == 0:
+            return torch.zeros(count, 0, dtype=torch.long, device=device)
+        perms = sample_permutations(n, count, self.generator)
+        if exclude_identity:
+            # the reversed order is never the identity for n >= 2: a cheap, deterministic
+            # re-draw that keeps the draw vectorised (probability 1/n! per row)
+            identity = torch.arange(n)
+            perms[(perms == identity).all(dim=1)] = torch.arange(n - 1, -1, -1)
+        return perms.to(device)
+
+    def bernoulli(self, shape: Sequence[int], p: float = 0.5, *, device: Any = None) -> Tensor:
+        probs = torch.full(tuple(shape), float(p))
+        return torch.bernoulli(probs, generator=self.generator).bool().to(device)
+
 
 class GlobalRandom(RandomSource):
-    """Captum 0.9's draws: ``torch.normal`` for noise, ``numpy.random`` for the rest."""
+    """Captum 0.9's draws from the global generators, in Captum's order.
+
+    ``normal``: ``torch.normal`` (NoiseTunnel); ``uniform`` / ``choice``:
+    ``numpy.random`` (GradientShap's path points and baseline indices); ``permutations``:
+    one ``torch.randperm`` per row, re-drawn while it is the identity when excluded
+    (ShapleyValueSampling's orderings, FeaturePermutation's shuffles); ``bernoulli``:
+    ``torch.bernoulli`` on CPU probabilities (LIME's default sampler, whose ``S``
+    samples of ``(1, M)`` are the same numbers as one ``(S, M)`` draw).
+    """
+
+    generator = None
 
     def normal(self, shape: Sequence[int], std: float, *, like: Tensor) -> Tensor:
         stds = torch.tensor(std, device=like.device).repeat(tuple(shape))
@@ -62,13 +164,60 @@ class GlobalRandom(RandomSource):
     def choice(self, n_options: int, size: int) -> Tensor:
         return torch.as_tensor(np.random.choice(n_options, size), dtype=torch.long)
 
+    def permutations(
+        self, count: int, n: int, *, exclude_identity: bool = False, device: Any = None
+    ) -> Tensor:
+        _check_permutable(count, n, exclude_identity)
+        identity = torch.arange(n)
+        rows = []
+        for _ in range(count):  # one randperm per row: Captum's draw order
+            perm = torch.randperm(n)
+            while exclude_identity and bool((perm == identity).all()):
+                perm = torch.randperm(n)
+            rows.append(perm)
+        perms = torch.stack(rows) if rows else identity.repeat(0, 1)
+        return perms.to(device)
+
+    def bernoulli(self, shape: Sequence[int], p: float = 0.5, *, device: Any = None) -> Tensor:
+        return torch.bernoulli(torch.full(tuple(shape), float(p))).bool().to(device)
+
 
 def _float(like: Tensor) -> torch.dtype:
     return like.dtype if like.is_floating_point() else torch.get_default_dtype()
 
 
+def _check_permutable(count: int, n: int, exclude_identity: bool) -> None:
+    if count < 0 or n < 0:
+        raise ValueError(f"permutations: 'count' and 'n' must be >= 0. Got {count} and {n}.")
+    if exclude_identity and count > 0 and n < 2:
+        raise ValueError(
+            f"permutations: a permutation of {n} element(s) is always the identity; "
+            "exclude_identity needs n >= 2."
+        )
+
+
+def check_seed(owner: str, name: str, value: Any) -> None:
+    """Declared-parameter check for ``seed``: ``None``, an int, a ``torch.Generator`` or
+    a :class:`RandomSource` (use as ``Check(check_seed)``)."""
+    ok = value is None or isinstance(value, (torch.Generator, RandomSource))
+    ok = ok or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))
+    if not ok:
+        fail(
+            owner,
+            name,
+            "None, an int, a torch.Generator or a whybox RandomSource",
+            value,
+            type_error=True,
+        )
+
+
 def make_random(seed: int | torch.Generator | RandomSource | None) -> RandomSource:
-    """``None`` -> a fresh generator seeded from torch's global RNG; an int -> seeded."""
+    """The random source for ``seed``.
+
+    ``None`` -> a fresh generator seeded from torch's global RNG (so ``torch.manual_seed``
+    still makes runs reproducible); an int -> a generator seeded with it; a
+    ``torch.Generator`` -> draws from it; a :class:`RandomSource` -> itself.
+    """
     if isinstance(seed, RandomSource):
         return seed
     if isinstance(seed, torch.Generator):

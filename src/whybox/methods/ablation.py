@@ -3,7 +3,8 @@
 Each perturbation changes one feature (a mask group, a sliding window, or a feature shuffled
 across the batch); its attribution is the drop of the target output,
 ``f(x) - f(x with the feature perturbed)``, given to every element of the feature.
-Rows are built lazily per chunk from compact masks (:mod:`whybox.core.perturbation`).
+Rows are built lazily per chunk from compact masks (:mod:`whybox.core.perturbation`). An
+empty batch (``N = 0``) gives zero-row attributions shaped like the inputs (the layer).
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from whybox.core.call import Call, prepare_call
 from whybox.core.forward import ChunkSize, RowBatch
 from whybox.core.inputs import Inputs, flatten, prepare_baselines
 from whybox.core.masks import SlidingWindows, sliding_window_masks
+from whybox.core.method import Check, IsCallable
 from whybox.core.perturbation import (
+    EmptyBatchInBody,
     check_aggregate_masks,
     coalition_rows,
+    empty_leaves,
     expand_to_elements,
     feature_order,
     keep_flags,
@@ -29,7 +33,7 @@ from whybox.core.perturbation import (
     run_items,
     single_feature_coalitions,
 )
-from whybox.core.randomness import GlobalRandom, RandomSource, make_random
+from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.validation import fail
@@ -49,7 +53,7 @@ def _prepare(
     model: Any = None,
 ) -> Call:
     return prepare_call(
-        type(method).__name__,
+        method.owner,
         method.model if model is None else model,
         inputs,
         target=target,
@@ -65,8 +69,16 @@ def _drops(values: Tensor) -> Tensor:
     return values[0:1] - values[1:]
 
 
+def _empty(method: Method, call: Call, tensors: tuple[Tensor, ...], layout: Any) -> Explanation:
+    """The result for an empty batch: zero-row attributions, nothing evaluated."""
+    leaves = empty_leaves(tensors)
+    if layout is not None:
+        return method._layer_result(call, leaves, layout)
+    return method._result(call, leaves, extras={"aggregate_output": False})
+
+
 @register("feature_ablation")
-class FeatureAblation(Method):
+class FeatureAblation(EmptyBatchInBody, Method):
     """Replace each feature (group) by its baseline; attribution = drop of the output.
 
     With ``layer`` the layer's activations are ablated (Captum's LayerFeatureAblation);
@@ -121,8 +133,7 @@ class FeatureAblation(Method):
             ``attributions`` shaped like ``inputs`` (like the layer with ``layer``), in the
             output's dtype; first dimension 1 when the model returns one scalar per batch.
         """
-        owner = type(self).__name__
-        self._check_common()
+        owner = self.owner
         site = self._site() if neuron is None else None
         if site is None:
             call = _prepare(
@@ -142,9 +153,11 @@ class FeatureAblation(Method):
                 self, site, inputs, baselines, target, forward_args, chunk_size, show_progress
             )
         masks = prepare_masks(feature_mask, tensors, owner=owner)
+        n = tensors[0].shape[0]
+        if n == 0:
+            return _empty(self, call, tensors, layout)
         features = feature_order(masks)
         device = tensors[0].device
-        n = tensors[0].shape[0]
 
         def build(start: int, stop: int) -> RowBatch:
             items = torch.arange(start, stop)
@@ -171,7 +184,7 @@ class FeatureAblation(Method):
 
 def _layer_setup(method, site, inputs, baselines, target, forward_args, chunk_size, progress):
     """Call whose forward substitutes perturbed layer values; activations; baselines."""
-    owner = type(method).__name__
+    owner = method.owner
     plain = _prepare(method, inputs, target, forward_args, chunk_size, False)
     activations, layout = site.activations(plain)
     current: dict[str, Any] = {}
@@ -216,7 +229,7 @@ def _per_input(owner: str, name: str, value: Any, n_inputs: int, dims: list[int]
 
 
 @register("occlusion")
-class Occlusion(Method):
+class Occlusion(EmptyBatchInBody, Method):
     """Slide a window over each input, replace it by the baseline, record the output drop.
 
     Each element's attribution is the mean drop over the windows covering it (Zeiler &
@@ -252,8 +265,7 @@ class Occlusion(Method):
             ``attributions`` shaped like ``inputs``, in the output's dtype (first
             dimension 1 for models returning one scalar per batch).
         """
-        owner = type(self).__name__
-        self._check_common()
+        owner = self.owner
         call = _prepare(self, inputs, target, forward_args, chunk_size, show_progress)
         tensors = call.tensors
         base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
@@ -281,9 +293,11 @@ class Occlusion(Method):
                     str(err),
                     raw=True,
                 )
+        n = tensors[0].shape[0]
+        if n == 0:
+            return _empty(self, call, tensors, None)
         counts = [w.n_windows for w in windows]
         offsets = torch.tensor([0] + counts).cumsum(0).tolist()
-        n = tensors[0].shape[0]
         device = tensors[0].device
 
         def build(start: int, stop: int) -> RowBatch:
@@ -341,7 +355,7 @@ def _window_sum(drops: Tensor, windows: SlidingWindows, device: Any) -> Tensor:
 
 
 @register("feature_permutation")
-class FeaturePermutation(Method):
+class FeaturePermutation(EmptyBatchInBody, Method):
     """Permutation importance: shuffle one feature across the batch, record the drop.
 
     Parameters
@@ -352,6 +366,8 @@ class FeaturePermutation(Method):
         shuffled across the batch (Captum's form). Default: a permutation of the batch
         drawn from ``seed`` (never the identity).
     """
+
+    parameters = {"perm_func": IsCallable(), "seed": Check(check_seed)}
 
     def __init__(
         self,
@@ -389,10 +405,7 @@ class FeaturePermutation(Method):
             ``attributions`` shaped like ``inputs`` (first dimension 1 for models that
             return one scalar per batch, e.g. a loss).
         """
-        owner = type(self).__name__
-        self._check_common()
-        if self.perm_func is not None and not callable(self.perm_func):
-            fail(owner, "perm_func", "a callable perm_func(x, feature_mask)", self.perm_func)
+        owner = self.owner
         site = self._site()
         if site is None:
             call = _prepare(self, inputs, target, forward_args, chunk_size, show_progress)
@@ -403,21 +416,23 @@ class FeaturePermutation(Method):
                 self, site, inputs, None, target, forward_args, chunk_size, show_progress
             )
         n = tensors[0].shape[0]
-        if n < 2:
+        if n == 1:
             fail(
                 owner,
                 "inputs",
-                "a batch of at least 2 examples to permute across",
+                "a batch of at least 2 examples to permute across (or an empty batch)",
                 f"{n}",
                 raw=True,
             )
         masks = prepare_masks(feature_mask, tensors, owner=owner)
+        if n == 0:
+            return _empty(self, call, tensors, layout)
         features = feature_order(masks)
         device = tensors[0].device
-        random = make_random(seed)
-        perms = (
-            None if self.perm_func is not None else _batch_permutations(random, len(features), n)
-        )
+        perms = None
+        if self.perm_func is None:
+            # one shuffle of the batch per feature, in feature order (Captum's draw order)
+            perms = make_random(seed).permutations(len(features), n, exclude_identity=True)
 
         def build(start: int, stop: int) -> RowBatch:
             rows = _permuted_rows(start, stop) if self.perm_func is None else _custom(start, stop)
@@ -470,26 +485,3 @@ class FeaturePermutation(Method):
         if site is not None:
             return self._layer_result(call, leaves, layout)
         return self._result(call, leaves, extras={"aggregate_output": outputs.aggregate})
-
-
-def _batch_permutations(random: RandomSource, n_features: int, n: int) -> Tensor:
-    """One non-identity permutation of ``n`` examples per feature, ``(n_features, n)``.
-
-    With :class:`~whybox.core.randomness.GlobalRandom` (the Captum facade) each permutation is
-    ``torch.randperm(n)`` re-drawn while it is the identity, in feature order: Captum's
-    draws for its default ``perm_func``.
-    """
-    identity = torch.arange(n)
-    if isinstance(random, GlobalRandom):
-        rows = []
-        for _ in range(n_features):
-            perm = torch.randperm(n)
-            while bool((perm == identity).all()):
-                perm = torch.randperm(n)
-            rows.append(perm)
-        return torch.stack(rows) if rows else identity.repeat(0, 1)
-    keys = torch.rand(n_features, n, generator=getattr(random, "generator", None))
-    perms = keys.argsort(dim=1)
-    # A reversed order is never the identity for n >= 2 (a cheap, deterministic re-draw).
-    perms[(perms == identity).all(dim=1)] = torch.arange(n - 1, -1, -1)
-    return perms

@@ -8,6 +8,10 @@ fitted on perturbations of one example.
   fitted in torch (:class:`~whybox.core.surrogate.WeightedLasso` by default).
 * :class:`LimeBase` -- fully user-defined sampling and transforms (Captum's LimeBase), e.g.
   removing tokens for an ``EmbeddingBag`` model (:func:`token_removal_transform`).
+
+NaN / inf in the inputs, the baselines, the model's outputs or the similarities are a
+clear error naming the argument (a surrogate cannot be fitted on them). An empty batch
+(``N = 0``) gives zero-row attributions without sampling or fitting.
 """
 
 from __future__ import annotations
@@ -21,17 +25,22 @@ import torch
 from torch import Tensor
 
 from whybox.core.call import Call, prepare_call
-from whybox.core.forward import ChunkSize, RowBatch, evaluate, resolve_chunk_rows
+from whybox.core.forward import ChunkSize, RowBatch, evaluate
 from whybox.core.inputs import flatten, prepare_baselines
+from whybox.core.masks import coalitions_to_input_masks
+from whybox.core.method import Bool, Check, Int, IsCallable
 from whybox.core.perturbation import (
+    EmptyBatchInBody,
     FlatMasks,
     check_aggregate_masks,
+    check_finite,
     coalition_rows,
+    empty_leaves,
     expand_to_elements,
     prepare_masks,
     run_items,
 )
-from whybox.core.randomness import GlobalRandom, RandomSource, make_random
+from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.surrogate import (
@@ -39,7 +48,7 @@ from whybox.core.surrogate import (
     WeightedLasso,
     get_exp_kernel_similarity_function,
 )
-from whybox.core.validation import check_bool, check_int, fail
+from whybox.core.validation import fail
 
 from .base import Method
 
@@ -68,6 +77,34 @@ def fit_surrogate(model: Any, X: Tensor, y: Tensor, weights: Tensor) -> Tensor:
     return torch.as_tensor(model.representation())
 
 
+_FINITE_INPUTS = "finite (no NaN or inf): the surrogate cannot be fitted on them"
+_FINITE_OUTPUTS = (
+    "a model returning finite outputs (no NaN or inf) on the perturbed inputs, which the "
+    "surrogate is fitted on"
+)
+_FINITE_SIMILARITIES = "a function returning finite similarities (no NaN or inf)"
+
+
+def _check_surrogate(owner: str, name: str, value: Any) -> None:
+    """Declared check: ``None`` (the default surrogate) or a model with ``fit`` and
+    ``representation`` (Captum's interpretable-model contract)."""
+    if value is None or (hasattr(value, "fit") and hasattr(value, "representation")):
+        return
+    fail(owner, name, "a model with fit() and representation() (or None)", value, type_error=True)
+
+
+def _check_surrogate_given(owner: str, name: str, value: Any) -> None:
+    if value is None:
+        fail(owner, name, "a model with fit() and representation()", value, type_error=True)
+    _check_surrogate(owner, name, value)
+
+
+def _fit_dtype(tensors: tuple[Tensor, ...]) -> torch.dtype:
+    """Surrogates are fitted (and coefficients returned) in float64 for float64 inputs,
+    float32 otherwise (token ids, float16, float32)."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
 def _flat_rows(tensors: tuple[Tensor, ...], per: int) -> Tensor:
     """Concatenate the flattened values of ``per``-row groups: ``(rows / per, per * D)``."""
     parts = [t.reshape(t.shape[0] // per, -1) for t in tensors]
@@ -75,7 +112,7 @@ def _flat_rows(tensors: tuple[Tensor, ...], per: int) -> Tensor:
 
 
 @register("lime")
-class Lime(Method):
+class Lime(EmptyBatchInBody, Method):
     """LIME over feature-mask groups with a baseline for absent groups.
 
     Parameters
@@ -92,6 +129,15 @@ class Lime(Method):
         ``perturb_func(original_inp, **kwargs) -> (1, M)`` binary sample, or a generator
         function yielding such samples. Default: each group kept with probability 1/2.
     """
+
+    parameters = {
+        "interpretable_model": Check(_check_surrogate),
+        "similarity_func": IsCallable(),
+        "perturb_func": IsCallable(),
+        "n_samples": Int(minimum=1),
+        "seed": Check(check_seed),
+        "return_input_shape": Bool(),
+    }
 
     def __init__(
         self,
@@ -141,10 +187,7 @@ class Lime(Method):
             ``attributions`` as requested (first dimension 1 for a model that returns
             one scalar per batch: one surrogate for the whole batch).
         """
-        owner = type(self).__name__
-        self._check_common()
-        check_int(owner, "n_samples", n_samples, minimum=1)
-        check_bool(owner, "return_input_shape", return_input_shape)
+        owner = self.owner
         call = prepare_call(
             owner,
             self.model,
@@ -158,13 +201,18 @@ class Lime(Method):
         base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
         masks = prepare_masks(feature_mask, call.tensors, owner=owner, shift_negative=True)
         m = masks.n_features
+        n = call.batch_size
+        if n == 0:
+            return self._empty(call, masks, return_input_shape)
+        # the surrogate cannot fit NaN / inf: say which argument holds them, up front
+        check_finite(owner, "inputs", call.tensors, expected=_FINITE_INPUTS)
+        check_finite(owner, "baselines", base, expected=_FINITE_INPUTS)
         if m > 10000:
             warnings.warn(
                 f"{owner}: {m} interpretable features make the surrogate slow; group them "
                 "with a feature_mask.",
                 stacklevel=2,
             )
-        n = call.batch_size
         aggregate = n > 1 and _is_aggregate(call, base, masks)
         if aggregate:
             check_aggregate_masks(masks, True, owner, "feature_mask")
@@ -186,6 +234,8 @@ class Lime(Method):
 
         outputs = run_items(call, n_items=n_drawn, build=build, rows_per_item=n, on_rows=on_rows)
         values = outputs.values  # (S, groups)
+        check_finite(owner, "forward_func", (values,), expected=_FINITE_OUTPUTS)
+        check_finite(owner, "similarity_func", (similarities,), expected=_FINITE_SIMILARITIES)
         dtype = values.dtype if values.is_floating_point() else torch.get_default_dtype()
         surrogate = self.interpretable_model or WeightedLasso(alpha=0.01)
         coefs = []
@@ -213,22 +263,31 @@ class Lime(Method):
         leaves = expand_to_elements(coef, masks, call.tensors)
         return self._result(call, leaves, parameters=parameters, extras=extras)
 
+    def _empty(self, call: Call, masks: FlatMasks, input_shape: bool) -> Explanation:
+        """The result for an empty batch: nothing sampled, nothing fitted."""
+        leaves = empty_leaves(call.tensors)
+        parameters = {"n_samples": 0}
+        extras = {"aggregate_output": False, "interpretable_model": self.interpretable_model}
+        if input_shape:
+            return self._result(call, leaves, parameters=parameters, extras=extras)
+        return Explanation(
+            attributions=leaves[0].new_zeros(0, masks.n_features),
+            inputs=call.inputs.restore(call.tensors),
+            target=call.target.raw,
+            method=self.name,
+            parameters=parameters,
+            extras=extras,
+        )
+
     # -- sampling ----------------------------------------------------------------------
     def _samples(self, call, masks, n_samples, seed, aggregate, kwargs_of) -> Tensor:
         """Interpretable samples: ``(S, M)`` shared, or ``(S, N, M)`` per example (bool)."""
         m = masks.n_features
         device = call.tensors[0].device
         if self.perturb_func is None:
-            random = make_random(seed)
-            probs = torch.full((n_samples, m), 0.5)
-            if isinstance(random, GlobalRandom):
-                drawn = torch.bernoulli(probs)
-            else:
-                drawn = torch.bernoulli(probs, generator=getattr(random, "generator", None))
-            return drawn.bool().to(device)
-        owner = type(self).__name__
-        if not callable(self.perturb_func):
-            fail(owner, "perturb_func", "a function or a generator function", self.perturb_func)
+            # each group kept with probability 1/2, one row per sample
+            return make_random(seed).bernoulli((n_samples, m), 0.5, device=device)
+        owner = self.owner
         groups = 1 if aggregate else call.batch_size
         per_group = []
         for g in range(groups):
@@ -337,7 +396,7 @@ def _draw(perturb_func: Callable, original: Any, kwargs: dict, n_samples: int, o
 # ---------------------------------------------------------------------------
 
 
-class LimeBase(Method):
+class LimeBase(EmptyBatchInBody, Method):
     """LIME with user-defined sampling and representation transforms (Captum's LimeBase).
 
     Parameters
@@ -356,6 +415,16 @@ class LimeBase(Method):
         when sampling in the input space
     """
 
+    parameters = {
+        "interpretable_model": Check(_check_surrogate_given),
+        "similarity_func": IsCallable(allow_none=False),
+        "perturb_func": IsCallable(allow_none=False),
+        "perturb_interpretable_space": Bool(),
+        "from_interp_rep_transform": IsCallable(),
+        "to_interp_rep_transform": IsCallable(),
+        "n_samples": Int(minimum=1),
+    }
+
     def __init__(
         self,
         model: Any,
@@ -368,23 +437,32 @@ class LimeBase(Method):
         to_interp_rep_transform: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__(model)
-        owner = type(self).__name__
-        check_bool(owner, "perturb_interpretable_space", perturb_interpretable_space)
-        if perturb_interpretable_space and from_interp_rep_transform is None:
-            fail(
-                owner,
-                "from_interp_rep_transform",
-                "a callable when sampling in the interpretable space",
-                None,
-            )
-        if not perturb_interpretable_space and to_interp_rep_transform is None:
-            fail(owner, "to_interp_rep_transform", "a callable when sampling in input space", None)
         self.interpretable_model = interpretable_model
         self.similarity_func = similarity_func
         self.perturb_func = perturb_func
         self.perturb_interpretable_space = perturb_interpretable_space
         self.from_interp_rep_transform = from_interp_rep_transform
         self.to_interp_rep_transform = to_interp_rep_transform
+
+    def _validated(self) -> Method:
+        """The declared checks, then the one rule that spans two options: the transform
+        into the model's input space must exist for the chosen sampling space."""
+        runner = super()._validated()
+        if self.perturb_interpretable_space and self.from_interp_rep_transform is None:
+            fail(
+                self.owner,
+                "from_interp_rep_transform",
+                "a callable when sampling in the interpretable space",
+                None,
+            )
+        if not self.perturb_interpretable_space and self.to_interp_rep_transform is None:
+            fail(
+                self.owner,
+                "to_interp_rep_transform",
+                "a callable when sampling in input space",
+                None,
+            )
+        return runner
 
     @torch.no_grad()
     def attribute(
@@ -405,37 +483,40 @@ class LimeBase(Method):
         inputs : Tensor or tuple of Tensor (one example, or a batch for models that
             return one scalar per batch)
         n_samples : samples to draw (a generator may stop earlier, with a warning)
-        chunk_size : samples per forward. Default 1, because user transforms may produce
-            inputs of different shapes (e.g. removed tokens) and forward functions written
-            for one sample; ``"auto"`` or an int batches consecutive same-shape samples.
+        chunk_size : rows per forward, rounded down to whole samples (at least one), as
+            for every method. Default 1, i.e. one sample per forward, because user
+            transforms may produce inputs of different shapes (e.g. removed tokens) and
+            forward functions written for one sample; ``"auto"`` or a larger int batches
+            consecutive same-shape samples.
         **kwargs : passed to ``perturb_func``, the transforms and ``similarity_func``
 
         Returns
         -------
         Explanation
             ``attributions`` = ``interpretable_model.representation()``, ``(1, M)`` for
-            one output.
+            one output, float64 for float64 inputs and float32 otherwise. An empty batch
+            gives zero-row attributions shaped like the inputs (nothing is sampled).
         """
-        owner = type(self).__name__
-        check_int(owner, "n_samples", n_samples, minimum=1)
+        owner = self.owner
         call = prepare_call(
             owner,
             self.model,
             inputs,
             target=target,
             forward_args=forward_args,
-            chunk_size="auto",
+            chunk_size=chunk_size,
             show_progress=show_progress,
             require_float=False,
         )
         original = call.inputs.restore(call.tensors)
+        dtype = _fit_dtype(call.tensors)
+        if call.batch_size == 0:
+            leaves = tuple(torch.zeros_like(x, dtype=dtype) for x in call.tensors)
+            return self._result(call, leaves, parameters={"n_samples": 0})
         interp, model_inputs = self._draw_all(original, n_samples, kwargs, owner)
         count = len(interp)
-        if chunk_size == "auto" or chunk_size is None:
-            per_sample_rows = max(flatten(model_inputs[0], owner=owner)[0][0].shape[0], 1)
-            samples_per_chunk = max(1, call.chunk_rows // per_sample_rows)
-        else:
-            samples_per_chunk = resolve_chunk_rows(chunk_size, call.tensors, owner=owner)
+        # rows of one sample: the unit chunks are rounded down to (the one chunk rule)
+        rows_per_sample = max(flatten(model_inputs[0], owner=owner)[0][0].shape[0], 1)
         similarities = torch.empty(count, dtype=torch.float64)
         outputs = torch.empty(count, dtype=torch.float64)
 
@@ -474,12 +555,17 @@ class LimeBase(Method):
             n_items=count,
             build=build,
             consume=consume,
-            chunk_rows=samples_per_chunk,
+            chunk_rows=call.chunk_rows,
+            rows_per_item=rows_per_sample,
             progress=call.progress,
             description=owner,
         )
-        X = torch.cat([torch.as_tensor(s).reshape(1, -1) for s in interp]).float()
-        coef = fit_surrogate(self.interpretable_model, X, outputs.float(), similarities.float())
+        check_finite(owner, "forward_func", (outputs,), expected=_FINITE_OUTPUTS)
+        check_finite(owner, "similarity_func", (similarities,), expected=_FINITE_SIMILARITIES)
+        X = torch.cat([torch.as_tensor(s).reshape(1, -1) for s in interp]).to(dtype)
+        coef = fit_surrogate(
+            self.interpretable_model, X, outputs.to(dtype), similarities.to(dtype)
+        ).to(dtype)
         return Explanation(
             attributions=coef,
             inputs=original,
@@ -556,9 +642,11 @@ def default_from_interp_rep_transform(
     baselines = kwargs["baselines"]
     if single or not isinstance(baselines, (tuple, list)):
         baselines = (baselines,) * len(originals) if not single else (baselines,)
+    # groups -> element-wise keep flags: the masks' helper (validates the masks too)
+    keeps = coalitions_to_input_masks(sample.to(originals[0].device).unsqueeze(0), masks)
     out = []
-    for x, mask, base in zip(originals, masks, baselines):
-        keep = sample.to(x.device)[mask.to(x.device).long()]
+    for x, keep, base in zip(originals, keeps, baselines):
+        keep = keep[0].to(x.device)
         base = torch.as_tensor(base, dtype=x.dtype, device=x.device)
         out.append(torch.where(keep, x, base))
     return out[0] if single else tuple(out)

@@ -10,6 +10,11 @@ evaluator, then do their own maths on the ``(n_coalitions, N)`` table of outputs
 * ``KernelShap`` fits the Shapley kernel regression (paired sampling, small coalition
   sizes enumerated exactly, float64 weighted least squares under the efficiency
   constraint ``sum(phi) = f(x) - f(baseline)``).
+
+Random draws come from the random source (``seed=``): orderings from
+:meth:`~whybox.core.randomness.RandomSource.permutations`, KernelSHAP's design from the
+source's torch generator. An empty batch (``N = 0``) gives zero-row attributions (and a
+``(0,)`` delta) without evaluating anything.
 """
 
 from __future__ import annotations
@@ -20,23 +25,27 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from whybox.core.call import prepare_call
+from whybox.core.call import Call, prepare_call
 from whybox.core.forward import ChunkSize, RowBatch
 from whybox.core.inputs import prepare_baselines
 from whybox.core.masks import kernel_shap_coalitions
+from whybox.core.method import Bool, Check, Int
 from whybox.core.perturbation import (
+    EmptyBatchInBody,
     FlatMasks,
     check_aggregate_masks,
+    check_finite,
     coalition_rows,
+    empty_leaves,
     expand_to_elements,
     prepare_masks,
     run_items,
 )
-from whybox.core.randomness import GlobalRandom, RandomSource, make_random
+from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.surrogate import solve_constrained_wls
-from whybox.core.validation import check_bool, check_int, fail
+from whybox.core.validation import fail
 
 from .base import Method
 
@@ -45,10 +54,16 @@ __all__ = ["ShapleyValues", "ShapleyValueSampling", "KernelShap"]
 #: Largest number of features ShapleyValues enumerates (2**M coalitions).
 MAX_EXACT_FEATURES = 24
 
+_FINITE_INPUTS = "finite (no NaN or inf): the Shapley-kernel regression cannot fit them"
+_FINITE_OUTPUTS = (
+    "a model returning finite outputs (no NaN or inf) on the perturbed inputs, which the "
+    "Shapley-kernel regression fits"
+)
+
 
 def _setup(method: Method, inputs, baselines, target, forward_args, feature_mask, chunk, progress):
-    owner = type(method).__name__
-    method._check_common()
+    """Call, baselines, masks and the present feature ids (empty only for ``N = 0``)."""
+    owner = method.owner
     call = prepare_call(
         owner,
         method.model,
@@ -62,9 +77,28 @@ def _setup(method: Method, inputs, baselines, target, forward_args, feature_mask
     base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
     masks = prepare_masks(feature_mask, call.tensors, owner=owner, shift_negative=False)
     present = masks.present.nonzero().reshape(-1)
-    if present.numel() == 0:
+    if present.numel() == 0 and call.batch_size > 0:
         fail(owner, "feature_mask", "a mask with at least one feature", feature_mask)
     return owner, call, base, masks, present
+
+
+def _empty(method: Method, call: Call, masks: FlatMasks, *, input_shape: bool = True):
+    """The result for an empty batch (nothing is evaluated): zero-row attributions shaped
+    like the inputs, or ``(0, M)`` per-feature values, and a ``(0,)`` delta."""
+    leaves = empty_leaves(call.tensors)
+    delta = leaves[0].new_zeros(0)
+    table = leaves[0].new_zeros(0, masks.n_features)
+    extras = {"aggregate_output": False, "feature_attributions": table}
+    if input_shape:
+        return method._result(call, leaves, delta=delta, extras=extras)
+    return Explanation(
+        attributions=table,
+        inputs=call.inputs.restore(call.tensors),
+        target=call.target.raw,
+        method=method.name,
+        delta=delta,
+        extras=extras,
+    )
 
 
 def _on_present(masks: FlatMasks, present: Tensor, keep: Tensor) -> Tensor:
@@ -72,13 +106,6 @@ def _on_present(masks: FlatMasks, present: Tensor, keep: Tensor) -> Tensor:
     full = torch.zeros(keep.shape[0], masks.n_features, dtype=torch.bool, device=keep.device)
     full[:, present.to(keep.device)] = keep
     return full
-
-
-def _generator(random: RandomSource) -> torch.Generator | None:
-    """The torch generator behind a random source (``None``: torch's global one)."""
-    if isinstance(random, GlobalRandom):
-        return None
-    return getattr(random, "generator", None)
 
 
 def _finish(method, call, masks, present, phi_present, outputs, parameters, delta=None):
@@ -96,7 +123,7 @@ def _finish(method, call, masks, present, phi_present, outputs, parameters, delt
 
 
 @register("shapley_values")
-class ShapleyValues(Method):
+class ShapleyValues(EmptyBatchInBody, Method):
     """Exact Shapley values by enumerating all ``2**M`` coalitions of the features.
 
     ``phi_i = sum_{S not containing i} |S|! (M - |S| - 1)! / M! * (v(S + i) - v(S))``.
@@ -138,6 +165,8 @@ class ShapleyValues(Method):
         owner, call, base, masks, present = _setup(
             self, inputs, baselines, target, forward_args, feature_mask, chunk_size, show_progress
         )
+        if call.batch_size == 0:
+            return _empty(self, call, masks)
         m = present.numel()
         if m > MAX_EXACT_FEATURES:
             fail(
@@ -188,7 +217,7 @@ class ShapleyValues(Method):
 
 
 @register("shapley_value_sampling")
-class ShapleyValueSampling(Method):
+class ShapleyValueSampling(EmptyBatchInBody, Method):
     """Shapley values estimated from ``n_samples`` random feature orderings.
 
     Along each ordering, features are added one by one to the baseline; a feature's
@@ -197,6 +226,7 @@ class ShapleyValueSampling(Method):
     """
 
     has_delta = True
+    parameters = {"n_samples": Int(minimum=1), "seed": Check(check_seed)}
 
     def attribute(
         self,
@@ -230,7 +260,8 @@ class ShapleyValueSampling(Method):
         owner, call, base, masks, present = _setup(
             self, inputs, baselines, target, forward_args, feature_mask, chunk_size, show_progress
         )
-        check_int(owner, "n_samples", n_samples, minimum=1)
+        if call.batch_size == 0:
+            return _empty(self, call, masks)
         m = present.numel()
         device = call.tensors[0].device
         n = call.batch_size
@@ -277,15 +308,11 @@ class ShapleyValueSampling(Method):
 def _permutations(random: RandomSource, n_features: int, n_samples: int, present: Tensor) -> Tensor:
     """``(n_samples, Mp)`` orderings of the present features (as positions in ``present``).
 
-    Orderings are drawn over all ``n_features`` ids (so the facade, drawing with
-    ``torch.randperm`` from the global generator, repeats Captum's draws) and absent ids
-    are then dropped, which leaves the relative order of present features unchanged.
+    Orderings are drawn over all ``n_features`` ids (so the facade's source repeats
+    Captum's draws, which are over ``max id + 1`` features) and absent ids are then
+    dropped, which leaves the relative order of present features unchanged.
     """
-    if isinstance(random, GlobalRandom):
-        perms = torch.stack([torch.randperm(n_features) for _ in range(n_samples)])
-    else:
-        keys = torch.rand(n_samples, n_features, generator=_generator(random))
-        perms = keys.argsort(dim=1)
+    perms = random.permutations(n_samples, n_features)
     position_of = torch.full((n_features,), -1, dtype=torch.long)
     position_of[present.cpu()] = torch.arange(present.numel())
     mapped = position_of[perms]
@@ -293,7 +320,7 @@ def _permutations(random: RandomSource, n_features: int, n_samples: int, present
 
 
 @register("kernel_shap")
-class KernelShap(Method):
+class KernelShap(EmptyBatchInBody, Method):
     """KernelSHAP (Lundberg & Lee, 2017): Shapley values as a weighted linear regression.
 
     Coalitions come from :func:`whybox.core.masks.kernel_shap_coalitions` (coalition sizes
@@ -304,6 +331,11 @@ class KernelShap(Method):
     """
 
     has_delta = True
+    parameters = {
+        "n_samples": Int(minimum=2),
+        "seed": Check(check_seed),
+        "return_input_shape": Bool(),
+    }
 
     def attribute(
         self,
@@ -341,13 +373,16 @@ class KernelShap(Method):
         owner, call, base, masks, present = _setup(
             self, inputs, baselines, target, forward_args, feature_mask, chunk_size, show_progress
         )
-        check_int(owner, "n_samples", n_samples, minimum=2)
-        check_bool(owner, "return_input_shape", return_input_shape)
+        if call.batch_size == 0:
+            return _empty(self, call, masks, input_shape=return_input_shape)
+        # the regression cannot fit NaN / inf: say which argument holds them, up front
+        check_finite(owner, "inputs", call.tensors, expected=_FINITE_INPUTS)
+        check_finite(owner, "baselines", base, expected=_FINITE_INPUTS)
         m = present.numel()
         device = call.tensors[0].device
         n = call.batch_size
-        random = make_random(seed)
-        design = kernel_shap_coalitions(m, n_samples - 2, _generator(random))
+        # the design's draws come from the source's torch generator (global for the facade)
+        design = kernel_shap_coalitions(m, n_samples - 2, make_random(seed).generator)
         coalitions = design.masks.to(device)
 
         def build(start: int, stop: int) -> RowBatch:
@@ -361,6 +396,7 @@ class KernelShap(Method):
 
         outputs = run_items(call, n_items=2 + coalitions.shape[0], build=build, rows_per_item=n)
         check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")
+        check_finite(owner, "forward_func", (outputs.values,), expected=_FINITE_OUTPUTS)
         values = outputs.values.to(torch.float64)
         empty, full = values[0], values[1]
         total = full - empty  # (B,)
