@@ -237,6 +237,14 @@ def prepare_target(target: Any, batch_size: int, *, owner: str) -> Target:
                 f"a list of length {len(target)}",
                 raw=True,
             )
+        if not target:
+            # an empty batch: one (absent) index per example
+            return Target(
+                "per_example",
+                per_example=torch.zeros((0, 1), dtype=torch.long),
+                owner=owner,
+                raw=target,
+            )
         if all(callable(item) and not isinstance(item, Tensor) for item in target):
             return Target("per_example_callable", functions=tuple(target), owner=owner, raw=target)
         rows = [_as_index_tuple(item) for item in target]

@@ -12,6 +12,7 @@ from whybox.core.call import Call, prepare_call
 from whybox.core.forward import RowBatch
 from whybox.core.method import Method as _Template
 from whybox.core.result import Explanation
+from whybox.core.scope import Scope, scope_of
 
 __all__ = ["Method"]
 
@@ -50,6 +51,17 @@ class Method(_Template):
         return self._layer_result(call, values, [len(t) for t in captured.per_layer], delta=delta)
 
     # -- scope -------------------------------------------------------------------------
+    def _scope(self, neuron: Any = None) -> Scope:
+        """Where this call's attributions live (inputs, ``layer``, or inputs for a neuron of
+        ``layer``): the one object a method's maths talks to, so it never branches on scope."""
+        return scope_of(
+            self.model,
+            self.layer,
+            neuron=neuron,
+            to_input=self.attribute_to_layer_input,
+            owner=self.owner,
+        )
+
     def _site(self):
         """The layer scope, or ``None`` for input scope."""
         if self.layer is None:

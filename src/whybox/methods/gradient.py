@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from whybox.core.call import prepare_call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import row_gradients
 from whybox.core.method import Bool
@@ -17,28 +16,22 @@ __all__ = ["Saliency", "InputXGradient"]
 
 
 def _scoped_gradients(method: Method, inputs, target, forward_args, chunk_size, progress, neuron):
-    """Gradients at the inputs, or at the layer when ``layer`` is set (and no neuron).
+    """Gradients with respect to the scope's values (inputs, or the layer's activations from
+    the same forward), and those values.
 
-    Returns ``(call, grads, values, layout)``; ``values`` are what the gradients are with
-    respect to (the inputs, or the layer's activations from the same forward).
+    Returns ``(scope, call, grads, values)``.
     """
-    site = method._site() if neuron is None else None
-    call = prepare_call(
-        type(method).__name__,
-        method._scoped_model(neuron),
+    scope = method._scope(neuron)
+    call = scope.prepare(
         inputs,
         target=target,
         forward_args=forward_args,
         chunk_size=chunk_size,
         show_progress=progress,
-        require_float=site is None,
     )
-    if site is None:
-        grads, _ = row_gradients(call)
-        return call, grads, call.tensors, None
-    activations: list = []
-    grads, _ = row_gradients(call, tap=site.capture, record=activations)
-    return call, grads, tuple(activations), method._layout(site, call, len(grads))
+    recorded: list = []
+    grads, _ = row_gradients(call, tap=scope.tap, record=recorded)
+    return scope, call, grads, tuple(recorded) if recorded else call.tensors
 
 
 @register("saliency")
@@ -91,13 +84,11 @@ class Saliency(Method):
             ``attributions`` shaped like ``inputs`` (like the layer with ``layer`` and no
             ``neuron``).
         """
-        call, grads, _, layout = _scoped_gradients(
+        scope, call, grads, _ = _scoped_gradients(
             self, inputs, target, forward_args, chunk_size, show_progress, neuron
         )
         leaves = tuple(g.abs() for g in grads) if abs else grads
-        if layout is not None:
-            return self._layer_result(call, leaves, layout, parameters={"abs": abs})
-        return self._result(call, leaves, parameters={"abs": abs})
+        return scope.result(self, call, leaves, parameters={"abs": abs})
 
 
 @register("input_x_gradient")
@@ -135,13 +126,8 @@ class InputXGradient(Method):
         Shapes as :meth:`Saliency.attribute`. ``multiply_by_inputs=False`` returns the
         gradient alone.
         """
-        call, grads, values, layout = _scoped_gradients(
+        scope, call, grads, values = _scoped_gradients(
             self, inputs, target, forward_args, chunk_size, show_progress, neuron
         )
-        if self.multiply_by_inputs:
-            leaves = tuple(v * g for v, g in zip(values, grads))
-        else:
-            leaves = grads
-        if layout is not None:
-            return self._layer_result(call, leaves, layout)
-        return self._result(call, leaves)
+        leaves = tuple(v * g for v, g in zip(values, grads)) if self.multiply_by_inputs else grads
+        return scope.result(self, call, leaves)

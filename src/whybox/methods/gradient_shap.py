@@ -7,21 +7,19 @@ and ``a ~ U(0, 1)``; attribution ``= mean((x + e - r) * grad f(r + a (x + e - r)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from whybox.core.call import completeness_delta, prepare_call
+from whybox.core.call import completeness_delta
 from whybox.core.forward import ChunkSize, RowBatch, evaluate
 from whybox.core.inputs import prepare_baselines
 from whybox.core.method import Int
 from whybox.core.randomness import RandomSource, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.validation import check_per_input, check_real, fail
+from whybox.core.validation import check_per_input, check_real
 
 from .base import Method
 
@@ -72,15 +70,14 @@ class GradientShap(Method):
             of shape ``(N * n_samples,)`` (one per draw, example-major), as Captum reports it.
         """
         owner = self.owner
-        site = self._site()
-        call = prepare_call(
-            owner,
-            self.model,
+        scope = self._scope()
+        call = scope.prepare(
             inputs,
             target=target,
             forward_args=forward_args,
             chunk_size=chunk_size,
             show_progress=show_progress,
+            float_inputs=True,  # the random points are in input space, also for a layer
         )
         sds = check_per_input(
             owner,
@@ -111,35 +108,15 @@ class GradientShap(Method):
         def starts_for(position: int, rows: Tensor) -> Tensor:
             return refs[position].index_select(0, ref_index[position].index_select(0, rows))
 
-        # input scope: one total per input; layer scope: allocated from the first chunk
-        totals = [torch.zeros_like(x) for x in call.tensors] if site is None else []
+        # one total per input or per layer tensor, allocated from the first chunk's gradients
+        totals: list[Tensor] = []
         per_row: list[list[Tensor]] = []
-        layout: list[int] = []
-        tap = None
-        if site is not None:
 
-            @contextmanager
-            def tap() -> Iterator[Any]:
-                with site.capture() as captured:
-                    yield captured
-                if not captured.tensors or any(len(t) == 0 for t in captured.per_layer):
-                    fail(
-                        owner,
-                        "layer",
-                        "a module that runs in the model's forward and returns tensors",
-                        "a layer that was not called (or produced no tensor)",
-                        raw=True,
-                    )
-                layout[:] = [len(t) for t in captured.per_layer]
-
-        def layer_difference(rows: Tensor) -> list[Tensor]:
-            # layer(x + e) - layer(r) for these rows: two forwards without gradients
-            index = example_index.index_select(0, rows)
+        def difference(rows: Tensor) -> list[Tensor]:
+            # value(x + e) - value(r) for these rows (the layer's values in layer scope)
             ends = [ends_for(p, rows) for p in range(len(call.tensors))]
             starts = [starts_for(p, rows).to(x.dtype) for p, x in enumerate(call.tensors)]
-            end_values, _ = site.activations(call, ends, index)
-            start_values, _ = site.activations(call, starts, index)
-            return [e - s for e, s in zip(end_values, start_values)]
+            return scope.difference(call, ends, starts, example_index.index_select(0, rows))
 
         def build(start: int, stop: int) -> RowBatch:
             rows = torch.arange(start, stop, device=x0.device)
@@ -158,14 +135,10 @@ class GradientShap(Method):
                 )
             if not per_row:
                 per_row.extend([] for _ in grads)
-            differences = None
-            if self.multiply_by_inputs and site is not None:
-                differences = layer_difference(rows)
+            differences = difference(rows) if self.multiply_by_inputs else None
             for position, grad in enumerate(grads):
                 if differences is not None:
                     grad = grad * differences[position]
-                elif self.multiply_by_inputs:
-                    grad = grad * (ends_for(position, rows) - starts_for(position, rows))
                 totals[position].index_add_(0, example_index.index_select(0, rows), grad)
                 if return_delta:
                     per_row[position].append(grad)
@@ -177,7 +150,7 @@ class GradientShap(Method):
             consume=consume,
             chunk_rows=call.chunk_rows,
             grad=True,
-            tap=tap,
+            tap=scope.tap,
             progress=call.progress,
         )
         leaves = tuple(t / n_samples for t in totals)
@@ -192,6 +165,4 @@ class GradientShap(Method):
                 example_index=example_index,
             )
         parameters = {"n_samples": n_samples, "stdevs": sds}
-        if site is not None:
-            return self._layer_result(call, leaves, layout, delta=delta, parameters=parameters)
-        return self._result(call, leaves, delta=delta, parameters=parameters)
+        return scope.result(self, call, leaves, delta=delta, parameters=parameters)

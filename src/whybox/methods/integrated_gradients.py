@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from whybox.core.call import completeness_delta, prepare_call
+from whybox.core.call import completeness_delta
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import path_gradients
 from whybox.core.inputs import prepare_baselines
@@ -76,40 +74,28 @@ class IntegratedGradients(Method):
         from the layer's value on the baselines to its value on the inputs (inputs may be
         token ids then), and completeness holds against ``f(inputs) - f(baselines)``.
         """
-        owner = self.owner
-        site = self._site() if neuron is None else None
-        call = prepare_call(
-            owner,
-            self._scoped_model(neuron),
+        scope = self._scope(neuron)
+        call = scope.prepare(
             inputs,
             target=target,
             forward_args=forward_args,
             chunk_size=chunk_size,
             show_progress=show_progress,
-            require_float=site is None,
         )
-        base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
-        layout = None
-        if site is None:
-            starts, ends = base, call.tensors
-        else:
-            # the layer's values on inputs and baselines, from one pass over 2N rows
-            both = tuple(torch.cat([x, b.expand_as(x)]) for x, b in zip(call.tensors, base))
-            index = torch.arange(call.batch_size, device=both[0].device).repeat(2)
-            values, layout = site.activations(call, both, index)
-            ends = tuple(v[: call.batch_size] for v in values)
-            starts = tuple(v[call.batch_size :] for v in values)
+        base = prepare_baselines(baselines, call.inputs, owner=self.owner).tensors
+        # input scope: baselines -> inputs; layer scope: the layer's values on both
+        starts, ends = scope.endpoints(call, base)
         float_end = next((e for e in ends if e.is_floating_point()), ends[0])
         alphas, weights = path_plan_tensors(
-            rule, n_steps, dtype=float_end.dtype, device=float_end.device, owner=owner
+            rule, n_steps, dtype=float_end.dtype, device=float_end.device, owner=self.owner
         )
-        mean_grads = path_gradients(call, starts, ends, alphas, weights, site=site, layout=layout)
+        mean_grads = path_gradients(
+            call, starts, ends, alphas, weights, site=scope.substitution, layout=scope.layout
+        )
         if self.multiply_by_inputs:
             leaves = tuple((e - s) * g for s, e, g in zip(starts, ends, mean_grads))
         else:
             leaves = mean_grads
         delta = completeness_delta(call, leaves, base) if return_delta else None
         parameters = {"n_steps": n_steps, "rule": rule, "chunk_size": call.chunk_rows}
-        if site is not None:
-            return self._layer_result(call, leaves, layout, delta=delta, parameters=parameters)
-        return self._result(call, leaves, delta=delta, parameters=parameters)
+        return scope.result(self, call, leaves, delta=delta, parameters=parameters)
