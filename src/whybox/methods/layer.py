@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from whybox.core.call import completeness_delta, prepare_call
+from whybox.core.call import completeness_delta
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import path_gradients, row_gradients, walk_path
 from whybox.core.inputs import prepare_baselines
@@ -47,19 +47,12 @@ class LayerActivation(_LayerMethod):
         show_progress: bool = False,
     ) -> Explanation:
         """Activations of the layer, shape ``(N, ...)`` per layer tensor."""
-        site = self._site()
-        call = prepare_call(
-            type(self).__name__,
-            self.model,
-            inputs,
-            target=None,
-            forward_args=forward_args,
-            chunk_size=chunk_size,
-            show_progress=show_progress,
-            require_float=False,
+        scope = self._scope()
+        call = scope.prepare(
+            inputs, forward_args=forward_args, chunk_size=chunk_size, show_progress=show_progress
         )
-        values, layout = site.activations(call)
-        return self._layer_result(call, values, layout)
+        values, scope.layout = scope.site.activations(call)
+        return scope.result(self, call, values)
 
 
 @register("grad_cam")
@@ -101,19 +94,16 @@ class GradCam(_LayerMethod):
     ) -> Explanation:
         """Grad-CAM map per layer tensor: ``(N, 1, *spatial)`` (``(N, C, *spatial)`` without
         channel summation)."""
-        site = self._site()
-        call = prepare_call(
-            self.owner,
-            self.model,
+        scope = self._scope()
+        call = scope.prepare(
             inputs,
             target=target,
             forward_args=forward_args,
             chunk_size=chunk_size,
             show_progress=show_progress,
-            require_float=False,
         )
         activations: list[Tensor] = []
-        grads, _ = row_gradients(call, tap=site.capture, record=activations)
+        grads, _ = row_gradients(call, tap=scope.tap, record=activations)
         maps = []
         for grad, activation in zip(grads, activations):
             weights = (
@@ -123,26 +113,22 @@ class GradCam(_LayerMethod):
             if attr_dim_summation:
                 cam = cam.sum(dim=1, keepdim=True)
             maps.append(F.relu(cam) if relu_attributions else cam)
-        layout = self._layout(site, call, len(maps))
-        return self._layer_result(
-            call, tuple(maps), layout, parameters={"relu_attributions": relu_attributions}
-        )
+        return scope.result(self, call, maps, parameters={"relu_attributions": relu_attributions})
 
 
 def _path_setup(method: Method, inputs, baselines, target, forward_args, chunk_size, progress):
-    owner = type(method).__name__
-    site = method._site()
-    call = prepare_call(
-        owner,
-        method.model,
+    # the path runs in input space (real-valued inputs); gradients are the layer's
+    scope = method._scope()
+    call = scope.prepare(
         inputs,
         target=target,
         forward_args=forward_args,
         chunk_size=chunk_size,
         show_progress=progress,
+        float_inputs=True,
     )
-    base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
-    return owner, site, call, base
+    base = prepare_baselines(baselines, call.inputs, owner=method.owner).tensors
+    return method.owner, scope, call, base
 
 
 @register("internal_influence")
@@ -162,18 +148,15 @@ class InternalInfluence(_LayerMethod):
         show_progress: bool = False,
     ) -> Explanation:
         """Layer-shaped ``(N, ...)`` influence of the layer on the target."""
-        owner, site, call, base = _path_setup(
+        owner, scope, call, base = _path_setup(
             self, inputs, baselines, target, forward_args, chunk_size, show_progress
         )
         x0 = call.tensors[0]
         alphas, weights = path_plan_tensors(
             rule, n_steps, dtype=x0.dtype, device=x0.device, owner=owner
         )
-        totals = path_gradients(call, base, call.tensors, alphas, weights, tap=site.capture)
-        layout = self._layout(site, call, len(totals))
-        return self._layer_result(
-            call, totals, layout, parameters={"n_steps": n_steps, "rule": rule}
-        )
+        totals = path_gradients(call, base, call.tensors, alphas, weights, tap=scope.tap)
+        return scope.result(self, call, totals, parameters={"n_steps": n_steps, "rule": rule})
 
 
 @register("layer_conductance")
@@ -200,7 +183,7 @@ class LayerConductance(_LayerMethod):
         show_progress: bool = False,
     ) -> Explanation:
         """Layer-shaped ``(N, ...)`` conductance; ``delta`` against ``F(x) - F(baseline)``."""
-        owner, site, call, base = _path_setup(
+        owner, scope, call, base = _path_setup(
             self, inputs, baselines, target, forward_args, chunk_size, show_progress
         )
         x0 = call.tensors[0]
@@ -235,9 +218,8 @@ class LayerConductance(_LayerMethod):
                 total.index_add_(0, examples, value * (before - current))
                 prev.index_copy_(0, examples[rows - carried :], grad[rows - carried :])
 
-        walk_path(call, base, call.tensors, alphas, consume, tap=site.capture)
-        layout = self._layout(site, call, len(totals))
+        walk_path(call, base, call.tensors, alphas, consume, tap=scope.tap)
         delta = completeness_delta(call, totals, base) if return_delta else None
-        return self._layer_result(
-            call, tuple(totals), layout, delta=delta, parameters={"n_steps": n_steps, "rule": rule}
+        return scope.result(
+            self, call, totals, delta=delta, parameters={"n_steps": n_steps, "rule": rule}
         )
