@@ -136,6 +136,8 @@ SPECS.update(
 
 # LRP (whybox.methods.lrp) and neuron conductance (a neuron of conv2; explained per input)
 SPECS["lrp"] = (lrp_methods.LRP, lambda x: {}, "input")
+# Guided Grad-CAM (guided gradients times conv2's map, upsampled): shaped like the inputs
+SPECS["guided_grad_cam"] = (_layer(methods.GuidedGradCam), lambda x: {}, "input")
 SPECS["neuron_conductance"] = (
     _layer(neuron_conductance_methods.NeuronConductance),
     lambda x: {"neuron": (1, 2, 2), "n_steps": 4},
@@ -320,6 +322,7 @@ for _name in available_methods():
     if SPECS[_name][2] in ("layer", "map"):
         EXPLAIN_INIT[_name] = {"layer": "conv2"}
 EXPLAIN_INIT["neuron_conductance"] = {"layer": "conv2"}
+EXPLAIN_INIT["guided_grad_cam"] = {"layer": "conv2"}
 EXPLAIN_INIT["noise_tunnel"] = {"base_method": "integrated_gradients"}
 
 

@@ -6,9 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-import whybox.attr._deeplift as W
+import whybox.attr as W
 from _support import assert_same_state, model_state, module_hook_count
+from whybox.attr._deeplift_rules import CaptumRules
 from whybox.core.registry import get_method
+from whybox.core.validation import ParameterError, ParameterTypeError
 from whybox.methods.deeplift import DeepLift, DeepLiftShap
 
 RTOL = 1e-5
@@ -179,13 +181,13 @@ def test_eps_uses_local_gradient_where_input_equals_baseline():
     assert torch.isfinite(local.attributions).all()
 
 
-def test_softmax_rescale_is_per_example_captum_variant_is_not():
+def test_softmax_rescale_is_per_example_captum_rules_are_not():
     _, model = NETS["softmax_mid"]
     torch.manual_seed(7)
     x = torch.randn(4, 4, dtype=torch.float64)
     b = torch.zeros_like(x)
-    for variant, independent in (("rescale", True), ("captum", False)):
-        method = DeepLift(model, variant=variant)
+    for rules, independent in ((None, True), (CaptumRules(), False)):
+        method = DeepLift(model, rules=rules)
         batch = method.attribute(x, baselines=b, target=1).attributions
         alone = method.attribute(x[:1], baselines=b[:1], target=1).attributions
         assert torch.allclose(batch[:1], alone, atol=1e-12) == independent
@@ -209,9 +211,79 @@ def test_deeplift_shap_is_mean_of_deeplift_over_baselines():
     assert shap.delta.abs().max() < 1e-10
 
 
+@pytest.mark.parametrize(
+    "reference",
+    ["default", "scalar", "one_example", "one_row"],
+)
+def test_deeplift_shap_with_one_reference_is_deeplift_against_it(reference):
+    """None (one all-zero reference), a number, one example's shape or a (1, ...)
+    distribution: DeepLiftShap is DeepLift against that one reference for every example."""
+    _, model = NETS["mlp_all"]
+    torch.manual_seed(12)
+    x = torch.randn(3, 4, dtype=torch.float64)
+    row = torch.randn(4, dtype=torch.float64)
+    given, same = {
+        "default": (None, torch.zeros(3, 4, dtype=torch.float64)),
+        "scalar": (0.7, torch.full((3, 4), 0.7, dtype=torch.float64)),
+        "one_example": (row, row.expand(3, 4)),
+        "one_row": (row[None], row.expand(3, 4)),
+    }[reference]
+    shap = DeepLiftShap(model).attribute(x, baselines=given, target=[0, 2, 1])
+    single = DeepLift(model).attribute(x, baselines=same, target=[0, 2, 1])
+    assert shap.parameters["n_refs"] == 1
+    assert torch.allclose(shap.attributions, single.attributions, atol=1e-12)
+    assert shap.delta.shape == (3,)
+    assert torch.allclose(shap.delta, single.delta, atol=1e-12)
+    assert shap.delta.abs().max() < 1e-10
+    # a different constant reference gives a different answer (the reference is used)
+    other = DeepLiftShap(model).attribute(x, baselines=-0.7, target=[0, 2, 1])
+    assert not torch.allclose(other.attributions, shap.attributions, atol=1e-6)
+
+
+def test_deeplift_shap_one_reference_for_tuple_inputs_broadcasts():
+    model = TwoInputNet().double().eval()
+    torch.manual_seed(13)
+    x = (torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64))
+    refs = (torch.randn(1, 5, dtype=torch.float64), 0.25)
+    args = (torch.rand(4, 1, dtype=torch.float64) + 0.5,)
+    shap = DeepLiftShap(model).attribute(x, baselines=refs, target=1, forward_args=args)
+    single = DeepLift(model).attribute(x, baselines=refs, target=1, forward_args=args)
+    for a, b in zip(shap.attributions, single.attributions):
+        assert torch.allclose(a, b, atol=1e-12)
+    # one reference for the first input, three for the second: the single one broadcasts
+    three = (refs[0], torch.randn(3, 3, dtype=torch.float64))
+    shap3 = DeepLiftShap(model).attribute(x, baselines=three, target=1, forward_args=args)
+    assert shap3.delta.shape == (12,) and shap3.delta.abs().max() < 1e-10
+
+
 @pytest.mark.parametrize("method", [DeepLift, DeepLiftShap])
-@pytest.mark.parametrize("variant", ["rescale", "captum"])
-def test_chunk_size_invariance(conv_net, method, variant):
+@pytest.mark.parametrize("scope", ["input", "layer", "tuple"])
+def test_empty_batch_gives_empty_results(conv_net, method, scope):
+    model = copy.deepcopy(conv_net).double()
+    layer = model.conv2 if scope == "layer" else None
+    if scope == "tuple":
+        model = TwoInputNet().double().eval()
+        x = (torch.randn(0, 5, dtype=torch.float64), torch.randn(0, 3, dtype=torch.float64))
+        args = (torch.rand(0, 1, dtype=torch.float64),)
+    else:
+        x, args = torch.randn(0, 3, 16, 16, dtype=torch.float64), None
+    refs = None if method is DeepLift else 0.0
+    result = method(model, layer=layer).attribute(x, baselines=refs, target=0, forward_args=args)
+    if scope == "layer":
+        assert result.attributions.shape == (0, 8, 6, 6)
+        assert result.attributions.dtype == torch.float64
+    elif scope == "tuple":
+        assert [a.shape for a in result.attributions] == [(0, 5), (0, 3)]
+        assert all(a.dtype == torch.float64 for a in result.attributions)
+    else:
+        assert result.attributions.shape == x.shape and result.attributions.dtype == x.dtype
+    assert result.delta.shape == (0,) and result.delta.dtype == torch.float64
+    assert module_hook_count(model) == 0
+
+
+@pytest.mark.parametrize("method", [DeepLift, DeepLiftShap])
+@pytest.mark.parametrize("rules", [None, CaptumRules], ids=["rescale", "captum"])
+def test_chunk_size_invariance(conv_net, method, rules):
     torch.manual_seed(9)
     x = torch.randn(3, 3, 16, 16)
     b = (
@@ -219,22 +291,22 @@ def test_chunk_size_invariance(conv_net, method, variant):
         if method is DeepLiftShap
         else 0.1 * torch.randn(3, 3, 16, 16)
     )
-    small = method(conv_net, variant=variant).attribute(
+    small = method(conv_net, rules=rules and rules()).attribute(
         x, baselines=b, target=[1, 2, 3], chunk_size=1
     )
-    big = method(conv_net, variant=variant).attribute(
+    big = method(conv_net, rules=rules and rules()).attribute(
         x, baselines=b, target=[1, 2, 3], chunk_size=999
     )
     assert torch.allclose(small.attributions, big.attributions, rtol=1e-5, atol=1e-7)
     assert torch.allclose(small.delta, big.delta, atol=1e-5)
 
 
-def test_chunk_size_invariance_softmax_captum_variant():
+def test_chunk_size_invariance_softmax_captum_rules():
     """Captum's batch-wide softmax centring: all pairs go in one chunk whatever chunk_size."""
     model = _mlp().double()
     torch.manual_seed(10)
     x = torch.randn(5, 4, dtype=torch.float64)
-    method = DeepLift(model, variant="captum")
+    method = DeepLift(model, rules=CaptumRules())
     one = method.attribute(x, target=1, chunk_size=1).attributions
     big = method.attribute(x, target=1, chunk_size=100).attributions
     assert torch.allclose(one, big, atol=1e-12)
@@ -283,7 +355,7 @@ def test_hooks_removed_after_exception_mid_forward():
 
     model = Exploding()
     before = module_hook_count(model)
-    for method in (DeepLift(model), DeepLiftShap(model), DeepLift(model, variant="captum")):
+    for method in (DeepLift(model), DeepLiftShap(model), DeepLift(model, rules=CaptumRules())):
         with pytest.raises(RuntimeError, match="boom"):
             method.attribute(torch.randn(2, 3), baselines=torch.zeros(2, 3))
         assert module_hook_count(model) == before == 0
@@ -311,10 +383,18 @@ def test_errors():
         DeepLift(lambda t: t.sum(1)).attribute(x)
     with pytest.raises(ValueError, match="'baselines' parameter of DeepLift"):
         DeepLift(model).attribute(x, baselines=torch.zeros(4))
-    with pytest.raises(ValueError, match="'variant' parameter"):
-        DeepLift(model, variant="revealcancel").attribute(x, target=0)
+    with pytest.raises(ParameterTypeError, match="'rules' parameter of DeepLift"):
+        DeepLift(model, rules="captum").attribute(x, target=0)
+    with pytest.raises(ParameterError, match="'rules' parameter of DeepLift must be a mapping"):
+        DeepLift(model, rules={"ReLU": lambda m, i, o: o}).attribute(x, target=0)
     with pytest.raises(ValueError, match="'eps' parameter"):
         DeepLift(model, eps=-1.0).attribute(x, target=0)
+    with pytest.raises(ParameterError, match="'eps' parameter of DeepLift must be left"):
+        DeepLift(model, eps=1e-3, rules=CaptumRules()).attribute(x, target=0)
+    with pytest.raises(ParameterTypeError, match="'return_delta' parameter of DeepLift"):
+        DeepLift(model).attribute(x, target=0, return_delta=1)
+    with pytest.raises(ParameterTypeError, match="'custom_attribution_func' parameter"):
+        DeepLift(model).attribute(x, target=0, custom_attribution_func=3)
     with pytest.raises(ValueError, match="'baselines' parameter of DeepLiftShap"):
         W.DeepLiftShap(model).attribute(x, baselines=torch.zeros(1, 3), target=0)
     with pytest.raises(ValueError, match="'baselines' parameter of DeepLiftShap"):
@@ -453,3 +533,22 @@ def test_parity_facade_attributes():
     assert ours.multiplies_by_inputs == theirs.multiplies_by_inputs is True
     assert ours.has_convergence_delta() is theirs.has_convergence_delta() is True
     assert W.DeepLiftShap(model, multiply_by_inputs=False).multiplies_by_inputs is False
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_facade_empty_batch_and_float64(conv_net):
+    model = copy.deepcopy(conv_net).double()
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    refs = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    attrs, delta = W.DeepLift(model).attribute(x, target=1, return_convergence_delta=True)
+    assert attrs.dtype == delta.dtype == torch.float64 and delta.shape == (2,)
+    attrs, delta = W.DeepLiftShap(model).attribute(x, refs, target=1, return_convergence_delta=True)
+    assert attrs.dtype == delta.dtype == torch.float64 and delta.shape == (6,)
+    empty = x[:0]
+    attrs, delta = W.DeepLift(model).attribute(empty, target=1, return_convergence_delta=True)
+    assert attrs.shape == (0, 3, 16, 16) and delta.shape == (0,)
+    attrs, delta = W.DeepLiftShap(model).attribute(
+        empty, refs, target=1, return_convergence_delta=True
+    )
+    assert attrs.shape == (0, 3, 16, 16) and attrs.dtype == torch.float64
+    assert delta.shape == (0,)

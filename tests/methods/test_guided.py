@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-import whybox.attr._deeplift as W
+import whybox.attr as W
 from _support import assert_same_state, model_state, module_hook_count
 from whybox.core.registry import get_method
 from whybox.methods.guided import Deconvolution, GuidedBackprop
@@ -183,3 +183,22 @@ def test_parity(conv_net, name, case, dtype):
         assert a.shape == b.shape and a.dtype == b.dtype
         error = float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
         assert error <= RTOL, error
+
+
+@pytest.mark.parametrize("name", ["GuidedBackprop", "Deconvolution"])
+def test_empty_batch_gives_empty_results(conv_net, name):
+    model = copy.deepcopy(conv_net).double()
+    empty = torch.randn(0, 3, 16, 16, dtype=torch.float64)
+    native = {"GuidedBackprop": GuidedBackprop, "Deconvolution": Deconvolution}[name]
+    result = native(model).attribute(empty, target=0)
+    assert result.attributions.shape == (0, 3, 16, 16)
+    assert result.attributions.dtype == torch.float64 and result.delta is None
+    facade = getattr(W, name)(model).attribute(empty, target=[])
+    assert facade.shape == (0, 3, 16, 16) and facade.dtype == torch.float64
+    two = TwoInputNet().double()
+    pair = (torch.randn(0, 5, dtype=torch.float64), torch.randn(0, 3, dtype=torch.float64))
+    args = (torch.rand(0, 1, dtype=torch.float64), 0.25)
+    out = getattr(W, name)(two).attribute(pair, target=1, additional_forward_args=args)
+    assert isinstance(out, tuple) and [tuple(a.shape) for a in out] == [(0, 5), (0, 3)]
+    assert module_hook_count(two) == 0
+    assert module_hook_count(model) == 0

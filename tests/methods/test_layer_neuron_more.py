@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-import whybox.attr._layer_more as W
+import whybox.attr as W
 from _support import assert_same_state, model_state, module_hook_count
 from whybox.core.validation import ParameterError, ParameterTypeError
 from whybox.methods.deeplift import DeepLift as NativeDeepLift
@@ -444,8 +444,12 @@ def test_clear_errors():
         W.LayerDeepLiftShap(model, layer).attribute(x, refs[:1], target=0)
     with pytest.raises(ParameterError, match="'grad_kwargs' parameter of LayerDeepLift"):
         W.LayerDeepLift(model, layer).attribute(x, target=0, grad_kwargs={"retain_graph": True})
-    with pytest.raises(ParameterTypeError, match="'model' parameter of NeuronDeepLift"):
+    with pytest.raises(ParameterTypeError, match="'model' parameter of DeepLift .*<lambda>"):
         W.NeuronDeepLift(lambda t: model(t), layer).attribute(x, (0, 0, 0))
+    with pytest.raises(ParameterTypeError, match="'model' parameter of GuidedBackprop"):
+        W.NeuronGuidedBackprop(lambda t: model(t), layer)
+    with pytest.raises(ParameterTypeError, match="'model' parameter of GuidedBackprop"):
+        W.GuidedGradCam(lambda t: model(t), layer)
     with pytest.raises(ParameterError, match="'neuron_selector' parameter"):
         W.NeuronGuidedBackprop(model, layer).attribute(x, (9, 0, 0))
     with pytest.raises(ParameterError, match="'layer' parameter of DeepLift"):
@@ -470,3 +474,106 @@ def test_layer_deeplift_to_input_of_a_nonlinearity_documented_deviation():
     ours = at_input.attribute(x, baselines=b, target=1).attributions
     m_out = at_output.attribute(x, baselines=b, target=1).attributions
     _close(ours, (torch.relu(x_in) - torch.relu(b_in)) * m_out)
+
+
+# ------------------------------------------------------------------------------------------
+# Native Guided Grad-CAM (the facade is a translation of it)
+# ------------------------------------------------------------------------------------------
+
+
+def test_native_guided_grad_cam_is_guided_backprop_times_the_resized_map():
+    import torch.nn.functional as F
+
+    from whybox.core.registry import get_method
+    from whybox.methods import GradCam, GuidedBackprop, GuidedGradCam
+
+    assert get_method("guided_grad_cam") is GuidedGradCam
+    assert GuidedGradCam.needs_module and GuidedGradCam.needs_layer
+    model, _, x, _, _, target = _case("conv")
+    layer = model[3]
+    result = GuidedGradCam(model, layer).attribute(x, target=target, interpolate_mode="bilinear")
+    cam = GradCam(model, layer).attribute(x, target=target, relu_attributions=True).attributions
+    guided = GuidedBackprop(model).attribute(x, target=target).attributions
+    expected = guided * F.interpolate(cam, size=(12, 12), mode="bilinear")
+    torch.testing.assert_close(result.attributions, expected)
+    torch.testing.assert_close(result.extras["cam"], cam)
+    assert result.method == "guided_grad_cam" and result.delta is None
+    # the map matters: a coarser / different layer gives other numbers
+    other = GuidedGradCam(model, model[0]).attribute(x, target=target).attributions
+    assert not torch.allclose(other, result.attributions, atol=1e-6)
+    torch.testing.assert_close(
+        W.GuidedGradCam(model, layer).attribute(x, target=target, interpolate_mode="bilinear"),
+        result.attributions,
+    )
+
+
+def test_native_guided_grad_cam_unresizable_inputs_and_errors():
+    from whybox.methods import GuidedGradCam
+
+    torch.manual_seed(3)
+    model = ImageAndVector().eval()
+    inputs = (torch.randn(2, 3, 8, 8), torch.randn(2, 5))
+    with pytest.raises(ParameterError, match="'inputs' parameter of GuidedGradCam"):
+        GuidedGradCam(model, model.conv).attribute(inputs, target=1)
+    result = GuidedGradCam(model, model.conv).attribute(inputs, target=1, unresizable="none")
+    assert result.attributions[1] is None and result.attributions[0].shape == (2, 3, 8, 8)
+    with pytest.raises(ParameterError, match="'interpolate_mode' parameter of GuidedGradCam"):
+        GuidedGradCam(model, model.conv).attribute(inputs, interpolate_mode="cubic")
+    with pytest.raises(ParameterError, match="'unresizable' parameter of GuidedGradCam"):
+        GuidedGradCam(model, model.conv).attribute(inputs, unresizable="skip")
+    with pytest.raises(ParameterError, match="'layer' parameter of GuidedGradCam"):
+        GuidedGradCam(model, None).attribute(inputs[0], target=0)
+    with pytest.raises(ParameterError, match="'inputs' parameter .* Got input 0 of shape"):
+        # a mode that does not fit the map's two spatial dimensions
+        GuidedGradCam(model, model.conv).attribute(inputs, target=0, interpolate_mode="trilinear")
+    assert module_hook_count(model) == 0
+
+
+# ------------------------------------------------------------------------------------------
+# Every facade class here: empty batches and float64 (against Captum in float64)
+# ------------------------------------------------------------------------------------------
+
+
+def _facade_runs(model, x, b, refs):
+    """name -> (constructor args, attribute args, attribute kwargs, has delta)."""
+    layer, sel = model[3], (1, 1, 1)
+    return {
+        "LayerDeepLift": ((model, layer), (x, b), dict(target=0), True),
+        "LayerDeepLiftShap": ((model, layer), (x, refs), dict(target=0), True),
+        "LayerGradientShap": ((model, layer), (x, refs), dict(target=0, n_samples=3), True),
+        "NeuronDeepLift": ((model, layer), (x, sel, b), {}, False),
+        "NeuronDeepLiftShap": ((model, layer), (x, sel, refs), {}, False),
+        "NeuronGuidedBackprop": ((model, layer), (x, sel), {}, False),
+        "NeuronDeconvolution": ((model, layer), (x, sel), {}, False),
+        "NeuronConductance": ((model, layer), (x, sel, b), dict(target=0, n_steps=4), False),
+        "GuidedGradCam": ((model, layer), (x,), dict(target=0), False),
+    }
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_facade_empty_batch(name):
+    model, layer, x, b, refs, _ = _case("conv")
+    x, b = x[:0], b[:0]
+    init, args, kwargs, has_delta = _facade_runs(model, x, b, refs)[name]
+    if has_delta:
+        kwargs = dict(kwargs, return_convergence_delta=True)
+    out = _seeded(lambda: getattr(W, name)(*init).attribute(*args, **kwargs))
+    attributions, delta = out if has_delta else (out, None)
+    expected = (0, 5, 3, 3) if name.startswith("Layer") else (0, 3, 12, 12)
+    assert tuple(attributions.shape) == expected and attributions.dtype == torch.float32
+    if has_delta:
+        assert delta.shape == (0,)
+    assert module_hook_count(model) == 0
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", CLASSES)
+def test_facade_float64_in_float64_out(name):
+    model, layer, x, b, refs, _ = _case("conv")
+    model, x, b, refs = model.double(), x.double(), b.double(), refs.double()
+    init, args, kwargs, has_delta = _facade_runs(model, x, b, refs)[name]
+    ours = _seeded(lambda: getattr(W, name)(*init).attribute(*args, **kwargs))
+    theirs = _seeded(lambda: getattr(C, name)(*init).attribute(*args, **kwargs))
+    assert ours.dtype == torch.float64
+    scale = (n - 1) / n if (n := kwargs.get("n_steps")) else 1.0  # conductance's weights
+    _close(ours * scale, theirs.detach(), rtol=1e-9)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-import whybox.attr._layer_more as W
+import whybox.attr as W
 from _support import assert_same_state, model_state, module_hook_count
 from whybox.core.validation import ParameterError
 from whybox.methods import InputXGradient
@@ -336,3 +336,57 @@ def test_signatures_match_captum():
         (Alpha1_Beta0_Rule, CR.Alpha1_Beta0_Rule),
     ]:
         assert params(ours.__init__) == params(theirs.__init__)
+
+
+# ------------------------------------------------------------------------------------------
+# The delta is the native method's; empty batches; float64
+# ------------------------------------------------------------------------------------------
+
+
+def test_convergence_delta_is_the_native_conservation_delta():
+    from whybox.methods.lrp import conservation_delta
+
+    model, x, target = _conv()
+    native = NativeLRP(model).attribute(x, target=target)
+    with torch.no_grad():
+        out = model(x).gather(1, torch.tensor([[t] for t in target])).squeeze(1)
+    torch.testing.assert_close(native.delta, conservation_delta(native.attributions, out))
+    # the facade reports Captum's sign, f(x) - sum(relevance), from the same function
+    ours = W.LRP(model).compute_convergence_delta(native.attributions, out[:, None])
+    theirs = C.LRP(model).compute_convergence_delta(native.attributions, out[:, None])
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(ours, -native.delta)
+    pair = (native.attributions, 2 * native.attributions)
+    torch.testing.assert_close(
+        W.LRP(model).compute_convergence_delta(pair, out),
+        C.LRP(model).compute_convergence_delta(pair, out),
+    )
+
+
+def test_empty_batch_gives_empty_results():
+    model, x, target = _conv()
+    empty = x[:0]
+    native = NativeLRP(model).attribute(empty, target=0)
+    assert native.attributions.shape == (0, 3, 12, 12) and native.delta.shape == (0,)
+    at_layer = NativeLRP(model, layer=model.conv2).attribute(empty, target=0)
+    assert at_layer.attributions.shape == (0, 6, 3, 3) and at_layer.delta.shape == (0,)
+    relevance, delta = W.LRP(model).attribute(empty, target=0, return_convergence_delta=True)
+    assert relevance.shape == (0, 3, 12, 12) and delta.shape == (0,)
+    relevance, delta = W.LayerLRP(model, [model.conv1, model.fc]).attribute(
+        empty, target=0, return_convergence_delta=True
+    )
+    assert [tuple(r.shape) for r in relevance] == [(0, 4, 10, 10), (0, 5)]
+    assert [tuple(d.shape) for d in delta] == [(0,), (0,)]
+    assert module_hook_count(model) == 0
+
+
+@pytest.mark.parametrize("name", ["LRP", "LayerLRP"])
+def test_float64_in_float64_out_parity(name):
+    model, x, target = _conv()
+    model, x = model.double(), x.double()
+    args = (model,) if name == "LRP" else (model, model.conv2)
+    ours, d1 = getattr(W, name)(*args).attribute(x, target=target, return_convergence_delta=True)
+    theirs, d2 = getattr(C, name)(*args).attribute(x, target=target, return_convergence_delta=True)
+    assert ours.dtype == d1.dtype == torch.float64
+    _close(ours, theirs, rtol=1e-10)
+    torch.testing.assert_close(d1, d2.detach(), atol=1e-10, rtol=1e-8)

@@ -7,8 +7,10 @@ engine. Importing this module does not import matplotlib.
 
 from . import visualization  # noqa: F401  (captum.attr.visualization is an attribute)
 from ._base import Attribution, GradientAttribution, PerturbationAttribution
-from ._deeplift import Deconvolution, DeepLift, DeepLiftShap, GuidedBackprop
+from ._deeplift import DeepLift, DeepLiftShap
 from ._gradient import GradientShap, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
+from ._guided import Deconvolution, GuidedBackprop
+from ._guided_grad_cam import GuidedGradCam
 from ._layer import (
     InternalInfluence,
     LayerActivation,
@@ -23,13 +25,10 @@ from ._layer import (
     NeuronIntegratedGradients,
     TokenReferenceBase,
 )
-from ._layer_more import (
-    LRP,
-    GuidedGradCam,
-    LayerDeepLift,
-    LayerDeepLiftShap,
-    LayerGradientShap,
-    LayerLRP,
+from ._layer_deeplift import LayerDeepLift, LayerDeepLiftShap
+from ._layer_gradient_shap import LayerGradientShap
+from ._lrp import LRP, LayerLRP
+from ._neuron import (
     NeuronConductance,
     NeuronDeconvolution,
     NeuronDeepLift,

@@ -1,33 +1,32 @@
-"""Captum-compatible DeepLift, DeepLiftShap, GuidedBackprop and Deconvolution.
+"""Captum-compatible DeepLift and DeepLiftShap.
 
-Thin translations onto :mod:`whybox.methods.deeplift` and :mod:`whybox.methods.guided`.
-DeepLift runs with ``variant="captum"`` so the numbers are Captum 0.9's, including where
-Captum's hooks deviate from the textbook Rescale rule (see
-:class:`whybox.methods.DeepLift`).
+Thin translations onto :class:`whybox.methods.DeepLift` / :class:`whybox.methods.
+DeepLiftShap` run with :class:`~whybox.attr._deeplift_rules.CaptumRules`, so the numbers are
+Captum 0.9's, including where Captum's hooks deviate from the textbook Rescale rule.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from whybox.core.inputs import flatten
 from whybox.core.validation import fail
 from whybox.methods.deeplift import DeepLift as _NativeDeepLift
 from whybox.methods.deeplift import DeepLiftShap as _NativeDeepLiftShap
-from whybox.methods.guided import Deconvolution as _NativeDeconvolution
-from whybox.methods.guided import GuidedBackprop as _NativeGuidedBackprop
 
 from ._base import GradientAttribution, captum_return
+from ._deeplift_rules import CaptumRules
 
-__all__ = ["DeepLift", "DeepLiftShap", "GuidedBackprop", "Deconvolution"]
+__all__ = ["DeepLift", "DeepLiftShap", "baselines_distribution"]
 
 
 class DeepLift(GradientAttribution):
-    """Captum-compatible DeepLift (Rescale rule).
+    """Captum-compatible DeepLift (Rescale rule, with Captum 0.9's quirks).
 
     Parameters
     ----------
@@ -39,6 +38,8 @@ class DeepLift(GradientAttribution):
         Input differences below ``eps`` at a nonlinearity use its local gradient.
     """
 
+    _has_delta = True
+
     def __init__(
         self, model: nn.Module, multiply_by_inputs: bool = True, eps: float = 1e-10
     ) -> None:
@@ -47,7 +48,14 @@ class DeepLift(GradientAttribution):
         self.eps = eps
         self._multiply_by_inputs = multiply_by_inputs
 
-    _has_delta = True
+    def _native(self, cls: type = _NativeDeepLift, **scope: Any) -> Any:
+        """The native method with Captum's rules (``scope``: ``layer`` options)."""
+        return cls(
+            self.model,
+            multiply_by_inputs=self._multiply_by_inputs,
+            rules=CaptumRules(self.eps),
+            **scope,
+        )
 
     def attribute(
         self,
@@ -60,12 +68,7 @@ class DeepLift(GradientAttribution):
     ) -> Any:
         """DeepLift attributions, shaped like ``inputs``; with
         ``return_convergence_delta=True`` also the delta, shape ``(N,)``."""
-        result = _NativeDeepLift(
-            self.model,
-            multiply_by_inputs=self._multiply_by_inputs,
-            eps=self.eps,
-            variant="captum",
-        ).attribute(
+        result = self._native().attribute(
             inputs,
             baselines=baselines,
             target=target,
@@ -98,17 +101,9 @@ class DeepLiftShap(DeepLift):
         """Attributions shaped like ``inputs`` (mean over baselines); with
         ``return_convergence_delta=True`` also the delta of every (example, baseline) pair,
         shape ``(N * n_baselines,)``, example-major."""
-        if callable(baselines):
-            baselines = _call_baselines(baselines, inputs)
-        _check_distribution(baselines)
-        result = _NativeDeepLiftShap(
-            self.model,
-            multiply_by_inputs=self._multiply_by_inputs,
-            eps=self.eps,
-            variant="captum",
-        ).attribute(
+        result = self._native(_NativeDeepLiftShap).attribute(
             inputs,
-            baselines=baselines,
+            baselines=baselines_distribution(baselines, inputs),
             target=target,
             forward_args=additional_forward_args,
             return_delta=return_convergence_delta,
@@ -117,19 +112,15 @@ class DeepLiftShap(DeepLift):
         return captum_return(result, return_convergence_delta)
 
 
-def _call_baselines(factory: Callable[..., Any], inputs: Any) -> Any:
-    # Captum's convention: the factory takes the inputs if it has a parameter.
-    import inspect
-
-    try:
-        n_params = len(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        n_params = 1
-    return factory(inputs) if n_params else factory()
-
-
-def _check_distribution(baselines: Any) -> None:
-    """Captum requires a tensor distribution with more than one baseline."""
+def baselines_distribution(baselines: Any, inputs: Any) -> Any:
+    """Captum's DeepLiftShap baselines: a factory is called (with the inputs if it takes a
+    parameter), and the result must hold more than one baseline example per input."""
+    if callable(baselines) and not isinstance(baselines, Tensor):
+        try:
+            n_params = len(inspect.signature(baselines).parameters)
+        except (TypeError, ValueError):
+            n_params = 1
+        baselines = baselines(inputs) if n_params else baselines()
     try:
         leaves, _ = flatten(baselines, owner="DeepLiftShap", name="baselines")
     except (TypeError, ValueError):
@@ -142,54 +133,4 @@ def _check_distribution(baselines: Any) -> None:
             "DeepLift for a single baseline or scalars",
             baselines,
         )
-
-
-class GuidedBackprop(GradientAttribution):
-    """Captum-compatible Guided Backpropagation (backward of every ``nn.ReLU`` modified)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        GradientAttribution.__init__(self, model)
-        self.model = model
-        self.use_relu_grad_output = False
-        _check_module(type(self).__name__, model)
-
-    def attribute(
-        self, inputs: Any, target: Any = None, additional_forward_args: Any = None
-    ) -> Any:
-        """Guided gradients, shaped like ``inputs``."""
-        result = _NativeGuidedBackprop(self.model).attribute(
-            inputs, target=target, forward_args=additional_forward_args
-        )
-        return result.attributions
-
-
-class Deconvolution(GradientAttribution):
-    """Captum-compatible Deconvolution (backward of every ``nn.ReLU`` = ReLU of the gradient)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        GradientAttribution.__init__(self, model)
-        self.model = model
-        self.use_relu_grad_output = True
-        _check_module(type(self).__name__, model)
-
-    def attribute(
-        self, inputs: Any, target: Any = None, additional_forward_args: Any = None
-    ) -> Any:
-        """Deconvolution attributions, shaped like ``inputs``."""
-        result = _NativeDeconvolution(self.model).attribute(
-            inputs, target=target, forward_args=additional_forward_args
-        )
-        return result.attributions
-
-
-def _check_module(owner: str, model: Any) -> None:
-    # Captum checks this in the constructor; so do we (TypeError instead of AssertionError).
-    if not isinstance(model, nn.Module):
-        fail(
-            owner,
-            "model",
-            "an nn.Module (the gradients of its nn.ReLU modules are replaced)",
-            type(model).__name__,
-            type_error=True,
-            raw=True,
-        )
+    return baselines

@@ -23,6 +23,7 @@ from .deeplift import DeepLift, DeepLiftShap
 from .gradient import InputXGradient, Saliency
 from .gradient_shap import GradientShap
 from .guided import Deconvolution, GuidedBackprop
+from .guided_grad_cam import GuidedGradCam
 from .integrated_gradients import IntegratedGradients
 from .layer import GradCam, InternalInfluence, LayerActivation, LayerConductance
 from .lime import Lime, LimeBase, baseline_token_transform, token_removal_transform
@@ -57,6 +58,7 @@ __all__ = [
     "DeepLiftShap",
     "GuidedBackprop",
     "Deconvolution",
+    "GuidedGradCam",
     "UpsampledGradCam",
     "GradCamPlusPlus",
     "XGradCam",

@@ -1,346 +1,144 @@
-"""DeepLift with the Rescale rule, and DeepLiftShap.
+"""DeepLift and DeepLiftShap: one backward pass through rules that give the multipliers.
 
 Shrikumar et al., "Learning Important Features Through Propagating Activation Differences",
-2017; gradient formulation of Ancona et al., "Towards better understanding of gradient-based
-attribution methods for deep neural networks", 2018.
+2017; DeepLiftShap after Lundberg & Lee, "A Unified Approach to Interpreting Model
+Predictions", 2017.
 
 Each input row ``x`` is evaluated together with its reference row ``b`` in one forward: the
-rows of a chunk are laid out ``[inputs; references]`` (``k`` input rows, then their ``k``
-references). Every supported nonlinearity keeps its value but its backward is replaced by the
-Rescale multiplier computed from the two halves,
-
-    m = (f(x_in) - f(x_ref)) / (x_in - x_ref)     (the local derivative where |x_in - x_ref| < eps)
-
-so one backward pass gives the DeepLift multipliers ``d f / d x`` of every input row, and the
-attribution is ``(x - b) * m`` (``m`` when ``multiply_by_inputs=False``). The chain of Rescale
-multipliers sums to the difference of outputs, so the convergence delta
-``sum(attributions) - (f(x) - f(b))`` is ~0; it costs nothing extra, because the outputs of
-both halves come out of the same forward.
-
-Supported modules (exactly Captum 0.9's set, matched by exact type): ``nn.ReLU``, ``nn.ELU``,
-``nn.LeakyReLU``, ``nn.Sigmoid``, ``nn.Tanh``, ``nn.Softplus`` (elementwise Rescale),
-``nn.Softmax`` and ``nn.MaxPool1d/2d/3d``. Every other module is differentiated as usual
-(exact for linear layers). Nonlinearities called as functions (``torch.relu``) are not seen.
+rows of a chunk are laid out ``[inputs; references]``. The model's nonlinearity modules keep
+their values, but their backward is replaced by the rules of a rule set
+(:mod:`whybox.methods.deeplift_rules`; default: the textbook Rescale rules), so one backward
+pass gives the multipliers ``m`` of every input row and the attribution is ``(x - b) * m``
+(``m`` when ``multiply_by_inputs=False``). With the Rescale rules the multipliers chain to
+the difference of outputs, so the convergence delta ``sum(attributions) - (f(x) - f(b))`` is
+~0; it costs nothing extra, because the outputs of both halves come out of the same forward.
+Nonlinearities called as functions (``torch.relu``) are not seen by module rules.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whybox.core.call import Call, prepare_call
 from whybox.core.forward import ChunkSize, RowBatch, evaluate
 from whybox.core.hooks import module_rules
 from whybox.core.inputs import prepare_baselines
+from whybox.core.method import Check, Real
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.validation import check_bool, check_choice, check_real, fail
+from whybox.core.validation import fail
 
 from .base import Method
+from .deeplift_rules import SUPPORTED_NONLINEARITIES, Rules, RuleSet, as_rule_set
 
 __all__ = ["DeepLift", "DeepLiftShap", "SUPPORTED_NONLINEARITIES"]
 
-_ELEMENTWISE: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ELU,
-    nn.LeakyReLU,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Softplus,
-)
-# type -> (pool, Captum's unpool, number of pooled dimensions)
-_POOLS: dict[type[nn.Module], tuple[Callable[..., Any], Callable[..., Any], int]] = {
-    nn.MaxPool1d: (F.max_pool1d, F.max_unpool1d, 1),
-    nn.MaxPool2d: (F.max_pool2d, F.max_unpool2d, 2),
-    nn.MaxPool3d: (F.max_pool3d, F.max_unpool3d, 3),
-}
-#: Module types whose backward DeepLift replaces.
-SUPPORTED_NONLINEARITIES: tuple[type[nn.Module], ...] = _ELEMENTWISE + (nn.Softmax,) + tuple(_POOLS)
+_DEFAULT_EPS = 1e-10
 
-Variant = Literal["rescale", "captum"]
+#: a custom attribution function and how many of (multipliers, inputs, baselines) it takes
+Custom = tuple[Callable[..., Any], int]
 
 
-# --------------------------------------------------------------------------------------------
-# Rules: each receives the module's input and output for a chunk laid out [inputs; references]
-# and returns a tensor with the same value whose gradient is the DeepLift multiplier.
-# --------------------------------------------------------------------------------------------
-
-
-def _halves(tensor: Tensor, module: nn.Module) -> tuple[Tensor, Tensor]:
-    if tensor.dim() == 0 or tensor.shape[0] % 2:
-        raise ValueError(
-            f"DeepLift expects every {type(module).__name__} module to see the batch dimension "
-            f"first (rows [inputs; baselines]); got a tensor of shape {tuple(tensor.shape)}. "
-            "Models that move the batch dimension before a nonlinearity are not supported."
-        )
-    first, second = tensor.chunk(2)
-    return first, second
-
-
-def _ratio(dx: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """``dy / dx`` where ``|dx| >= eps`` (0 elsewhere) and the mask of the other positions."""
-    small = dx.abs() < eps
-    # Divide by 1 at small positions so no inf/nan is ever formed (0 * inf would leak a nan).
-    ratio = torch.where(
-        small, torch.zeros_like(dy), dy / torch.where(small, torch.ones_like(dx), dx)
-    )
-    return ratio, small
-
-
-def _twice(tensor: Tensor) -> Tensor:
-    # Both halves of a pair share the multiplier (Captum's convention for the reference rows).
-    return torch.cat([tensor, tensor])
-
-
-def _elementwise_rule(eps: float) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
-    def rule(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
-        with torch.no_grad():
-            x_in, x_ref = _halves(x, module)
-            out_in, out_ref = _halves(out, module)
-            ratio, small = _ratio(x_in - x_ref, out_in - out_ref, eps)
-            ratio, small = _twice(ratio), _twice(small)
-        # Same value as ``out``; d/dx is ``ratio`` (x - x.detach() is exactly 0 but carries the
-        # gradient). Where the input barely moved, the module's own graph gives f'(x).
-        rescaled = out.detach() + (x - x.detach()) * ratio
-        return torch.where(small, out, rescaled)
-
-    return rule
-
-
-def _softmax_dim(module: nn.Softmax, ndim: int) -> int:
-    if module.dim is not None:
-        return module.dim
-    # torch's legacy implicit-dim choice for nn.Softmax(dim=None).
-    return 0 if ndim in (0, 1, 3) else 1
-
-
-class _SoftmaxRescale(torch.autograd.Function):
-    """Value of softmax; backward = Rescale multiplier per element, optionally centred."""
-
-    @staticmethod
-    def forward(ctx, x, out, ratio, small, dim, center):
-        ctx.save_for_backward(out, ratio, small)
-        ctx.dim = dim
-        ctx.center = center
-        return out.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        out, ratio, small = ctx.saved_tensors
-        # Softmax's exact vector-Jacobian product where the input did not move.
-        local = out * (grad - (grad * out).sum(ctx.dim, keepdim=True))
-        multiplier = torch.where(small, local, grad * ratio)
-        if ctx.center:
-            # Captum 0.9: subtract the mean over the WHOLE evaluated tensor (all rows).
-            multiplier = multiplier - multiplier.sum() / multiplier.numel()
-        return multiplier, None, None, None, None, None
-
-
-def _softmax_rule(eps: float, center: bool) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
-    def rule(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
-        with torch.no_grad():
-            x_in, x_ref = _halves(x, module)
-            out_in, out_ref = _halves(out, module)
-            ratio, small = _ratio(x_in - x_ref, out_in - out_ref, eps)
-        dim = _softmax_dim(module, out.dim())
-        return _SoftmaxRescale.apply(x, out.detach(), _twice(ratio), _twice(small), dim, center)
-
-    return rule
-
-
-def _scatter_to_input(values: Tensor, indices: Tensor, shape: torch.Size, n_spatial: int) -> Tensor:
-    """Add pooled ``values`` back at the input positions ``indices``.
-
-    ``indices`` are flat positions within each plane of the last ``n_spatial`` dimensions (as
-    ``max_pool*d(return_indices=True)`` gives them). Unlike ``max_unpool`` this *adds* when
-    overlapping windows share an argmax, which is what the chain rule (and completeness)
-    requires.
-    """
-    planes = values.shape[:-n_spatial].numel()
-    flat = values.new_zeros(planes, torch.Size(shape[-n_spatial:]).numel())
-    flat.scatter_add_(1, indices.reshape(planes, -1), values.reshape(planes, -1))
-    return flat.view(shape)
-
-
-class _MaxPoolRescale(torch.autograd.Function):
-    """Value of max pooling; backward = DeepLift's max-pool multiplier.
-
-    For a window with outputs ``y = max x_in`` and ``y_ref = max x_ref`` the output difference
-    ``y - y_ref = (max(y, y_ref) - y_ref) + (y - max(y, y_ref))`` is split into a part carried
-    by the input's argmax and a part carried by the reference's argmax; the sum of both, per
-    input position, divided by ``x_in - x_ref`` is the multiplier.
-    """
-
-    @staticmethod
-    def forward(ctx, x, out, indices, n_spatial, eps, unpool):
-        ctx.save_for_backward(x, out, indices)
-        ctx.n_spatial = n_spatial
-        ctx.eps = eps
-        ctx.unpool = unpool
-        return out.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, out, indices = ctx.saved_tensors
-        x_in, x_ref = x.chunk(2)
-        out_in, out_ref = out.chunk(2)
-        grad_in, grad_ref = grad.chunk(2)
-        top = torch.max(out_in, out_ref)
-        carried = torch.cat([grad_in * (top - out_ref), grad_ref * (out_in - top)])
-        if ctx.unpool is None:
-            spread = _scatter_to_input(carried, indices, x.shape, ctx.n_spatial)
-        else:  # Captum 0.9: max_unpool keeps ONE of the values sharing an argmax
-            spread = ctx.unpool(carried, indices, x.shape)
-        spread_in, spread_ref = spread.chunk(2)
-        dx = x_in - x_ref
-        small = dx.abs() < ctx.eps
-        multiplier = (spread_in + spread_ref) / torch.where(small, torch.ones_like(dx), dx)
-        # Where the input did not move: the ordinary max-pool gradient of each row.
-        local = _scatter_to_input(grad, indices, x.shape, ctx.n_spatial)
-        return torch.where(_twice(small), local, _twice(multiplier)), None, None, None, None, None
-
-
-def _pool_rule(
-    pool: Callable[..., Any], unpool: Callable[..., Any], n_spatial: int, eps: float, captum: bool
-) -> Callable[[nn.Module, Tensor, Tensor], Tensor]:
-    def rule(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
-        _halves(x, module)
-        with torch.no_grad():
-            _, indices = pool(
-                x.detach(),
-                module.kernel_size,
-                stride=module.stride,
-                padding=module.padding,
-                dilation=module.dilation,
-                ceil_mode=module.ceil_mode,
-                return_indices=True,
-            )
-
-        def unpool_like_captum(values: Tensor, idx: Tensor, shape: torch.Size) -> Tensor:
-            return unpool(
-                values, idx, module.kernel_size, module.stride, module.padding, list(shape)
-            )
-
-        return _MaxPoolRescale.apply(
-            x, out.detach(), indices, n_spatial, eps, unpool_like_captum if captum else None
-        )
-
-    return rule
-
-
-Rule = Callable[[nn.Module, Tensor, Tensor], Tensor]
-
-
-def _rules(eps: float, variant: str) -> tuple[dict[type, Rule], Callable[[], None]]:
-    """The rule of every supported module type, and a reset to call before each forward."""
-    rules: dict[type, Rule] = {cls: _elementwise_rule(eps) for cls in _ELEMENTWISE}
-    rules[nn.Softmax] = _softmax_rule(eps, center=variant == "captum")
-    for cls, (pool, unpool, n_spatial) in _POOLS.items():
-        rules[cls] = _pool_rule(pool, unpool, n_spatial, eps, captum=variant == "captum")
-    if variant == "captum":
-        return _captum_adjacency(rules)
-    return rules, lambda: None
-
-
-def _captum_adjacency(rules: dict[type, Rule]) -> tuple[dict[type, Rule], Callable[[], None]]:
-    """Reproduce how Captum 0.9's hooks combine when one supported module feeds another.
-
-    Captum records a module's output gradient in a tensor hook registered *before* the next
-    module's input hook on the same tensor, so when ``U``'s output is directly ``D``'s input,
-    ``U``'s rule reads ``D``'s ordinary gradient and ``D``'s rule is lost (e.g. the max pool
-    after a ReLU). Along a chain the rules therefore alternate: a module keeps its rule unless
-    its input is the output of a module that kept its rule. (Captum additionally uses ``D``'s
-    rule at ``U``'s positions with ``|x_in - x_ref| < eps``; that case is not reproduced.)
-    """
-    kept: dict[int, tuple[Tensor, bool]] = {}  # id(output) -> (output, rule kept), one forward
-
-    def wrap(rule: Rule) -> Rule:
-        def wrapped(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
-            producer = kept.get(id(x))
-            keep = producer is None or producer[0] is not x or not producer[1]
-            result = rule(module, x, out) if keep else out
-            kept[id(result)] = (result, keep)
-            return result
-
-        return wrapped
-
-    return {cls: wrap(rule) for cls, rule in rules.items()}, kept.clear
-
-
-# --------------------------------------------------------------------------------------------
-# Methods
-# --------------------------------------------------------------------------------------------
-
-
-def _custom_arity(owner: str, func: Any) -> int:
-    if not callable(func):
-        fail(owner, "custom_attribution_func", "a callable or None", func, type_error=True)
+def _custom_arity(func: Callable[..., Any]) -> int:
     try:
-        n_params = len(inspect.signature(func).parameters)
-    except (TypeError, ValueError):
-        n_params = 3
-    if n_params not in (1, 2, 3):
+        return len(inspect.signature(func).parameters)
+    except (TypeError, ValueError):  # builtins without a signature: give it all three
+        return 3
+
+
+def _check_custom(owner: str, name: str, func: Any) -> None:
+    if func is None:
+        return
+    if not callable(func):
+        fail(owner, name, "a callable or None", func, type_error=True)
+    arity = _custom_arity(func)
+    if arity not in (1, 2, 3):
         fail(
             owner,
-            "custom_attribution_func",
+            name,
             "a callable taking 1 to 3 arguments (multipliers[, inputs[, baselines]])",
-            f"a callable taking {n_params}",
+            f"a callable taking {arity}",
             raw=True,
         )
-    return n_params
+
+
+def _check_rules(owner: str, name: str, rules: Any) -> None:
+    if rules is None or isinstance(rules, RuleSet):
+        return
+    if isinstance(rules, Mapping):
+        bad = [k for k, v in rules.items() if not isinstance(k, type) or not callable(v)]
+        if bad:
+            fail(
+                owner,
+                name,
+                "a mapping {module type: rule(module, input, output)}",
+                f"a mapping with the entry {bad[0]!r}",
+                raw=True,
+            )
+        return
+    if not callable(rules):
+        fail(
+            owner,
+            name,
+            "None, a RuleSet, a mapping {module type: rule} or a function module -> rule",
+            rules,
+            type_error=True,
+        )
 
 
 @register("deeplift")
 class DeepLift(Method):
-    """DeepLift (Rescale rule) against one reference per example.
+    """DeepLift against one reference per example, with rules as data.
 
     Parameters
     ----------
     model : nn.Module
-        The model; its supported nonlinearity modules get the Rescale rule for the call.
+        The model; the modules its rules match get them for the call only.
     multiply_by_inputs : bool
         Return ``(x - b) * multipliers`` (global attribution) rather than the multipliers.
     eps : float
-        Input differences with ``|x - b| < eps`` at a nonlinearity use its local gradient.
+        Threshold of the default rules: input differences with ``|x - b| < eps`` at a
+        nonlinearity use its local gradient. A rule set passed as ``rules`` carries its own
+        threshold, so giving both is an error.
+    rules : RuleSet, mapping or callable, optional
+        Which rule each module gets (see :mod:`whybox.methods.deeplift_rules`): a
+        :class:`~whybox.methods.deeplift_rules.RuleSet`, ``{module type: rule}`` (exact type)
+        or a function ``module -> rule or None``. Default: the textbook Rescale rules
+        (:func:`~whybox.methods.deeplift_rules.rescale_rules`) on ``nn.ReLU``, ``nn.ELU``,
+        ``nn.LeakyReLU``, ``nn.Sigmoid``, ``nn.Tanh``, ``nn.Softplus``, ``nn.Softmax`` and
+        ``nn.MaxPool1d/2d/3d``: complete, and each example's result is independent of the
+        batch. (:mod:`whybox.attr` passes the rule set reproducing Captum 0.9's numbers.)
     layer : nn.Module or list of nn.Module, optional
         Layer scope (Captum's LayerDeepLift): the multipliers are taken at the layer's output
         (input with ``attribute_to_layer_input``) from the same paired forward, and the
         attribution is ``(layer(x) - layer(b)) * multipliers``, shaped like the layer; the
         inputs may then be integer token ids. The layer's own rule is left out when
-        attributing to its output (as Captum does; it cannot change the result otherwise).
+        attributing to its output (it cannot change the multipliers there).
     attribute_to_layer_input : bool
         With ``layer``, attribute to the layer's input instead of its output.
-    variant : {"rescale", "captum"}
-        ``"rescale"`` (default): the Rescale rule at every supported module, ``nn.Softmax``
-        treated elementwise like the other activations; completeness holds and each
-        example's result is independent of the batch. ``"captum"`` reproduces Captum 0.9's
-        numbers (the :mod:`whybox.attr` facade uses it): (1) softmax multipliers are centred
-        by their mean over the whole evaluated batch, so results depend on the batch (all
-        pairs are then evaluated in one chunk, whatever ``chunk_size``); (2) when a supported
-        module's output is directly the input of another (ReLU -> MaxPool), the downstream
-        module's rule is lost as in Captum's hooks (see :func:`_captum_adjacency`); (3) max
-        pools spread differences with ``max_unpool``, which keeps only one of the values
-        of overlapping windows sharing an argmax (the default adds them, as the chain rule
-        does).
-        Completeness does not hold in general in this variant.
     """
 
     has_delta = True
     needs_module = True
+    parameters = {
+        "eps": Real(minimum=0.0),
+        "rules": Check(_check_rules),
+        "custom_attribution_func": Check(_check_custom),
+    }
 
     def __init__(
         self,
         model: nn.Module,
         *,
         multiply_by_inputs: bool = True,
-        eps: float = 1e-10,
-        variant: Variant = "rescale",
+        eps: float = _DEFAULT_EPS,
+        rules: RuleSet | Rules | None = None,
         layer: Any = None,
         attribute_to_layer_input: bool = False,
     ) -> None:
@@ -351,7 +149,7 @@ class DeepLift(Method):
             attribute_to_layer_input=attribute_to_layer_input,
         )
         self.eps = eps
-        self.variant = variant
+        self.rules = rules
 
     def attribute(
         self,
@@ -389,22 +187,22 @@ class DeepLift(Method):
             ``attributions`` shaped like ``inputs`` (like the layer with ``layer``); ``delta``
             of shape ``(N,)``.
         """
-        call, custom = self._prepare(
-            inputs,
-            target,
-            forward_args,
-            chunk_size,
-            return_delta,
-            custom_attribution_func,
-            show_progress,
-        )
+        call = self._prepare(inputs, target, forward_args, chunk_size, show_progress)
         refs = prepare_baselines(baselines, call.inputs, owner=call.owner).expanded(call.inputs)
+        custom = _custom(custom_attribution_func)
         leaves, delta, layout = self._pairs(call, refs, 1, custom, return_delta)
-        return self._finish(
-            call, leaves, layout, delta, self._parameters(call, custom_attribution_func)
-        )
+        return self._finish(call, leaves, layout, delta, self._parameters(call, custom))
 
     # -- shared by DeepLift and DeepLiftShap ----------------------------------------------
+    def _rule_set(self) -> RuleSet:
+        if self.rules is not None and self.eps != _DEFAULT_EPS:
+            fail(
+                self.owner,
+                "eps",
+                "left at its default when rules are given (a rule set carries its own eps)",
+                self.eps,
+            )
+        return as_rule_set(self.rules, eps=self.eps)
 
     def _prepare(
         self,
@@ -412,30 +210,10 @@ class DeepLift(Method):
         target: Any,
         forward_args: Any,
         chunk_size: ChunkSize,
-        return_delta: bool,
-        custom_attribution_func: Any,
         show_progress: bool,
-    ) -> tuple[Call, tuple[Callable[..., Any], int] | None]:
-        owner = type(self).__name__
-        self._check_common()
-        if not isinstance(self.model, nn.Module):
-            fail(
-                owner,
-                "model",
-                "an nn.Module (the gradients of its nonlinearity modules are replaced)",
-                type(self.model).__name__,
-                type_error=True,
-                raw=True,
-            )
-        check_real(owner, "eps", self.eps, minimum=0.0)
-        check_choice(owner, "variant", self.variant, ("rescale", "captum"))
-        check_bool(owner, "return_delta", return_delta)
-        custom = None
-        if custom_attribution_func is not None:
-            custom = (custom_attribution_func, _custom_arity(owner, custom_attribution_func))
-        self._site()  # validates ``layer`` / ``attribute_to_layer_input`` early
-        call = prepare_call(
-            owner,
+    ) -> Call:
+        return prepare_call(
+            self.owner,
             self.model,
             inputs,
             target=target,
@@ -445,7 +223,6 @@ class DeepLift(Method):
             # with a layer the inputs may be token ids (the references too)
             require_float=self.layer is None,
         )
-        return call, custom
 
     def _finish(
         self,
@@ -459,32 +236,12 @@ class DeepLift(Method):
             return self._layer_result(call, leaves, layout, delta=delta, parameters=parameters)
         return self._result(call, leaves, delta=delta, parameters=parameters)
 
-    def _layer_tap(self, site: Any, owner: str, values: list, layout: list) -> Callable:
-        """A ``tap`` on the layer that also keeps the chunk's layer values and layout."""
-
-        @contextmanager
-        def tap() -> Iterator[Any]:
-            with site.capture() as captured:
-                yield captured
-            if not captured.tensors or any(len(t) == 0 for t in captured.per_layer):
-                fail(
-                    owner,
-                    "layer",
-                    "a module that runs in the model's forward and returns tensors",
-                    "a layer that was not called (or produced no tensor)",
-                    raw=True,
-                )
-            values[:] = [t.detach() for t in captured.tensors]
-            layout[:] = [len(t) for t in captured.per_layer]
-
-        return tap
-
-    def _parameters(self, call: Call, custom: Any) -> dict[str, Any]:
+    def _parameters(self, call: Call, custom: Custom | None) -> dict[str, Any]:
         return {
             "multiply_by_inputs": self.multiply_by_inputs,
             "eps": self.eps,
-            "variant": self.variant,
-            "custom_attribution_func": custom,
+            "rules": self.rules,  # None: the textbook Rescale rules
+            "custom_attribution_func": None if custom is None else custom[0],
             "chunk_size": call.chunk_rows,
         }
 
@@ -494,7 +251,7 @@ class DeepLift(Method):
         multipliers: tuple[Tensor, ...],
         xs: tuple[Tensor, ...],
         bs: tuple[Tensor, ...],
-        custom: tuple[Callable[..., Any], int] | None,
+        custom: Custom | None,
     ) -> tuple[Tensor, ...]:
         if custom is None:
             if self.multiply_by_inputs:
@@ -529,7 +286,7 @@ class DeepLift(Method):
         call: Call,
         refs: tuple[Tensor, ...],
         n_refs: int,
-        custom: tuple[Callable[..., Any], int] | None,
+        custom: Custom | None,
         return_delta: bool,
     ) -> tuple[tuple[Tensor, ...], Tensor | None, list[int] | None]:
         """Run every (example, reference) pair through the rules.
@@ -548,28 +305,26 @@ class DeepLift(Method):
         totals = [torch.zeros_like(x) for x in xs] if site is None else []
         delta_dtype = xs[0].dtype if xs[0].is_floating_point() else torch.get_default_dtype()
         deltas = torch.zeros(n_pairs, dtype=delta_dtype, device=device) if return_delta else None
+        rule_set = self._rule_set()
+        # Captum leaves the layer itself unhooked when attributing to its output; its rule
+        # cannot change the multipliers there (a stateful rule set may see its neighbours).
+        skipped = {id(m) for m in site.layers} if site is not None and not site.to_input else set()
+
+        def dispatch(module: nn.Module) -> Any:
+            return None if id(module) in skipped else rule_set.rule_for(module)
+
         chunk_rows = call.chunk_rows
-        if self.variant == "captum" and any(type(m) is nn.Softmax for m in self.model.modules()):
-            chunk_rows = 2 * n_pairs  # Captum's centring is over the whole batch
-        rules, reset = _rules(self.eps, self.variant)
-        dispatch: Any = rules
+        if any(getattr(dispatch(m), "couples_rows", False) for m in self.model.modules()):
+            chunk_rows = max(2 * n_pairs, 2)  # a rule mixes rows: every pair in one forward
         tap = None
         layer_values: list[Tensor] = []
         layout: list[int] = []
         if site is not None:
             tap = self._layer_tap(site, call.owner, layer_values, layout)
-            if not site.to_input:
-                # Captum leaves the layer itself unhooked; its rule cannot change gradients
-                # at its own output, but (variant "captum") it would change its neighbours'.
-                skipped = {id(m) for m in site.layers}
-
-                def dispatch(module: nn.Module) -> Any:
-                    return None if id(module) in skipped else rules.get(type(module))
-
         current: dict[str, Any] = {}
 
         def build(start: int, stop: int) -> RowBatch:
-            reset()
+            rule_set.reset()
             pairs = torch.arange(start, stop, device=device)
             examples = pairs // n_refs
             references = examples if n_refs == 1 else pairs % n_refs
@@ -603,7 +358,7 @@ class DeepLift(Method):
                         f"{call.owner} cannot compute a per-example convergence delta for a "
                         "model that does not return one value per row; pass return_delta=False"
                     )
-                summed = sum(a.reshape(k, -1).sum(dim=1) for a in attrs)
+                summed = sum(a.flatten(1).sum(dim=1) if a.dim() > 1 else a for a in attrs)
                 deltas[start:stop] = summed.to(deltas.dtype) - (selected[:k] - selected[k:])
 
         try:
@@ -621,10 +376,28 @@ class DeepLift(Method):
                     description=call.owner,
                 )
         finally:
-            reset()  # drop references to this call's activations
+            rule_set.reset()  # drop references to this call's activations
             layer_values.clear()
         leaves = tuple(t if n_refs == 1 else t / n_refs for t in totals)
         return leaves, deltas, (list(layout) if site is not None else None)
+
+    @staticmethod
+    def _layer_tap(site: Any, owner: str, values: list, layout: list) -> Callable:
+        """A ``tap`` on the layer that also keeps the chunk's layer values and layout."""
+
+        @contextmanager
+        def tap() -> Iterator[Any]:
+            with site.capture() as captured:
+                yield captured
+            site._check_seen(captured, owner)
+            values[:] = [t.detach() for t in captured.tensors]
+            layout[:] = [len(t) for t in captured.per_layer]
+
+        return tap
+
+
+def _custom(func: Callable[..., Any] | None) -> Custom | None:
+    return None if func is None else (func, _custom_arity(func))
 
 
 @register("deeplift_shap")
@@ -632,7 +405,8 @@ class DeepLiftShap(DeepLift):
     """DeepLift against every reference of a distribution, averaged per example.
 
     Approximates SHAP values (Lundberg & Lee, 2017) under feature independence. Parameters
-    as :class:`DeepLift`.
+    as :class:`DeepLift`. A distribution of one reference (a single example, a number, or
+    the default ``None``: one all-zero reference) gives DeepLift against that reference.
     """
 
     def attribute(
@@ -652,9 +426,10 @@ class DeepLiftShap(DeepLift):
         Parameters
         ----------
         inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)``
-        baselines : the reference distribution, per input ``(n_refs, ...)`` (one example's
-            shape or a number is a single reference; None is one all-zero reference), or a
-            callable returning it; references of size 1 broadcast against the others
+        baselines : the reference distribution, per input ``(n_refs, ...)``; one example's
+            shape ``(...)`` or a number is a single (constant) reference, ``None`` one
+            all-zero reference; or a callable returning any of these. References of size 1
+            broadcast against the other inputs' ``n_refs``
         target, forward_args, chunk_size, return_delta, custom_attribution_func :
             as :meth:`DeepLift.attribute` (``N * n_refs`` pairs are evaluated)
 
@@ -665,15 +440,7 @@ class DeepLiftShap(DeepLift):
             shape ``(N * n_refs,)``, one per (example, reference) pair, example-major, as
             Captum reports it.
         """
-        call, custom = self._prepare(
-            inputs,
-            target,
-            forward_args,
-            chunk_size,
-            return_delta,
-            custom_attribution_func,
-            show_progress,
-        )
+        call = self._prepare(inputs, target, forward_args, chunk_size, show_progress)
         owner = call.owner
         refs = prepare_baselines(baselines, call.inputs, owner=owner, distribution=True).tensors
         n_refs = max(r.shape[0] for r in refs)
@@ -685,8 +452,13 @@ class DeepLiftShap(DeepLift):
                 f"sizes {[r.shape[0] for r in refs]}",
                 raw=True,
             )
-        refs = tuple(r.expand((n_refs,) + tuple(x.shape[1:])) for r, x in zip(refs, call.tensors))
+        shapes = [tuple(x.shape[1:]) for x in call.tensors]
+        if n_refs == 1:  # one reference: DeepLift against it, for every example
+            refs = tuple(r.expand((len(x),) + s) for r, x, s in zip(refs, call.tensors, shapes))
+        else:
+            refs = tuple(r.expand((n_refs,) + s) for r, s in zip(refs, shapes))
+        custom = _custom(custom_attribution_func)
         leaves, delta, layout = self._pairs(call, refs, n_refs, custom, return_delta)
-        parameters = self._parameters(call, custom_attribution_func)
+        parameters = self._parameters(call, custom)
         parameters["n_refs"] = n_refs
         return self._finish(call, leaves, layout, delta, parameters)

@@ -25,7 +25,6 @@ from whybox.core.gradients import row_gradients
 from whybox.core.hooks import module_rules
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.validation import fail
 
 from .base import Method
 
@@ -99,18 +98,10 @@ class _ModifiedReluGradient(Method):
         Returns
         -------
         Explanation
-            ``attributions`` shaped like ``inputs``; no delta.
+            ``attributions`` shaped like ``inputs`` (``(0, ...)`` for an empty batch), in
+            the inputs' dtype; no delta.
         """
-        owner = type(self).__name__
-        if not isinstance(self.model, nn.Module):
-            fail(
-                owner,
-                "model",
-                "an nn.Module (the gradients of its nn.ReLU modules are replaced)",
-                type(self.model).__name__,
-                type_error=True,
-                raw=True,
-            )
+        owner = self.owner
         call = prepare_call(
             owner,
             self.model,

@@ -34,7 +34,7 @@ any other leaf module without a rule is an error. Functions called inside ``forw
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -45,6 +45,7 @@ from whybox.core.call import prepare_call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import row_gradients
 from whybox.core.hooks import module_rules
+from whybox.core.method import Bool, Check
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.validation import check_bool, check_real, fail
@@ -61,6 +62,7 @@ __all__ = [
     "default_rule",
     "as_rule",
     "resolve_rules",
+    "conservation_delta",
 ]
 
 
@@ -280,23 +282,10 @@ def default_rule(module: nn.Module) -> PropagationRule | None:
     )
 
 
-_CAPTUM_RULES = {"EpsilonRule", "GammaRule", "Alpha1_Beta0_Rule", "IdentityRule"}
-
-
 def as_rule(value: Any, module: nn.Module, owner: str) -> PropagationRule:
-    """A rule given by the user: a whybox rule, or a Captum rule object (read by its options,
-    so a migrated model's ``module.rule = captum...EpsilonRule()`` keeps working)."""
+    """A rule given by the user for ``module``, checked to be a :class:`PropagationRule`."""
     if isinstance(value, PropagationRule):
         return value
-    name = type(value).__name__
-    if name in _CAPTUM_RULES:
-        if name == "EpsilonRule":
-            return EpsilonRule(getattr(value, "STABILITY_FACTOR", 1e-9))
-        if name == "GammaRule":
-            return GammaRule(value.gamma, value.set_bias_to_zero)
-        if name == "Alpha1_Beta0_Rule":
-            return Alpha1_Beta0_Rule(value.set_bias_to_zero)
-        return IdentityRule()
     fail(
         owner,
         "rules",
@@ -339,6 +328,12 @@ def resolve_rules(
 # --------------------------------------------------------------------------------------------
 
 
+def _check_rules(owner: str, name: str, rules: Any) -> None:
+    # each rule is checked against its module at the call
+    if rules is not None and not isinstance(rules, Mapping):
+        fail(owner, name, "a mapping {module or type: rule} or None", rules)
+
+
 @register("lrp")
 class LRP(Method):
     """Layer-wise Relevance Propagation of the target output.
@@ -358,6 +353,7 @@ class LRP(Method):
 
     has_delta = True
     needs_module = True
+    parameters = {"rules": Check(_check_rules), "verbose": Bool()}
 
     def __init__(
         self,
@@ -369,6 +365,12 @@ class LRP(Method):
     ) -> None:
         super().__init__(model, layer=layer, attribute_to_layer_input=attribute_to_layer_input)
         self.rules = rules
+
+    def _empty_result(self, arguments: Mapping[str, Any]) -> Explanation:
+        result = super()._empty_result(arguments)
+        if result.delta is not None and isinstance(self.layer, (list, tuple)):
+            result.delta = [result.delta.clone() for _ in self.layer]  # one per layer
+        return result
 
     def attribute(
         self,
@@ -400,20 +402,7 @@ class LRP(Method):
             list per layer for several layers). It is 0 for bias-free models with
             ``epsilon -> 0`` (relevance is conserved).
         """
-        owner = type(self).__name__
-        check_bool(owner, "return_delta", return_delta)
-        check_bool(owner, "verbose", verbose)
-        if not isinstance(self.model, nn.Module):
-            fail(
-                owner,
-                "model",
-                "an nn.Module (rules are attached to its layers)",
-                type(self.model).__name__,
-                type_error=True,
-                raw=True,
-            )
-        if self.rules is not None and not isinstance(self.rules, Mapping):
-            fail(owner, "rules", "a mapping {module or type: rule} or None", self.rules)
+        owner = self.owner
         site = self._site()
         resolved = resolve_rules(self.model, self.rules, owner=owner)
         by_module = {id(module): rule for module, rule in resolved if rule is not None}
@@ -471,8 +460,28 @@ class LRP(Method):
                 f"{call.owner} cannot compute a per-example conservation delta for a model "
                 "that does not return one value per example; pass return_delta=False"
             )
-        deltas = []
-        for group in groups:
-            total = sum(t.reshape(batch, -1).sum(dim=1) for t in group)
-            deltas.append((total.to(outputs.dtype) - outputs).detach())
-        return deltas
+        return [conservation_delta(group, outputs) for group in groups]
+
+
+def conservation_delta(relevance: Tensor | Sequence[Tensor], outputs: Tensor) -> Tensor:
+    """How far relevance is from conserved: ``sum(relevance) - f(x)`` per example.
+
+    Parameters
+    ----------
+    relevance : Tensor or sequence of Tensor
+        The relevance of one example batch, each tensor ``(N, ...)`` (the inputs' or a
+        layer's); all of them are summed per example.
+    outputs : Tensor
+        The explained output per example, ``N`` values (any shape with ``N`` elements).
+
+    Returns
+    -------
+    Tensor
+        ``(N,)`` (0 for bias-free models with ``epsilon -> 0``), in the promoted dtype of
+        relevance and outputs.
+    """
+    leaves = (relevance,) if isinstance(relevance, Tensor) else tuple(relevance)
+    outputs = outputs.detach().reshape(-1)
+    # flatten(1), not reshape(N, -1): an empty batch has no -1 to infer
+    total = sum(t.detach().flatten(1).sum(dim=1) if t.dim() > 1 else t.detach() for t in leaves)
+    return total - outputs

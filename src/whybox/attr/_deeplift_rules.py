@@ -1,0 +1,137 @@
+"""Captum 0.9's DeepLift as data: a rule set for :class:`whybox.methods.DeepLift`.
+
+The facade's DeepLift classes pass :class:`CaptumRules` to the native method, so their
+numbers are Captum 0.9's. It departs from the textbook Rescale rules
+(:func:`whybox.methods.deeplift_rules.rescale_rules`) in three ways, each reproduced here:
+
+1. Softmax multipliers are centred by their mean over the WHOLE evaluated tensor (all rows,
+   inputs and references), so an example's result depends on its batch mates. The rule says
+   so (``couples_rows``) and DeepLift then evaluates all pairs in one forward.
+2. When a supported module's output is directly the input of another (ReLU -> MaxPool), the
+   downstream module's rule is lost: Captum records a module's output gradient in a tensor
+   hook registered *before* the next module's input hook on the same tensor, so the upstream
+   rule reads the downstream module's ordinary gradient. Along a chain the rules therefore
+   alternate: a module keeps its rule unless its input is the output of a module that kept
+   its rule. (Captum additionally uses the downstream rule at the upstream positions with
+   ``|x_in - x_ref| < eps``; that case is not reproduced.)
+3. Max pools spread the carried differences back with ``max_unpool``, which keeps only ONE of
+   the values of overlapping windows sharing an argmax (the chain rule adds them).
+
+Completeness does not hold in general under these rules.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from whybox.methods.deeplift_rules import (
+    ELEMENTWISE,
+    MAX_POOLS,
+    MaxPoolRescale,
+    Rescale,
+    Rule,
+    RuleSet,
+    SoftmaxRescale,
+)
+
+__all__ = ["CaptumRules"]
+
+_UNPOOLS: dict[type[nn.Module], Callable[..., Tensor]] = {
+    nn.MaxPool1d: F.max_unpool1d,
+    nn.MaxPool2d: F.max_unpool2d,
+    nn.MaxPool3d: F.max_unpool3d,
+}
+
+
+def _unpool_spread(values: Tensor, indices: Tensor, module: nn.Module, shape: torch.Size) -> Tensor:
+    """Captum's spread: ``max_unpool`` (keeps one of the values sharing an argmax)."""
+    unpool = next(_UNPOOLS[cls] for cls in type(module).__mro__ if cls in _UNPOOLS)
+    return unpool(values, indices, module.kernel_size, module.stride, module.padding, list(shape))
+
+
+class _CentredOverBatch(torch.autograd.Function):
+    """Identity whose backward subtracts the mean of the gradient over the whole tensor."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad - grad.sum() / max(grad.numel(), 1)
+
+
+class _BatchCentred:
+    """``rule`` with its input multipliers centred over the evaluated batch (quirk 1)."""
+
+    couples_rows = True
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+
+    def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+        return self.rule(module, _CentredOverBatch.apply(x), out)
+
+    def __repr__(self) -> str:
+        return f"BatchCentred({self.rule!r})"
+
+
+class _Adjacent:
+    """``rule``, skipped when the module's input is the output of a module that kept its
+    rule in this forward (quirk 2); the record lives in ``rules``' per-thread state."""
+
+    def __init__(self, rule: Rule, rules: CaptumRules) -> None:
+        self.rule = rule
+        self.rules = rules
+        self.couples_rows = getattr(rule, "couples_rows", False)
+
+    def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+        kept = self.rules._kept()
+        producer = kept.get(id(x))
+        keep = producer is None or producer[0] is not x or not producer[1]
+        result = self.rule(module, x, out) if keep else out
+        kept[id(result)] = (result, keep)
+        return result
+
+
+class CaptumRules(RuleSet):
+    """The rule set reproducing Captum 0.9's DeepLift (see the module docstring).
+
+    Parameters
+    ----------
+    eps : float
+        Input differences with ``|x - b| < eps`` at a nonlinearity use its local gradient.
+
+    It holds per-forward state (which modules kept their rule), kept per thread and cleared
+    by :meth:`reset`, which DeepLift calls before every forward.
+    """
+
+    def __init__(self, eps: float = 1e-10) -> None:
+        elementwise = Rescale(eps)
+        rules: dict[type, Any] = {cls: elementwise for cls in ELEMENTWISE}
+        rules[nn.Softmax] = _BatchCentred(SoftmaxRescale(eps))
+        pool = MaxPoolRescale(eps, spread=_unpool_spread)
+        rules.update({cls: pool for cls in MAX_POOLS})
+        super().__init__(rules)
+        self.eps = eps
+        self._local = threading.local()
+
+    def _kept(self) -> dict[int, tuple[Tensor, bool]]:
+        """``id(output) -> (output, whether its module kept its rule)`` for this forward."""
+        return self._local.__dict__.setdefault("kept", {})
+
+    def rule_for(self, module: nn.Module) -> Rule | None:
+        rule = super().rule_for(module)
+        return None if rule is None else _Adjacent(rule, self)
+
+    def reset(self) -> None:
+        self._kept().clear()
+
+    def __repr__(self) -> str:
+        return f"CaptumRules(eps={self.eps!r})"

@@ -1,0 +1,160 @@
+"""Captum-compatible LRP and LayerLRP: thin translations onto :class:`whybox.methods.LRP`.
+
+Captum reports the convergence delta as ``f(x) - sum(relevance)``; the native method as
+``sum(relevance) - f(x)`` (like every other whybox delta), so the facade flips its sign.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from whybox.methods.lrp import LRP as _NativeLRP
+from whybox.methods.lrp import (
+    Alpha1_Beta0_Rule,
+    EpsilonRule,
+    GammaRule,
+    IdentityRule,
+    PropagationRule,
+    as_rule,
+    conservation_delta,
+)
+
+from ._base import GradientAttribution
+from ._layer import LayerAttribution
+
+__all__ = [
+    "LRP",
+    "LayerLRP",
+    "PropagationRule",
+    "EpsilonRule",
+    "GammaRule",
+    "Alpha1_Beta0_Rule",
+    "IdentityRule",
+]
+
+
+def _captum_sign(delta: Any) -> Any:
+    return [-d for d in delta] if isinstance(delta, list) else -delta
+
+
+def _whybox_rule(value: Any, module: nn.Module, owner: str) -> PropagationRule:
+    """A ``module.rule``: a whybox rule, or a Captum rule object read by its options (so a
+    migrated model's ``module.rule = captum...EpsilonRule()`` keeps working)."""
+    name = type(value).__name__
+    if isinstance(value, PropagationRule) or name not in _CAPTUM_RULES:
+        return as_rule(value, module, owner)  # a whybox rule, or the uniform error
+    if name == "EpsilonRule":
+        return EpsilonRule(getattr(value, "STABILITY_FACTOR", 1e-9))
+    if name == "GammaRule":
+        return GammaRule(value.gamma, value.set_bias_to_zero)
+    if name == "Alpha1_Beta0_Rule":
+        return Alpha1_Beta0_Rule(value.set_bias_to_zero)
+    return IdentityRule()
+
+
+_CAPTUM_RULES = {"EpsilonRule", "GammaRule", "Alpha1_Beta0_Rule", "IdentityRule"}
+
+
+def _attached_rules(model: nn.Module, owner: str) -> dict[nn.Module, PropagationRule]:
+    """The rules set as ``module.rule`` attributes, as whybox rules (data for the native
+    method's ``rules``; the model is not modified)."""
+    return {
+        module: _whybox_rule(module.rule, module, owner)
+        for module in model.modules()
+        if getattr(module, "rule", None) is not None
+    }
+
+
+class LRP(GradientAttribution):
+    """Captum-compatible Layer-wise Relevance Propagation (native: :class:`whybox.methods.
+    lrp.LRP`).
+
+    Rules per layer come from ``module.rule`` (whybox or Captum rule objects) or Captum's
+    defaults; whybox also has defaults for ``Conv1d/3d``, average / adaptive pools,
+    ``BatchNorm1d/3d``, elementwise activations and ``Flatten`` (Captum raises for these).
+    The model is never modified (no rule attributes are added or removed).
+    """
+
+    _has_delta = True
+
+    def __init__(self, model: nn.Module) -> None:
+        GradientAttribution.__init__(self, model)
+        self.model = model
+        # Captum checks the model and its explicit rules when the object is built
+        self._native()._validated()
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return True
+
+    def _native(self, layer: Any = None, to_input: bool = False) -> _NativeLRP:
+        """The native method with the rules attached to the model's modules right now."""
+        owner = type(self).__name__
+        if not isinstance(self.model, nn.Module):  # the native check words the error
+            return _NativeLRP(self.model)
+        return _NativeLRP(
+            self.model,
+            rules=_attached_rules(self.model, owner),
+            layer=layer,
+            attribute_to_layer_input=to_input,
+        )
+
+    def attribute(
+        self,
+        inputs: Any,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        return_convergence_delta: bool = False,
+        verbose: bool = False,
+    ) -> Any:
+        """Relevance shaped like ``inputs``; with ``return_convergence_delta=True`` also
+        ``f(x) - sum(relevance)`` (Captum's sign), shape ``(N,)``."""
+        result = self._native().attribute(
+            inputs,
+            target=target,
+            forward_args=additional_forward_args,
+            return_delta=return_convergence_delta,
+            verbose=verbose,
+        )
+        if return_convergence_delta:
+            return result.attributions, _captum_sign(result.delta)
+        return result.attributions
+
+    def compute_convergence_delta(  # type: ignore[override]
+        self, attributions: Tensor | tuple[Tensor, ...], output: Tensor
+    ) -> Tensor:
+        """``output - sum(attributions)`` per example, shape ``(N,)``."""
+        return _captum_sign(conservation_delta(attributions, output))
+
+
+class LayerLRP(LRP, LayerAttribution):
+    """Captum-compatible LayerLRP: the relevance at ``layer``'s output (or input)."""
+
+    def __init__(self, model: nn.Module, layer: Any) -> None:
+        LayerAttribution.__init__(self, model, layer)
+        LRP.__init__(self, model)
+
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Any,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        return_convergence_delta: bool = False,
+        attribute_to_layer_input: bool = False,
+        verbose: bool = False,
+    ) -> Any:
+        """Relevance shaped like the layer (a list for a list of layers); with
+        ``return_convergence_delta=True`` also ``f(x) - sum(relevance)`` per example (a list
+        per layer)."""
+        result = self._native(self.layer, attribute_to_layer_input).attribute(
+            inputs,
+            target=target,
+            forward_args=additional_forward_args,
+            return_delta=return_convergence_delta,
+            verbose=verbose,
+        )
+        if return_convergence_delta:
+            return result.attributions, _captum_sign(result.delta)
+        return result.attributions

@@ -1,0 +1,320 @@
+"""DeepLift's rules as data: the textbook Rescale rules and the :class:`RuleSet` protocol.
+
+Shrikumar et al., "Learning Important Features Through Propagating Activation Differences",
+2017 (Rescale rule); gradient formulation of Ancona et al., "Towards better understanding of
+gradient-based attribution methods for deep neural networks", 2018.
+
+DeepLift evaluates each input row ``x`` with its reference row ``b`` in one forward, the rows
+of a chunk laid out ``[inputs; references]`` (``k`` input rows, then their ``k`` references).
+A *rule* is a callable ``rule(module, x, out) -> Tensor``, applied by
+:func:`whybox.core.hooks.module_rules` to a module's input ``x`` and output ``out`` for such a
+chunk. It returns a tensor with ``out``'s value whose gradient with respect to ``x`` is the
+DeepLift multiplier, so one backward pass gives the multipliers of every input row. The
+Rescale multiplier of an elementwise nonlinearity ``f`` is
+
+    m = (f(x_in) - f(x_ref)) / (x_in - x_ref)     (the local derivative where |x_in - x_ref| < eps)
+
+and the input and reference rows of a pair share it.
+
+A rule may set ``couples_rows = True`` when its multipliers mix rows of the evaluated batch;
+DeepLift then evaluates all pairs in one chunk, so the result does not depend on the chunk.
+
+A :class:`RuleSet` says which rule each module gets (by exact type, or a function of the
+module) and has a :meth:`RuleSet.reset` that DeepLift calls before every forward, for rule
+sets that keep per-forward state. :func:`rescale_rules` is the textbook set, DeepLift's
+default: it is complete (the attributions sum to ``f(x) - f(b)``) and each example's result
+is independent of its batch mates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "Rule",
+    "Rules",
+    "RuleSet",
+    "Rescale",
+    "SoftmaxRescale",
+    "MaxPoolRescale",
+    "Spread",
+    "scatter_add_spread",
+    "rescale_rules",
+    "as_rule_set",
+    "ELEMENTWISE",
+    "MAX_POOLS",
+    "SUPPORTED_NONLINEARITIES",
+]
+
+#: ``rule(module, module_input, module_output) -> tensor`` (see the module docstring)
+Rule = Callable[[nn.Module, Tensor, Tensor], Tensor]
+#: ``{module type: rule}`` (exact type) or ``module -> rule or None``
+Rules = Mapping[type, Rule] | Callable[[nn.Module], Rule | None]
+
+#: elementwise nonlinearities of the textbook set (exactly Captum 0.9's set)
+ELEMENTWISE: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ELU,
+    nn.LeakyReLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+)
+#: max-pool type -> (pool function, number of pooled dimensions)
+MAX_POOLS: dict[type[nn.Module], tuple[Callable[..., Any], int]] = {
+    nn.MaxPool1d: (F.max_pool1d, 1),
+    nn.MaxPool2d: (F.max_pool2d, 2),
+    nn.MaxPool3d: (F.max_pool3d, 3),
+}
+#: module types whose backward the textbook rules replace
+SUPPORTED_NONLINEARITIES: tuple[type[nn.Module], ...] = (
+    ELEMENTWISE + (nn.Softmax,) + tuple(MAX_POOLS)
+)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _halves(tensor: Tensor, module: nn.Module) -> tuple[Tensor, Tensor]:
+    """``(input rows, reference rows)`` of a ``[inputs; references]`` tensor."""
+    if tensor.dim() == 0 or tensor.shape[0] % 2:
+        raise ValueError(
+            f"DeepLift expects every {type(module).__name__} module to see the batch dimension "
+            f"first (rows [inputs; baselines]); got a tensor of shape {tuple(tensor.shape)}. "
+            "Models that move the batch dimension before a nonlinearity are not supported."
+        )
+    half = tensor.shape[0] // 2
+    return tensor[:half], tensor[half:]
+
+
+def _ratio(dx: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """``dy / dx`` where ``|dx| >= eps`` (0 elsewhere) and the mask of the other positions."""
+    small = dx.abs() < eps
+    # divide by 1 at small positions so no inf/nan is ever formed (0 * inf would leak a nan)
+    ratio = torch.where(
+        small, torch.zeros_like(dy), dy / torch.where(small, torch.ones_like(dx), dx)
+    )
+    return ratio, small
+
+
+def _twice(tensor: Tensor) -> Tensor:
+    # both rows of a pair share the multiplier
+    return torch.cat([tensor, tensor])
+
+
+# -- elementwise -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rescale:
+    """The Rescale rule of an elementwise nonlinearity (ReLU, ELU, Sigmoid, Tanh, ...)."""
+
+    eps: float = 1e-10
+    couples_rows: ClassVar[bool] = False
+
+    def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+        with torch.no_grad():
+            x_in, x_ref = _halves(x, module)
+            out_in, out_ref = _halves(out, module)
+            ratio, small = _ratio(x_in - x_ref, out_in - out_ref, self.eps)
+            ratio, small = _twice(ratio), _twice(small)
+        # same value as ``out``; d/dx is ``ratio`` (x - x.detach() is exactly 0 but carries the
+        # gradient). Where the input barely moved, the module's own graph gives f'(x).
+        rescaled = out.detach() + (x - x.detach()) * ratio
+        return torch.where(small, out, rescaled)
+
+
+# -- softmax ---------------------------------------------------------------------------------
+def _softmax_dim(module: nn.Softmax, ndim: int) -> int:
+    if module.dim is not None:
+        return module.dim
+    # torch's legacy implicit-dim choice for nn.Softmax(dim=None)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+class _SoftmaxRescale(torch.autograd.Function):
+    """Value of softmax; backward = the Rescale multiplier per element."""
+
+    @staticmethod
+    def forward(ctx, x, out, ratio, small, dim):
+        ctx.save_for_backward(out, ratio, small)
+        ctx.dim = dim
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, ratio, small = ctx.saved_tensors
+        # softmax's exact vector-Jacobian product where the input did not move
+        local = out * (grad - (grad * out).sum(ctx.dim, keepdim=True))
+        return torch.where(small, local, grad * ratio), None, None, None, None
+
+
+@dataclass(frozen=True)
+class SoftmaxRescale:
+    """The Rescale rule applied to ``nn.Softmax`` element by element (per example)."""
+
+    eps: float = 1e-10
+    couples_rows: ClassVar[bool] = False
+
+    def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+        with torch.no_grad():
+            x_in, x_ref = _halves(x, module)
+            out_in, out_ref = _halves(out, module)
+            ratio, small = _ratio(x_in - x_ref, out_in - out_ref, self.eps)
+        dim = _softmax_dim(module, out.dim())
+        return _SoftmaxRescale.apply(x, out.detach(), _twice(ratio), _twice(small), dim)
+
+
+# -- max pooling -----------------------------------------------------------------------------
+class Spread(Protocol):
+    """How pooled values go back to input positions: ``spread(values, indices, module,
+    input_shape)``, ``indices`` as ``max_pool*d(return_indices=True)`` gives them."""
+
+    def __call__(
+        self, values: Tensor, indices: Tensor, module: nn.Module, shape: torch.Size
+    ) -> Tensor: ...
+
+
+def _pool_of(module: nn.Module) -> tuple[Callable[..., Any], int]:
+    for cls in type(module).__mro__:
+        if cls in MAX_POOLS:
+            return MAX_POOLS[cls]
+    raise TypeError(
+        f"MaxPoolRescale applies to nn.MaxPool1d/2d/3d modules; got {type(module).__name__}"
+    )
+
+
+def scatter_add_spread(
+    values: Tensor, indices: Tensor, module: nn.Module, shape: torch.Size
+) -> Tensor:
+    """Add pooled ``values`` back at their argmax input positions (the chain rule).
+
+    Overlapping windows that share an argmax add their values, which completeness needs.
+    """
+    _, n_spatial = _pool_of(module)
+    planes = values.shape[:-n_spatial].numel()
+    flat = values.new_zeros(planes, torch.Size(shape[-n_spatial:]).numel())
+    flat.scatter_add_(1, indices.reshape(planes, -1), values.reshape(planes, -1))
+    return flat.view(shape)
+
+
+class _MaxPoolRescale(torch.autograd.Function):
+    """Value of max pooling; backward = DeepLift's max-pool multiplier.
+
+    For a window with outputs ``y = max x_in`` and ``y_ref = max x_ref`` the output difference
+    ``y - y_ref = (max(y, y_ref) - y_ref) + (y - max(y, y_ref))`` is split into a part carried
+    by the input's argmax and a part carried by the reference's argmax; the sum of both, per
+    input position, divided by ``x_in - x_ref`` is the multiplier.
+    """
+
+    @staticmethod
+    def forward(ctx, x, out, indices, module, eps, spread):
+        ctx.save_for_backward(x, out, indices)
+        ctx.module = module
+        ctx.eps = eps
+        ctx.spread = spread
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out, indices = ctx.saved_tensors
+        module = ctx.module
+        x_in, x_ref = _halves(x, module)
+        out_in, out_ref = _halves(out, module)
+        grad_in, grad_ref = _halves(grad, module)
+        top = torch.max(out_in, out_ref)
+        carried = torch.cat([grad_in * (top - out_ref), grad_ref * (out_in - top)])
+        spread_in, spread_ref = _halves(ctx.spread(carried, indices, module, x.shape), module)
+        dx = x_in - x_ref
+        small = dx.abs() < ctx.eps
+        multiplier = (spread_in + spread_ref) / torch.where(small, torch.ones_like(dx), dx)
+        # where the input did not move: the ordinary max-pool gradient of each row
+        local = scatter_add_spread(grad, indices, module, x.shape)
+        return torch.where(_twice(small), local, _twice(multiplier)), None, None, None, None, None
+
+
+@dataclass(frozen=True)
+class MaxPoolRescale:
+    """DeepLift's rule for ``nn.MaxPool1d/2d/3d``.
+
+    ``spread`` sends the output differences carried by each window back to its argmax input
+    positions; the default adds them (:func:`scatter_add_spread`), as the chain rule does.
+    """
+
+    eps: float = 1e-10
+    spread: Spread = scatter_add_spread
+    couples_rows: ClassVar[bool] = False
+
+    def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+        _halves(x, module)
+        pool, _ = _pool_of(module)
+        with torch.no_grad():
+            _, indices = pool(
+                x.detach(),
+                module.kernel_size,
+                stride=module.stride,
+                padding=module.padding,
+                dilation=module.dilation,
+                ceil_mode=module.ceil_mode,
+                return_indices=True,
+            )
+        return _MaxPoolRescale.apply(x, out.detach(), indices, module, self.eps, self.spread)
+
+
+# -- rule sets -------------------------------------------------------------------------------
+class RuleSet:
+    """Which DeepLift rule each module gets.
+
+    Parameters
+    ----------
+    rules : mapping or callable
+        ``{module type: rule}`` matched by exact type (as :func:`~whybox.core.hooks.
+        module_rules` does), or a function ``module -> rule or None``. Modules without a
+        rule are differentiated as usual (exact for linear layers).
+
+    Subclasses holding per-forward state (e.g. what an earlier module did in this forward)
+    override :meth:`reset`.
+    """
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+
+    def rule_for(self, module: nn.Module) -> Rule | None:
+        """The rule of ``module`` (``None``: its ordinary gradient)."""
+        if isinstance(self.rules, Mapping):
+            return self.rules.get(type(module))
+        return self.rules(module)
+
+    def reset(self) -> None:
+        """Forget per-forward state; DeepLift calls it before every forward and at the end
+        of a call. Stateless rule sets do nothing."""
+
+    def __repr__(self) -> str:
+        if isinstance(self.rules, Mapping):
+            shown = {cls.__name__: rule for cls, rule in self.rules.items()}
+            return f"{type(self).__name__}({shown})"
+        return f"{type(self).__name__}({self.rules!r})"
+
+
+def rescale_rules(eps: float = 1e-10) -> RuleSet:
+    """The textbook rule set: :class:`Rescale` on every elementwise nonlinearity of
+    :data:`ELEMENTWISE`, :class:`SoftmaxRescale` on ``nn.Softmax``, :class:`MaxPoolRescale`
+    on ``nn.MaxPool1d/2d/3d``; ``eps`` is the threshold below which an input difference uses
+    the local gradient."""
+    elementwise = Rescale(eps)
+    rules: dict[type, Rule] = {cls: elementwise for cls in ELEMENTWISE}
+    rules[nn.Softmax] = SoftmaxRescale(eps)
+    pool = MaxPoolRescale(eps)
+    rules.update({cls: pool for cls in MAX_POOLS})
+    return RuleSet(rules)
+
+
+def as_rule_set(rules: RuleSet | Rules | None, *, eps: float) -> RuleSet:
+    """``rules`` as a :class:`RuleSet` (``None``: :func:`rescale_rules` with ``eps``)."""
+    if rules is None:
+        return rescale_rules(eps)
+    if isinstance(rules, RuleSet):
+        return rules
+    return RuleSet(rules)
