@@ -117,8 +117,15 @@ def test_pyplot_kwargs_and_plt_fig_axis():
 
 
 def test_all_zero_attributions_ok():
+    # all-zero attributions must not divide by zero: the figure draws the data, finite
     attr, data = series()
-    viz.visualize_timeseries_attr(np.zeros_like(attr), data, use_pyplot=False)
+    fig, axes = viz.visualize_timeseries_attr(np.zeros_like(attr), data, use_pyplot=False)
+    axes = np.atleast_1d(axes)
+    drawn = np.concatenate([line.get_ydata() for ax in axes for line in ax.get_lines()])
+    assert drawn.size >= data.size and np.isfinite(drawn).all()
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    assert np.isfinite(np.asarray(canvas.buffer_rgba(), dtype=float)).all()
 
 
 @pytest.mark.parametrize(
