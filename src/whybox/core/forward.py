@@ -9,6 +9,7 @@ materialises all its rows, so peak memory is bounded by the chunk, not by ``n_st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .hooks import Captured, describe_layer
 from .inputs import ForwardArgs, Structure
 from .targets import Target
 from .validation import fail
@@ -58,9 +60,13 @@ def auto_chunk_rows(example_bytes: int, device: torch.device) -> int:
 
 
 def resolve_chunk_rows(chunk_size: ChunkSize, tensors: Sequence[Tensor], *, owner: str) -> int:
-    """Turn the batching knob into a row count (``None`` / ``"auto"`` pick one)."""
+    """Turn the batching knob into a row count (``None`` / ``"auto"`` pick one).
+
+    An automatic chunk is sized by the bytes of one row (the product of the non-batch
+    dimensions), so an empty batch gets the same chunk as a full one.
+    """
     if chunk_size is None or chunk_size == "auto":
-        example_bytes = sum(t[:1].numel() * t.element_size() for t in tensors)
+        example_bytes = sum(math.prod(t.shape[1:]) * t.element_size() for t in tensors)
         return auto_chunk_rows(example_bytes, tensors[0].device)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         fail(owner, "chunk_size", "an int >= 1, 'auto' or None", chunk_size)
@@ -129,9 +135,19 @@ class Evaluator:
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Selected outputs and their gradients.
 
-        Without ``tap`` gradients are taken with respect to the input rows; with ``tap`` (a
-        factory of a hook context whose ``tensors`` are captured during the forward, such as
-        a layer's output) with respect to those tensors.
+        Without ``tap`` gradients are taken with respect to the input rows; an input the
+        output does not use gets zeros (as in Captum). With ``tap`` (a factory of a hook
+        context yielding a :class:`~whybox.core.hooks.Captured`, such as a layer's capture)
+        they are taken with respect to the tapped tensors, which must all be on the output's
+        autograd graph: a layer that did not run, or whose values the output does not depend
+        on through autograd (a layer inside compiled code or under ``torch.no_grad``), is a
+        clear error naming the layer, never a zero gradient.
+
+        Returns
+        -------
+        (Tensor, tuple of Tensor)
+            The selected outputs ``(rows,)`` (or 0-d) and one gradient per input / tapped
+            tensor, shaped like it.
         """
         with torch.enable_grad():
             if tap is None:
@@ -152,10 +168,58 @@ class Evaluator:
             with context as captured:
                 selected = self.target.select(self.raw_output(rows), rows.example_index)
                 wrt = leaves if tap is None else tuple(captured.tensors)
-            grads = torch.autograd.grad(
-                selected.sum(), wrt, allow_unused=True, materialize_grads=True
-            )
+            if tap is None:
+                grads = torch.autograd.grad(
+                    selected.sum(), wrt, allow_unused=True, materialize_grads=True
+                )
+            else:
+                grads = self._tapped_gradients(selected, captured)
         return selected.detach(), tuple(grads)
+
+    def _tapped_gradients(self, selected: Tensor, captured: Any) -> tuple[Tensor, ...]:
+        """Gradients of ``selected`` w.r.t. the tapped tensors, each checked to be on the graph.
+
+        ``captured`` normally is a :class:`Captured`; a tap yielding something else must
+        give ``tensors``.
+        """
+        is_captured = isinstance(captured, Captured)
+        if is_captured:
+            captured.check_seen(self.owner)
+        wrt = tuple(captured.tensors)
+        if not wrt:
+            fail(
+                self.owner,
+                "layer",
+                "a module that runs in the model's forward",
+                "no tensor",
+                raw=True,
+            )
+        off = [i for i, t in enumerate(wrt) if not t.requires_grad]
+        if not off and selected.requires_grad:
+            grads = torch.autograd.grad(selected.sum(), wrt, allow_unused=True)
+            off = [i for i, g in enumerate(grads) if g is None]
+            if not off:
+                return grads
+        index = off[0] if off else 0
+        layer = captured.layer_of(index) if is_captured else None
+        tensor = wrt[index]
+        why = (
+            "an integer tensor, which has no gradient"
+            if not (tensor.is_floating_point() or tensor.is_complex())
+            else "a tensor the selected output does not depend on through autograd"
+        )
+        fail(
+            self.owner,
+            "layer",
+            "a module whose "
+            + ("inputs" if is_captured and captured.to_input else "output")
+            + " the model's output depends on through autograd (a layer run inside "
+            "torch.compile'd code or under torch.no_grad is off the graph: explain the "
+            "uncompiled module)",
+            f"{describe_layer(layer)} giving, as tapped tensor {index}, {why}",
+            raw=True,
+        )
+        raise AssertionError  # unreachable
 
 
 def evaluate(
@@ -175,12 +239,18 @@ def evaluate(
 
     ``build(start, stop)`` makes the rows of items ``[start, stop)``;
     ``consume(start, stop, outputs, grads)`` receives the selected outputs and, when ``grad``,
-    the gradients (one per input, or per tapped tensor) of those rows.
+    the gradients (one per input, or per tapped tensor) of those rows. With
+    ``n_items == 0`` there is exactly one chunk, ``build(0, 0)`` / ``consume(0, 0, ...)``,
+    so a zero-row batch goes through the model once (most modules accept it) and results
+    get their shapes.
     """
     items_per_chunk = max(1, chunk_rows // rows_per_item)
     bar = _progress_bar(n_items, progress, description or evaluator.owner)
+    # zero items still make one empty chunk: its outputs and gradients have the model's
+    # (and layers') shapes with 0 rows, so callers assemble correctly shaped empty results
+    starts = range(0, n_items, items_per_chunk) if n_items > 0 else (0,)
     try:
-        for start in range(0, n_items, items_per_chunk):
+        for start in starts:
             stop = min(n_items, start + items_per_chunk)
             rows = build(start, stop)
             if grad:

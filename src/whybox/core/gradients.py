@@ -130,7 +130,7 @@ def walk_path(
     def build(start: int, stop: int) -> RowBatch:
         steps, examples = split(start, stop)
         points = []
-        if start % batch == 0 and stop % batch == 0:
+        if _whole(start, stop, batch):
             # whole steps: broadcast over the batch instead of gathering rows
             k = (stop - start) // batch
             for s, d in zip(starts, diffs):
@@ -172,7 +172,14 @@ def walk_path(
 def _whole_steps(chunk_rows: int, batch: int) -> int:
     """Round a chunk down to whole steps (all examples of a step) when it holds at least one,
     so rows can be built by broadcasting; results never depend on the chunk."""
+    if batch == 0:
+        return chunk_rows  # an empty batch: one empty chunk
     return chunk_rows - chunk_rows % batch if chunk_rows >= batch else chunk_rows
+
+
+def _whole(start: int, stop: int, batch: int) -> bool:
+    """Whether items ``[start, stop)`` are whole steps (never for an empty batch)."""
+    return batch > 0 and start % batch == 0 and stop % batch == 0
 
 
 def _layer_path_chunk_rows(call: Call, ends: Sequence[Tensor]) -> int:
@@ -221,7 +228,7 @@ def path_gradients(
                 for g in grads
             )
         for total, grad in zip(totals, grads):
-            if start % batch == 0 and stop % batch == 0:
+            if _whole(start, stop, batch):
                 # whole steps: a weighted sum over the step axis, no scatter
                 k = (stop - start) // batch
                 scale = weights[start // batch : stop // batch].to(grad.dtype)

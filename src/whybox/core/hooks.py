@@ -7,29 +7,63 @@ change what flows through a module use these context managers and never call
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["hooks", "Captured", "capture", "override", "module_rules", "iter_modules"]
+from .validation import fail
+
+__all__ = [
+    "hooks",
+    "Captured",
+    "capture",
+    "override",
+    "module_rules",
+    "iter_modules",
+    "describe_layer",
+]
+
+#: ``(module, kind, fn)``; kind is ``"forward"`` or ``"forward_pre"``
+Registration = tuple[nn.Module, str, Callable]
+
+
+def _on_this_thread(fn: Callable, thread: int) -> Callable:
+    """``fn`` acting only on forwards run by ``thread``; elsewhere it passes values through.
+
+    A model shared between threads carries every thread's hooks; without this, one call's
+    capture or rule would act on (and read values from) another thread's forward.
+    """
+
+    def guarded(*args: Any) -> Any:
+        if threading.get_ident() != thread:
+            return None  # None: the module's values are left as they are
+        return fn(*args)
+
+    return guarded
 
 
 @contextmanager
-def hooks(registrations: Iterable[tuple[nn.Module, str, Callable]]) -> Iterator[None]:
+def hooks(registrations: Iterable[Registration]) -> Iterator[None]:
     """Register ``(module, kind, fn)`` hooks; kind is ``"forward"`` or ``"forward_pre"``.
 
     Every handle is removed on exit, including when registration itself fails halfway.
+    Each hook acts only on forwards run by the thread that registered it, so concurrent
+    calls on one shared model never see each other's hooks.
     """
+    thread = threading.get_ident()
     handles = []
     try:
         for module, kind, fn in registrations:
+            guarded = _on_this_thread(fn, thread)
             if kind == "forward":
-                handles.append(module.register_forward_hook(fn))
+                handles.append(module.register_forward_hook(guarded))
             elif kind == "forward_pre":
-                handles.append(module.register_forward_pre_hook(fn))
+                handles.append(module.register_forward_pre_hook(guarded))
             else:  # pragma: no cover - internal misuse
                 raise ValueError(f"unknown hook kind {kind!r}")
         yield
@@ -40,21 +74,69 @@ def hooks(registrations: Iterable[tuple[nn.Module, str, Callable]]) -> Iterator[
 
 @dataclass
 class Captured:
-    """What :func:`capture` saw during the last forward.
+    """What :func:`capture` (or a substitution) saw during the last forward.
 
-    ``per_layer[i]`` holds layer ``i``'s tensors; ``tensors`` is all of them flattened in
-    layer order (or the explicit list a substitution put there).
+    Attributes
+    ----------
+    explicit : list of Tensor, optional
+        The tensors a substitution fed in place of the layers' values (the gradient is taken
+        with respect to these instead of the recorded ones).
+    per_layer : list of tuple of Tensor
+        ``per_layer[i]`` holds layer ``i``'s tensors, each ``(rows, ...)``; an empty tuple
+        means the layer did not run (or produced no tensor) in the last forward.
+    calls : int
+        How many hook calls happened.
+    layers : tuple of nn.Module
+        The layers, in the order of ``per_layer`` (for error messages).
+    to_input : bool
+        Whether the layers' inputs (rather than outputs) were recorded.
     """
 
     explicit: list[Tensor] | None = None
     per_layer: list[tuple[Tensor, ...]] = field(default_factory=list)
     calls: int = 0
+    layers: tuple[nn.Module, ...] = ()
+    to_input: bool = False
 
     @property
     def tensors(self) -> list[Tensor]:
+        """All tensors, flattened in layer order (or the explicit substituted ones)."""
         if self.explicit is not None:
             return self.explicit
         return [t for layer_tensors in self.per_layer for t in layer_tensors]
+
+    def layer_of(self, index: int) -> nn.Module | None:
+        """The layer that produced flattened tensor ``index`` (``None`` if unknown)."""
+        for layer, layer_tensors in zip(self.layers, self.per_layer):
+            if index < len(layer_tensors):
+                return layer
+            index -= len(layer_tensors)
+        return None
+
+    def check_seen(self, owner: str) -> None:
+        """Fail clearly unless every layer ran and produced tensors in the last forward."""
+        for layer, layer_tensors in zip(self.layers, self.per_layer):
+            if not layer_tensors:
+                fail(
+                    owner,
+                    "layer",
+                    "a module that runs in the model's forward and "
+                    + ("takes" if self.to_input else "returns")
+                    + " tensors (a submodule of the model, not of a copy, a compiled or a "
+                    "scripted version of it)",
+                    f"{describe_layer(layer)}, which was not called (or produced no tensor)",
+                    raw=True,
+                )
+        if not self.layers and not self.tensors:  # pragma: no cover - internal misuse
+            fail(owner, "layer", "a module of the model", "no layer", raw=True)
+
+
+def describe_layer(layer: Any) -> str:
+    """A short description of a layer for messages (the first line of its repr)."""
+    if layer is None:
+        return "a layer"
+    text = repr(layer).splitlines()[0] if isinstance(layer, nn.Module) else repr(layer)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _as_tuple(value: Any) -> tuple[Tensor, ...]:
@@ -65,26 +147,102 @@ def _as_tuple(value: Any) -> tuple[Tensor, ...]:
     return ()
 
 
+#: ``id(clone) -> (clone, original)`` for the clone :func:`module_rules` feeds an in-place
+#: module, from its pre-hook to its forward hook. The rule differentiates through the
+#: original, so a capture of that module's input records the original, not the clone.
+_PROTECTED: dict[int, tuple[Tensor, Tensor]] = {}
+
+
+def _source(value: Tensor) -> Tensor:
+    """The tensor ``value`` stands for: the original of a rule's protective clone."""
+    entry = _PROTECTED.get(id(value))
+    return entry[1] if entry is not None and entry[0] is value else value
+
+
+def _keep(value: Tensor) -> tuple[Tensor, Tensor]:
+    """``(recorded, passed_on)`` for one tensor a layer produced (or received).
+
+    The rest of the model gets a clone, so in-place ops after the layer
+    (``ReLU(inplace=True)``, ``x += ...``) change the clone, never the recorded value;
+    gradients with respect to the recorded tensor flow through the clone. A floating tensor
+    computed off the graph while gradients are on (a frozen layer on token ids) is recorded
+    as a new leaf that requires grad, as Captum does, without touching the model's tensor.
+    The input of an in-place module under :func:`module_rules` arrives as the rule's clone;
+    the original is recorded, since the rule's gradient flows to it.
+    """
+    passed_on = value
+    value = _source(value)
+    if (
+        torch.is_grad_enabled()
+        and not value.requires_grad
+        and (value.is_floating_point() or value.is_complex())
+    ):
+        value = passed_on = value.detach().requires_grad_(True)
+    return value, passed_on.clone()
+
+
+def _guard(value: Any) -> tuple[tuple[Tensor, ...], Any]:
+    """Recorded tensors of a layer's output (or argument tuple) and the value to pass on.
+
+    Tensors directly in ``value`` (or in a top-level tuple / list) are recorded; the value
+    passed on has them replaced by clones, other entries as they were. ``None`` as the
+    value to pass on means "leave it" (nothing was recorded).
+    """
+    if isinstance(value, Tensor):
+        recorded, passed = _keep(value)
+        return (recorded,), passed
+    if not isinstance(value, (tuple, list)):
+        return (), None
+    recorded_all: list[Tensor] = []
+    items: list[Any] = []
+    for item in value:
+        if isinstance(item, Tensor):
+            recorded, passed = _keep(item)
+            recorded_all.append(recorded)
+            items.append(passed)
+        else:
+            items.append(item)
+    if not recorded_all:
+        return (), None
+    if isinstance(value, list):
+        return tuple(recorded_all), items
+    if hasattr(value, "_fields"):  # a namedtuple (e.g. torch.return_types)
+        return tuple(recorded_all), type(value)(*items)
+    return tuple(recorded_all), tuple(items)
+
+
 @contextmanager
 def capture(layers: Sequence[nn.Module], *, inputs: bool = False) -> Iterator[Captured]:
     """Record the outputs (or inputs) of ``layers`` during forwards inside the block.
 
-    Each layer must run once per forward; a layer called twice keeps its last call.
+    Each layer must run once per forward; a layer called twice keeps its last call. The
+    recorded tensors keep the layer's values even if the model later changes them in place
+    (the rest of the forward works on clones), and stay on the autograd graph, so they serve
+    as a ``tap`` for gradients (see :meth:`~whybox.core.forward.Evaluator.gradients`).
+
+    Yields
+    ------
+    Captured
+        ``per_layer[i]``: layer ``i``'s tensors of the last forward, each ``(rows, ...)``.
     """
-    captured = Captured(per_layer=[() for _ in layers])
+    captured = Captured(per_layer=[() for _ in layers], layers=tuple(layers), to_input=inputs)
 
     def make(position: int) -> Callable:
         if inputs:
 
-            def pre_hook(module, args):
-                captured.per_layer[position] = _as_tuple(args)
+            def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> Any:
+                recorded, passed = _guard(args)
+                captured.per_layer[position] = recorded
                 captured.calls += 1
+                return passed
 
             return pre_hook
 
-        def hook(module, args, output):
-            captured.per_layer[position] = _as_tuple(output)
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+            recorded, passed = _guard(output)
+            captured.per_layer[position] = recorded
             captured.calls += 1
+            return passed
 
         return hook
 
@@ -136,6 +294,7 @@ def module_rules(
     registrations = []
     matched = []
     saved: dict[int, Tensor] = {}
+    clones: dict[int, Tensor] = {}  # this call's entries of _PROTECTED, dropped on exit
     for module in iter_modules(model):
         rule = rules.get(type(module)) if isinstance(rules, dict) else rules(module)
         if rule is None:
@@ -147,10 +306,16 @@ def module_rules(
                 return None
             saved[_key] = args[0]
             if getattr(module, "inplace", False):
-                return (args[0].clone(),) + tuple(args[1:])
+                clone = args[0].clone()
+                _PROTECTED[id(clone)] = (clone, args[0])
+                clones[_key] = clone
+                return (clone,) + tuple(args[1:])
             return None
 
         def hook(module, args, output, _key=id(module), _rule=rule):
+            clone = clones.pop(_key, None)
+            if clone is not None:
+                _PROTECTED.pop(id(clone), None)
             original_input = saved.pop(_key, None)
             if original_input is None or not isinstance(output, Tensor):
                 return None
@@ -162,4 +327,7 @@ def module_rules(
         with hooks(registrations):
             yield matched
     finally:
+        for clone in clones.values():
+            _PROTECTED.pop(id(clone), None)
+        clones.clear()
         saved.clear()
