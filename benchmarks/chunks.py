@@ -5,7 +5,7 @@
 Times native ``IntegratedGradients`` (every row goes through the chunked evaluator) at a
 range of fixed chunk sizes and at ``"auto"``, and prints seconds per 1000 rows; the
 evidence behind ``_AUTO_BYTES`` / ``_AUTO_MIN_ROWS`` / ``_AUTO_MAX_ROWS`` in
-``whybox/core/forward.py``.
+``whybox/core/chunks.py``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .forward import ChunkSize, Evaluator, RowBatch, evaluate, resolve_chunk_rows
+from .chunks import ChunkSize, is_auto, resolve_chunk_rows
+from .forward import Evaluator, RowBatch, evaluate
 from .inputs import ForwardArgs, Inputs, prepare_forward_args, prepare_inputs
 from .targets import Target, prepare_target
 from .validation import check_bool
@@ -70,7 +71,7 @@ def prepare_call(
     extra = prepare_forward_args(forward_args, prepared.batch_size)
     evaluator = Evaluator(forward_func, prepared.structure, extra, target_, owner=owner)
     chunk_rows = resolve_chunk_rows(chunk_size, prepared.tensors, owner=owner)
-    chunk_auto = chunk_size is None or chunk_size == "auto"
+    chunk_auto = is_auto(chunk_size)
     return Call(owner, prepared, target_, extra, evaluator, chunk_rows, show_progress, chunk_auto)
 
 

@@ -9,29 +9,29 @@ materialises all its rows, so peak memory is bounded by the chunk, not by ``n_st
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from .chunks import ChunkSize, auto_chunk_rows, resolve_chunk_rows
 from .hooks import Captured, describe_layer
 from .inputs import ForwardArgs, Structure
 from .targets import Target
 from .validation import fail
 
-__all__ = ["RowBatch", "Evaluator", "auto_chunk_rows", "resolve_chunk_rows", "evaluate"]
-
-ChunkSize = int | Literal["auto"] | None
-
-# Input bytes per chunk that "auto" aims for. On CPU small chunks keep activations in cache
-# (measured: 8-64 rows of a 224x224 CNN beat bigger ones); on GPU bigger chunks fill the device.
-_AUTO_BYTES = {"cpu": 2**20, "other": 32 * 2**20}
-_AUTO_MIN_ROWS = 8
-_AUTO_MAX_ROWS = {"cpu": 4096, "other": 65536}
+# the chunk policy lives in core/chunks.py; re-exported for the modules that import it here
+__all__ = [
+    "RowBatch",
+    "Evaluator",
+    "ChunkSize",
+    "auto_chunk_rows",
+    "resolve_chunk_rows",
+    "evaluate",
+]
 
 
 @dataclass(frozen=True)
@@ -50,27 +50,6 @@ class RowBatch:
 
     inputs: tuple[Tensor, ...]
     example_index: Tensor | None = None
-
-
-def auto_chunk_rows(example_bytes: int, device: torch.device) -> int:
-    """Rows per forward chosen for throughput under a memory bound."""
-    key = "cpu" if device.type == "cpu" else "other"
-    rows = _AUTO_BYTES[key] // max(example_bytes, 1)
-    return int(min(max(rows, _AUTO_MIN_ROWS), _AUTO_MAX_ROWS[key]))
-
-
-def resolve_chunk_rows(chunk_size: ChunkSize, tensors: Sequence[Tensor], *, owner: str) -> int:
-    """Turn the batching knob into a row count (``None`` / ``"auto"`` pick one).
-
-    An automatic chunk is sized by the bytes of one row (the product of the non-batch
-    dimensions), so an empty batch gets the same chunk as a full one.
-    """
-    if chunk_size is None or chunk_size == "auto":
-        example_bytes = sum(math.prod(t.shape[1:]) * t.element_size() for t in tensors)
-        return auto_chunk_rows(example_bytes, tensors[0].device)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        fail(owner, "chunk_size", "an int >= 1, 'auto' or None", chunk_size)
-    return chunk_size
 
 
 class Evaluator:

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 
 from .call import Call
-from .forward import RowBatch, evaluate, resolve_chunk_rows
+from .chunks import counting, whole_groups
+from .forward import RowBatch, evaluate
 
 __all__ = ["row_gradients", "walk_path", "path_gradients", "recording"]
 
@@ -160,8 +161,16 @@ def walk_path(
         n_items=batch * len(alphas),
         build=build,
         consume=on_chunk,
-        chunk_rows=_whole_steps(
-            call.chunk_rows if site is None else _layer_path_chunk_rows(call, ends), batch
+        chunk_rows=whole_groups(
+            call.chunk_rows
+            if site is None
+            else counting(
+                call.chunk_rows,
+                auto=call.chunk_auto,
+                tensors=tuple(call.tensors) + tuple(ends),
+                owner=call.owner,
+            ),
+            batch,
         ),
         grad=True,
         tap=tap,
@@ -169,32 +178,9 @@ def walk_path(
     )
 
 
-def _whole_steps(chunk_rows: int, batch: int) -> int:
-    """Round a chunk down to whole steps (all examples of a step) when it holds at least one,
-    so rows can be built by broadcasting; results never depend on the chunk."""
-    if batch == 0:
-        return chunk_rows  # an empty batch: one empty chunk
-    return chunk_rows - chunk_rows % batch if chunk_rows >= batch else chunk_rows
-
-
 def _whole(start: int, stop: int, batch: int) -> bool:
     """Whether items ``[start, stop)`` are whole steps (never for an empty batch)."""
     return batch > 0 and start % batch == 0 and stop % batch == 0
-
-
-def _layer_path_chunk_rows(call: Call, ends: Sequence[Tensor]) -> int:
-    """Rows per chunk of a path through a layer.
-
-    ``"auto"`` sizes the chunk by the bytes of a row of the model's inputs; on a layer path
-    those may be a few bytes of token ids while each row also carries the layer's path point
-    (e.g. 128 x 384 floats), so an automatic chunk would hold every step at once and memory
-    would grow with ``n_steps``. An automatic chunk is therefore resized counting the layer's
-    values too; a chunk size the caller chose is kept.
-    """
-    if not call.chunk_auto:
-        return call.chunk_rows
-    with_layer = tuple(call.tensors) + tuple(ends)
-    return min(call.chunk_rows, resolve_chunk_rows("auto", with_layer, owner=call.owner))
 
 
 def path_gradients(
