@@ -6,10 +6,8 @@ import torch
 from whybox.core.masks import (
     coalitions_to_input_masks,
     enumerate_coalitions,
-    feature_groups,
     grid_superpixels,
     kernel_shap_coalitions,
-    num_features,
     relabel_contiguous,
     sample_permutations,
     shapley_kernel_weight,
@@ -160,20 +158,6 @@ def test_superpixels_errors():
 # ---------------------------------------------------------------------------
 
 
-def test_feature_groups_indices_and_counts():
-    m1 = torch.tensor([[[0, 0, 1], [2, 2, 1]]])
-    m2 = torch.tensor([[4, 1]])
-    groups = feature_groups((m1, m2), (torch.zeros(5, 2, 3), torch.zeros(5, 2)))
-    assert groups.n_features == 5 == num_features((m1, m2))
-    for f in range(5):
-        pos1, pos2 = groups.indices(f)
-        assert torch.equal(pos1.sort().values, (m1.flatten() == f).nonzero().flatten())
-        assert torch.equal(pos2.sort().values, (m2.flatten() == f).nonzero().flatten())
-    assert groups.sizes().tolist() == [2, 3, 2, 0, 1]
-    assert groups.present().tolist() == [True, True, True, False, True]
-    assert groups.tensors_of(1) == [0, 1] and groups.tensors_of(4) == [1]
-
-
 def test_feature_mask_validation_messages():
     x = torch.zeros(2, 3, 4)
     validate_feature_mask(torch.zeros(1, 3, 4, dtype=torch.long), x)
@@ -190,8 +174,6 @@ def test_feature_mask_validation_messages():
         validate_feature_mask((torch.zeros(1, dtype=torch.long), torch.zeros(1)), (x, x))
     with pytest.raises(ValueError, match="one mask per input"):
         validate_feature_mask(torch.zeros(1, dtype=torch.long), (x, x))
-    with pytest.raises(ValueError, match="non-negative"):
-        feature_groups(torch.tensor([-1, 0]))
 
 
 def test_coalitions_to_input_masks_matches_captum_transform():

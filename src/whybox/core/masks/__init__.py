@@ -27,9 +27,7 @@ from .coalitions import (
     shapley_kernel_weight,
 )
 from .feature_masks import (
-    FeatureGroups,
     coalitions_to_input_masks,
-    feature_groups,
     num_features,
     validate_feature_mask,
 )
@@ -42,8 +40,6 @@ __all__ = [
     "relabel_contiguous",
     "grid_superpixels",
     "superpixels",
-    "FeatureGroups",
-    "feature_groups",
     "validate_feature_mask",
     "num_features",
     "coalitions_to_input_masks",

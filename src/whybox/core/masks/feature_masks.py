@@ -7,7 +7,6 @@ are feature ids ``0..M-1`` and which broadcasts to its input (``(batch or 1, ...
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -17,8 +16,6 @@ from ..inputs import broadcasts_to
 __all__ = [
     "validate_feature_mask",
     "num_features",
-    "FeatureGroups",
-    "feature_groups",
     "coalitions_to_input_masks",
 ]
 
@@ -83,77 +80,6 @@ def num_features(feature_mask: Tensor | Sequence[Tensor]) -> int:
     masks = validate_feature_mask(feature_mask)
     maxima = [int(m.max()) for m in masks if m.numel()]
     return max(maxima) + 1 if maxima else 0
-
-
-@dataclass(frozen=True)
-class FeatureGroups:
-    """Feature masks with per-feature index lists, computed once by a single sort.
-
-    Attributes
-    ----------
-    masks : tuple of Tensor
-        The validated masks, long.
-    n_features : int
-        ``max id + 1`` (ids absent from every mask are allowed and have empty groups).
-    """
-
-    masks: tuple[Tensor, ...]
-    n_features: int
-    _indices: tuple[tuple[Tensor, ...], ...]
-
-    def indices(self, feature: int) -> tuple[Tensor, ...]:
-        """Flat positions of ``feature`` in each mask (``mask.reshape(-1)[pos]``)."""
-        return tuple(per_mask[feature] for per_mask in self._indices)
-
-    def sizes(self) -> Tensor:
-        """Number of mask elements per feature, shape (n_features,), summed over masks."""
-        total = torch.zeros(self.n_features, dtype=torch.long)
-        for m in self.masks:
-            total += torch.bincount(m.reshape(-1).cpu(), minlength=self.n_features)
-        return total
-
-    def present(self) -> Tensor:
-        """Which ids occur in some mask, shape (n_features,), bool."""
-        return self.sizes() > 0
-
-    def tensors_of(self, feature: int) -> list[int]:
-        """Indices of the masks (inputs) that contain ``feature``."""
-        return [i for i, pos in enumerate(self.indices(feature)) if pos.numel() > 0]
-
-
-def feature_groups(
-    feature_mask: Tensor | Sequence[Tensor],
-    inputs: Tensor | Sequence[Tensor] | None = None,
-) -> FeatureGroups:
-    """Group mask positions by feature id.
-
-    Parameters
-    ----------
-    feature_mask : Tensor or sequence of Tensor
-        Non-negative integer ids (shift negative masks first, as Captum does with a
-        warning).
-    inputs : optional
-        Inputs the masks must broadcast to (see :func:`validate_feature_mask`).
-
-    Returns
-    -------
-    FeatureGroups
-    """
-    masks = tuple(m.long() for m in validate_feature_mask(feature_mask, inputs))
-    for m in masks:
-        if m.numel() and int(m.min()) < 0:
-            raise ValueError(
-                "'feature_mask' must contain non-negative feature ids. "
-                f"Got minimum {int(m.min())}; subtract it first."
-            )
-    n = num_features(masks)
-    per_mask = []
-    for m in masks:
-        flat = m.reshape(-1)
-        order = torch.argsort(flat, stable=True)
-        counts = torch.bincount(flat, minlength=n).tolist() if flat.numel() else [0] * n
-        per_mask.append(tuple(torch.split(order, counts)))
-    return FeatureGroups(masks, n, tuple(per_mask))
 
 
 def coalitions_to_input_masks(
