@@ -440,19 +440,19 @@ def test_no_side_effects_on_success():
 
 def test_clear_errors():
     model, layer, x, b, refs, target = _case("conv")
-    with pytest.raises(ParameterError, match="'baselines' parameter of DeepLiftShap"):
+    with pytest.raises(ParameterError, match="'baselines' parameter of LayerDeepLiftShap"):
         W.LayerDeepLiftShap(model, layer).attribute(x, refs[:1], target=0)
     with pytest.raises(ParameterError, match="'grad_kwargs' parameter of LayerDeepLift"):
         W.LayerDeepLift(model, layer).attribute(x, target=0, grad_kwargs={"retain_graph": True})
-    with pytest.raises(ParameterTypeError, match="'model' parameter of DeepLift .*<lambda>"):
+    with pytest.raises(ParameterTypeError, match="'model' parameter of NeuronDeepLift .*<lambda>"):
         W.NeuronDeepLift(lambda t: model(t), layer).attribute(x, (0, 0, 0))
-    with pytest.raises(ParameterTypeError, match="'model' parameter of GuidedBackprop"):
+    with pytest.raises(ParameterTypeError, match="'model' parameter of NeuronGuidedBackprop"):
         W.NeuronGuidedBackprop(lambda t: model(t), layer)
-    with pytest.raises(ParameterTypeError, match="'model' parameter of GuidedBackprop"):
+    with pytest.raises(ParameterTypeError, match="'model' parameter of GuidedGradCam"):
         W.GuidedGradCam(lambda t: model(t), layer)
     with pytest.raises(ParameterError, match="'neuron_selector' parameter"):
         W.NeuronGuidedBackprop(model, layer).attribute(x, (9, 0, 0))
-    with pytest.raises(ParameterError, match="'layer' parameter of DeepLift"):
+    with pytest.raises(ParameterError, match="'layer' parameter of LayerDeepLift"):
         W.LayerDeepLift(model, nn.Linear(2, 2)).attribute(x, target=0)
     assert module_hook_count(model) == 0
 

@@ -4,21 +4,77 @@ Each Captum-compatible class is its Captum signature plus a :class:`Spec`: which
 method runs, which facade attributes become its constructor options, how Captum's
 arguments are renamed or converted, and what Captum returns. :func:`run` carries out
 every spec the same way, so no facade class holds maths or translation code of its own.
+
+Errors the native method raises in the library's format ("The 'rule' parameter of
+IntegratedGradients ...") are reported under the facade class the user called and the
+Captum name of the argument ("The 'method' parameter of LayerIntegratedGradients ...").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from whybox.core.inputs import flatten
 from whybox.core.randomness import GlobalRandom
+from whybox.core.result import Explanation
 from whybox.core.scope import neuron_model
-from whybox.core.validation import ParameterError, ParameterTypeError, fail
+from whybox.core.validation import ParameterError, ParameterTypeError, check_int, fail
 
-__all__ = ["Spec", "run", "chunk_from_internal_batch_size"]
+__all__ = [
+    "Call",
+    "Spec",
+    "run",
+    "check",
+    "attributions",
+    "with_delta",
+    "chunk_from_internal_batch_size",
+    "chunk_from_perturbations_per_eval",
+    "SAMPLES_PER_EVAL",
+    "MULTIPLY",
+    "LAYER",
+]
 
 
+@dataclass(frozen=True)
+class Call:
+    """One facade call, as conversions, hooks and return conventions see it.
+
+    Attributes
+    ----------
+    facade
+        The Captum-compatible object called.
+    owner
+        Its class name, the owner named in error messages.
+    inputs
+        The ``inputs`` argument.
+    arguments
+        Every Captum argument by its Captum name (``**kwargs`` merged in).
+    """
+
+    facade: Any
+    owner: str
+    inputs: Any
+    arguments: Mapping[str, Any]
+
+    @property
+    def wants_delta(self) -> bool:
+        """Captum returns ``(attributions, delta)``: asked for, and the method has one."""
+        asked = bool(self.arguments.get("return_convergence_delta", False))
+        return asked and self.facade.has_convergence_delta()
+
+
+#: ``convert(captum_value, call) -> native_value``
+Converter = Callable[[Any, Call], Any]
+#: a native name, or ``(native name, converter)``
+Rename = str | tuple[str, Converter | None]
+
+
+# -- the batching knobs: Captum's two, whybox's one ----------------------------------------
 def chunk_from_internal_batch_size(internal_batch_size: int | None) -> int | str:
     """Captum's ``internal_batch_size`` -> the native chunk knob.
 
@@ -26,6 +82,131 @@ def chunk_from_internal_batch_size(internal_batch_size: int | None) -> int | str
     which gives the same result (chunking never changes attributions).
     """
     return "auto" if internal_batch_size is None else internal_batch_size
+
+
+def chunk_from_perturbations_per_eval(
+    perturbations_per_eval: Any, inputs: Any, *, owner: str, one_means_auto: bool = True
+) -> int | str:
+    """Captum's ``perturbations_per_eval`` -> the native ``chunk_size`` (rows per forward).
+
+    ``k`` -> ``k * N`` rows (``k`` perturbations of the ``N``-example batch; native methods
+    round rows down to whole perturbations), except that Captum's default 1 means
+    ``"auto"`` where the chunk never changes the result (``one_means_auto``).
+    """
+    check_int(owner, "perturbations_per_eval", perturbations_per_eval, minimum=1)
+    if perturbations_per_eval == 1 and one_means_auto:
+        return "auto"
+    leaves, _ = flatten(inputs, owner=owner)
+    return perturbations_per_eval * max(int(leaves[0].shape[0]), 1)
+
+
+#: LimeBase keeps Captum's meaning of 1 (one sample per forward): its user transforms may
+#: change input shapes, and forward functions may be written for a single sample
+SAMPLES_PER_EVAL: Rename = (
+    "chunk_size",
+    lambda value, call: chunk_from_perturbations_per_eval(
+        value, call.inputs, owner=call.owner, one_means_auto=False
+    ),
+)
+
+#: Captum argument -> native option (and conversion), shared by every class; a spec's own
+#: ``renames`` add to or override these
+_RENAMES: dict[str, Rename] = {
+    "additional_forward_args": "forward_args",
+    "method": "rule",
+    "return_convergence_delta": "return_delta",
+    "internal_batch_size": (
+        "chunk_size",
+        lambda value, call: chunk_from_internal_batch_size(value),
+    ),
+    "perturbations_per_eval": (
+        "chunk_size",
+        lambda value, call: chunk_from_perturbations_per_eval(value, call.inputs, owner=call.owner),
+    ),
+}
+
+
+# -- return conventions ------------------------------------------------------------------
+def attributions(result: Explanation, call: Call) -> Any:
+    """Captum's usual return: the attributions alone."""
+    return result.attributions
+
+
+def with_delta(result: Explanation, call: Call) -> Any:
+    """Captum's delta convention: ``(attributions, delta)`` when the call asked for it."""
+    return (result.attributions, result.delta) if call.wants_delta else result.attributions
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one Captum class maps onto a native method.
+
+    Attributes
+    ----------
+    native
+        The native method class (or any factory ``native(model, **init_options)``).
+    init
+        Native constructor option -> the facade attribute holding its value
+        (``{"multiply_by_inputs": "_multiply_by_inputs"}``), or a factory called with the
+        facade at every call (DeepLift's fresh ``CaptumRules``; LRP's ``module.rule``
+        attributes read when the call runs).
+    layer
+        Pass the facade's ``layer`` as the native ``layer``.
+    renames
+        This class's own Captum argument -> native option (or ``(option, converter)``),
+        on top of the shared ones (``{"layer_mask": "feature_mask"}``).
+    to_init
+        Native options (after renaming) given to ``attribute`` in Captum that are native
+        constructor options (``attribute_to_layer_input``).
+    neuron
+        A neuron method: ``neuron_selector`` / ``attribute_to_neuron_input`` turn the model
+        into one returning that neuron (the neuron scope transform).
+    fixed
+        Native call options always passed (``{"abs": False}``).
+    captum_random
+        Pass Captum's global-generator draw order as the random source (seeded Captum code
+        then gives Captum's numbers).
+    from_kwargs
+        Captum arguments that arrive in ``**kwargs`` and are translated like named ones
+        (NoiseTunnel's ``target``).
+    pass_kwargs
+        Pass the rest of ``**kwargs`` on unchanged (otherwise accepted and ignored, as
+        Captum does).
+    before
+        A hook run with the :class:`Call` first, for Captum behaviour that is not a
+        translation (a warning Captum emits).
+    returns
+        The return convention: ``returns(result, call)`` (:func:`attributions`,
+        :func:`with_delta`, or a class's own).
+    """
+
+    native: Callable[..., Any]
+    init: Mapping[str, str | Callable[[Any], Any]] = field(default_factory=dict)
+    layer: bool = False
+    renames: Mapping[str, Rename] = field(default_factory=dict)
+    to_init: tuple[str, ...] = ()
+    neuron: bool = False
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    captum_random: bool = False
+    from_kwargs: tuple[str, ...] = ()
+    pass_kwargs: bool = False
+    before: Callable[[Call], None] | None = None
+    returns: Callable[[Explanation, Call], Any] = attributions
+
+
+#: spec vocabulary: the facade's ``multiply_by_inputs``; a layer method's scope
+MULTIPLY: Mapping[str, str] = {"multiply_by_inputs": "_multiply_by_inputs"}
+LAYER: Mapping[str, Any] = {"layer": True, "to_init": ("attribute_to_layer_input",)}
+
+
+def _init_options(facade: Any, spec: Spec) -> dict[str, Any]:
+    init = {
+        name: source(facade) if callable(source) else getattr(facade, source)
+        for name, source in spec.init.items()
+    }
+    if spec.layer:
+        init["layer"] = facade.layer
+    return init
 
 
 def _refuse_grad_kwargs(owner: str, grad_kwargs: Any) -> None:
@@ -39,96 +220,85 @@ def _refuse_grad_kwargs(owner: str, grad_kwargs: Any) -> None:
         )
 
 
-#: Captum argument -> (native option, conversion) shared by every class
-_RENAMES: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
-    "additional_forward_args": ("forward_args", None),
-    "method": ("rule", None),
-    "internal_batch_size": ("chunk_size", chunk_from_internal_batch_size),
-    "return_convergence_delta": ("return_delta", None),
-}
+@functools.cache
+def _call_options(native_type: type) -> frozenset[str]:
+    return frozenset(inspect.signature(native_type.attribute).parameters)
 
 
-@dataclass(frozen=True)
-class Spec:
-    """How one Captum class maps onto a native method.
+@contextlib.contextmanager
+def _reported_as(owner: str, spec: Spec, captum_names: Mapping[str, str]) -> Iterator[None]:
+    """Re-word the native method's uniform errors for the facade: its class as the owner,
+    Captum's names for the renamed arguments (``captum_names``: native -> Captum)."""
+    native_owner = getattr(spec.native, "__name__", None)
+    try:
+        yield
+    except (ParameterError, ParameterTypeError) as error:
+        native_name = error.parameter
+        name = captum_names.get(native_name, native_name)
+        message = str(error)
+        prefix = f"The '{native_name}' parameter of {native_owner} "
+        if native_owner != owner and message.startswith(prefix):
+            message = f"The '{name}' parameter of {owner} " + message[len(prefix) :]
+        elif name != native_name:
+            message = message.replace(f"'{native_name}' parameter", f"'{name}' parameter")
+        else:
+            raise
+        raise type(error)(message, parameter=name) from None
 
-    Attributes
-    ----------
-    native
-        The native method class (or any factory ``native(model, **init_options)``).
-    init
-        Native constructor option -> name of the facade attribute holding its value
-        (e.g. ``{"multiply_by_inputs": "_multiply_by_inputs"}``).
-    layer
-        Pass the facade's ``layer`` as the native ``layer``.
-    to_init
-        Captum ``attribute`` arguments that are native constructor options
-        (``attribute_to_layer_input``).
-    neuron
-        A neuron method: ``neuron_selector`` / ``attribute_to_neuron_input`` turn the model
-        into one returning that neuron (the neuron scope transform).
-    fixed
-        Native call options always passed (``{"abs": False}``).
-    captum_random
-        Pass Captum's global-generator draw order as the random source (seeded Captum code
-        then gives Captum's numbers).
-    delta
-        Captum returns ``(attributions, delta)`` when ``return_convergence_delta`` is true.
-    """
 
-    native: Callable[..., Any]
-    init: Mapping[str, str] = field(default_factory=dict)
-    layer: bool = False
-    to_init: tuple[str, ...] = ()
-    neuron: bool = False
-    fixed: Mapping[str, Any] = field(default_factory=dict)
-    captum_random: bool = False
-    delta: bool = False
+def check(facade: Any, spec: Spec) -> None:
+    """Validate the native method for ``facade`` now, for classes whose Captum constructor
+    checks its arguments (the model, explicit rules)."""
+    owner = type(facade).__name__
+    with _reported_as(owner, spec, {}):
+        spec.native(facade.forward_func, **_init_options(facade, spec))._validated()
 
 
 def run(facade: Any, spec: Spec, arguments: Mapping[str, Any]) -> Any:
     """Run ``spec`` for a facade call whose arguments are ``arguments`` (its ``locals()``).
 
-    Returns what Captum returns: the attributions, or ``(attributions, delta)``.
+    Returns what Captum returns (see ``spec.returns``).
     """
     owner = type(facade).__name__
     options = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
+    extra = dict(options.pop("kwargs", None) or {})
+    options.update({name: extra.pop(name, None) for name in spec.from_kwargs})
+    if not spec.pass_kwargs:
+        extra = {}
+    call = Call(facade, owner, options["inputs"], {**options, **extra})
     _refuse_grad_kwargs(owner, options.pop("grad_kwargs", None))
+    if spec.before is not None:
+        spec.before(call)
     inputs = options.pop("inputs")
-    model = facade.forward_func
-    init = {name: getattr(facade, attribute) for name, attribute in spec.init.items()}
-    if spec.layer:
-        init["layer"] = facade.layer
-    for name in spec.to_init:
-        init[name] = options.pop(name)
-    if spec.neuron:
-        model = neuron_model(
-            model,
-            facade.layer,
-            options.pop("neuron_selector"),
-            to_input=options.pop("attribute_to_neuron_input", False),
-            owner=owner,
-        )
-    wants_delta = spec.delta and bool(options.get("return_convergence_delta", False))
-    call: dict[str, Any] = {}
-    for name, value in options.items():
-        native_name, convert = _RENAMES.get(name, (name, None))
-        call[native_name] = value if convert is None else convert(value)
-    if "return_delta" not in call and spec.delta:
-        call["return_delta"] = False
-    call.update(spec.fixed)
-    if spec.captum_random:
-        call["seed"] = GlobalRandom()
-    renamed = {native_name: name for name, (native_name, _) in _RENAMES.items() if name in options}
-    try:
-        result = spec.native(model, **init).attribute(inputs, **call)
-    except (ParameterError, ParameterTypeError) as error:
-        # report a bad argument under the name the Captum caller used
-        if error.parameter not in renamed:
-            raise
-        captum_name = renamed[error.parameter]
-        message = str(error).replace(f"'{error.parameter}' parameter", f"'{captum_name}' parameter")
-        raise type(error)(message, parameter=captum_name) from None
-    if wants_delta:
-        return result.attributions, result.delta
-    return result.attributions
+    renames = {**_RENAMES, **spec.renames}
+    captum_names: dict[str, str] = {}
+    with _reported_as(owner, spec, captum_names):
+        init = _init_options(facade, spec)
+        model = facade.forward_func
+        if spec.neuron:
+            # module rules act on the user's model: check it, not the neuron wrapper
+            spec.native(model, **init)._validated()
+            model = neuron_model(
+                model,
+                facade.layer,
+                options.pop("neuron_selector"),
+                to_input=options.pop("attribute_to_neuron_input", False),
+                owner=owner,
+            )
+        native_call: dict[str, Any] = {}
+        for name, value in options.items():
+            rename = renames.get(name, name)
+            native_name, convert = (rename, None) if isinstance(rename, str) else rename
+            native_call[native_name] = value if convert is None else convert(value, call)
+            captum_names[native_name] = name
+        for name in spec.to_init:
+            init[name] = native_call.pop(name)
+        native_call.update(spec.fixed)
+        if spec.captum_random:
+            native_call["seed"] = GlobalRandom()
+        method = spec.native(model, **init)
+        if "return_delta" in _call_options(type(method)):
+            # Captum computes a convergence delta only when asked for one
+            native_call.setdefault("return_delta", False)
+        result = method.attribute(inputs, **native_call, **extra)
+    return spec.returns(result, call)

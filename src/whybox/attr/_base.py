@@ -1,4 +1,4 @@
-"""Captum-compatible base classes and the translation from native results to Captum returns."""
+"""Captum-compatible base classes."""
 
 from __future__ import annotations
 
@@ -9,17 +9,8 @@ from torch import Tensor
 
 from whybox.core.call import completeness_delta, prepare_call
 from whybox.core.inputs import prepare_baselines
-from whybox.core.result import Explanation
 
-from ._adapter import chunk_from_internal_batch_size
-
-__all__ = [
-    "Attribution",
-    "GradientAttribution",
-    "PerturbationAttribution",
-    "captum_return",
-    "chunk_from_internal_batch_size",
-]
+__all__ = ["Attribution", "GradientAttribution", "PerturbationAttribution"]
 
 
 class Attribution:
@@ -72,10 +63,3 @@ class GradientAttribution(Attribution):
 
 class PerturbationAttribution(Attribution):
     """Base of perturbation methods."""
-
-
-def captum_return(result: Explanation, return_convergence_delta: bool) -> Any:
-    """Captum's convention: attributions, or ``(attributions, delta)``."""
-    if return_convergence_delta:
-        return result.attributions, result.delta
-    return result.attributions

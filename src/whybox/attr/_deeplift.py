@@ -1,8 +1,8 @@
 """Captum-compatible DeepLift and DeepLiftShap.
 
-Thin translations onto :class:`whybox.methods.DeepLift` / :class:`whybox.methods.
-DeepLiftShap` run with :class:`~whybox.attr._deeplift_rules.CaptumRules`, so the numbers are
-Captum 0.9's, including where Captum's hooks deviate from the textbook Rescale rule.
+Specs for :class:`whybox.methods.DeepLift` / :class:`whybox.methods.DeepLiftShap` run with
+:class:`~whybox.attr._deeplift_rules.CaptumRules`, so the numbers are Captum 0.9's,
+including where Captum's hooks deviate from the textbook Rescale rule.
 """
 
 from __future__ import annotations
@@ -14,15 +14,63 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from whybox import methods as native
 from whybox.core.inputs import flatten
 from whybox.core.validation import fail
-from whybox.methods.deeplift import DeepLift as _NativeDeepLift
-from whybox.methods.deeplift import DeepLiftShap as _NativeDeepLiftShap
 
-from ._base import GradientAttribution, captum_return
+from ._adapter import LAYER, MULTIPLY, Call, Spec, run, with_delta
+from ._base import GradientAttribution
 from ._deeplift_rules import CaptumRules
 
-__all__ = ["DeepLift", "DeepLiftShap", "baselines_distribution"]
+__all__ = ["DeepLift", "DeepLiftShap", "baselines_distribution", "deeplift_spec"]
+
+
+def baselines_distribution(baselines: Any, call: Call) -> Any:
+    """Captum's DeepLiftShap baselines: a factory is called (with the inputs if it takes a
+    parameter), and the result must hold more than one baseline example per input."""
+    if callable(baselines) and not isinstance(baselines, Tensor):
+        try:
+            n_params = len(inspect.signature(baselines).parameters)
+        except (TypeError, ValueError):
+            n_params = 1
+        baselines = baselines(call.inputs) if n_params else baselines()
+    try:
+        leaves, _ = flatten(baselines, owner=call.owner, name="baselines")
+    except (TypeError, ValueError):
+        leaves = ()
+    if not leaves or not isinstance(leaves[0], torch.Tensor) or leaves[0].shape[0] < 2:
+        fail(
+            call.owner,
+            "baselines",
+            "a tensor (or tuple of tensors) holding more than one baseline example; use "
+            "DeepLift for a single baseline or scalars",
+            baselines,
+        )
+    return baselines
+
+
+def _captum_rules(facade: Any) -> CaptumRules:
+    # the neuron classes take no ``eps``: Captum uses DeepLift's default there
+    eps = getattr(facade, "eps", None)
+    return CaptumRules() if eps is None else CaptumRules(eps)
+
+
+def deeplift_spec(*, shap: bool = False, layer: bool = False, neuron: bool = False) -> Spec:
+    """The spec of one of the six Captum DeepLift classes: the native DeepLift (or
+    DeepLiftShap, with Captum's baseline distributions) with Captum's rules, fresh per call
+    (they hold per-forward state), in input, layer or neuron scope."""
+    return Spec(
+        native.DeepLiftShap if shap else native.DeepLift,
+        init={**MULTIPLY, "rules": _captum_rules},
+        renames={"baselines": ("baselines", baselines_distribution)} if shap else {},
+        neuron=neuron,
+        returns=with_delta,
+        **(LAYER if layer else {}),
+    )
+
+
+_DEEPLIFT = deeplift_spec()
+_DEEPLIFT_SHAP = deeplift_spec(shap=True)
 
 
 class DeepLift(GradientAttribution):
@@ -48,15 +96,6 @@ class DeepLift(GradientAttribution):
         self.eps = eps
         self._multiply_by_inputs = multiply_by_inputs
 
-    def _native(self, cls: type = _NativeDeepLift, **scope: Any) -> Any:
-        """The native method with Captum's rules (``scope``: ``layer`` options)."""
-        return cls(
-            self.model,
-            multiply_by_inputs=self._multiply_by_inputs,
-            rules=CaptumRules(self.eps),
-            **scope,
-        )
-
     def attribute(
         self,
         inputs: Any,
@@ -68,15 +107,7 @@ class DeepLift(GradientAttribution):
     ) -> Any:
         """DeepLift attributions, shaped like ``inputs``; with
         ``return_convergence_delta=True`` also the delta, shape ``(N,)``."""
-        result = self._native().attribute(
-            inputs,
-            baselines=baselines,
-            target=target,
-            forward_args=additional_forward_args,
-            return_delta=return_convergence_delta,
-            custom_attribution_func=custom_attribution_func,
-        )
-        return captum_return(result, return_convergence_delta)
+        return run(self, _DEEPLIFT, locals())
 
 
 class DeepLiftShap(DeepLift):
@@ -101,36 +132,4 @@ class DeepLiftShap(DeepLift):
         """Attributions shaped like ``inputs`` (mean over baselines); with
         ``return_convergence_delta=True`` also the delta of every (example, baseline) pair,
         shape ``(N * n_baselines,)``, example-major."""
-        result = self._native(_NativeDeepLiftShap).attribute(
-            inputs,
-            baselines=baselines_distribution(baselines, inputs),
-            target=target,
-            forward_args=additional_forward_args,
-            return_delta=return_convergence_delta,
-            custom_attribution_func=custom_attribution_func,
-        )
-        return captum_return(result, return_convergence_delta)
-
-
-def baselines_distribution(baselines: Any, inputs: Any) -> Any:
-    """Captum's DeepLiftShap baselines: a factory is called (with the inputs if it takes a
-    parameter), and the result must hold more than one baseline example per input."""
-    if callable(baselines) and not isinstance(baselines, Tensor):
-        try:
-            n_params = len(inspect.signature(baselines).parameters)
-        except (TypeError, ValueError):
-            n_params = 1
-        baselines = baselines(inputs) if n_params else baselines()
-    try:
-        leaves, _ = flatten(baselines, owner="DeepLiftShap", name="baselines")
-    except (TypeError, ValueError):
-        leaves = ()
-    if not leaves or not isinstance(leaves[0], torch.Tensor) or leaves[0].shape[0] < 2:
-        fail(
-            "DeepLiftShap",
-            "baselines",
-            "a tensor (or tuple of tensors) holding more than one baseline example; use "
-            "DeepLift for a single baseline or scalars",
-            baselines,
-        )
-    return baselines
+        return run(self, _DEEPLIFT_SHAP, locals())

@@ -9,11 +9,10 @@ from typing import Any
 from torch import Tensor
 
 from whybox import methods as native
-from whybox.core.randomness import GlobalRandom
 from whybox.core.result import Explanation
 
-from ._adapter import Spec, run
-from ._base import Attribution, GradientAttribution, captum_return
+from ._adapter import MULTIPLY, Spec, run, with_delta
+from ._base import Attribution, GradientAttribution
 
 __all__ = [
     "Saliency",
@@ -24,18 +23,14 @@ __all__ = [
 ]
 
 
-_MULTIPLY = {"multiply_by_inputs": "_multiply_by_inputs"}
 _SALIENCY = Spec(native.Saliency)
 _INPUT_X_GRADIENT = Spec(native.InputXGradient)
-_INTEGRATED_GRADIENTS = Spec(native.IntegratedGradients, init=_MULTIPLY, delta=True)
-_GRADIENT_SHAP = Spec(native.GradientShap, init=_MULTIPLY, delta=True, captum_random=True)
+_INTEGRATED_GRADIENTS = Spec(native.IntegratedGradients, init=MULTIPLY, returns=with_delta)
+_GRADIENT_SHAP = Spec(native.GradientShap, init=MULTIPLY, captum_random=True, returns=with_delta)
 
 
 class Saliency(GradientAttribution):
     """Captum-compatible :class:`whybox.methods.Saliency`."""
-
-    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
-        super().__init__(forward_func)
 
     def attribute(
         self,
@@ -50,9 +45,6 @@ class Saliency(GradientAttribution):
 class InputXGradient(GradientAttribution):
     """Captum-compatible :class:`whybox.methods.InputXGradient`."""
 
-    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
-        super().__init__(forward_func)
-
     @property
     def multiplies_by_inputs(self) -> bool:
         return True
@@ -63,19 +55,23 @@ class InputXGradient(GradientAttribution):
         return run(self, _INPUT_X_GRADIENT, locals())
 
 
-class IntegratedGradients(GradientAttribution):
-    """Captum-compatible :class:`whybox.methods.IntegratedGradients`.
-
-    ``internal_batch_size`` is the number of rows per forward; ``None`` lets whybox choose
-    (results do not depend on it). ``method="riemann_trapezoid"`` uses weights that sum to 1,
-    unlike Captum 0.9 (whose result is smaller by ``(n_steps - 1) / n_steps``).
-    """
+class _Multiplying(GradientAttribution):
+    """The constructor of Captum's gradient classes taking ``multiply_by_inputs``."""
 
     def __init__(
         self, forward_func: Callable[..., Tensor], multiply_by_inputs: bool = True
     ) -> None:
         super().__init__(forward_func)
         self._multiply_by_inputs = multiply_by_inputs
+
+
+class IntegratedGradients(_Multiplying):
+    """Captum-compatible :class:`whybox.methods.IntegratedGradients`.
+
+    ``internal_batch_size`` is the number of rows per forward; ``None`` lets whybox choose
+    (results do not depend on it). ``method="riemann_trapezoid"`` uses weights that sum to 1,
+    unlike Captum 0.9 (whose result is smaller by ``(n_steps - 1) / n_steps``).
+    """
 
     _has_delta = True
 
@@ -93,18 +89,12 @@ class IntegratedGradients(GradientAttribution):
         return run(self, _INTEGRATED_GRADIENTS, locals())
 
 
-class GradientShap(GradientAttribution):
+class GradientShap(_Multiplying):
     """Captum-compatible :class:`whybox.methods.GradientShap`.
 
     Random draws use the global numpy / torch generators in Captum's order, so seeded code
     reproduces Captum's numbers.
     """
-
-    def __init__(
-        self, forward_func: Callable[..., Tensor], multiply_by_inputs: bool = True
-    ) -> None:
-        super().__init__(forward_func)
-        self._multiply_by_inputs = multiply_by_inputs
 
     _has_delta = True
 
@@ -139,9 +129,26 @@ class _FacadeMethod(native.Method):
             kwargs["additional_forward_args"] = forward_args
         output = self.facade.attribute(inputs, **kwargs)
         delta = None
-        if kwargs.get("return_convergence_delta"):
+        if self.has_delta and kwargs.get("return_convergence_delta"):
             output, delta = output
         return Explanation(attributions=output, inputs=inputs, delta=delta)
+
+
+def _noise_tunnel(model: Any, *, method: Attribution) -> native.NoiseTunnel:
+    """The native NoiseTunnel around a Captum-style object (which carries the model)."""
+    return native.NoiseTunnel(_FacadeMethod(method))
+
+
+_NOISE_TUNNEL = Spec(
+    _noise_tunnel,
+    init={"method": "attribution_method"},
+    captum_random=True,
+    # the inner object takes Captum's arguments: only what NoiseTunnel itself reads is
+    # translated, the rest reaches the inner ``attribute`` unchanged
+    from_kwargs=("target", "additional_forward_args"),
+    pass_kwargs=True,
+    returns=with_delta,
+)
 
 
 class NoiseTunnel(Attribution):
@@ -170,19 +177,4 @@ class NoiseTunnel(Attribution):
         draw_baseline_from_distrib: bool = False,
         **kwargs: Any,
     ) -> Any:
-        target = kwargs.pop("target", None)
-        forward_args = kwargs.pop("additional_forward_args", None)
-        want_delta = bool(kwargs.get("return_convergence_delta", False))
-        result = native.NoiseTunnel(_FacadeMethod(self.attribution_method)).attribute(
-            inputs,
-            nt_type=nt_type,
-            nt_samples=nt_samples,
-            nt_samples_batch_size=nt_samples_batch_size,
-            stdevs=stdevs,
-            draw_baseline_from_distrib=draw_baseline_from_distrib,
-            seed=GlobalRandom(),
-            target=target,
-            forward_args=forward_args,
-            **kwargs,
-        )
-        return captum_return(result, want_delta and self.is_delta_supported)
+        return run(self, _NOISE_TUNNEL, locals())

@@ -1,48 +1,45 @@
-"""Captum-compatible GuidedBackprop and Deconvolution: thin translations onto
+"""Captum-compatible GuidedBackprop and Deconvolution: specs for
 :mod:`whybox.methods.guided`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
-from whybox.methods.guided import Deconvolution as _NativeDeconvolution
-from whybox.methods.guided import GuidedBackprop as _NativeGuidedBackprop
+from whybox import methods as native
 
+from ._adapter import Spec, check, run
 from ._base import GradientAttribution
 
 __all__ = ["GuidedBackprop", "Deconvolution"]
 
 
 class _ModifiedReluGradient(GradientAttribution):
-    _native: type
+    _spec: ClassVar[Spec]
 
     def __init__(self, model: nn.Module) -> None:
         GradientAttribution.__init__(self, model)
         self.model = model
-        # Captum refuses a non-module here, in the constructor; so does the native check
-        self._native(model)._validated()
+        # Captum refuses a non-module here, in the constructor
+        check(self, self._spec)
 
     def attribute(
         self, inputs: Any, target: Any = None, additional_forward_args: Any = None
     ) -> Any:
         """Modified gradients of the target, shaped like ``inputs``."""
-        result = self._native(self.model).attribute(
-            inputs, target=target, forward_args=additional_forward_args
-        )
-        return result.attributions
+        return run(self, self._spec, locals())
 
 
 class GuidedBackprop(_ModifiedReluGradient):
     """Captum-compatible Guided Backpropagation (backward of every ``nn.ReLU`` modified)."""
 
-    _native = _NativeGuidedBackprop
+    _spec = Spec(native.GuidedBackprop)
     use_relu_grad_output = False
 
 
 class Deconvolution(_ModifiedReluGradient):
     """Captum-compatible Deconvolution (backward of every ``nn.ReLU`` = ReLU of the gradient)."""
 
-    _native = _NativeDeconvolution
+    _spec = Spec(native.Deconvolution)
     use_relu_grad_output = True

@@ -1,5 +1,4 @@
-"""Captum-compatible GuidedGradCam: a thin translation onto
-:class:`whybox.methods.GuidedGradCam`."""
+"""Captum-compatible GuidedGradCam: a spec for :class:`whybox.methods.GuidedGradCam`."""
 
 from __future__ import annotations
 
@@ -8,10 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from whybox.methods.guided_grad_cam import GuidedGradCam as _NativeGuidedGradCam
+from whybox import methods as native
+from whybox.core.result import Explanation
 
+from ._adapter import LAYER, Call, Spec, check, run
 from ._base import GradientAttribution
 from ._guided import GuidedBackprop
 from ._layer import LayerGradCam
@@ -19,22 +20,33 @@ from ._layer import LayerGradCam
 __all__ = ["GuidedGradCam"]
 
 
-def _empty_where_unresized(value: Any) -> Any:
+def _empty_where_unresized(result: Explanation, call: Call) -> Any:
     """Captum's convention: an input the map could not be resized to gets an empty tensor,
-    with a warning (the native method gives ``None`` for it)."""
-    if value is None:
+    with a warning each (the native method, asked for ``unresizable="none"``, gives
+    ``None``)."""
+    values = result.attributions
+    many = isinstance(values, (tuple, list))
+    items = (
+        dict(values)
+        if isinstance(values, Mapping)
+        else dict(enumerate(values if many else [values]))
+    )
+    for key in [key for key, value in items.items() if value is None]:
         warnings.warn(
             "Couldn't appropriately interpolate GradCAM attributions for some input "
             "tensors, returning empty tensor for corresponding attributions.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the user's call: here, run, attribute
         )
-        return torch.empty(0)
-    if isinstance(value, Tensor):
-        return value
-    if isinstance(value, Mapping):
-        return {key: _empty_where_unresized(item) for key, item in value.items()}
-    return type(value)(_empty_where_unresized(item) for item in value)
+        items[key] = torch.empty(0)
+    if isinstance(values, Mapping):
+        return items
+    return type(values)(items.values()) if many else items[0]
+
+
+_GUIDED_GRAD_CAM = Spec(
+    native.GuidedGradCam, fixed={"unresizable": "none"}, returns=_empty_where_unresized, **LAYER
+)
 
 
 class GuidedGradCam(GradientAttribution):
@@ -50,8 +62,16 @@ class GuidedGradCam(GradientAttribution):
         self, model: nn.Module, layer: nn.Module, device_ids: list[int] | None = None
     ) -> None:
         GradientAttribution.__init__(self, model)
+        # the model is checked now, as guided backpropagation does, and named as ours
+        check(self, GuidedBackprop._spec)
+        # Captum's parts, as attributes
         self.grad_cam = LayerGradCam(model, layer, device_ids)
         self.guided_backprop = GuidedBackprop(model)
+
+    @property
+    def layer(self) -> nn.Module:
+        """The Grad-CAM layer (``grad_cam.layer``)."""
+        return self.grad_cam.layer
 
     def attribute(
         self,
@@ -62,15 +82,4 @@ class GuidedGradCam(GradientAttribution):
         attribute_to_layer_input: bool = False,
     ) -> Any:
         """``(N, C, *spatial)`` per input: guided gradients times the upsampled map."""
-        result = _NativeGuidedGradCam(
-            self.forward_func,
-            self.grad_cam.layer,
-            attribute_to_layer_input=attribute_to_layer_input,
-        ).attribute(
-            inputs,
-            target=target,
-            forward_args=additional_forward_args,
-            interpolate_mode=interpolate_mode,
-            unresizable="none",
-        )
-        return _empty_where_unresized(result.attributions)
+        return run(self, _GUIDED_GRAD_CAM, locals())

@@ -7,14 +7,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from whybox import methods as native
-from whybox.core.scope import neuron_model
 from whybox.core.validation import fail
 
-from ._adapter import Spec, run
-from ._adapter import _refuse_grad_kwargs as _no_grad_kwargs  # noqa: F401 - used by siblings
+from ._adapter import LAYER, MULTIPLY, Spec, run, with_delta
 from ._base import Attribution, GradientAttribution
 
 __all__ = [
@@ -33,29 +31,19 @@ __all__ = [
 ]
 
 
-_MULTIPLY = {"multiply_by_inputs": "_multiply_by_inputs"}
-_LAYER = {"layer": True, "to_init": ("attribute_to_layer_input",)}
-_LAYER_IG = Spec(native.IntegratedGradients, init=_MULTIPLY, delta=True, **_LAYER)
-_LAYER_CONDUCTANCE = Spec(native.LayerConductance, delta=True, **_LAYER)
-_INTERNAL_INFLUENCE = Spec(native.InternalInfluence, **_LAYER)
-_LAYER_ACTIVATION = Spec(native.LayerActivation, **_LAYER)
-_LAYER_GRADIENT_X_ACTIVATION = Spec(native.InputXGradient, init=_MULTIPLY, **_LAYER)
-_LAYER_GRAD_CAM = Spec(native.GradCam, **_LAYER)
+_LAYER_IG = Spec(native.IntegratedGradients, init=MULTIPLY, returns=with_delta, **LAYER)
+_LAYER_CONDUCTANCE = Spec(native.LayerConductance, returns=with_delta, **LAYER)
+_INTERNAL_INFLUENCE = Spec(native.InternalInfluence, **LAYER)
+_LAYER_ACTIVATION = Spec(native.LayerActivation, **LAYER)
+_LAYER_GRADIENT_X_ACTIVATION = Spec(native.InputXGradient, init=MULTIPLY, **LAYER)
+_LAYER_GRAD_CAM = Spec(native.GradCam, **LAYER)
 _NEURON_GRADIENT = Spec(native.Saliency, neuron=True, fixed={"abs": False})
-_NEURON_IG = Spec(
-    native.IntegratedGradients, init=_MULTIPLY, neuron=True, fixed={"return_delta": False}
-)
-_NEURON_GRADIENT_SHAP = Spec(
-    native.GradientShap,
-    init=_MULTIPLY,
-    neuron=True,
-    captum_random=True,
-    fixed={"return_delta": False},
-)
+_NEURON_IG = Spec(native.IntegratedGradients, init=MULTIPLY, neuron=True)
+_NEURON_GRADIENT_SHAP = Spec(native.GradientShap, init=MULTIPLY, neuron=True, captum_random=True)
 
 
-class LayerAttribution(Attribution):
-    """Captum's base for layer methods: holds ``forward_func`` and ``layer``.
+class _Scoped(Attribution):
+    """Holds ``forward_func`` and ``layer`` (Captum's layer and neuron bases).
 
     ``device_ids`` (for ``DataParallel`` models in Captum) is accepted and unused: hooks
     here see every replica's outputs directly.
@@ -67,6 +55,10 @@ class LayerAttribution(Attribution):
         super().__init__(forward_func)
         self.layer = layer
         self.device_ids = device_ids
+
+
+class LayerAttribution(_Scoped):
+    """Captum's base for layer methods: holds ``forward_func`` and ``layer``."""
 
     @staticmethod
     def interpolate(
@@ -91,33 +83,13 @@ class LayerAttribution(Attribution):
         return F.interpolate(layer_attribution, size=size, mode=interpolate_mode)
 
 
-class NeuronAttribution(Attribution):
+class NeuronAttribution(_Scoped):
     """Captum's base for neuron methods: holds ``forward_func`` and ``layer``."""
 
-    def __init__(
-        self,
-        forward_func: Callable[..., Tensor],
-        layer: nn.Module,
-        device_ids: list[int] | None = None,
-    ) -> None:
-        super().__init__(forward_func)
-        self.layer = layer
-        self.device_ids = device_ids
 
-    def _neuron(self, neuron_selector: Any, attribute_to_neuron_input: bool) -> Any:
-        """The neuron scope transform: a model whose output is the selected neuron."""
-        return neuron_model(
-            self.forward_func,
-            self.layer,
-            neuron_selector,
-            to_input=attribute_to_neuron_input,
-            owner=type(self).__name__,
-        )
-
-
-class LayerIntegratedGradients(LayerAttribution, GradientAttribution):
-    """Captum-compatible Layer Integrated Gradients (native: ``IntegratedGradients(model,
-    layer=...)``). Baselines are input-level (e.g. reference token ids)."""
+class _Multiplying:
+    """The constructor of Captum's layer / neuron classes taking ``multiply_by_inputs``
+    (mixed in before :class:`LayerAttribution` or :class:`NeuronAttribution`)."""
 
     def __init__(
         self,
@@ -126,8 +98,13 @@ class LayerIntegratedGradients(LayerAttribution, GradientAttribution):
         device_ids: list[int] | None = None,
         multiply_by_inputs: bool = True,
     ) -> None:
-        LayerAttribution.__init__(self, forward_func, layer, device_ids)
+        super().__init__(forward_func, layer, device_ids)  # type: ignore[call-arg]
         self._multiply_by_inputs = multiply_by_inputs
+
+
+class LayerIntegratedGradients(_Multiplying, LayerAttribution, GradientAttribution):
+    """Captum-compatible Layer Integrated Gradients (native: ``IntegratedGradients(model,
+    layer=...)``). Baselines are input-level (e.g. reference token ids)."""
 
     _has_delta = True
 
@@ -258,18 +235,8 @@ class NeuronGradient(NeuronAttribution, GradientAttribution):
         return run(self, _NEURON_GRADIENT, locals())
 
 
-class NeuronIntegratedGradients(NeuronAttribution, GradientAttribution):
+class NeuronIntegratedGradients(_Multiplying, NeuronAttribution, GradientAttribution):
     """Captum-compatible NeuronIntegratedGradients."""
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Tensor],
-        layer: nn.Module,
-        device_ids: list[int] | None = None,
-        multiply_by_inputs: bool = True,
-    ) -> None:
-        NeuronAttribution.__init__(self, forward_func, layer, device_ids)
-        self._multiply_by_inputs = multiply_by_inputs
 
     def attribute(
         self,
@@ -285,18 +252,8 @@ class NeuronIntegratedGradients(NeuronAttribution, GradientAttribution):
         return run(self, _NEURON_IG, locals())
 
 
-class NeuronGradientShap(NeuronAttribution, GradientAttribution):
+class NeuronGradientShap(_Multiplying, NeuronAttribution, GradientAttribution):
     """Captum-compatible NeuronGradientShap (global-RNG draws in Captum's order)."""
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Tensor],
-        layer: nn.Module,
-        device_ids: list[int] | None = None,
-        multiply_by_inputs: bool = True,
-    ) -> None:
-        NeuronAttribution.__init__(self, forward_func, layer, device_ids)
-        self._multiply_by_inputs = multiply_by_inputs
 
     def attribute(
         self,

@@ -8,14 +8,14 @@ from typing import Any
 
 from torch import nn
 
-from whybox.methods.deeplift import DeepLift as _NativeDeepLift
-from whybox.methods.deeplift import DeepLiftShap as _NativeDeepLiftShap
-
-from ._base import captum_return
-from ._deeplift import DeepLift, DeepLiftShap, baselines_distribution
-from ._layer import LayerAttribution, _no_grad_kwargs
+from ._adapter import run
+from ._deeplift import DeepLift, DeepLiftShap, deeplift_spec
+from ._layer import LayerAttribution
 
 __all__ = ["LayerDeepLift", "LayerDeepLiftShap"]
+
+_LAYER_DEEPLIFT = deeplift_spec(layer=True)
+_LAYER_DEEPLIFT_SHAP = deeplift_spec(shap=True, layer=True)
 
 
 class LayerDeepLift(LayerAttribution, DeepLift):
@@ -55,19 +55,7 @@ class LayerDeepLift(LayerAttribution, DeepLift):
     ) -> Any:
         """Layer attributions, shaped like the layer's output (input): ``(N, ...)``; with
         ``return_convergence_delta=True`` also ``sum - (f(x) - f(b))`` of shape ``(N,)``."""
-        _no_grad_kwargs(type(self).__name__, grad_kwargs)
-        native = self._native(
-            _NativeDeepLift, layer=self.layer, attribute_to_layer_input=attribute_to_layer_input
-        )
-        result = native.attribute(
-            inputs,
-            baselines=baselines,
-            target=target,
-            forward_args=additional_forward_args,
-            return_delta=return_convergence_delta,
-            custom_attribution_func=custom_attribution_func,
-        )
-        return captum_return(result, return_convergence_delta)
+        return run(self, _LAYER_DEEPLIFT, locals())
 
 
 class LayerDeepLiftShap(LayerDeepLift, DeepLiftShap):
@@ -89,17 +77,4 @@ class LayerDeepLiftShap(LayerDeepLift, DeepLiftShap):
     ) -> Any:
         """Layer-shaped ``(N, ...)`` attributions (mean over baselines); the delta has one
         entry per (example, baseline) pair, ``(N * n_baselines,)``, example-major."""
-        native = self._native(
-            _NativeDeepLiftShap,
-            layer=self.layer,
-            attribute_to_layer_input=attribute_to_layer_input,
-        )
-        result = native.attribute(
-            inputs,
-            baselines=baselines_distribution(baselines, inputs),
-            target=target,
-            forward_args=additional_forward_args,
-            return_delta=return_convergence_delta,
-            custom_attribution_func=custom_attribution_func,
-        )
-        return captum_return(result, return_convergence_delta)
+        return run(self, _LAYER_DEEPLIFT_SHAP, locals())

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor
+from whybox import methods as native
 
-from whybox.core.randomness import GlobalRandom
-from whybox.methods.gradient_shap import GradientShap as _NativeGradientShap
-
-from ._base import GradientAttribution, captum_return
-from ._layer import LayerAttribution
+from ._adapter import LAYER, MULTIPLY, Spec, run, with_delta
+from ._base import GradientAttribution
+from ._layer import LayerAttribution, _Multiplying
 
 __all__ = ["LayerGradientShap"]
 
+_LAYER_GRADIENT_SHAP = Spec(
+    native.GradientShap, init=MULTIPLY, captum_random=True, returns=with_delta, **LAYER
+)
 
-class LayerGradientShap(LayerAttribution, GradientAttribution):
+
+class LayerGradientShap(_Multiplying, LayerAttribution, GradientAttribution):
     """Captum-compatible LayerGradientShap (native: ``GradientShap(model, layer=...)``).
 
     Random draws use the global numpy / torch generators in Captum's order, so seeded code
@@ -25,16 +26,6 @@ class LayerGradientShap(LayerAttribution, GradientAttribution):
     """
 
     _has_delta = True
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Tensor],
-        layer: Any,
-        device_ids: list[int] | None = None,
-        multiply_by_inputs: bool = True,
-    ) -> None:
-        LayerAttribution.__init__(self, forward_func, layer, device_ids)
-        self._multiply_by_inputs = multiply_by_inputs
 
     def attribute(
         self,
@@ -49,19 +40,4 @@ class LayerGradientShap(LayerAttribution, GradientAttribution):
     ) -> Any:
         """Layer-shaped ``(N, ...)`` attributions; the delta has one entry per draw,
         ``(N * n_samples,)``, example-major."""
-        result = _NativeGradientShap(
-            self.forward_func,
-            multiply_by_inputs=self._multiply_by_inputs,
-            layer=self.layer,
-            attribute_to_layer_input=attribute_to_layer_input,
-        ).attribute(
-            inputs,
-            baselines=baselines,
-            n_samples=n_samples,
-            stdevs=stdevs,
-            target=target,
-            forward_args=additional_forward_args,
-            seed=GlobalRandom(),
-            return_delta=return_convergence_delta,
-        )
-        return captum_return(result, return_convergence_delta)
+        return run(self, _LAYER_GRADIENT_SHAP, locals())

@@ -1,4 +1,4 @@
-"""Captum-compatible LRP and LayerLRP: thin translations onto :class:`whybox.methods.LRP`.
+"""Captum-compatible LRP and LayerLRP: specs for :class:`whybox.methods.LRP`.
 
 Captum reports the convergence delta as ``f(x) - sum(relevance)``; the native method as
 ``sum(relevance) - f(x)`` (like every other whybox delta), so the facade flips its sign.
@@ -6,11 +6,13 @@ Captum reports the convergence delta as ``f(x) - sum(relevance)``; the native me
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from torch import Tensor, nn
 
-from whybox.methods.lrp import LRP as _NativeLRP
+from whybox import methods as native
+from whybox.core.result import Explanation
 from whybox.methods.lrp import (
     Alpha1_Beta0_Rule,
     EpsilonRule,
@@ -21,6 +23,7 @@ from whybox.methods.lrp import (
     conservation_delta,
 )
 
+from ._adapter import LAYER, Call, Spec, check, run
 from ._base import GradientAttribution
 from ._layer import LayerAttribution
 
@@ -57,14 +60,29 @@ def _whybox_rule(value: Any, module: nn.Module, owner: str) -> PropagationRule:
 _CAPTUM_RULES = {"EpsilonRule", "GammaRule", "Alpha1_Beta0_Rule", "IdentityRule"}
 
 
-def _attached_rules(model: nn.Module, owner: str) -> dict[nn.Module, PropagationRule]:
-    """The rules set as ``module.rule`` attributes, as whybox rules (data for the native
-    method's ``rules``; the model is not modified)."""
+def _attached_rules(facade: Any) -> dict[nn.Module, PropagationRule] | None:
+    """The rules set as ``module.rule`` attributes right now, as whybox rules (data for the
+    native method's ``rules``; the model is not modified)."""
+    model = facade.model
+    if not isinstance(model, nn.Module):
+        return None  # the native check words the error
+    owner = type(facade).__name__
     return {
         module: _whybox_rule(module.rule, module, owner)
         for module in model.modules()
         if getattr(module, "rule", None) is not None
     }
+
+
+def _with_captum_delta(result: Explanation, call: Call) -> Any:
+    """Captum's LRP returns: the delta as ``f(x) - sum(relevance)``."""
+    if call.wants_delta:
+        return result.attributions, _captum_sign(result.delta)
+    return result.attributions
+
+
+_LRP = Spec(native.LRP, init={"rules": _attached_rules}, returns=_with_captum_delta)
+_LAYER_LRP = replace(_LRP, **LAYER)
 
 
 class LRP(GradientAttribution):
@@ -83,23 +101,11 @@ class LRP(GradientAttribution):
         GradientAttribution.__init__(self, model)
         self.model = model
         # Captum checks the model and its explicit rules when the object is built
-        self._native()._validated()
+        check(self, _LRP)
 
     @property
     def multiplies_by_inputs(self) -> bool:
         return True
-
-    def _native(self, layer: Any = None, to_input: bool = False) -> _NativeLRP:
-        """The native method with the rules attached to the model's modules right now."""
-        owner = type(self).__name__
-        if not isinstance(self.model, nn.Module):  # the native check words the error
-            return _NativeLRP(self.model)
-        return _NativeLRP(
-            self.model,
-            rules=_attached_rules(self.model, owner),
-            layer=layer,
-            attribute_to_layer_input=to_input,
-        )
 
     def attribute(
         self,
@@ -111,16 +117,7 @@ class LRP(GradientAttribution):
     ) -> Any:
         """Relevance shaped like ``inputs``; with ``return_convergence_delta=True`` also
         ``f(x) - sum(relevance)`` (Captum's sign), shape ``(N,)``."""
-        result = self._native().attribute(
-            inputs,
-            target=target,
-            forward_args=additional_forward_args,
-            return_delta=return_convergence_delta,
-            verbose=verbose,
-        )
-        if return_convergence_delta:
-            return result.attributions, _captum_sign(result.delta)
-        return result.attributions
+        return run(self, _LRP, locals())
 
     def compute_convergence_delta(  # type: ignore[override]
         self, attributions: Tensor | tuple[Tensor, ...], output: Tensor
@@ -148,13 +145,4 @@ class LayerLRP(LRP, LayerAttribution):
         """Relevance shaped like the layer (a list for a list of layers); with
         ``return_convergence_delta=True`` also ``f(x) - sum(relevance)`` per example (a list
         per layer)."""
-        result = self._native(self.layer, attribute_to_layer_input).attribute(
-            inputs,
-            target=target,
-            forward_args=additional_forward_args,
-            return_delta=return_convergence_delta,
-            verbose=verbose,
-        )
-        if return_convergence_delta:
-            return result.attributions, _captum_sign(result.delta)
-        return result.attributions
+        return run(self, _LAYER_LRP, locals())

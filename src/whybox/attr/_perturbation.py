@@ -1,11 +1,11 @@
-"""Captum-compatible perturbation methods: thin translations onto the native methods.
+"""Captum-compatible perturbation methods: specs for the native methods.
 
 Batching: Captum evaluates ``perturbations_per_eval`` perturbations of the batch per
-forward, 1 by default. :func:`chunk_from_perturbations_per_eval` maps it onto the one
-native knob, ``chunk_size`` (rows per forward, rounded down to whole perturbations): the
-default 1 means "auto" (whybox picks a memory-bounded chunk; results are identical
-whatever the chunk), and any other value ``k`` means ``k * N`` rows, i.e. exactly ``k``
-perturbations per forward, as in Captum. Models that return one scalar per batch always
+forward, 1 by default. :func:`~whybox.attr._adapter.chunk_from_perturbations_per_eval`
+maps it onto the one native knob, ``chunk_size`` (rows per forward, rounded down to whole
+perturbations): the default 1 means "auto" (whybox picks a memory-bounded chunk; results
+are identical whatever the chunk), and any other value ``k`` means ``k * N`` rows, i.e.
+exactly ``k`` perturbations per forward, as in Captum. Models that return one scalar per batch always
 get one perturbation per forward. ``LimeBase`` keeps Captum's meaning of 1 (one sample
 per forward), because its user transforms may produce inputs of different shapes and
 forward functions written for a single sample.
@@ -29,10 +29,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from whybox import methods as native
 from whybox.core.inputs import flatten
 from whybox.core.randomness import GlobalRandom
 from whybox.core.result import Explanation
-from whybox.core.scope import neuron_model
 from whybox.core.surrogate import (
     SkLearnLasso,
     SkLearnLinearModel,
@@ -44,21 +44,13 @@ from whybox.core.surrogate import (
     default_perturb_func,
     get_exp_kernel_similarity_function,
 )
-from whybox.core.validation import check_int
-from whybox.methods.ablation import FeatureAblation as _NativeFeatureAblation
-from whybox.methods.ablation import FeaturePermutation as _NativeFeaturePermutation
-from whybox.methods.ablation import Occlusion as _NativeOcclusion
-from whybox.methods.lime import Lime as _NativeLime
-from whybox.methods.lime import LimeBase as _NativeLimeBase
 from whybox.methods.lime import (
     baseline_token_transform,
     default_from_interp_rep_transform,
     token_removal_transform,
 )
-from whybox.methods.shapley import KernelShap as _NativeKernelShap
-from whybox.methods.shapley import ShapleyValues as _NativeShapleyValues
-from whybox.methods.shapley import ShapleyValueSampling as _NativeShapleyValueSampling
 
+from ._adapter import LAYER, SAMPLES_PER_EVAL, Call, Spec, check, run
 from ._base import PerturbationAttribution
 from ._layer import LayerAttribution, NeuronAttribution
 
@@ -88,25 +80,9 @@ __all__ = [
 ]
 
 
-def chunk_from_perturbations_per_eval(
-    owner: str, perturbations_per_eval: Any, inputs: Any, *, one_means_auto: bool = True
-) -> Any:
-    """Captum's ``perturbations_per_eval`` -> the native ``chunk_size`` (rows per forward).
-
-    The one mapping for every perturbation class: ``k`` -> ``k * N`` rows (``k``
-    perturbations of the ``N``-example batch; native methods round rows down to whole
-    perturbations), except that Captum's default 1 means ``"auto"`` where the chunk never
-    changes the result (``one_means_auto``).
-    """
-    check_int(owner, "perturbations_per_eval", perturbations_per_eval, minimum=1)
-    if perturbations_per_eval == 1 and one_means_auto:
-        return "auto"
-    leaves, _ = flatten(inputs, owner=owner)
-    return perturbations_per_eval * max(int(leaves[0].shape[0]), 1)
-
-
-def _in_captum_dtype(result: Explanation) -> Any:
-    """Attributions of the Occlusion / Shapley / LIME classes in their facade dtype.
+def _in_captum_dtype(result: Explanation, call: Call) -> Any:
+    """Return convention of the Occlusion / Shapley / LIME classes: the attributions in
+    their facade dtype.
 
     float64 for float64 inputs (whybox's rule: the inputs' dtype), float32 for everything
     else (Captum's, whatever the inputs). Input-shaped results follow their own input; a
@@ -140,11 +116,65 @@ def _permute_feature(x: Tensor, feature_mask: Tensor) -> Tensor:
     return torch.where(mask, x[perm], x)
 
 
+def _custom(attribute: str, default: Callable[..., Any]) -> Callable[[Any], Any]:
+    """A factory for a native option: the facade's ``attribute``, or ``None`` (the native
+    default) while it is Captum's ``default``, which the native path draws vectorised."""
+
+    def option(facade: Any) -> Any:
+        value = getattr(facade, attribute)
+        return None if value is default else value
+
+    return option
+
+
+_LIMEBASE_OPTIONS = (
+    "interpretable_model",
+    "similarity_func",
+    "perturb_func",
+    "perturb_interpretable_space",
+    "from_interp_rep_transform",
+    "to_interp_rep_transform",
+)
+_FEATURE_ABLATION = Spec(native.FeatureAblation)
+_FEATURE_PERMUTATION = Spec(
+    native.FeaturePermutation,
+    init={"perm_func": _custom("perm_func", _permute_feature)},
+    captum_random=True,
+)
+_OCCLUSION = Spec(native.Occlusion, returns=_in_captum_dtype)
+_SHAPLEY_VALUE_SAMPLING = Spec(
+    native.ShapleyValueSampling, captum_random=True, returns=_in_captum_dtype
+)
+_SHAPLEY_VALUES = Spec(native.ShapleyValues, returns=_in_captum_dtype)
+_LIME_BASE = Spec(
+    native.LimeBase,
+    init={name: name for name in _LIMEBASE_OPTIONS},
+    renames={"perturbations_per_eval": SAMPLES_PER_EVAL},
+    pass_kwargs=True,  # LimeBase hands them to its perturb and transform functions
+)
+_LIME = Spec(
+    native.Lime,
+    init={
+        "interpretable_model": "interpretable_model",
+        "similarity_func": "similarity_func",
+        "perturb_func": _custom("perturb_func", default_perturb_func),
+    },
+    captum_random=True,
+    returns=_in_captum_dtype,
+)
+_KERNEL_SHAP = Spec(native.KernelShap, captum_random=True, returns=_in_captum_dtype)
+_LAYER_MASK = {"layer_mask": "feature_mask"}
+_LAYER_FEATURE_ABLATION = Spec(
+    native.FeatureAblation, renames={"layer_baselines": "baselines", **_LAYER_MASK}, **LAYER
+)
+_NEURON_FEATURE_ABLATION = Spec(native.FeatureAblation, neuron=True)
+_LAYER_FEATURE_PERMUTATION = Spec(
+    native.FeaturePermutation, layer=True, renames=_LAYER_MASK, captum_random=True
+)
+
+
 class FeatureAblation(PerturbationAttribution):
     """Captum-compatible :class:`whybox.methods.FeatureAblation`."""
-
-    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
-        super().__init__(forward_func)
 
     def attribute(
         self,
@@ -159,24 +189,15 @@ class FeatureAblation(PerturbationAttribution):
     ) -> Any:
         """Ablation attributions shaped like ``inputs`` (first dimension 1 for models that
         return one scalar per batch); ``**kwargs`` are accepted and ignored as in Captum."""
-        owner = type(self).__name__
-        return (
-            _NativeFeatureAblation(self.forward_func)
-            .attribute(
-                inputs,
-                baselines=baselines,
-                target=target,
-                forward_args=additional_forward_args,
-                feature_mask=feature_mask,
-                chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
-                show_progress=show_progress,
-            )
-            .attributions
-        )
+        return run(self, _FEATURE_ABLATION, locals())
 
 
 class FeaturePermutation(FeatureAblation):
-    """Captum-compatible :class:`whybox.methods.FeaturePermutation`."""
+    """Captum-compatible :class:`whybox.methods.FeaturePermutation`.
+
+    Captum's default ``perm_func`` is replaced by the vectorised native path, which draws
+    the same ``torch.randperm`` permutations in the same order (one per feature).
+    """
 
     def __init__(
         self,
@@ -197,23 +218,7 @@ class FeaturePermutation(FeatureAblation):
         **kwargs: Any,
     ) -> Any:
         """Permutation attributions (the batch needs at least 2 examples)."""
-        owner = type(self).__name__
-        # Captum's default perm_func is replaced by the vectorised native path, which draws
-        # the same torch.randperm permutations in the same order (one per feature).
-        custom = None if self.perm_func is _permute_feature else self.perm_func
-        return (
-            _NativeFeaturePermutation(self.forward_func, perm_func=custom)
-            .attribute(
-                inputs,
-                target=target,
-                forward_args=additional_forward_args,
-                feature_mask=feature_mask,
-                seed=GlobalRandom(),
-                chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
-                show_progress=show_progress,
-            )
-            .attributions
-        )
+        return run(self, _FEATURE_PERMUTATION, locals())
 
 
 class Occlusion(FeatureAblation):
@@ -231,18 +236,7 @@ class Occlusion(FeatureAblation):
         perturbations_per_eval: int = 1,
         show_progress: bool = False,
     ) -> Any:
-        owner = type(self).__name__
-        result = _NativeOcclusion(self.forward_func).attribute(
-            inputs,
-            sliding_window_shapes=sliding_window_shapes,
-            strides=strides,
-            baselines=baselines,
-            target=target,
-            forward_args=additional_forward_args,
-            chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
-            show_progress=show_progress,
-        )
-        return _in_captum_dtype(result)
+        return run(self, _OCCLUSION, locals())
 
 
 class ShapleyValueSampling(PerturbationAttribution):
@@ -251,9 +245,6 @@ class ShapleyValueSampling(PerturbationAttribution):
     Orderings are drawn with ``torch.randperm`` from the global generator in Captum's
     order, so seeded runs reproduce Captum 0.9's numbers (float32 results).
     """
-
-    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
-        super().__init__(forward_func)
 
     def attribute(
         self,
@@ -266,27 +257,12 @@ class ShapleyValueSampling(PerturbationAttribution):
         perturbations_per_eval: int = 1,
         show_progress: bool = False,
     ) -> Any:
-        owner = type(self).__name__
-        result = _NativeShapleyValueSampling(self.forward_func).attribute(
-            inputs,
-            baselines=baselines,
-            target=target,
-            forward_args=additional_forward_args,
-            feature_mask=feature_mask,
-            n_samples=n_samples,
-            seed=GlobalRandom(),
-            chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
-            show_progress=show_progress,
-        )
-        return _in_captum_dtype(result)
+        return run(self, _SHAPLEY_VALUE_SAMPLING, locals())
 
 
 class ShapleyValues(PerturbationAttribution):
     """Captum-compatible :class:`whybox.methods.ShapleyValues`: exact, from ``2**M``
     coalitions instead of Captum's ``M * M!`` permutation steps (same values)."""
-
-    def __init__(self, forward_func: Callable[..., Tensor]) -> None:
-        super().__init__(forward_func)
 
     def attribute(
         self,
@@ -298,17 +274,7 @@ class ShapleyValues(PerturbationAttribution):
         perturbations_per_eval: int = 1,
         show_progress: bool = False,
     ) -> Any:
-        owner = type(self).__name__
-        result = _NativeShapleyValues(self.forward_func).attribute(
-            inputs,
-            baselines=baselines,
-            target=target,
-            forward_args=additional_forward_args,
-            feature_mask=feature_mask,
-            chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
-            show_progress=show_progress,
-        )
-        return _in_captum_dtype(result)
+        return run(self, _SHAPLEY_VALUES, locals())
 
 
 class LimeBase(PerturbationAttribution):
@@ -335,19 +301,8 @@ class LimeBase(PerturbationAttribution):
         self.perturb_interpretable_space = perturb_interpretable_space
         self.from_interp_rep_transform = from_interp_rep_transform
         self.to_interp_rep_transform = to_interp_rep_transform
-        # Validate the options and their combination now, like Captum's constructor.
-        self._native()._validated()
-
-    def _native(self) -> _NativeLimeBase:
-        return _NativeLimeBase(
-            self.forward_func,
-            interpretable_model=self.interpretable_model,
-            similarity_func=self.similarity_func,
-            perturb_func=self.perturb_func,
-            perturb_interpretable_space=self.perturb_interpretable_space,
-            from_interp_rep_transform=self.from_interp_rep_transform,
-            to_interp_rep_transform=self.to_interp_rep_transform,
-        )
+        # the options and their combination are checked now, as in Captum's constructor
+        check(self, _LIME_BASE)
 
     def attribute(
         self,
@@ -361,22 +316,7 @@ class LimeBase(PerturbationAttribution):
     ) -> Tensor:
         """The fitted surrogate's ``representation()``, ``(1, M)`` for one output (float64
         for float64 inputs, float32 otherwise)."""
-        chunk_size = chunk_from_perturbations_per_eval(
-            type(self).__name__, perturbations_per_eval, inputs, one_means_auto=False
-        )
-        return (
-            self._native()
-            .attribute(
-                inputs,
-                target=target,
-                forward_args=additional_forward_args,
-                n_samples=n_samples,
-                chunk_size=chunk_size,
-                show_progress=show_progress,
-                **kwargs,
-            )
-            .attributions
-        )
+        return run(self, _LIME_BASE, locals())
 
 
 class Lime(LimeBase):
@@ -386,7 +326,7 @@ class Lime(LimeBase):
     :class:`~whybox.core.surrogate.WeightedLasso`, same objective), an exponential kernel
     on the cosine distance, and groups kept with probability 1/2 (drawn from torch's global
     generator). ``from_interp_rep_transform`` is Captum's default transform and can be
-    called directly, as in Captum.
+    called directly, as in Captum. A ``perturb_func`` other than the default is honoured.
     """
 
     def __init__(
@@ -397,13 +337,13 @@ class Lime(LimeBase):
         perturb_func: Callable[..., Any] | None = None,
     ) -> None:
         PerturbationAttribution.__init__(self, forward_func)
+        # Captum's defaults, stored as Captum stores them
         self.interpretable_model = (
             WeightedLasso(alpha=0.01) if interpretable_model is None else interpretable_model
         )
         self.similarity_func = (
             get_exp_kernel_similarity_function() if similarity_func is None else similarity_func
         )
-        self._custom_perturb = perturb_func
         self.perturb_func = default_perturb_func if perturb_func is None else perturb_func
         self.perturb_interpretable_space = True
         self.from_interp_rep_transform = default_from_interp_rep_transform
@@ -421,27 +361,7 @@ class Lime(LimeBase):
         return_input_shape: bool = True,
         show_progress: bool = False,
     ) -> Any:
-        owner = type(self).__name__
-        # A user-assigned perturb_func other than the default is honoured.
-        custom = None if self.perturb_func is default_perturb_func else self.perturb_func
-        result = _NativeLime(
-            self.forward_func,
-            interpretable_model=self.interpretable_model,
-            similarity_func=self.similarity_func,
-            perturb_func=custom,
-        ).attribute(
-            inputs,
-            baselines=baselines,
-            target=target,
-            forward_args=additional_forward_args,
-            feature_mask=feature_mask,
-            n_samples=n_samples,
-            seed=GlobalRandom(),
-            return_input_shape=return_input_shape,
-            chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
-            show_progress=show_progress,
-        )
-        return _in_captum_dtype(result)
+        return run(self, _LIME, locals())
 
 
 class KernelShap(Lime):
@@ -469,20 +389,7 @@ class KernelShap(Lime):
         return_input_shape: bool = True,
         show_progress: bool = False,
     ) -> Any:
-        owner = type(self).__name__
-        result = _NativeKernelShap(self.forward_func).attribute(
-            inputs,
-            baselines=baselines,
-            target=target,
-            forward_args=additional_forward_args,
-            feature_mask=feature_mask,
-            n_samples=n_samples,
-            seed=GlobalRandom(),
-            return_input_shape=return_input_shape,
-            chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
-            show_progress=show_progress,
-        )
-        return _in_captum_dtype(result)
+        return run(self, _KERNEL_SHAP, locals())
 
 
 class LayerFeatureAblation(LayerAttribution, PerturbationAttribution):
@@ -504,23 +411,7 @@ class LayerFeatureAblation(LayerAttribution, PerturbationAttribution):
     ) -> Any:
         """Attributions shaped like the layer's output (input with
         ``attribute_to_layer_input``)."""
-        owner = type(self).__name__
-        return (
-            _NativeFeatureAblation(
-                self.forward_func,
-                layer=self.layer,
-                attribute_to_layer_input=attribute_to_layer_input,
-            )
-            .attribute(
-                inputs,
-                baselines=layer_baselines,
-                target=target,
-                forward_args=additional_forward_args,
-                feature_mask=layer_mask,
-                chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
-            )
-            .attributions
-        )
+        return run(self, _LAYER_FEATURE_ABLATION, locals())
 
 
 class NeuronFeatureAblation(NeuronAttribution, PerturbationAttribution):
@@ -537,25 +428,7 @@ class NeuronFeatureAblation(NeuronAttribution, PerturbationAttribution):
         attribute_to_neuron_input: bool = False,
         perturbations_per_eval: int = 1,
     ) -> Any:
-        owner = type(self).__name__
-        model = neuron_model(
-            self.forward_func,
-            self.layer,
-            neuron_selector,
-            to_input=attribute_to_neuron_input,
-            owner=owner,
-        )
-        return (
-            _NativeFeatureAblation(model)
-            .attribute(
-                inputs,
-                baselines=baselines,
-                forward_args=additional_forward_args,
-                feature_mask=feature_mask,
-                chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
-            )
-            .attributions
-        )
+        return run(self, _NEURON_FEATURE_ABLATION, locals())
 
 
 class LayerFeaturePermutation(LayerAttribution, PerturbationAttribution):
@@ -573,16 +446,4 @@ class LayerFeaturePermutation(LayerAttribution, PerturbationAttribution):
         perturbations_per_eval: int = 1,
     ) -> Any:
         """Attributions shaped like the layer's output (the batch needs >= 2 examples)."""
-        owner = type(self).__name__
-        return (
-            _NativeFeaturePermutation(self.forward_func, layer=self.layer)
-            .attribute(
-                inputs,
-                target=target,
-                forward_args=additional_forward_args,
-                feature_mask=layer_mask,
-                seed=GlobalRandom(),
-                chunk_size=chunk_from_perturbations_per_eval(owner, perturbations_per_eval, inputs),
-            )
-            .attributions
-        )
+        return run(self, _LAYER_FEATURE_PERMUTATION, locals())

@@ -4,8 +4,12 @@ Every method is written once against the engine. A scope changes only
 
 * where gradients are taken (``LayerSite.capture`` as the evaluator's ``tap``),
 * where a path is interpolated (``LayerSite.substitute``: LayerIG feeds interpolated layer
-  values instead of interpolated inputs), or
-* what is explained (:func:`neuron_forward`: a neuron of a layer becomes the model output).
+  values instead of interpolated inputs),
+* what is explained (:func:`neuron_forward`: a neuron of a layer becomes the model output),
+* what is perturbed (:meth:`LayerScope.perturbation`: layer values fed in place of the
+  layer's own).
+
+A method asks its :class:`Scope` (made by :func:`scope_of`) for each of these.
 
 So "LayerX" and "NeuronX" are method X with a scope, never a copy of X.
 """
@@ -14,15 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .call import Call, prepare_call
-from .forward import RowBatch
+from .forward import Evaluator, RowBatch
 from .hooks import Captured, capture, hooks
+from .inputs import Inputs, flatten
 from .model_checks import check_layer_in_model, explainable_model
 from .validation import fail
 
@@ -32,6 +37,7 @@ __all__ = [
     "neuron_model",
     "NeuronModel",
     "select_neuron",
+    "Perturbation",
     "Scope",
     "InputScope",
     "LayerScope",
@@ -61,6 +67,18 @@ class LayerSite:
     def capture(self) -> Any:
         """Context recording the site's tensors during a forward (a ``tap`` for gradients)."""
         return capture(self.layers, inputs=self.to_input)
+
+    @contextmanager
+    def checked(self, owner: str) -> Iterator[Captured]:
+        """:meth:`capture`, failing clearly on exit unless every layer ran and gave tensors.
+
+        The one checked capture of a layer: a layer that is not called in the forward (a
+        submodule of a copy, of a compiled or a scripted model) is an error naming it, never
+        an empty result or a zero gradient. An error inside the block propagates unchecked.
+        """
+        with self.capture() as captured:
+            yield captured
+        self._check_seen(captured, owner)
 
     @contextmanager
     def substitute(self, values: Sequence[Tensor], layout: Sequence[int]) -> Iterator[Captured]:
@@ -129,9 +147,8 @@ class LayerSite:
         with torch.no_grad():
             for start in range(0, n_rows, call.chunk_rows) if n_rows else [0]:
                 stop = min(n_rows, start + call.chunk_rows)
-                with self.capture() as captured:
+                with self.checked(call.owner) as captured:
                     call.evaluator.raw_output(build(start, stop))
-                self._check_seen(captured, call.owner)
                 if not layout:
                     layout = [len(t) for t in captured.per_layer]
                 parts.append([t.detach() for t in captured.tensors])
@@ -296,6 +313,38 @@ def neuron_model(
 
 
 # -- scopes: where a method's attributions live, as one polymorphic object ------------------
+@dataclass(frozen=True)
+class Perturbation:
+    """What a perturbation method perturbs in a scope, and how perturbed rows reach the model.
+
+    Attributes
+    ----------
+    call : Call
+        The call that evaluates perturbed rows (for layer scope its model substitutes the
+        layer's values by the perturbed ones; the target and extra arguments are the
+        original call's).
+    values : Inputs
+        The values that are perturbed, each ``(N, ...)``: the inputs, or the layer's
+        tensors on the inputs (with a structure, for baselines and masks shaped like them).
+    rows : callable
+        ``rows(batch)``: a :class:`~whybox.core.forward.RowBatch` of perturbed values ->
+        the :class:`~whybox.core.forward.RowBatch` that ``call``'s evaluator takes.
+    """
+
+    call: Call
+    values: Inputs
+    rows: Callable[[RowBatch], RowBatch]
+
+    @property
+    def tensors(self) -> tuple[Tensor, ...]:
+        """The perturbed values, each ``(N, ...)``."""
+        return self.values.tensors
+
+
+def _same_rows(batch: RowBatch) -> RowBatch:
+    return batch
+
+
 class Scope:
     """Where attributions live: the inputs, a layer's values, or the inputs for one neuron.
 
@@ -304,26 +353,30 @@ class Scope:
     * :meth:`prepare` makes the call (for neuron scope, the model whose output is the
       neuron -- a model transform);
     * :attr:`tap` is what gradients are taken with respect to (``None``: the inputs);
+      :meth:`recording_tap` also keeps the tapped values of each chunk, and :meth:`values`
+      gives the scope's values of the rows of a forward (the rows themselves, or the
+      layer's values recorded in the same forward: no extra forward);
     * :meth:`endpoints` gives a path's ends in the scope's space (input scope: baselines
       and inputs; layer scope: the layer's values on both, from one forward);
       :attr:`substitution` then tells the path walker to feed those points through the
       layer (layer values become the inputs);
     * :meth:`difference` is ``value(ends) - value(starts)`` for rows in input space;
-    * :meth:`result` builds the :class:`~whybox.core.result.Explanation` in the scope's
-      convention (the inputs' structure, or Captum's per-layer convention).
+    * :meth:`perturbation` is what a perturbation method perturbs (the inputs, or the
+      layer's values fed in place of the layer's own);
+    * :meth:`zeros`, :meth:`groups`, :meth:`arrange` and :meth:`result` build results in
+      the scope's convention (the inputs' structure, or Captum's per-layer convention).
     """
 
     #: the layer site for layer scope (``None`` otherwise)
     site: LayerSite | None = None
+    #: whether the inputs must be floating point unless a method says otherwise
+    require_float: bool = True
 
     def __init__(self, model: Any, *, owner: str) -> None:
         self.model = model
         self.owner = owner
         #: tensors per layer, known after the first forward through the site
         self.layout: list[int] | None = None
-
-    # what the maths calls
-    require_float: bool = True
 
     def prepare(
         self,
@@ -333,12 +386,14 @@ class Scope:
         forward_args: Any = None,
         chunk_size: Any = "auto",
         show_progress: bool = False,
-        float_inputs: bool = False,
+        float_inputs: bool | None = None,
     ) -> Call:
         """The call (inputs, target, extra args, evaluator) for this scope's model.
 
-        ``float_inputs`` demands floating-point inputs whatever the scope (methods that
-        draw random points in input space even for a layer).
+        ``float_inputs`` overrides the scope's default (:attr:`require_float`): ``True``
+        demands floating-point inputs whatever the scope (methods that draw random points
+        in input space even for a layer), ``False`` accepts any dtype (perturbations may
+        set token ids to a baseline id).
         """
         return prepare_call(
             self.owner,
@@ -348,14 +403,44 @@ class Scope:
             forward_args=forward_args,
             chunk_size=chunk_size,
             show_progress=show_progress,
-            require_float=self.require_float or float_inputs,
+            require_float=self.require_float if float_inputs is None else float_inputs,
         )
 
+    # -- gradients ------------------------------------------------------------------------
     @property
     def tap(self) -> Callable[[], Any] | None:
         """Gradients are with respect to the inputs (``None``) or these captured tensors."""
         return None
 
+    def recording_tap(self, store: list[Tensor]) -> Callable[[], Any] | None:
+        """:attr:`tap`, also putting the tapped values of each chunk (detached) in ``store``.
+
+        Input scope has nothing to record (``None``: the rows are the values).
+        """
+        return None
+
+    def values(self, rows: Sequence[Tensor], recorded: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        """The scope's values for the rows of one forward: the rows themselves here.
+
+        Parameters
+        ----------
+        rows : the rows fed to the model, each ``(rows, ...)``
+        recorded : what :meth:`recording_tap` (or ``row_gradients(..., record=)``) kept
+            from the same forward
+
+        Returns
+        -------
+        tuple of Tensor
+            One ``(rows, ...)`` tensor per input (per layer tensor for layer scope).
+        """
+        return tuple(rows)
+
+    @property
+    def output_layers(self) -> tuple[nn.Module, ...]:
+        """The layers whose outputs are the scope's values (none: inputs, layer inputs)."""
+        return ()
+
+    # -- paths ----------------------------------------------------------------------------
     @property
     def substitution(self) -> LayerSite | None:
         """A site whose values are replaced by path points (layer scope), else ``None``."""
@@ -364,7 +449,8 @@ class Scope:
     def endpoints(
         self, call: Call, baselines: Sequence[Tensor]
     ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        """``(starts, ends)`` of straight paths in the scope's space."""
+        """``(starts, ends)`` of straight paths in the scope's space, each ``(N, ...)``
+        (starts may broadcast)."""
         return tuple(baselines), call.tensors
 
     def difference(
@@ -373,17 +459,41 @@ class Scope:
         """``value(ends) - value(starts)`` for rows of inputs (the inputs themselves here)."""
         return [e - s for e, s in zip(ends, starts)]
 
+    # -- perturbations --------------------------------------------------------------------
+    def perturbation(self, call: Call) -> Perturbation:
+        """What is perturbed: the inputs here, fed to the model as they are."""
+        return Perturbation(call, call.inputs, _same_rows)
+
+    # -- results --------------------------------------------------------------------------
+    def zeros(self, call: Call) -> tuple[Tensor, ...]:
+        """Zero attributions shaped like the scope's values of the call's rows (for an
+        empty batch: ``(0, ...)``)."""
+        return tuple(torch.zeros_like(x) for x in call.tensors)
+
+    def groups(self, call: Call, leaves: Sequence[Tensor]) -> list[tuple[Tensor, ...]]:
+        """The leaves grouped as the results are: one group here (per layer for layer
+        scope)."""
+        return [tuple(leaves)]
+
+    def arrange(self, items: Sequence[Any]) -> Any:
+        """One item per group (see :meth:`groups`) in the result's convention: the item
+        itself here (a list for several layers)."""
+        return items[0]
+
     def result(
         self,
         method: Any,
         call: Call,
         leaves: Sequence[Tensor],
         *,
-        delta: Tensor | None = None,
+        delta: Any = None,
         parameters: dict[str, Any] | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> Any:
-        """The explanation, shaped like the inputs."""
-        return method._result(call, tuple(leaves), delta=delta, parameters=parameters)
+        """The explanation, shaped like the inputs (their tensor / tuple / dict structure)."""
+        return method._result(
+            call, tuple(leaves), delta=delta, parameters=parameters, extras=extras
+        )
 
 
 class InputScope(Scope):
@@ -403,28 +513,67 @@ class NeuronScope(Scope):
 
 
 class LayerScope(Scope):
-    """Attributions to a layer's values (outputs, or inputs with ``to_input``)."""
+    """Attributions to a layer's values (outputs, or inputs with ``to_input``).
+
+    ``several``: the layers were given as a list (or tuple), so results are a list with one
+    entry per layer (Captum's convention), even for a list of one.
+    """
 
     require_float = False  # the inputs may be token ids; the layer's values are floats
 
-    def __init__(self, model: Any, site: LayerSite, *, owner: str) -> None:
+    def __init__(self, model: Any, site: LayerSite, *, several: bool = False, owner: str) -> None:
         super().__init__(model, owner=owner)
         self.site = site
+        self.several = several
 
+    def activations(
+        self, call: Call, rows: Sequence[Tensor] | None = None, example_index: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
+        """The layer's tensors for ``rows`` (default: the call's inputs), no grad.
+
+        One chunked forward, checked (the layers must run); records :attr:`layout`.
+
+        Returns
+        -------
+        tuple of Tensor
+            Flattened over layers, each ``(rows, ...)``.
+        """
+        values, self.layout = self.site.activations(call, rows, example_index)
+        return values
+
+    # -- gradients ------------------------------------------------------------------------
     @property
     def tap(self) -> Callable[[], Any]:
-        site = self.site
+        site, owner = self.site, self.owner
 
         @contextmanager
         def checked() -> Iterator[Captured]:
-            with site.capture() as captured:
+            with site.checked(owner) as captured:
                 yield captured
-            site._check_seen(captured, self.owner)
-            if self.layout is None:
-                self.layout = [len(t) for t in captured.per_layer]
+            self.layout = [len(t) for t in captured.per_layer]
 
         return checked
 
+    def recording_tap(self, store: list[Tensor]) -> Callable[[], Any]:
+        tap = self.tap
+
+        @contextmanager
+        def recorded() -> Iterator[Captured]:
+            with tap() as captured:
+                yield captured
+            store[:] = [t.detach() for t in captured.tensors]
+
+        return recorded
+
+    def values(self, rows: Sequence[Tensor], recorded: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        # the layer's values, recorded in the forward that gave the gradients
+        return tuple(recorded)
+
+    @property
+    def output_layers(self) -> tuple[nn.Module, ...]:
+        return () if self.site.to_input else self.site.layers
+
+    # -- paths ----------------------------------------------------------------------------
     @property
     def substitution(self) -> LayerSite:
         return self.site
@@ -436,15 +585,61 @@ class LayerScope(Scope):
         batch = call.batch_size
         both = tuple(torch.cat([x, b.expand_as(x)]) for x, b in zip(call.tensors, baselines))
         index = torch.arange(batch, device=both[0].device).repeat(2)
-        values, self.layout = self.site.activations(call, both, index)
+        values = self.activations(call, both, index)
         return tuple(v[batch:] for v in values), tuple(v[:batch] for v in values)
 
     def difference(
         self, call: Call, ends: Sequence[Tensor], starts: Sequence[Tensor], example_index: Tensor
     ) -> list[Tensor]:
-        end_values, self.layout = self.site.activations(call, ends, example_index)
-        start_values, _ = self.site.activations(call, starts, example_index)
+        end_values = self.activations(call, ends, example_index)
+        start_values = self.activations(call, starts, example_index)
         return [e - s for e, s in zip(end_values, start_values)]
+
+    # -- perturbations --------------------------------------------------------------------
+    def perturbation(self, call: Call) -> Perturbation:
+        """The layer's values on the inputs (one no-grad forward), perturbed and fed in place
+        of the layer's own (Captum's LayerFeatureAblation / LayerFeaturePermutation): each
+        perturbed row runs the model on its example's real inputs."""
+        activations = self.activations(call)
+        site, layout, model, owner = self.site, list(self.layout), self.model, self.owner
+        fed: list[Tensor] = []  # the perturbed layer values of the chunk being evaluated
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            with site.substitute(fed, layout) as substituted:
+                output = model(*args, **kwargs)
+            site._check_seen(substituted, owner)
+            return output
+
+        evaluator = Evaluator(forward, call.inputs.structure, call.extra, call.target, owner=owner)
+        _, structure = flatten(activations, owner=owner)
+
+        def rows(batch: RowBatch) -> RowBatch:
+            fed[:] = batch.inputs
+            index = batch.example_index
+            originals = tuple(x.index_select(0, index.to(x.device)) for x in call.tensors)
+            return RowBatch(originals, index)
+
+        return Perturbation(
+            replace(call, evaluator=evaluator), Inputs(tuple(activations), structure), rows
+        )
+
+    # -- results --------------------------------------------------------------------------
+    def zeros(self, call: Call) -> tuple[Tensor, ...]:
+        # the layer's shapes come from one forward (torch modules accept N = 0)
+        return tuple(torch.zeros_like(v) for v in self.activations(call))
+
+    def groups(self, call: Call, leaves: Sequence[Tensor]) -> list[tuple[Tensor, ...]]:
+        layout = self.layout
+        if layout is None or sum(layout) != len(leaves):
+            layout = self._count_layout(call, len(leaves))
+        grouped, start = [], 0
+        for count in layout:
+            grouped.append(tuple(leaves[start : start + count]))
+            start += count
+        return grouped
+
+    def arrange(self, items: Sequence[Any]) -> Any:
+        return list(items) if self.several else items[0]
 
     def result(
         self,
@@ -452,15 +647,16 @@ class LayerScope(Scope):
         call: Call,
         leaves: Sequence[Tensor],
         *,
-        delta: Tensor | None = None,
+        delta: Any = None,
         parameters: dict[str, Any] | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> Any:
         """Captum's layer convention: a tensor per layer (a tuple for layers returning
         several tensors), a list when several layers were given."""
-        layout = self.layout
-        if layout is None or sum(layout) != len(leaves):
-            layout = self._count_layout(call, len(leaves))
-        return method._layer_result(call, tuple(leaves), layout, delta=delta, parameters=parameters)
+        per_layer = [g[0] if len(g) == 1 else g for g in self.groups(call, leaves)]
+        return method._layer_result(
+            call, self.arrange(per_layer), delta=delta, parameters=parameters, extras=extras
+        )
 
     def _count_layout(self, call: Call, n_values: int) -> list[int]:
         # one tensor per layer is the common case; tuples need one single-row forward
@@ -473,11 +669,17 @@ class LayerScope(Scope):
 def scope_of(
     model: Any, layer: Any, *, neuron: Any = None, to_input: bool = False, owner: str
 ) -> Scope:
-    """The scope for a method's ``layer`` / ``neuron`` settings (one place decides)."""
+    """The scope for a method's ``layer`` / ``neuron`` settings (one place decides).
+
+    ``neuron`` (with one ``layer``): :class:`NeuronScope`; ``layer`` alone (a module or a
+    list of modules): :class:`LayerScope`; neither: :class:`InputScope`. A neuron without
+    a layer, or with several layers, is a clear error.
+    """
     if neuron is not None:
         if layer is None or isinstance(layer, (list, tuple)):
             fail(owner, "layer", "one nn.Module when a neuron is selected", layer)
         return NeuronScope(model, layer, neuron, to_input=to_input, owner=owner)
     if layer is None:
         return InputScope(model, owner=owner)
-    return LayerScope(model, LayerSite.of(layer, to_input=to_input, owner=owner), owner=owner)
+    site = LayerSite.of(layer, to_input=to_input, owner=owner)
+    return LayerScope(model, site, several=isinstance(layer, (list, tuple)), owner=owner)

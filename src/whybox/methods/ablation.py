@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from whybox.core.call import Call, prepare_call
+from whybox.core.call import Call
 from whybox.core.forward import ChunkSize, RowBatch
-from whybox.core.inputs import Inputs, flatten, prepare_baselines
+from whybox.core.inputs import prepare_baselines
 from whybox.core.masks import SlidingWindows, sliding_window_masks
 from whybox.core.method import Check, IsCallable
 from whybox.core.perturbation import (
@@ -36,6 +36,7 @@ from whybox.core.perturbation import (
 from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
+from whybox.core.scope import Scope
 from whybox.core.validation import fail
 
 from .base import Method
@@ -44,37 +45,26 @@ __all__ = ["FeatureAblation", "Occlusion", "FeaturePermutation"]
 
 
 def _prepare(
-    method: Method,
+    scope: Scope,
     inputs: Any,
     target: Any,
     forward_args: Any,
     chunk_size: ChunkSize,
     show_progress: bool,
-    model: Any = None,
 ) -> Call:
-    return prepare_call(
-        method.owner,
-        method.model if model is None else model,
+    return scope.prepare(
         inputs,
         target=target,
         forward_args=forward_args,
         chunk_size=chunk_size,
         show_progress=show_progress,
-        require_float=False,  # token ids may be ablated to a baseline id
+        float_inputs=False,  # token ids may be ablated to a baseline id
     )
 
 
 def _drops(values: Tensor) -> Tensor:
     """``f(original) - f(perturbed)`` per perturbation: item 0 is the original."""
     return values[0:1] - values[1:]
-
-
-def _empty(method: Method, call: Call, tensors: tuple[Tensor, ...], layout: Any) -> Explanation:
-    """The result for an empty batch: zero-row attributions, nothing evaluated."""
-    leaves = empty_leaves(tensors)
-    if layout is not None:
-        return method._layer_result(call, leaves, layout)
-    return method._result(call, leaves, extras={"aggregate_output": False})
 
 
 @register("feature_ablation")
@@ -134,28 +124,18 @@ class FeatureAblation(EmptyBatchInBody, Method):
             output's dtype; first dimension 1 when the model returns one scalar per batch.
         """
         owner = self.owner
-        site = self._site() if neuron is None else None
-        if site is None:
-            call = _prepare(
-                self,
-                inputs,
-                target,
-                forward_args,
-                chunk_size,
-                show_progress,
-                self._scoped_model(neuron),
-            )
-            tensors = call.tensors
-            base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
-            build_rows = layout = None
-        else:
-            call, tensors, base, build_rows, layout = _layer_setup(
-                self, site, inputs, baselines, target, forward_args, chunk_size, show_progress
-            )
+        scope = self._scope(neuron)
+        call = _prepare(scope, inputs, target, forward_args, chunk_size, show_progress)
+        # the inputs, or the layer's values (fed in place of the layer's own)
+        space = scope.perturbation(call)
+        tensors = space.tensors
+        base = prepare_baselines(baselines, space.values, owner=owner).tensors
         masks = prepare_masks(feature_mask, tensors, owner=owner)
         n = tensors[0].shape[0]
         if n == 0:
-            return _empty(self, call, tensors, layout)
+            return scope.result(
+                self, call, empty_leaves(tensors), extras={"aggregate_output": False}
+            )
         features = feature_order(masks)
         device = tensors[0].device
 
@@ -168,43 +148,15 @@ class FeatureAblation(EmptyBatchInBody, Method):
                 coalitions[ablated.to(device)] = single_feature_coalitions(
                     picked, masks.n_features, device
                 )
-            rows = coalition_rows(tensors, base, masks, coalitions)
-            return rows if build_rows is None else build_rows(rows)
+            return space.rows(coalition_rows(tensors, base, masks, coalitions))
 
-        outputs = run_items(call, n_items=len(features) + 1, build=build, rows_per_item=n)
+        outputs = run_items(space.call, n_items=len(features) + 1, build=build, rows_per_item=n)
         check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")
         drops = _drops(outputs.values)  # (P, B)
         per_feature = drops.new_zeros(drops.shape[1], masks.n_features)
         per_feature[:, features.to(drops.device)] = drops.T
         leaves = expand_to_elements(per_feature, masks, tensors)
-        if site is not None:
-            return self._layer_result(call, leaves, layout)
-        return self._result(call, leaves, extras={"aggregate_output": outputs.aggregate})
-
-
-def _layer_setup(method, site, inputs, baselines, target, forward_args, chunk_size, progress):
-    """Call whose forward substitutes perturbed layer values; activations; baselines."""
-    owner = method.owner
-    plain = _prepare(method, inputs, target, forward_args, chunk_size, False)
-    activations, layout = site.activations(plain)
-    current: dict[str, Any] = {}
-
-    def forward(*args: Any, **kwargs: Any) -> Any:
-        with site.substitute(current["values"], layout):
-            return method.model(*args, **kwargs)
-
-    call = _prepare(method, inputs, target, forward_args, chunk_size, progress, forward)
-    _, structure = flatten(activations, owner=owner)
-    layer_inputs = Inputs(tuple(activations), structure)
-    base = prepare_baselines(baselines, layer_inputs, owner=owner).tensors
-
-    def build_rows(rows: RowBatch) -> RowBatch:
-        current["values"] = list(rows.inputs)
-        index = rows.example_index
-        originals = tuple(x.index_select(0, index.to(x.device)) for x in call.tensors)
-        return RowBatch(originals, index)
-
-    return call, tuple(activations), base, build_rows, layout
+        return scope.result(self, call, leaves, extras={"aggregate_output": outputs.aggregate})
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +186,8 @@ class Occlusion(EmptyBatchInBody, Method):
 
     Each element's attribution is the mean drop over the windows covering it (Zeiler &
     Fergus, 2014; Captum semantics: the last window along a dimension may stick out and is
-    clipped, so every element is covered).
+    clipped, so every element is covered). With ``layer`` the windows slide over the
+    layer's values instead (fed in place of the layer's own), shaped like the layer.
     """
 
     def attribute(
@@ -266,9 +219,11 @@ class Occlusion(EmptyBatchInBody, Method):
             dimension 1 for models returning one scalar per batch).
         """
         owner = self.owner
-        call = _prepare(self, inputs, target, forward_args, chunk_size, show_progress)
-        tensors = call.tensors
-        base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
+        scope = self._scope()
+        call = _prepare(scope, inputs, target, forward_args, chunk_size, show_progress)
+        space = scope.perturbation(call)
+        tensors = space.tensors
+        base = prepare_baselines(baselines, space.values, owner=owner).tensors
         dims = [x.dim() - 1 for x in tensors]
         shapes = _per_input(
             owner, "sliding_window_shapes", sliding_window_shapes, len(tensors), dims
@@ -295,7 +250,9 @@ class Occlusion(EmptyBatchInBody, Method):
                 )
         n = tensors[0].shape[0]
         if n == 0:
-            return _empty(self, call, tensors, None)
+            return scope.result(
+                self, call, empty_leaves(tensors), extras={"aggregate_output": False}
+            )
         counts = [w.n_windows for w in windows]
         offsets = torch.tensor([0] + counts).cumsum(0).tolist()
         device = tensors[0].device
@@ -312,15 +269,15 @@ class Occlusion(EmptyBatchInBody, Method):
                     keep[mine.to(device)] = ~w.masks(local[mine], device=device)
                 rows = torch.where(keep.unsqueeze(1), x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
                 leaves.append(rows.reshape((k * n,) + tuple(x.shape[1:])))
-            return RowBatch(tuple(leaves), torch.arange(n, device=device).repeat(k))
+            return space.rows(RowBatch(tuple(leaves), torch.arange(n, device=device).repeat(k)))
 
-        outputs = run_items(call, n_items=offsets[-1] + 1, build=build, rows_per_item=n)
+        outputs = run_items(space.call, n_items=offsets[-1] + 1, build=build, rows_per_item=n)
         drops = _drops(outputs.values)  # (P, B)
         leaves = tuple(
             _window_sum(drops[offsets[i] : offsets[i + 1]], w, device) / w.coverage(device=device)
             for i, w in enumerate(windows)
         )
-        return self._result(call, leaves, extras={"aggregate_output": outputs.aggregate})
+        return scope.result(self, call, leaves, extras={"aggregate_output": outputs.aggregate})
 
 
 def _window_sum(drops: Tensor, windows: SlidingWindows, device: Any) -> Tensor:
@@ -406,15 +363,11 @@ class FeaturePermutation(EmptyBatchInBody, Method):
             return one scalar per batch, e.g. a loss).
         """
         owner = self.owner
-        site = self._site()
-        if site is None:
-            call = _prepare(self, inputs, target, forward_args, chunk_size, show_progress)
-            tensors, build_rows, layout = call.tensors, None, None
-        else:
-            # permute the layer's activations across the batch (LayerFeaturePermutation)
-            call, tensors, _, build_rows, layout = _layer_setup(
-                self, site, inputs, None, target, forward_args, chunk_size, show_progress
-            )
+        scope = self._scope()
+        call = _prepare(scope, inputs, target, forward_args, chunk_size, show_progress)
+        # the inputs, or the layer's values permuted across the batch (LayerFeaturePermutation)
+        space = scope.perturbation(call)
+        tensors = space.tensors
         n = tensors[0].shape[0]
         if n == 1:
             fail(
@@ -426,7 +379,9 @@ class FeaturePermutation(EmptyBatchInBody, Method):
             )
         masks = prepare_masks(feature_mask, tensors, owner=owner)
         if n == 0:
-            return _empty(self, call, tensors, layout)
+            return scope.result(
+                self, call, empty_leaves(tensors), extras={"aggregate_output": False}
+            )
         features = feature_order(masks)
         device = tensors[0].device
         perms = None
@@ -436,7 +391,7 @@ class FeaturePermutation(EmptyBatchInBody, Method):
 
         def build(start: int, stop: int) -> RowBatch:
             rows = _permuted_rows(start, stop) if self.perm_func is None else _custom(start, stop)
-            return rows if build_rows is None else build_rows(rows)
+            return space.rows(rows)
 
         def _custom(start: int, stop: int) -> RowBatch:
             leaves = []
@@ -476,12 +431,10 @@ class FeaturePermutation(EmptyBatchInBody, Method):
                 leaves.append(rows.reshape((k * n,) + tuple(x.shape[1:])))
             return RowBatch(tuple(leaves), torch.arange(n, device=device).repeat(k))
 
-        outputs = run_items(call, n_items=len(features) + 1, build=build, rows_per_item=n)
+        outputs = run_items(space.call, n_items=len(features) + 1, build=build, rows_per_item=n)
         check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")
         drops = _drops(outputs.values)
         per_feature = drops.new_zeros(drops.shape[1], masks.n_features)
         per_feature[:, features.to(drops.device)] = drops.T
         leaves = expand_to_elements(per_feature, masks, tensors)
-        if site is not None:
-            return self._layer_result(call, leaves, layout)
-        return self._result(call, leaves, extras={"aggregate_output": outputs.aggregate})
+        return scope.result(self, call, leaves, extras={"aggregate_output": outputs.aggregate})

@@ -1,5 +1,11 @@
-"""Scope helpers shared by native methods, on top of the :class:`~whybox.core.method.Method`
-template (declared parameters, validated once before the maths)."""
+"""The scope side of native methods, on top of the :class:`~whybox.core.method.Method`
+template (declared parameters, validated once before the maths).
+
+A method asks :meth:`Method._scope` for the one object that knows where its attributions
+live (:mod:`whybox.core.scope`); the results are built here in the two conventions a scope
+asks for (:meth:`Method._result` for the inputs' structure, :meth:`Method._layer_result`
+for Captum's per-layer convention).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch import Tensor
 
-from whybox.core.call import Call, prepare_call
-from whybox.core.forward import RowBatch
+from whybox.core.call import Call
 from whybox.core.method import Method as _Template
 from whybox.core.result import Explanation
 from whybox.core.scope import Scope, scope_of
@@ -18,39 +24,8 @@ __all__ = ["Method"]
 
 
 class Method(_Template):
-    """A native attribution method: the template plus the layer / neuron scope helpers."""
+    """A native attribution method: the template plus its scope."""
 
-    # -- empty batches -----------------------------------------------------------------------
-    def _empty_result(self, arguments: Mapping[str, Any]) -> Explanation:
-        """Zero-row attributions for ``N = 0`` inputs, in the method's scope and dtype.
-
-        Input and neuron scope: shaped like the inputs. Layer scope: shaped like the layer's
-        tensors, learnt from one forward of the empty batch (torch modules accept N = 0).
-        ``delta`` is an empty ``(0,)`` tensor when the method reports one.
-        """
-        neuron = arguments.get("neuron")
-        site = self._site() if neuron is None else None
-        call = prepare_call(
-            self.owner,
-            self._scoped_model(neuron),
-            arguments["inputs"],
-            forward_args=arguments.get("forward_args"),
-            require_float=site is None,
-        )
-        delta = None
-        if self.has_delta and arguments.get("return_delta", True):
-            delta = torch.empty(0, dtype=call.tensors[0].dtype, device=call.tensors[0].device)
-        if site is None:
-            leaves = tuple(torch.zeros_like(x) for x in call.tensors)
-            return self._result(call, leaves, delta=delta)
-        with site.capture() as captured:
-            with torch.no_grad():
-                call.evaluator.raw_output(RowBatch(call.tensors))
-        site._check_seen(captured, self.owner)
-        values = tuple(torch.zeros_like(t) for t in captured.tensors)
-        return self._layer_result(call, values, [len(t) for t in captured.per_layer], delta=delta)
-
-    # -- scope -------------------------------------------------------------------------
     def _scope(self, neuron: Any = None) -> Scope:
         """Where this call's attributions live (inputs, ``layer``, or inputs for a neuron of
         ``layer``): the one object a method's maths talks to, so it never branches on scope."""
@@ -62,80 +37,61 @@ class Method(_Template):
             owner=self.owner,
         )
 
-    def _site(self):
-        """The layer scope, or ``None`` for input scope."""
-        if self.layer is None:
-            return None
-        from whybox.core.scope import LayerSite
+    # -- empty batches -----------------------------------------------------------------------
+    def _empty_result(self, arguments: Mapping[str, Any]) -> Explanation:
+        """Zero-row attributions for ``N = 0`` inputs, in the method's scope and dtype.
 
-        return LayerSite.of(self.layer, to_input=self.attribute_to_layer_input, owner=self.owner)
-
-    @staticmethod
-    def _layout(site: Any, call: Call, n_values: int) -> list[int]:
-        """How many tensors each layer of ``site`` produced, given ``n_values`` in all.
-
-        One per layer is the common case and needs no forward; layers returning tuples are
-        counted with one extra single-row forward.
+        Input and neuron scope: shaped like the inputs, ``(0, ...)``. Layer scope: shaped
+        like the layer's tensors, learnt from one forward of the empty batch (torch modules
+        accept ``N = 0``). ``delta`` (see :meth:`_empty_delta`) when the method reports one.
         """
-        if n_values == len(site.layers):
-            return [1] * n_values
-        _, layout = site.activations(call, [x[:1] for x in call.tensors])
-        return layout
+        scope = self._scope(arguments.get("neuron"))
+        call = scope.prepare(arguments["inputs"], forward_args=arguments.get("forward_args"))
+        leaves = scope.zeros(call)
+        delta = None
+        if self.has_delta and arguments.get("return_delta", True):
+            delta = self._empty_delta(scope, call, leaves)
+        return scope.result(self, call, leaves, delta=delta)
 
-    def _scoped_model(self, neuron: Any):
-        """The model, or for neuron scope a function returning the selected neuron."""
-        if neuron is None:
-            return self.model
-        owner = self.owner
-        if self.layer is None or isinstance(self.layer, (list, tuple)):
-            from whybox.core.validation import fail
+    def _empty_delta(self, scope: Scope, call: Call, leaves: tuple[Tensor, ...]) -> Any:
+        """The delta of an empty batch: an empty ``(0,)`` tensor (methods reporting one
+        delta per layer override this)."""
+        x = call.tensors[0]
+        return torch.empty(0, dtype=x.dtype, device=x.device)
 
-            fail(owner, "layer", "one nn.Module when a neuron is selected", self.layer)
-        from whybox.core.scope import neuron_model
-
-        return neuron_model(
-            self.model, self.layer, neuron, to_input=self.attribute_to_layer_input, owner=owner
-        )
-
-    def _check_common(self) -> None:
-        """Kept for methods not yet moved to declared parameters: the template already ran
-        every check, so this does nothing."""
-
+    # -- results ---------------------------------------------------------------------------
     def _layer_result(
         self,
         call: Call,
-        leaves: tuple,
-        layout: list[int],
-        *,
-        delta: Any = None,
-        parameters: dict[str, Any] | None = None,
-    ) -> Explanation:
-        """Result in Captum's layer convention: a tensor per layer (a tuple for layers with
-        several outputs), a list when several layers were given."""
-        grouped, start = [], 0
-        for count in layout:
-            part = tuple(leaves[start : start + count])
-            grouped.append(part[0] if count == 1 else part)
-            start += count
-        several = isinstance(self.layer, (list, tuple))
-        return Explanation(
-            attributions=grouped if several else grouped[0],
-            inputs=call.inputs.restore(call.inputs.tensors),
-            target=call.target.raw,
-            method=self.name,
-            parameters=dict(parameters or {}, layer=str(self.layer)),
-            delta=delta,
-        )
-
-    def _result(
-        self,
-        call: Call,
-        leaves: tuple,
+        attributions: Any,
         *,
         delta: Any = None,
         parameters: dict[str, Any] | None = None,
         extras: dict[str, Any] | None = None,
     ) -> Explanation:
+        """An explanation of layer attributions already in Captum's layer convention (see
+        :meth:`~whybox.core.scope.LayerScope.result`)."""
+        return Explanation(
+            attributions=attributions,
+            inputs=call.inputs.restore(call.inputs.tensors),
+            target=call.target.raw,
+            method=self.name,
+            parameters=dict(parameters or {}, layer=str(self.layer)),
+            delta=delta,
+            extras=dict(extras or {}),
+        )
+
+    def _result(
+        self,
+        call: Call,
+        leaves: tuple[Tensor, ...],
+        *,
+        delta: Any = None,
+        parameters: dict[str, Any] | None = None,
+        extras: dict[str, Any] | None = None,
+    ) -> Explanation:
+        """An explanation of attributions shaped like the inputs, one ``(N, ...)`` leaf per
+        input, restored to the inputs' structure (tensor, tuple or dict)."""
         return Explanation(
             attributions=call.inputs.restore(leaves),
             inputs=call.inputs.restore(call.inputs.tensors),

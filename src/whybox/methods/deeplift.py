@@ -18,20 +18,20 @@ Nonlinearities called as functions (``torch.relu``) are not seen by module rules
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from whybox.core.call import Call, prepare_call
+from whybox.core.call import Call
 from whybox.core.forward import ChunkSize, RowBatch, evaluate
 from whybox.core.hooks import module_rules
 from whybox.core.inputs import prepare_baselines
 from whybox.core.method import Check, Real
 from whybox.core.registry import register
 from whybox.core.result import Explanation
+from whybox.core.scope import Scope
 from whybox.core.validation import fail
 
 from .base import Method
@@ -187,11 +187,20 @@ class DeepLift(Method):
             ``attributions`` shaped like ``inputs`` (like the layer with ``layer``); ``delta``
             of shape ``(N,)``.
         """
-        call = self._prepare(inputs, target, forward_args, chunk_size, show_progress)
+        scope = self._scope()
+        # with a layer the inputs may be token ids (the references too): the scope decides
+        call = scope.prepare(
+            inputs,
+            target=target,
+            forward_args=forward_args,
+            chunk_size=chunk_size,
+            show_progress=show_progress,
+        )
         refs = prepare_baselines(baselines, call.inputs, owner=call.owner).expanded(call.inputs)
         custom = _custom(custom_attribution_func)
-        leaves, delta, layout = self._pairs(call, refs, 1, custom, return_delta)
-        return self._finish(call, leaves, layout, delta, self._parameters(call, custom))
+        leaves, delta = self._pairs(scope, call, refs, 1, custom, return_delta)
+        parameters = self._parameters(call, custom)
+        return scope.result(self, call, leaves, delta=delta, parameters=parameters)
 
     # -- shared by DeepLift and DeepLiftShap ----------------------------------------------
     def _rule_set(self) -> RuleSet:
@@ -203,38 +212,6 @@ class DeepLift(Method):
                 self.eps,
             )
         return as_rule_set(self.rules, eps=self.eps)
-
-    def _prepare(
-        self,
-        inputs: Any,
-        target: Any,
-        forward_args: Any,
-        chunk_size: ChunkSize,
-        show_progress: bool,
-    ) -> Call:
-        return prepare_call(
-            self.owner,
-            self.model,
-            inputs,
-            target=target,
-            forward_args=forward_args,
-            chunk_size=chunk_size,
-            show_progress=show_progress,
-            # with a layer the inputs may be token ids (the references too)
-            require_float=self.layer is None,
-        )
-
-    def _finish(
-        self,
-        call: Call,
-        leaves: tuple[Tensor, ...],
-        layout: list[int] | None,
-        delta: Tensor | None,
-        parameters: dict[str, Any],
-    ) -> Explanation:
-        if layout is not None:
-            return self._layer_result(call, leaves, layout, delta=delta, parameters=parameters)
-        return self._result(call, leaves, delta=delta, parameters=parameters)
 
     def _parameters(self, call: Call, custom: Custom | None) -> dict[str, Any]:
         return {
@@ -283,32 +260,31 @@ class DeepLift(Method):
 
     def _pairs(
         self,
+        scope: Scope,
         call: Call,
         refs: tuple[Tensor, ...],
         n_refs: int,
         custom: Custom | None,
         return_delta: bool,
-    ) -> tuple[tuple[Tensor, ...], Tensor | None, list[int] | None]:
+    ) -> tuple[tuple[Tensor, ...], Tensor | None]:
         """Run every (example, reference) pair through the rules.
 
         ``refs`` are ``(N, ...)`` per-example references when ``n_refs == 1`` or a
         distribution ``(n_refs, ...)`` paired with every example. Returns the attributions
-        averaged over references, ``(N, ...)`` per input (per layer tensor with ``layer``),
-        the per-pair delta ``(N * n_refs,)`` ordered example-major, and the layer layout
-        (``None`` for input scope).
+        averaged over references, ``(N, ...)`` per input (per layer tensor for layer
+        scope), and the per-pair delta ``(N * n_refs,)`` ordered example-major.
         """
         xs = call.tensors
         device = xs[0].device
         n_pairs = call.batch_size * n_refs
-        site = self._site()
-        # input scope: one total per input; layer scope: allocated from the first chunk
-        totals = [torch.zeros_like(x) for x in xs] if site is None else []
+        # one total per input (per layer tensor), allocated from the first chunk's values
+        totals: list[Tensor] = []
         delta_dtype = xs[0].dtype if xs[0].is_floating_point() else torch.get_default_dtype()
         deltas = torch.zeros(n_pairs, dtype=delta_dtype, device=device) if return_delta else None
         rule_set = self._rule_set()
         # Captum leaves the layer itself unhooked when attributing to its output; its rule
         # cannot change the multipliers there (a stateful rule set may see its neighbours).
-        skipped = {id(m) for m in site.layers} if site is not None and not site.to_input else set()
+        skipped = {id(m) for m in scope.output_layers}
 
         def dispatch(module: nn.Module) -> Any:
             return None if id(module) in skipped else rule_set.rule_for(module)
@@ -316,11 +292,9 @@ class DeepLift(Method):
         chunk_rows = call.chunk_rows
         if any(getattr(dispatch(m), "couples_rows", False) for m in self.model.modules()):
             chunk_rows = max(2 * n_pairs, 2)  # a rule mixes rows: every pair in one forward
-        tap = None
-        layer_values: list[Tensor] = []
-        layout: list[int] = []
-        if site is not None:
-            tap = self._layer_tap(site, call.owner, layer_values, layout)
+        # the layer's values of each chunk come from the forward that gives the multipliers
+        recorded: list[Tensor] = []
+        tap = scope.recording_tap(recorded)
         current: dict[str, Any] = {}
 
         def build(start: int, stop: int) -> RowBatch:
@@ -330,25 +304,24 @@ class DeepLift(Method):
             references = examples if n_refs == 1 else pairs % n_refs
             x_rows = tuple(x.index_select(0, examples) for x in xs)
             b_rows = tuple(r.index_select(0, references).to(x.dtype) for r, x in zip(refs, xs))
-            current.update(examples=examples, x=x_rows, b=b_rows)
             rows = tuple(torch.cat([x, b]) for x, b in zip(x_rows, b_rows))
+            current.update(examples=examples, rows=rows)
             return RowBatch(rows, torch.cat([examples, examples]))
 
         def consume(start: int, stop: int, selected: Tensor, grads: Any) -> None:
             k = stop - start
             multipliers = tuple(g[:k] for g in grads)
-            if site is None:
-                x_rows, b_rows = current["x"], current["b"]
-            else:  # the layer's values on the input rows and on the reference rows
-                x_rows = tuple(v[:k] for v in layer_values)
-                b_rows = tuple(v[k:] for v in layer_values)
-                if not totals:
-                    totals.extend(
-                        torch.zeros(
-                            (call.batch_size,) + tuple(v.shape[1:]), dtype=v.dtype, device=v.device
-                        )
-                        for v in x_rows
+            # the scope's values (inputs, or the layer's) of the input and reference rows
+            values = scope.values(current["rows"], recorded)
+            x_rows = tuple(v[:k] for v in values)
+            b_rows = tuple(v[k:] for v in values)
+            if not totals:
+                totals.extend(
+                    torch.zeros(
+                        (call.batch_size,) + tuple(v.shape[1:]), dtype=v.dtype, device=v.device
                     )
+                    for v in x_rows
+                )
             attrs = self._attributions(call.owner, multipliers, x_rows, b_rows, custom)
             for total, attr in zip(totals, attrs):
                 total.index_add_(0, current["examples"], attr.to(total.dtype))
@@ -377,23 +350,10 @@ class DeepLift(Method):
                 )
         finally:
             rule_set.reset()  # drop references to this call's activations
-            layer_values.clear()
+            recorded.clear()
+            current.clear()
         leaves = tuple(t if n_refs == 1 else t / n_refs for t in totals)
-        return leaves, deltas, (list(layout) if site is not None else None)
-
-    @staticmethod
-    def _layer_tap(site: Any, owner: str, values: list, layout: list) -> Callable:
-        """A ``tap`` on the layer that also keeps the chunk's layer values and layout."""
-
-        @contextmanager
-        def tap() -> Iterator[Any]:
-            with site.capture() as captured:
-                yield captured
-            site._check_seen(captured, owner)
-            values[:] = [t.detach() for t in captured.tensors]
-            layout[:] = [len(t) for t in captured.per_layer]
-
-        return tap
+        return leaves, deltas
 
 
 def _custom(func: Callable[..., Any] | None) -> Custom | None:
@@ -440,7 +400,15 @@ class DeepLiftShap(DeepLift):
             shape ``(N * n_refs,)``, one per (example, reference) pair, example-major, as
             Captum reports it.
         """
-        call = self._prepare(inputs, target, forward_args, chunk_size, show_progress)
+        scope = self._scope()
+        # with a layer the inputs may be token ids (the references too): the scope decides
+        call = scope.prepare(
+            inputs,
+            target=target,
+            forward_args=forward_args,
+            chunk_size=chunk_size,
+            show_progress=show_progress,
+        )
         owner = call.owner
         refs = prepare_baselines(baselines, call.inputs, owner=owner, distribution=True).tensors
         n_refs = max(r.shape[0] for r in refs)
@@ -458,7 +426,7 @@ class DeepLiftShap(DeepLift):
         else:
             refs = tuple(r.expand((n_refs,) + s) for r, s in zip(refs, shapes))
         custom = _custom(custom_attribution_func)
-        leaves, delta, layout = self._pairs(call, refs, n_refs, custom, return_delta)
+        leaves, delta = self._pairs(scope, call, refs, n_refs, custom, return_delta)
         parameters = self._parameters(call, custom)
         parameters["n_refs"] = n_refs
-        return self._finish(call, leaves, layout, delta, parameters)
+        return scope.result(self, call, leaves, delta=delta, parameters=parameters)

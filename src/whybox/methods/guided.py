@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from whybox.core.call import prepare_call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import row_gradients
 from whybox.core.hooks import module_rules
@@ -102,9 +101,8 @@ class _ModifiedReluGradient(Method):
             the inputs' dtype; no delta.
         """
         owner = self.owner
-        call = prepare_call(
-            owner,
-            self.model,
+        scope = self._scope()
+        call = scope.prepare(
             inputs,
             target=target,
             forward_args=forward_args,
@@ -120,7 +118,7 @@ class _ModifiedReluGradient(Method):
                     stacklevel=2,
                 )
             grads, _ = row_gradients(call)
-        return self._result(call, grads, parameters={"chunk_size": call.chunk_rows})
+        return scope.result(self, call, grads, parameters={"chunk_size": call.chunk_rows})
 
 
 @register("guided_backprop")

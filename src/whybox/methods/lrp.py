@@ -41,13 +41,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from whybox.core.call import prepare_call
+from whybox.core.call import Call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import row_gradients
 from whybox.core.hooks import module_rules
 from whybox.core.method import Bool, Check
 from whybox.core.registry import register
 from whybox.core.result import Explanation
+from whybox.core.scope import Scope
 from whybox.core.validation import check_bool, check_real, fail
 
 from .base import Method
@@ -366,11 +367,10 @@ class LRP(Method):
         super().__init__(model, layer=layer, attribute_to_layer_input=attribute_to_layer_input)
         self.rules = rules
 
-    def _empty_result(self, arguments: Mapping[str, Any]) -> Explanation:
-        result = super()._empty_result(arguments)
-        if result.delta is not None and isinstance(self.layer, (list, tuple)):
-            result.delta = [result.delta.clone() for _ in self.layer]  # one per layer
-        return result
+    def _empty_delta(self, scope: Scope, call: Call, leaves: tuple[Tensor, ...]) -> Any:
+        # one delta per layer, in the attributions' convention (as for a non-empty batch)
+        empty = super()._empty_delta(scope, call, leaves)
+        return scope.arrange([empty.clone() for _ in scope.groups(call, leaves)])
 
     def attribute(
         self,
@@ -403,57 +403,43 @@ class LRP(Method):
             ``epsilon -> 0`` (relevance is conserved).
         """
         owner = self.owner
-        site = self._site()
+        scope = self._scope()
         resolved = resolve_rules(self.model, self.rules, owner=owner)
         by_module = {id(module): rule for module, rule in resolved if rule is not None}
         if verbose:
             for module, rule in resolved:
                 print(f"Applied {rule if rule is not None else 'gradient'} on layer {module}")
-        call = prepare_call(
-            owner,
-            self.model,
+        call = scope.prepare(
             inputs,
             target=target,
             forward_args=forward_args,
             chunk_size=chunk_size,
             show_progress=show_progress,
+            float_inputs=True,  # relevance starts from real-valued inputs, also for a layer
         )
 
         def dispatch(module: nn.Module) -> Any:
             rule = by_module.get(id(module))
             return None if rule is None else rule.rewrite
 
-        values: list[Tensor] = []
+        recorded: list[Tensor] = []
         with module_rules(self.model, dispatch):
-            if site is None:
-                grads, outputs = row_gradients(call)
-                values = list(call.tensors)
-            else:
-                grads, outputs = row_gradients(call, tap=site.capture, record=values)
-        # relevance = activation * normalised relevance (c = 1 at the explained output)
+            grads, outputs = row_gradients(call, tap=scope.tap, record=recorded)
+        # relevance = activation * normalised relevance (c = 1 at the explained output);
+        # the layer's activations come from the same forward as the gradients
+        values = scope.values(call.tensors, recorded)
         leaves = tuple(v * g for v, g in zip(values, grads))
         names = {id(module): name for name, module in self.model.named_modules()}
         parameters = {"rules": {names[id(m)] or "(model)": repr(r) for m, r in resolved}}
-        if site is None:
-            delta = self._delta(call, [leaves], outputs, return_delta)
-            delta = None if delta is None else delta[0]
-            return self._result(call, leaves, delta=delta, parameters=parameters)
-        layout = self._layout(site, call, len(leaves))
         delta = None
         if return_delta:
-            groups, start = [], 0
-            for count in layout:
-                groups.append(leaves[start : start + count])
-                start += count
-            deltas = self._delta(call, groups, outputs, True)
-            delta = deltas if isinstance(self.layer, (list, tuple)) else deltas[0]
-        return self._layer_result(call, leaves, layout, delta=delta, parameters=parameters)
+            # one delta per layer for several layers (LayerLRP), else one
+            delta = scope.arrange(self._delta(call, scope.groups(call, leaves), outputs))
+        return scope.result(self, call, leaves, delta=delta, parameters=parameters)
 
     @staticmethod
-    def _delta(call: Any, groups: list, outputs: Tensor, wanted: bool) -> list[Tensor] | None:
-        """``sum(relevance) - f(x)`` per example for each group of tensors."""
-        if not wanted:
-            return None
+    def _delta(call: Call, groups: list[tuple[Tensor, ...]], outputs: Tensor) -> list[Tensor]:
+        """``sum(relevance) - f(x)`` per example, ``(N,)``, for each group of tensors."""
         batch = call.batch_size
         if outputs.dim() != 1 or outputs.shape[0] != batch:
             raise ValueError(

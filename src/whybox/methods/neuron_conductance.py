@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from whybox.core.call import prepare_call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import walk_path
 from whybox.core.inputs import prepare_baselines
@@ -27,7 +26,6 @@ from whybox.core.paths import RULES, path_plan_tensors
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.scope import select_neuron
-from whybox.core.validation import fail
 
 from .base import Method
 
@@ -102,21 +100,18 @@ class NeuronConductance(Method):
             ``attributions`` shaped like ``inputs``.
         """
         owner = self.owner
-        site = self._site()
-        if len(site.layers) != 1:
-            fail(owner, "layer", "one nn.Module of the model", self.layer)
-        call = prepare_call(
-            owner,
-            self.model,
+        # the layer, for dF/dy; the neuron as the model's output (fails for several layers)
+        layer_scope = self._scope()
+        neuron_scope = self._scope(neuron)
+        call = layer_scope.prepare(
             inputs,
             target=target,
             forward_args=forward_args,
             chunk_size=chunk_size,
             show_progress=show_progress,
+            float_inputs=True,  # the path runs in input space
         )
-        neuron_call = prepare_call(
-            owner,
-            self._scoped_model(neuron),
+        neuron_call = neuron_scope.prepare(
             inputs,
             forward_args=forward_args,
             chunk_size=call.chunk_rows,
@@ -135,7 +130,7 @@ class NeuronConductance(Method):
             selected = select_neuron(grads[0], neuron, owner=owner).to(through.dtype)
             through.index_put_((steps, examples), selected)
 
-        walk_path(call, base, call.tensors, alphas, keep_layer_gradient, tap=site.capture)
+        walk_path(call, base, call.tensors, alphas, keep_layer_gradient, tap=layer_scope.tap)
 
         totals = [torch.zeros_like(x) for x in call.tensors]
 
@@ -149,4 +144,5 @@ class NeuronConductance(Method):
         leaves: tuple[Tensor, ...] = tuple(totals)
         if self.multiply_by_inputs:
             leaves = tuple((x - b) * t for x, b, t in zip(call.tensors, base, leaves))
-        return self._result(call, leaves, parameters={"n_steps": n_steps, "rule": rule})
+        parameters = {"n_steps": n_steps, "rule": rule}
+        return neuron_scope.result(self, call, leaves, parameters=parameters)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from whybox.core.call import prepare_call, repeat_rows
+from whybox.core.call import repeat_rows
 from whybox.core.inputs import flatten, prepare_baselines
 from whybox.core.method import Bool, Check, Choice, Int
 from whybox.core.randomness import RandomSource, make_random
@@ -113,10 +113,9 @@ class NoiseTunnel(Method):
             ``attributions`` shaped like ``inputs``; ``delta`` of shape
             ``(N * nt_samples,)`` when the inner method reports one.
         """
-        owner = type(self).__name__
-        call = prepare_call(
-            owner, self.model, inputs, target=target, forward_args=forward_args, require_float=True
-        )
+        owner = self.owner
+        scope = self._scope()  # the noise is in input space
+        call = scope.prepare(inputs, target=target, forward_args=forward_args, float_inputs=True)
         sds = check_per_input(
             owner,
             "stdevs",
@@ -181,7 +180,8 @@ class NoiseTunnel(Method):
         else:
             out = [sq - m * m for sq, m in zip(mean_squares, means)]
         delta = torch.cat(deltas) if deltas else None
-        return self._result(
+        return scope.result(
+            self,
             call,
             tuple(out),
             delta=delta,

@@ -1,4 +1,4 @@
-"""Feature masks: validation, feature counts, per-feature groups, coalitions -> keep-masks.
+"""Feature masks: validation, feature counts, coalitions -> keep-masks.
 
 A *feature mask* is an integer tensor (or a tuple of them, one per input) whose values
 are feature ids ``0..M-1`` and which broadcasts to its input (``(batch or 1, ...)``).
