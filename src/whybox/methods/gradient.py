@@ -31,7 +31,7 @@ def _scoped_gradients(method: Method, inputs, target, forward_args, chunk_size, 
     )
     recorded: list = []
     grads, _ = row_gradients(call, tap=scope.tap, record=recorded)
-    return scope, call, grads, tuple(recorded) if recorded else call.tensors
+    return scope, call, grads, scope.values(call.tensors, recorded)
 
 
 @register("saliency")

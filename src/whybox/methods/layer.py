@@ -51,7 +51,7 @@ class LayerActivation(_LayerMethod):
         call = scope.prepare(
             inputs, forward_args=forward_args, chunk_size=chunk_size, show_progress=show_progress
         )
-        values, scope.layout = scope.site.activations(call)
+        values = scope.activations(call)
         return scope.result(self, call, values)
 
 
@@ -66,20 +66,12 @@ class GradCam(_LayerMethod):
 
     def _empty_result(self, arguments):
         # a map per layer tensor: one channel when channels are summed
-        result = super()._empty_result(arguments)
-        if arguments["attr_dim_summation"]:
-            summed = [
-                tuple(t.sum(dim=1, keepdim=True) for t in a)
-                if isinstance(a, tuple)
-                else a.sum(dim=1, keepdim=True)
-                for a in (
-                    result.attributions
-                    if isinstance(result.attributions, list)
-                    else [result.attributions]
-                )
-            ]
-            result.attributions = summed if isinstance(result.attributions, list) else summed[0]
-        return result
+        if not arguments["attr_dim_summation"]:
+            return super()._empty_result(arguments)
+        scope = self._scope()
+        call = scope.prepare(arguments["inputs"], forward_args=arguments.get("forward_args"))
+        maps = [z.sum(dim=1, keepdim=True) for z in scope.zeros(call)]
+        return scope.result(self, call, maps)
 
     def attribute(
         self,
