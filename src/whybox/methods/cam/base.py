@@ -241,7 +241,7 @@ class _Cam(Method):
             chunk_size=chunk_size,
             show_progress=show_progress,
         )
-        site = LayerSite.of(self.layer, owner=self.owner)
+        site = self._scope().site  # a CAM's scope is always its one layer
         layer = self._layer_values(call, site)
         cam = F.relu(self._map(call, site, layer, interpolate_mode)).unsqueeze(1)
         return self._finish(
@@ -266,7 +266,7 @@ class _Cam(Method):
             chunk_size=arguments["chunk_size"],
             show_progress=arguments["show_progress"],
         )
-        values, _ = LayerSite.of(self.layer, owner=self.owner).activations(call)
+        values = self._scope().activations(call)
         a = self._reshape(_single(values, self.owner), call)
         cam = a.new_zeros((0, 1) + tuple(a.shape[2:]))
         outputs = None if arguments["target"] is None else a.new_zeros((0,))
