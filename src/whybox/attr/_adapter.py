@@ -248,16 +248,48 @@ def _reported_as(owner: str, spec: Spec, captum_names: Mapping[str, str]) -> Ite
 
 def check(facade: Any, spec: Spec) -> None:
     """Validate the native method for ``facade`` now, for classes whose Captum constructor
-    checks its arguments (the model, explicit rules)."""
+    checks its arguments (the model, explicit rules).
+
+    Parameters
+    ----------
+    facade
+        The Captum-compatible object being built (its arguments already stored).
+    spec
+        The spec whose native method (with the facade's constructor options) is checked.
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        Worded for the facade's class (see :func:`run`).
+    """
     owner = type(facade).__name__
     with _reported_as(owner, spec, {}):
         spec.native(facade.forward_func, **_init_options(facade, spec))._validated()
 
 
 def run(facade: Any, spec: Spec, arguments: Mapping[str, Any]) -> Any:
-    """Run ``spec`` for a facade call whose arguments are ``arguments`` (its ``locals()``).
+    """Run ``spec`` for one facade call.
 
-    Returns what Captum returns (see ``spec.returns``).
+    Parameters
+    ----------
+    facade
+        The Captum-compatible object called.
+    spec
+        Its class's spec.
+    arguments
+        The call's arguments by Captum name: the ``attribute`` method's ``locals()``.
+
+    Returns
+    -------
+    Any
+        What Captum returns (``spec.returns``): the attributions, or
+        ``(attributions, delta)``.
+
+    Raises
+    ------
+    ParameterError, ParameterTypeError
+        A bad argument, named as the caller knows it: the facade's class as the owner and
+        the Captum name of the parameter.
     """
     owner = type(facade).__name__
     options = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}

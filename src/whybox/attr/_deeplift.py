@@ -69,10 +69,6 @@ def deeplift_spec(*, shap: bool = False, layer: bool = False, neuron: bool = Fal
     )
 
 
-_DEEPLIFT = deeplift_spec()
-_DEEPLIFT_SHAP = deeplift_spec(shap=True)
-
-
 class DeepLift(GradientAttribution):
     """Captum-compatible DeepLift (Rescale rule, with Captum 0.9's quirks).
 
@@ -86,6 +82,7 @@ class DeepLift(GradientAttribution):
         Input differences below ``eps`` at a nonlinearity use its local gradient.
     """
 
+    _spec = deeplift_spec()
     _has_delta = True
 
     def __init__(
@@ -107,7 +104,7 @@ class DeepLift(GradientAttribution):
     ) -> Any:
         """DeepLift attributions, shaped like ``inputs``; with
         ``return_convergence_delta=True`` also the delta, shape ``(N,)``."""
-        return run(self, _DEEPLIFT, locals())
+        return run(self, self._spec, locals())
 
 
 class DeepLiftShap(DeepLift):
@@ -116,6 +113,8 @@ class DeepLiftShap(DeepLift):
     ``baselines`` is a distribution: one tensor per input of shape ``(n_baselines, ...)``
     with ``n_baselines > 1`` (as Captum requires), or a callable returning it.
     """
+
+    _spec = deeplift_spec(shap=True)
 
     def __init__(self, model: nn.Module, multiply_by_inputs: bool = True) -> None:
         DeepLift.__init__(self, model, multiply_by_inputs=multiply_by_inputs)
@@ -132,4 +131,4 @@ class DeepLiftShap(DeepLift):
         """Attributions shaped like ``inputs`` (mean over baselines); with
         ``return_convergence_delta=True`` also the delta of every (example, baseline) pair,
         shape ``(N * n_baselines,)``, example-major."""
-        return run(self, _DEEPLIFT_SHAP, locals())
+        return run(self, self._spec, locals())

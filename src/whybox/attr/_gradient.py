@@ -23,14 +23,10 @@ __all__ = [
 ]
 
 
-_SALIENCY = Spec(native.Saliency)
-_INPUT_X_GRADIENT = Spec(native.InputXGradient)
-_INTEGRATED_GRADIENTS = Spec(native.IntegratedGradients, init=MULTIPLY, returns=with_delta)
-_GRADIENT_SHAP = Spec(native.GradientShap, init=MULTIPLY, captum_random=True, returns=with_delta)
-
-
 class Saliency(GradientAttribution):
     """Captum-compatible :class:`whybox.methods.Saliency`."""
+
+    _spec = Spec(native.Saliency)
 
     def attribute(
         self,
@@ -39,20 +35,19 @@ class Saliency(GradientAttribution):
         abs: bool = True,
         additional_forward_args: Any = None,
     ) -> Any:
-        return run(self, _SALIENCY, locals())
+        return run(self, self._spec, locals())
 
 
 class InputXGradient(GradientAttribution):
     """Captum-compatible :class:`whybox.methods.InputXGradient`."""
 
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return True
+    _spec = Spec(native.InputXGradient)
+    _multiply_by_inputs = True
 
     def attribute(
         self, inputs: Any, target: Any = None, additional_forward_args: Any = None
     ) -> Any:
-        return run(self, _INPUT_X_GRADIENT, locals())
+        return run(self, self._spec, locals())
 
 
 class _Multiplying(GradientAttribution):
@@ -73,6 +68,7 @@ class IntegratedGradients(_Multiplying):
     unlike Captum 0.9 (whose result is smaller by ``(n_steps - 1) / n_steps``).
     """
 
+    _spec = Spec(native.IntegratedGradients, init=MULTIPLY, returns=with_delta)
     _has_delta = True
 
     def attribute(
@@ -86,7 +82,7 @@ class IntegratedGradients(_Multiplying):
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
     ) -> Any:
-        return run(self, _INTEGRATED_GRADIENTS, locals())
+        return run(self, self._spec, locals())
 
 
 class GradientShap(_Multiplying):
@@ -96,6 +92,7 @@ class GradientShap(_Multiplying):
     reproduces Captum's numbers.
     """
 
+    _spec = Spec(native.GradientShap, init=MULTIPLY, captum_random=True, returns=with_delta)
     _has_delta = True
 
     def attribute(
@@ -108,7 +105,7 @@ class GradientShap(_Multiplying):
         additional_forward_args: Any = None,
         return_convergence_delta: bool = False,
     ) -> Any:
-        return run(self, _GRADIENT_SHAP, locals())
+        return run(self, self._spec, locals())
 
 
 class _FacadeMethod(native.Method):
@@ -139,20 +136,19 @@ def _noise_tunnel(model: Any, *, method: Attribution) -> native.NoiseTunnel:
     return native.NoiseTunnel(_FacadeMethod(method))
 
 
-_NOISE_TUNNEL = Spec(
-    _noise_tunnel,
-    init={"method": "attribution_method"},
-    captum_random=True,
-    # the inner object takes Captum's arguments: only what NoiseTunnel itself reads is
-    # translated, the rest reaches the inner ``attribute`` unchanged
-    from_kwargs=("target", "additional_forward_args"),
-    pass_kwargs=True,
-    returns=with_delta,
-)
-
-
 class NoiseTunnel(Attribution):
     """Captum-compatible NoiseTunnel around any Captum-style attribution object."""
+
+    _spec = Spec(
+        _noise_tunnel,
+        init={"method": "attribution_method"},
+        captum_random=True,
+        # the inner object takes Captum's arguments: only what NoiseTunnel itself reads is
+        # translated, the rest reaches the inner ``attribute`` unchanged
+        from_kwargs=("target", "additional_forward_args"),
+        pass_kwargs=True,
+        returns=with_delta,
+    )
 
     def __init__(self, attribution_method: Attribution) -> None:
         super().__init__(attribution_method.forward_func)
@@ -177,4 +173,4 @@ class NoiseTunnel(Attribution):
         draw_baseline_from_distrib: bool = False,
         **kwargs: Any,
     ) -> Any:
-        return run(self, _NOISE_TUNNEL, locals())
+        return run(self, self._spec, locals())

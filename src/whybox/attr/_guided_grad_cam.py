@@ -44,11 +44,6 @@ def _empty_where_unresized(result: Explanation, call: Call) -> Any:
     return type(values)(items.values()) if many else items[0]
 
 
-_GUIDED_GRAD_CAM = Spec(
-    native.GuidedGradCam, fixed={"unresizable": "none"}, returns=_empty_where_unresized, **LAYER
-)
-
-
 class GuidedGradCam(GradientAttribution):
     """Captum-compatible Guided Grad-CAM: guided backpropagation times the Grad-CAM map of
     ``layer`` (ReLU applied), upsampled to each input's spatial size.
@@ -57,6 +52,10 @@ class GuidedGradCam(GradientAttribution):
     Captum. An ``interpolate_mode`` that ``F.interpolate`` does not know is a clear error
     (Captum warns and returns empty tensors for every input).
     """
+
+    _spec = Spec(
+        native.GuidedGradCam, fixed={"unresizable": "none"}, returns=_empty_where_unresized, **LAYER
+    )
 
     def __init__(
         self, model: nn.Module, layer: nn.Module, device_ids: list[int] | None = None
@@ -82,4 +81,4 @@ class GuidedGradCam(GradientAttribution):
         attribute_to_layer_input: bool = False,
     ) -> Any:
         """``(N, C, *spatial)`` per input: guided gradients times the upsampled map."""
-        return run(self, _GUIDED_GRAD_CAM, locals())
+        return run(self, self._spec, locals())

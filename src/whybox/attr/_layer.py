@@ -31,17 +31,6 @@ __all__ = [
 ]
 
 
-_LAYER_IG = Spec(native.IntegratedGradients, init=MULTIPLY, returns=with_delta, **LAYER)
-_LAYER_CONDUCTANCE = Spec(native.LayerConductance, returns=with_delta, **LAYER)
-_INTERNAL_INFLUENCE = Spec(native.InternalInfluence, **LAYER)
-_LAYER_ACTIVATION = Spec(native.LayerActivation, **LAYER)
-_LAYER_GRADIENT_X_ACTIVATION = Spec(native.InputXGradient, init=MULTIPLY, **LAYER)
-_LAYER_GRAD_CAM = Spec(native.GradCam, **LAYER)
-_NEURON_GRADIENT = Spec(native.Saliency, neuron=True, fixed={"abs": False})
-_NEURON_IG = Spec(native.IntegratedGradients, init=MULTIPLY, neuron=True)
-_NEURON_GRADIENT_SHAP = Spec(native.GradientShap, init=MULTIPLY, neuron=True, captum_random=True)
-
-
 class _Scoped(Attribution):
     """Holds ``forward_func`` and ``layer`` (Captum's layer and neuron bases).
 
@@ -106,6 +95,7 @@ class LayerIntegratedGradients(_Multiplying, LayerAttribution, GradientAttributi
     """Captum-compatible Layer Integrated Gradients (native: ``IntegratedGradients(model,
     layer=...)``). Baselines are input-level (e.g. reference token ids)."""
 
+    _spec = Spec(native.IntegratedGradients, init=MULTIPLY, returns=with_delta, **LAYER)
     _has_delta = True
 
     def attribute(
@@ -121,17 +111,15 @@ class LayerIntegratedGradients(_Multiplying, LayerAttribution, GradientAttributi
         attribute_to_layer_input: bool = False,
         grad_kwargs: dict | None = None,
     ) -> Any:
-        return run(self, _LAYER_IG, locals())
+        return run(self, self._spec, locals())
 
 
 class LayerConductance(LayerAttribution, GradientAttribution):
     """Captum-compatible LayerConductance."""
 
+    _spec = Spec(native.LayerConductance, returns=with_delta, **LAYER)
     _has_delta = True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return True
+    _multiply_by_inputs = True
 
     def attribute(
         self,
@@ -146,11 +134,13 @@ class LayerConductance(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool = False,
         grad_kwargs: dict | None = None,
     ) -> Any:
-        return run(self, _LAYER_CONDUCTANCE, locals())
+        return run(self, self._spec, locals())
 
 
 class InternalInfluence(LayerAttribution, GradientAttribution):
     """Captum-compatible InternalInfluence."""
+
+    _spec = Spec(native.InternalInfluence, **LAYER)
 
     def attribute(
         self,
@@ -164,11 +154,13 @@ class InternalInfluence(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool = False,
         grad_kwargs: dict | None = None,
     ) -> Any:
-        return run(self, _INTERNAL_INFLUENCE, locals())
+        return run(self, self._spec, locals())
 
 
 class LayerActivation(LayerAttribution):
     """Captum-compatible LayerActivation."""
+
+    _spec = Spec(native.LayerActivation, **LAYER)
 
     def attribute(
         self,
@@ -176,12 +168,14 @@ class LayerActivation(LayerAttribution):
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
     ) -> Any:
-        return run(self, _LAYER_ACTIVATION, locals())
+        return run(self, self._spec, locals())
 
 
 class LayerGradientXActivation(LayerAttribution, GradientAttribution):
     """Captum-compatible LayerGradientXActivation (``memory_efficient`` is accepted; whybox
     always takes activations and gradients from the same chunked forward)."""
+
+    _spec = Spec(native.InputXGradient, init=MULTIPLY, **LAYER)
 
     def __init__(
         self,
@@ -203,11 +197,13 @@ class LayerGradientXActivation(LayerAttribution, GradientAttribution):
         attribute_to_layer_input: bool = False,
         grad_kwargs: dict | None = None,
     ) -> Any:
-        return run(self, _LAYER_GRADIENT_X_ACTIVATION, locals())
+        return run(self, self._spec, locals())
 
 
 class LayerGradCam(LayerAttribution, GradientAttribution):
     """Captum-compatible LayerGradCam."""
+
+    _spec = Spec(native.GradCam, **LAYER)
 
     def attribute(
         self,
@@ -219,11 +215,13 @@ class LayerGradCam(LayerAttribution, GradientAttribution):
         attr_dim_summation: bool = True,
         grad_kwargs: dict | None = None,
     ) -> Any:
-        return run(self, _LAYER_GRAD_CAM, locals())
+        return run(self, self._spec, locals())
 
 
 class NeuronGradient(NeuronAttribution, GradientAttribution):
     """Captum-compatible NeuronGradient."""
+
+    _spec = Spec(native.Saliency, neuron=True, fixed={"abs": False})
 
     def attribute(
         self,
@@ -232,11 +230,13 @@ class NeuronGradient(NeuronAttribution, GradientAttribution):
         additional_forward_args: Any = None,
         attribute_to_neuron_input: bool = False,
     ) -> Any:
-        return run(self, _NEURON_GRADIENT, locals())
+        return run(self, self._spec, locals())
 
 
 class NeuronIntegratedGradients(_Multiplying, NeuronAttribution, GradientAttribution):
     """Captum-compatible NeuronIntegratedGradients."""
+
+    _spec = Spec(native.IntegratedGradients, init=MULTIPLY, neuron=True)
 
     def attribute(
         self,
@@ -249,11 +249,13 @@ class NeuronIntegratedGradients(_Multiplying, NeuronAttribution, GradientAttribu
         internal_batch_size: int | None = None,
         attribute_to_neuron_input: bool = False,
     ) -> Any:
-        return run(self, _NEURON_IG, locals())
+        return run(self, self._spec, locals())
 
 
 class NeuronGradientShap(_Multiplying, NeuronAttribution, GradientAttribution):
     """Captum-compatible NeuronGradientShap (global-RNG draws in Captum's order)."""
+
+    _spec = Spec(native.GradientShap, init=MULTIPLY, neuron=True, captum_random=True)
 
     def attribute(
         self,
@@ -265,7 +267,7 @@ class NeuronGradientShap(_Multiplying, NeuronAttribution, GradientAttribution):
         additional_forward_args: Any = None,
         attribute_to_neuron_input: bool = False,
     ) -> Any:
-        return run(self, _NEURON_GRADIENT_SHAP, locals())
+        return run(self, self._spec, locals())
 
 
 class TokenReferenceBase:

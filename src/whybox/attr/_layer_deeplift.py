@@ -14,9 +14,6 @@ from ._layer import LayerAttribution
 
 __all__ = ["LayerDeepLift", "LayerDeepLiftShap"]
 
-_LAYER_DEEPLIFT = deeplift_spec(layer=True)
-_LAYER_DEEPLIFT_SHAP = deeplift_spec(shap=True, layer=True)
-
 
 class LayerDeepLift(LayerAttribution, DeepLift):
     """Captum-compatible LayerDeepLift: DeepLift multipliers at ``layer`` times
@@ -38,6 +35,8 @@ class LayerDeepLift(LayerAttribution, DeepLift):
     Rescale multiplier (so completeness holds).
     """
 
+    _spec = deeplift_spec(layer=True)
+
     def __init__(self, model: nn.Module, layer: nn.Module, multiply_by_inputs: bool = True):
         LayerAttribution.__init__(self, model, layer)
         DeepLift.__init__(self, model, multiply_by_inputs=multiply_by_inputs)
@@ -55,12 +54,14 @@ class LayerDeepLift(LayerAttribution, DeepLift):
     ) -> Any:
         """Layer attributions, shaped like the layer's output (input): ``(N, ...)``; with
         ``return_convergence_delta=True`` also ``sum - (f(x) - f(b))`` of shape ``(N,)``."""
-        return run(self, _LAYER_DEEPLIFT, locals())
+        return run(self, self._spec, locals())
 
 
 class LayerDeepLiftShap(LayerDeepLift, DeepLiftShap):
     """Captum-compatible LayerDeepLiftShap: LayerDeepLift against every baseline of a
     distribution ``(n_baselines, ...)`` (``n_baselines > 1``), averaged."""
+
+    _spec = deeplift_spec(shap=True, layer=True)
 
     def __init__(self, model: nn.Module, layer: nn.Module, multiply_by_inputs: bool = True):
         LayerDeepLift.__init__(self, model, layer, multiply_by_inputs)
@@ -77,4 +78,4 @@ class LayerDeepLiftShap(LayerDeepLift, DeepLiftShap):
     ) -> Any:
         """Layer-shaped ``(N, ...)`` attributions (mean over baselines); the delta has one
         entry per (example, baseline) pair, ``(N * n_baselines,)``, example-major."""
-        return run(self, _LAYER_DEEPLIFT_SHAP, locals())
+        return run(self, self._spec, locals())

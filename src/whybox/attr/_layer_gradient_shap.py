@@ -12,10 +12,6 @@ from ._layer import LayerAttribution, _Multiplying
 
 __all__ = ["LayerGradientShap"]
 
-_LAYER_GRADIENT_SHAP = Spec(
-    native.GradientShap, init=MULTIPLY, captum_random=True, returns=with_delta, **LAYER
-)
-
 
 class LayerGradientShap(_Multiplying, LayerAttribution, GradientAttribution):
     """Captum-compatible LayerGradientShap (native: ``GradientShap(model, layer=...)``).
@@ -25,6 +21,9 @@ class LayerGradientShap(_Multiplying, LayerAttribution, GradientAttribution):
     inputs and baselines are fed to the model), as in Captum.
     """
 
+    _spec = Spec(
+        native.GradientShap, init=MULTIPLY, captum_random=True, returns=with_delta, **LAYER
+    )
     _has_delta = True
 
     def attribute(
@@ -40,4 +39,4 @@ class LayerGradientShap(_Multiplying, LayerAttribution, GradientAttribution):
     ) -> Any:
         """Layer-shaped ``(N, ...)`` attributions; the delta has one entry per draw,
         ``(N * n_samples,)``, example-major."""
-        return run(self, _LAYER_GRADIENT_SHAP, locals())
+        return run(self, self._spec, locals())

@@ -81,10 +81,6 @@ def _with_captum_delta(result: Explanation, call: Call) -> Any:
     return result.attributions
 
 
-_LRP = Spec(native.LRP, init={"rules": _attached_rules}, returns=_with_captum_delta)
-_LAYER_LRP = replace(_LRP, **LAYER)
-
-
 class LRP(GradientAttribution):
     """Captum-compatible Layer-wise Relevance Propagation (native: :class:`whybox.methods.
     lrp.LRP`).
@@ -95,17 +91,16 @@ class LRP(GradientAttribution):
     The model is never modified (no rule attributes are added or removed).
     """
 
+    _spec = Spec(native.LRP, init={"rules": _attached_rules}, returns=_with_captum_delta)
     _has_delta = True
+    _multiply_by_inputs = True
 
     def __init__(self, model: nn.Module) -> None:
         GradientAttribution.__init__(self, model)
         self.model = model
-        # Captum checks the model and its explicit rules when the object is built
-        check(self, _LRP)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return True
+        # Captum checks the model and its explicit rules when the object is built (the
+        # layer is checked when the call runs)
+        check(self, LRP._spec)
 
     def attribute(
         self,
@@ -117,7 +112,7 @@ class LRP(GradientAttribution):
     ) -> Any:
         """Relevance shaped like ``inputs``; with ``return_convergence_delta=True`` also
         ``f(x) - sum(relevance)`` (Captum's sign), shape ``(N,)``."""
-        return run(self, _LRP, locals())
+        return run(self, self._spec, locals())
 
     def compute_convergence_delta(  # type: ignore[override]
         self, attributions: Tensor | tuple[Tensor, ...], output: Tensor
@@ -128,6 +123,8 @@ class LRP(GradientAttribution):
 
 class LayerLRP(LRP, LayerAttribution):
     """Captum-compatible LayerLRP: the relevance at ``layer``'s output (or input)."""
+
+    _spec = replace(LRP._spec, **LAYER)
 
     def __init__(self, model: nn.Module, layer: Any) -> None:
         LayerAttribution.__init__(self, model, layer)
@@ -145,4 +142,4 @@ class LayerLRP(LRP, LayerAttribution):
         """Relevance shaped like the layer (a list for a list of layers); with
         ``return_convergence_delta=True`` also ``f(x) - sum(relevance)`` per example (a list
         per layer)."""
-        return run(self, _LAYER_LRP, locals())
+        return run(self, self._spec, locals())

@@ -43,24 +43,11 @@ def _warn_callable_selector(call: Call) -> None:
         )
 
 
-_NEURON_DEEPLIFT = deeplift_spec(neuron=True)
-_NEURON_DEEPLIFT_SHAP = deeplift_spec(shap=True, neuron=True)
-_NEURON_CONDUCTANCE = Spec(
-    native.NeuronConductance,
-    init=MULTIPLY,
-    layer=True,
-    renames={
-        "neuron_selector": "neuron",
-        "attribute_to_neuron_input": "attribute_to_layer_input",
-    },
-    to_init=("attribute_to_layer_input",),
-    before=_warn_callable_selector,
-)
-
-
 class NeuronDeepLift(NeuronAttribution, GradientAttribution):
     """Captum-compatible NeuronDeepLift: DeepLift of one neuron of ``layer``, with
     Captum's rules."""
+
+    _spec = deeplift_spec(neuron=True)
 
     def __init__(self, model: nn.Module, layer: nn.Module, multiply_by_inputs: bool = True):
         NeuronAttribution.__init__(self, model, layer)
@@ -77,12 +64,14 @@ class NeuronDeepLift(NeuronAttribution, GradientAttribution):
         custom_attribution_func: Callable[..., Any] | None = None,
     ) -> Any:
         """Attributions of the neuron, shaped like ``inputs``."""
-        return run(self, _NEURON_DEEPLIFT, locals())
+        return run(self, self._spec, locals())
 
 
 class NeuronDeepLiftShap(NeuronDeepLift):
     """Captum-compatible NeuronDeepLiftShap: NeuronDeepLift averaged over a baseline
     distribution ``(n_baselines, ...)`` (``n_baselines > 1``)."""
+
+    _spec = deeplift_spec(shap=True, neuron=True)
 
     def attribute(  # type: ignore[override]
         self,
@@ -94,7 +83,7 @@ class NeuronDeepLiftShap(NeuronDeepLift):
         custom_attribution_func: Callable[..., Any] | None = None,
     ) -> Any:
         """Attributions of the neuron, shaped like ``inputs`` (mean over baselines)."""
-        return run(self, _NEURON_DEEPLIFT_SHAP, locals())
+        return run(self, self._spec, locals())
 
 
 class _NeuronModifiedGradient(NeuronAttribution, GradientAttribution):
@@ -138,6 +127,18 @@ class NeuronConductance(_Multiplying, NeuronAttribution, GradientAttribution):
     unlike Captum 0.9, whose result is smaller by ``(n_steps - 1) / n_steps``.
     """
 
+    _spec = Spec(
+        native.NeuronConductance,
+        init=MULTIPLY,
+        layer=True,
+        renames={
+            "neuron_selector": "neuron",
+            "attribute_to_neuron_input": "attribute_to_layer_input",
+        },
+        to_init=("attribute_to_layer_input",),
+        before=_warn_callable_selector,
+    )
+
     def attribute(
         self,
         inputs: Any,
@@ -152,4 +153,4 @@ class NeuronConductance(_Multiplying, NeuronAttribution, GradientAttribution):
         grad_kwargs: dict | None = None,
     ) -> Any:
         """Conductance through the neuron of every input feature, shaped like ``inputs``."""
-        return run(self, _NEURON_CONDUCTANCE, locals())
+        return run(self, self._spec, locals())

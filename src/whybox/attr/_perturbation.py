@@ -127,7 +127,7 @@ def _custom(attribute: str, default: Callable[..., Any]) -> Callable[[Any], Any]
     return option
 
 
-_LIMEBASE_OPTIONS = (
+_LIME_BASE_OPTIONS = (
     "interpretable_model",
     "similarity_func",
     "perturb_func",
@@ -135,46 +135,13 @@ _LIMEBASE_OPTIONS = (
     "from_interp_rep_transform",
     "to_interp_rep_transform",
 )
-_FEATURE_ABLATION = Spec(native.FeatureAblation)
-_FEATURE_PERMUTATION = Spec(
-    native.FeaturePermutation,
-    init={"perm_func": _custom("perm_func", _permute_feature)},
-    captum_random=True,
-)
-_OCCLUSION = Spec(native.Occlusion, returns=_in_captum_dtype)
-_SHAPLEY_VALUE_SAMPLING = Spec(
-    native.ShapleyValueSampling, captum_random=True, returns=_in_captum_dtype
-)
-_SHAPLEY_VALUES = Spec(native.ShapleyValues, returns=_in_captum_dtype)
-_LIME_BASE = Spec(
-    native.LimeBase,
-    init={name: name for name in _LIMEBASE_OPTIONS},
-    renames={"perturbations_per_eval": SAMPLES_PER_EVAL},
-    pass_kwargs=True,  # LimeBase hands them to its perturb and transform functions
-)
-_LIME = Spec(
-    native.Lime,
-    init={
-        "interpretable_model": "interpretable_model",
-        "similarity_func": "similarity_func",
-        "perturb_func": _custom("perturb_func", default_perturb_func),
-    },
-    captum_random=True,
-    returns=_in_captum_dtype,
-)
-_KERNEL_SHAP = Spec(native.KernelShap, captum_random=True, returns=_in_captum_dtype)
 _LAYER_MASK = {"layer_mask": "feature_mask"}
-_LAYER_FEATURE_ABLATION = Spec(
-    native.FeatureAblation, renames={"layer_baselines": "baselines", **_LAYER_MASK}, **LAYER
-)
-_NEURON_FEATURE_ABLATION = Spec(native.FeatureAblation, neuron=True)
-_LAYER_FEATURE_PERMUTATION = Spec(
-    native.FeaturePermutation, layer=True, renames=_LAYER_MASK, captum_random=True
-)
 
 
 class FeatureAblation(PerturbationAttribution):
     """Captum-compatible :class:`whybox.methods.FeatureAblation`."""
+
+    _spec = Spec(native.FeatureAblation)
 
     def attribute(
         self,
@@ -189,7 +156,7 @@ class FeatureAblation(PerturbationAttribution):
     ) -> Any:
         """Ablation attributions shaped like ``inputs`` (first dimension 1 for models that
         return one scalar per batch); ``**kwargs`` are accepted and ignored as in Captum."""
-        return run(self, _FEATURE_ABLATION, locals())
+        return run(self, self._spec, locals())
 
 
 class FeaturePermutation(FeatureAblation):
@@ -198,6 +165,12 @@ class FeaturePermutation(FeatureAblation):
     Captum's default ``perm_func`` is replaced by the vectorised native path, which draws
     the same ``torch.randperm`` permutations in the same order (one per feature).
     """
+
+    _spec = Spec(
+        native.FeaturePermutation,
+        init={"perm_func": _custom("perm_func", _permute_feature)},
+        captum_random=True,
+    )
 
     def __init__(
         self,
@@ -218,12 +191,14 @@ class FeaturePermutation(FeatureAblation):
         **kwargs: Any,
     ) -> Any:
         """Permutation attributions (the batch needs at least 2 examples)."""
-        return run(self, _FEATURE_PERMUTATION, locals())
+        return run(self, self._spec, locals())
 
 
 class Occlusion(FeatureAblation):
     """Captum-compatible :class:`whybox.methods.Occlusion` (float64 results for float64
     inputs, float32 otherwise as in Captum)."""
+
+    _spec = Spec(native.Occlusion, returns=_in_captum_dtype)
 
     def attribute(  # type: ignore[override]
         self,
@@ -236,7 +211,7 @@ class Occlusion(FeatureAblation):
         perturbations_per_eval: int = 1,
         show_progress: bool = False,
     ) -> Any:
-        return run(self, _OCCLUSION, locals())
+        return run(self, self._spec, locals())
 
 
 class ShapleyValueSampling(PerturbationAttribution):
@@ -245,6 +220,8 @@ class ShapleyValueSampling(PerturbationAttribution):
     Orderings are drawn with ``torch.randperm`` from the global generator in Captum's
     order, so seeded runs reproduce Captum 0.9's numbers (float32 results).
     """
+
+    _spec = Spec(native.ShapleyValueSampling, captum_random=True, returns=_in_captum_dtype)
 
     def attribute(
         self,
@@ -257,12 +234,14 @@ class ShapleyValueSampling(PerturbationAttribution):
         perturbations_per_eval: int = 1,
         show_progress: bool = False,
     ) -> Any:
-        return run(self, _SHAPLEY_VALUE_SAMPLING, locals())
+        return run(self, self._spec, locals())
 
 
 class ShapleyValues(PerturbationAttribution):
     """Captum-compatible :class:`whybox.methods.ShapleyValues`: exact, from ``2**M``
     coalitions instead of Captum's ``M * M!`` permutation steps (same values)."""
+
+    _spec = Spec(native.ShapleyValues, returns=_in_captum_dtype)
 
     def attribute(
         self,
@@ -274,7 +253,7 @@ class ShapleyValues(PerturbationAttribution):
         perturbations_per_eval: int = 1,
         show_progress: bool = False,
     ) -> Any:
-        return run(self, _SHAPLEY_VALUES, locals())
+        return run(self, self._spec, locals())
 
 
 class LimeBase(PerturbationAttribution):
@@ -283,6 +262,13 @@ class LimeBase(PerturbationAttribution):
     ``perturbations_per_eval`` keeps Captum's meaning here: that many samples per forward
     (1 by default), since user transforms may change input shapes.
     """
+
+    _spec = Spec(
+        native.LimeBase,
+        init={name: name for name in _LIME_BASE_OPTIONS},
+        renames={"perturbations_per_eval": SAMPLES_PER_EVAL},
+        pass_kwargs=True,  # LimeBase hands them to its perturb and transform functions
+    )
 
     def __init__(
         self,
@@ -302,7 +288,7 @@ class LimeBase(PerturbationAttribution):
         self.from_interp_rep_transform = from_interp_rep_transform
         self.to_interp_rep_transform = to_interp_rep_transform
         # the options and their combination are checked now, as in Captum's constructor
-        check(self, _LIME_BASE)
+        check(self, self._spec)
 
     def attribute(
         self,
@@ -316,7 +302,7 @@ class LimeBase(PerturbationAttribution):
     ) -> Tensor:
         """The fitted surrogate's ``representation()``, ``(1, M)`` for one output (float64
         for float64 inputs, float32 otherwise)."""
-        return run(self, _LIME_BASE, locals())
+        return run(self, self._spec, locals())
 
 
 class Lime(LimeBase):
@@ -328,6 +314,17 @@ class Lime(LimeBase):
     generator). ``from_interp_rep_transform`` is Captum's default transform and can be
     called directly, as in Captum. A ``perturb_func`` other than the default is honoured.
     """
+
+    _spec = Spec(
+        native.Lime,
+        init={
+            "interpretable_model": "interpretable_model",
+            "similarity_func": "similarity_func",
+            "perturb_func": _custom("perturb_func", default_perturb_func),
+        },
+        captum_random=True,
+        returns=_in_captum_dtype,
+    )
 
     def __init__(
         self,
@@ -361,7 +358,7 @@ class Lime(LimeBase):
         return_input_shape: bool = True,
         show_progress: bool = False,
     ) -> Any:
-        return run(self, _LIME, locals())
+        return run(self, self._spec, locals())
 
 
 class KernelShap(Lime):
@@ -374,22 +371,10 @@ class KernelShap(Lime):
     weights on the two constraint rows); with ``n_samples >= 2**M`` the result is exact.
     """
 
+    _spec = Spec(native.KernelShap, captum_random=True, returns=_in_captum_dtype)
+
     def __init__(self, forward_func: Callable[..., Tensor]) -> None:
         Lime.__init__(self, forward_func, interpretable_model=WeightedLinearRegression())
-
-    def attribute(  # type: ignore[override]
-        self,
-        inputs: Any,
-        baselines: Any = None,
-        target: Any = None,
-        additional_forward_args: Any = None,
-        feature_mask: Any = None,
-        n_samples: int = 25,
-        perturbations_per_eval: int = 1,
-        return_input_shape: bool = True,
-        show_progress: bool = False,
-    ) -> Any:
-        return run(self, _KERNEL_SHAP, locals())
 
 
 class LayerFeatureAblation(LayerAttribution, PerturbationAttribution):
@@ -398,6 +383,10 @@ class LayerFeatureAblation(LayerAttribution, PerturbationAttribution):
 
     ``device_ids`` is accepted for ``DataParallel`` compatibility and unused.
     """
+
+    _spec = Spec(
+        native.FeatureAblation, renames={"layer_baselines": "baselines", **_LAYER_MASK}, **LAYER
+    )
 
     def attribute(
         self,
@@ -411,12 +400,14 @@ class LayerFeatureAblation(LayerAttribution, PerturbationAttribution):
     ) -> Any:
         """Attributions shaped like the layer's output (input with
         ``attribute_to_layer_input``)."""
-        return run(self, _LAYER_FEATURE_ABLATION, locals())
+        return run(self, self._spec, locals())
 
 
 class NeuronFeatureAblation(NeuronAttribution, PerturbationAttribution):
     """Captum-compatible NeuronFeatureAblation: FeatureAblation of one neuron's value
     (the model stops right after ``layer``)."""
+
+    _spec = Spec(native.FeatureAblation, neuron=True)
 
     def attribute(
         self,
@@ -428,7 +419,7 @@ class NeuronFeatureAblation(NeuronAttribution, PerturbationAttribution):
         attribute_to_neuron_input: bool = False,
         perturbations_per_eval: int = 1,
     ) -> Any:
-        return run(self, _NEURON_FEATURE_ABLATION, locals())
+        return run(self, self._spec, locals())
 
 
 class LayerFeaturePermutation(LayerAttribution, PerturbationAttribution):
@@ -436,6 +427,8 @@ class LayerFeaturePermutation(LayerAttribution, PerturbationAttribution):
     across the batch and record the drop in the target (native:
     ``FeaturePermutation(model, layer=...)``). Permutations come from torch's global
     generator in Captum's order."""
+
+    _spec = Spec(native.FeaturePermutation, layer=True, renames=_LAYER_MASK, captum_random=True)
 
     def attribute(
         self,
@@ -446,4 +439,4 @@ class LayerFeaturePermutation(LayerAttribution, PerturbationAttribution):
         perturbations_per_eval: int = 1,
     ) -> Any:
         """Attributions shaped like the layer's output (the batch needs >= 2 examples)."""
-        return run(self, _LAYER_FEATURE_PERMUTATION, locals())
+        return run(self, self._spec, locals())
