@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import whybox.attention  # noqa: F401 - registers the attention methods
 import whybox.methods  # noqa: F401 - importing the methods fills the registry
 from whybox.core.registry import available_methods, get_method
 from whybox.core.result import Explanation
