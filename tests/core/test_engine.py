@@ -113,3 +113,25 @@ def test_layer_path_auto_chunk_counts_the_layer_values():
         handle.remove()
     assert auto_rows <= 16
     assert max(rows_seen) == 25  # an explicit chunk size is kept
+
+
+def test_model_outputs_with_logits_are_explained_like_their_logits():
+    # Hugging Face models return a ModelOutput (attribute and key access to "logits")
+    from dataclasses import dataclass
+
+    import whybox
+
+    @dataclass
+    class Output:
+        logits: torch.Tensor
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 3)
+    x = torch.randn(5, 4)
+    plain = whybox.explain(net, x, method="saliency", target=2).attributions
+    as_object = whybox.explain(lambda v: Output(net(v)), x, method="saliency", target=2)
+    as_dict = whybox.explain(lambda v: {"logits": net(v)}, x, method="saliency", target=2)
+    torch.testing.assert_close(as_object.attributions, plain)
+    torch.testing.assert_close(as_dict.attributions, plain)
+    with pytest.raises(TypeError, match="'forward_func' parameter"):
+        whybox.explain(lambda v: (net(v), net(v)), x, method="saliency", target=2)

@@ -9,7 +9,7 @@ materialises all its rows, so peak memory is bounded by the chunk, not by ``n_st
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +90,8 @@ class Evaluator:
         output = self.structure.call(
             self.forward_func, rows.inputs, self.extra.select(rows.example_index)
         )
+        if not isinstance(output, Tensor):
+            output = _logits_of(output)
         if not isinstance(output, Tensor):
             fail(
                 self.owner,
@@ -199,6 +201,16 @@ class Evaluator:
             raw=True,
         )
         raise AssertionError  # unreachable
+
+
+def _logits_of(output: Any) -> Any:
+    """The ``logits`` of a Hugging Face model output (a ``ModelOutput`` or a dict with a
+    ``"logits"`` tensor), the one structured output explained without a wrapper; anything
+    else is returned unchanged (and refused by the caller with a clear error)."""
+    logits = output.get("logits") if isinstance(output, Mapping) else None
+    if logits is None:
+        logits = getattr(output, "logits", None)
+    return logits if isinstance(logits, Tensor) else output
 
 
 def evaluate(
