@@ -17,12 +17,14 @@ Native entry points that take plain tensors/arrays plus metadata:
   :func:`summarize_token_attributions`;
 - tabular: :func:`plot_feature_bar`, :func:`plot_waterfall`, :func:`tabular_html`;
 - image / time series: :func:`render_image_attr`, :func:`render_image_attr_multiple`,
-  :func:`render_timeseries_attr`.
+  :func:`render_timeseries_attr`;
+- attention (bertviz-compatible, offline HTML): :func:`head_view`, :func:`model_view`.
 
 The Captum-compatible names live in :mod:`whybox.attr.visualization`.
 """
 
 from whybox.viz._arrays import normalize_attr
+from whybox.viz.attention import head_view, model_view
 from whybox.viz.auto import AttributionView, attribution_html, infer_kind, plot_attribution
 from whybox.viz.explanation import plot, to_html
 from whybox.viz.html import HTMLView
@@ -42,7 +44,9 @@ __all__ = [
     "HTMLView",
     "aggregate_subwords",
     "attribution_html",
+    "head_view",
     "infer_kind",
+    "model_view",
     "normalize_attr",
     "plot",
     "plot_attribution",
