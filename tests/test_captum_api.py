@@ -12,9 +12,8 @@ import whybox.attr as W
 
 C = pytest.importorskip("captum.attr")
 
-#: every public name of Captum 0.9's ``captum.attr`` that whybox covers today (the Captum
-#: drop-in issue adds the rest: summarizers, DataLoaderAttribution, interpretable
-#: embeddings, LLM attribution); each must exist in both, with the same signatures
+#: every public name of Captum 0.9's ``captum.attr`` that whybox covers today (the LLM
+#: attribution names are the rest); each must exist in both, with the same signatures
 COVERED = [
     "Attribution", "Deconvolution", "DeepLift", "DeepLiftShap", "FeatureAblation",
     "FeaturePermutation", "GradientAttribution", "GradientShap", "GuidedBackprop",
@@ -28,6 +27,11 @@ COVERED = [
     "NeuronIntegratedGradients", "NoiseTunnel", "Occlusion", "PerturbationAttribution",
     "Saliency", "ShapleyValueSampling", "ShapleyValues", "TokenReferenceBase",
     "visualization",
+    # summaries, whole datasets, interpretable embeddings
+    "Summarizer", "SummarizerSingleTensor", "ClassSummarizer", "CommonStats", "StatValue",
+    "Mean", "Var", "StdDev", "Min", "Max", "Sum", "Count", "MSE", "DataLoaderAttribution",
+    "InterpretableEmbeddingBase", "configure_interpretable_embedding_layer",
+    "remove_interpretable_embedding_layer",
 ]  # fmt: skip
 
 SHARED = sorted(name for name in COVERED if inspect.isclass(getattr(C, name, None)))

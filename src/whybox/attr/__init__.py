@@ -3,14 +3,46 @@
 Class names, constructor and ``attribute(...)`` signatures, defaults and return conventions
 follow Captum 0.9's ``captum.attr``; the work is done by :mod:`whybox.methods` on the shared
 engine. Importing this module does not import matplotlib.
+
+Besides Captum's ``captum.attr`` names, this namespace also exports names Captum users
+import from Captum's submodules: ``ModelInputWrapper`` / ``InputIdentity``, the LRP rules
+(``EpsilonRule``, ...) and the interpretable models (``LinearModel``, ``SGDLasso``,
+``SkLearnLasso``, ...). Captum's module paths work too: every Captum 0.9 module of
+``captum.attr`` and ``captum._utils.models`` that defines a public name has an alias
+module at the same path under ``whybox`` (``whybox.attr._core.lime``,
+``whybox.attr._utils.lrp_rules``, ``whybox._utils.models.linear_model``, ...), generated
+by ``tools/gen_captum_aliases.py``.
 """
+
+from whybox.core.surrogate.captum_models import (
+    LinearModel,
+    Model,
+    SGDLasso,
+    SGDLinearModel,
+    SGDLinearRegression,
+    SGDRidge,
+)
+from whybox.methods.lrp import (
+    Alpha1_Beta0_Rule,
+    EpsilonRule,
+    GammaRule,
+    IdentityRule,
+    PropagationRule,
+)
 
 from . import visualization  # noqa: F401  (captum.attr.visualization is an attribute)
 from ._base import Attribution, GradientAttribution, PerturbationAttribution
+from ._dataloader_attribution import DataLoaderAttribution
 from ._deeplift import DeepLift, DeepLiftShap
 from ._gradient import GradientShap, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 from ._guided import Deconvolution, GuidedBackprop
 from ._guided_grad_cam import GuidedGradCam
+from ._input_wrapper import InputIdentity, ModelInputWrapper
+from ._interpretable_embedding import (
+    InterpretableEmbeddingBase,
+    configure_interpretable_embedding_layer,
+    remove_interpretable_embedding_layer,
+)
 from ._layer import (
     InternalInfluence,
     LayerActivation,
@@ -60,6 +92,8 @@ from ._perturbation import (
     get_exp_kernel_similarity_function,
     token_removal_transform,
 )
+from ._stat import MSE, CommonStats, Count, Max, Mean, Min, StatValue, StdDev, Sum, Var
+from ._summarizer import ClassSummarizer, Summarizer, SummarizerSingleTensor
 
 __all__ = [
     "Attribution",
@@ -121,4 +155,39 @@ __all__ = [
     "token_removal_transform",
     "baseline_token_transform",
     "visualization",
+    # summaries over many batches
+    "Summarizer",
+    "SummarizerSingleTensor",
+    "ClassSummarizer",
+    "CommonStats",
+    "StatValue",
+    "Mean",
+    "Var",
+    "StdDev",
+    "Min",
+    "Max",
+    "Sum",
+    "Count",
+    "MSE",
+    # whole datasets
+    "DataLoaderAttribution",
+    # inputs as layers, interpretable embeddings
+    "ModelInputWrapper",
+    "InputIdentity",
+    "InterpretableEmbeddingBase",
+    "configure_interpretable_embedding_layer",
+    "remove_interpretable_embedding_layer",
+    # LRP rules (Captum: captum.attr._utils.lrp_rules)
+    "PropagationRule",
+    "EpsilonRule",
+    "GammaRule",
+    "Alpha1_Beta0_Rule",
+    "IdentityRule",
+    # interpretable models (Captum: captum._utils.models)
+    "Model",
+    "LinearModel",
+    "SGDLinearModel",
+    "SGDLasso",
+    "SGDRidge",
+    "SGDLinearRegression",
 ]
