@@ -114,10 +114,7 @@ CONSTRUCTOR_ONLY = {
 }
 
 #: known differences owned elsewhere: strict xfails, so they flip when fixed
-KNOWN = {
-    "IdentityRule": "whybox.methods.lrp.IdentityRule() takes no epsilon; Captum's inherits "
-    "EpsilonRule(epsilon=1e-9) (methods/lrp.py, issue 9 behaviour)",
-}
+KNOWN: dict[str, str] = {}
 
 PAIRS = [
     pytest.param(

@@ -194,10 +194,15 @@ class Alpha1_Beta0_Rule(_ZRule):  # noqa: N801 - Captum's name
 
 
 class IdentityRule(PropagationRule):
-    """Relevance passes unchanged: ``R_in = R_out`` (input and output of the same size)."""
+    """Relevance passes unchanged: ``R_in = R_out`` (input and output of the same size).
 
-    def __init__(self) -> None:
-        pass
+    ``epsilon`` only stabilises the ratio ``out / x`` where ``x`` is near zero (Captum's
+    IdentityRule takes it too, as an EpsilonRule).
+    """
+
+    def __init__(self, epsilon: float = 1e-9) -> None:
+        check_real("IdentityRule", "epsilon", epsilon, minimum=0.0)
+        self.epsilon = float(epsilon)
 
     def rewrite(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
         if x.numel() != out.numel():
