@@ -1,0 +1,743 @@
+"""Faithfulness: does removing what the attribution calls important change the output?
+
+* :func:`deletion` / :func:`insertion` (Petsiuk et al., RISE, 2018; pixel flipping, Bach
+  et al., 2015): remove (or insert, starting from the baseline) features in attribution
+  order, MoRF (most relevant first), LeRF (least relevant first) or a random order, and
+  record the output after each step; the score is the area under the curve;
+* :func:`aopc` (Samek et al., 2017): mean output drop ``f(x) - f(x^(k))`` over the steps;
+* :func:`faithfulness_correlation` (Bhatt et al., 2020): Pearson correlation, over random
+  feature subsets, between the attributions' sum on a subset and the output drop when
+  that subset is removed;
+* :func:`road` (Rong et al., "A Consistent and Efficient Evaluation Strategy for
+  Attribution Methods", ICML 2022): deletion where removed pixels are filled by noisy
+  linear imputation from their neighbours, so the removal itself leaks no shape.
+
+Every curve runs as one lazy table of ``N * (n_steps + 1)`` rows through the engine's
+chunked evaluator (rows built per chunk from integer ranks by one ``torch.where``), on the
+inputs' device. Features are single elements, or the groups of a ``feature_mask`` (ids
+``0..M-1``, shared by all examples ``(1, ...)`` or per example ``(N, ...)``), ranked by
+the sum of their attributions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from whybox.core.call import Call, prepare_call
+from whybox.core.chunks import ChunkSize
+from whybox.core.forward import RowBatch, evaluate
+from whybox.core.inputs import prepare_baselines
+from whybox.core.perturbation import expand_to_elements, prepare_masks
+from whybox.core.randomness import RandomSource, check_seed, make_random
+from whybox.core.validation import check_choice, check_int, check_real, fail
+
+from ._common import (
+    argsort_rows,
+    as_tensors,
+    check_like,
+    counts_for,
+    fractions_grid,
+    pearson,
+    rows2d,
+)
+
+__all__ = [
+    "CurveResult",
+    "CorrelationResult",
+    "deletion",
+    "insertion",
+    "aopc",
+    "faithfulness_correlation",
+    "road",
+    "noisy_linear_impute",
+]
+
+ORDERS = ("morf", "lerf", "random")
+
+
+@dataclass(frozen=True)
+class CurveResult:
+    """A score per example and the curve it summarises.
+
+    Attributes
+    ----------
+    score : Tensor, shape ``(N,)``
+        Area under the curve (deletion, insertion, ROAD) or mean output drop (AOPC).
+    curve : Tensor, shape ``(N, n_steps + 1)``
+        The model's selected output (ROAD with ``measure="accuracy"``: 1.0 where the
+        prediction is the target) after removing / inserting each fraction of features.
+    fractions : Tensor, shape ``(n_steps + 1,)``
+        The fraction of features removed / inserted at each point (the curve's x axis).
+    name : str
+        ``"deletion"``, ``"insertion"``, ``"aopc"`` or ``"road"``.
+    order : str
+        ``"morf"``, ``"lerf"`` or ``"random"``.
+    """
+
+    score: Tensor
+    curve: Tensor
+    fractions: Tensor
+    name: str
+    order: str
+
+    @property
+    def mean_curve(self) -> Tensor:
+        """``(n_steps + 1,)``: the curve averaged over examples."""
+        return self.curve.mean(dim=0)
+
+
+@dataclass(frozen=True)
+class CorrelationResult:
+    """Faithfulness correlation per example and the points behind it.
+
+    Attributes
+    ----------
+    score : Tensor, shape ``(N,)``
+        Pearson correlation (``NaN`` when either side is constant).
+    attribution_sums : Tensor, shape ``(N, n_samples)``
+        Sum of the attributions over each random subset (a scatter plot's x).
+    output_drops : Tensor, shape ``(N, n_samples)``
+        ``f(x) - f(x with the subset removed)`` (its y).
+    """
+
+    score: Tensor
+    attribution_sums: Tensor
+    output_drops: Tensor
+
+
+# -- public metrics ------------------------------------------------------------------------
+def deletion(
+    model: Callable[..., Any],
+    inputs: Any,
+    attributions: Any,
+    *,
+    baselines: Any = None,
+    target: Any = None,
+    forward_args: Any = None,
+    feature_mask: Any = None,
+    n_steps: int = 20,
+    order: str = "morf",
+    seed: int | torch.Generator | RandomSource | None = None,
+    chunk_size: ChunkSize = "auto",
+    show_progress: bool = False,
+) -> CurveResult:
+    """Deletion curve: remove features (set them to the baseline) in attribution order.
+
+    Parameters
+    ----------
+    model : callable
+    inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)``
+    attributions : Tensor, tuple/dict of Tensor or Explanation, shaped like ``inputs``
+    baselines : optional
+        What a removed feature becomes (``None``: zeros; a number, a shared or
+        per-example tensor, one per input).
+    target, forward_args : optional
+        As for the attribution methods.
+    feature_mask : Tensor or tuple of Tensor, optional
+        Feature ids ``0..M-1`` per element (broadcastable to each input); ``None``: every
+        element is a feature. Features are ranked by the sum of their attributions.
+    n_steps : int
+        Points after the start: fractions ``0, 1/n_steps, ..., 1`` of the features.
+    order : {"morf", "lerf", "random"}
+        Most relevant first, least relevant first, or a random order (a reference
+        curve; drawn from ``seed``).
+    seed : optional
+        Source of the random order.
+    chunk_size : int, "auto" or None
+        Rows per model call; never changes the result.
+    show_progress : bool
+
+    Returns
+    -------
+    CurveResult
+        ``score``: the area under the curve (``(N,)``; low is faithful for MoRF).
+    """
+    return _removal(
+        "deletion",
+        model,
+        inputs,
+        attributions,
+        baselines,
+        target,
+        forward_args,
+        feature_mask,
+        n_steps,
+        order,
+        seed,
+        chunk_size,
+        show_progress,
+        insert=False,
+    )
+
+
+def insertion(
+    model: Callable[..., Any],
+    inputs: Any,
+    attributions: Any,
+    *,
+    baselines: Any = None,
+    target: Any = None,
+    forward_args: Any = None,
+    feature_mask: Any = None,
+    n_steps: int = 20,
+    order: str = "morf",
+    seed: int | torch.Generator | RandomSource | None = None,
+    chunk_size: ChunkSize = "auto",
+    show_progress: bool = False,
+) -> CurveResult:
+    """Insertion curve: start from the baseline and put features back in attribution order.
+
+    Parameters and returns as :func:`deletion` (high area is faithful for MoRF; pass a
+    blurred copy of the images as per-example ``baselines`` for RISE's insertion).
+    """
+    return _removal(
+        "insertion",
+        model,
+        inputs,
+        attributions,
+        baselines,
+        target,
+        forward_args,
+        feature_mask,
+        n_steps,
+        order,
+        seed,
+        chunk_size,
+        show_progress,
+        insert=True,
+    )
+
+
+def aopc(
+    model: Callable[..., Any],
+    inputs: Any,
+    attributions: Any,
+    *,
+    baselines: Any = None,
+    target: Any = None,
+    forward_args: Any = None,
+    feature_mask: Any = None,
+    n_steps: int = 20,
+    order: str = "morf",
+    seed: int | torch.Generator | RandomSource | None = None,
+    chunk_size: ChunkSize = "auto",
+    show_progress: bool = False,
+) -> CurveResult:
+    """Area over the perturbation curve: ``mean_{k=0..n_steps} f(x) - f(x^(k))``.
+
+    Parameters as :func:`deletion`. ``score`` is the AOPC (``(N,)``; high is faithful for
+    MoRF); ``curve`` is the deletion curve it comes from.
+    """
+    result = _removal(
+        "aopc",
+        model,
+        inputs,
+        attributions,
+        baselines,
+        target,
+        forward_args,
+        feature_mask,
+        n_steps,
+        order,
+        seed,
+        chunk_size,
+        show_progress,
+        insert=False,
+    )
+    drops = result.curve[:, :1] - result.curve
+    return CurveResult(drops.mean(dim=1), result.curve, result.fractions, "aopc", order)
+
+
+def faithfulness_correlation(
+    model: Callable[..., Any],
+    inputs: Any,
+    attributions: Any,
+    *,
+    baselines: Any = None,
+    target: Any = None,
+    forward_args: Any = None,
+    feature_mask: Any = None,
+    subset_size: int | None = None,
+    n_samples: int = 50,
+    seed: int | torch.Generator | RandomSource | None = None,
+    chunk_size: ChunkSize = "auto",
+    show_progress: bool = False,
+) -> CorrelationResult:
+    """Correlation between attribution sums and output drops over random feature subsets.
+
+    Parameters
+    ----------
+    model, inputs, attributions, baselines, target, forward_args, feature_mask
+        As for :func:`deletion`.
+    subset_size : int, optional
+        Features per random subset (``None``: a tenth of the features, at least 1).
+    n_samples : int
+        Random subsets per example (>= 2).
+    seed : optional
+        Source of the subsets (one ``(N, M)`` draw per sample, so the chunk size never
+        changes them).
+    chunk_size : int, "auto" or None
+    show_progress : bool
+
+    Returns
+    -------
+    CorrelationResult
+        ``score`` of shape ``(N,)`` and the ``(N, n_samples)`` points behind it.
+    """
+    owner = "faithfulness_correlation"
+    check_int(owner, "n_samples", n_samples, minimum=2)
+    check_int(owner, "subset_size", subset_size, minimum=1, allow_none=True)
+    check_seed(owner, "seed", seed)
+    setup = _setup(
+        owner,
+        model,
+        inputs,
+        attributions,
+        baselines,
+        target,
+        forward_args,
+        feature_mask,
+        chunk_size,
+        show_progress,
+    )
+    call, scores, masks = setup.call, setup.scores, setup.masks
+    batch, n_features = scores.shape
+    if batch == 0:
+        empty = scores.new_zeros(0, n_samples)
+        return CorrelationResult(empty.sum(dim=1), empty, empty)
+    size = subset_size if subset_size is not None else max(1, round(0.1 * n_features))
+    if size > n_features:
+        fail(owner, "subset_size", f"an int <= the number of features ({n_features})", size)
+    random = make_random(seed)
+    device = scores.device
+    subsets: list[Tensor] = []
+
+    def build(start: int, stop: int) -> RowBatch:
+        # one item = one subset for every example (N rows, sample-major)
+        drawn = []
+        for _ in range(start, stop):
+            keys = torch.rand(batch, n_features, generator=random.generator)
+            chosen = torch.zeros(batch, n_features, dtype=torch.bool)
+            chosen.scatter_(1, keys.topk(size, dim=1).indices, True)
+            drawn.append(chosen.to(device))
+        removed_features = torch.cat(drawn, dim=0)  # (k * N, M)
+        subsets.append(removed_features)
+        index = torch.arange(batch, device=device).repeat(stop - start)
+        removed = expand_to_elements(removed_features, masks, call.tensors)
+        rows = tuple(
+            torch.where(r, _rows_of(b, index, batch), x.index_select(0, index))
+            for x, b, r in zip(call.tensors, setup.baselines, removed)
+        )
+        return RowBatch(rows, index)
+
+    outputs = _run(call, n_samples, build, rows_per_item=batch, description=owner)
+    removed_all = torch.cat(subsets, dim=0).reshape(n_samples, batch, n_features)
+    sums = (removed_all.to(scores.dtype) * scores.unsqueeze(0)).sum(dim=2).T  # (N, S)
+    original = _original(call)
+    drops = original.unsqueeze(1) - outputs.reshape(n_samples, batch).T
+    return CorrelationResult(pearson(sums, drops), sums, drops)
+
+
+def road(
+    model: Callable[..., Any],
+    inputs: Tensor,
+    attributions: Any,
+    *,
+    target: Any = None,
+    forward_args: Any = None,
+    n_steps: int = 10,
+    order: str = "morf",
+    measure: str = "output",
+    noise_std: float = 0.01,
+    max_iterations: int | None = None,
+    seed: int | torch.Generator | RandomSource | None = None,
+    chunk_size: ChunkSize = "auto",
+    show_progress: bool = False,
+) -> CurveResult:
+    """ROAD: remove pixels in attribution order, filling them by noisy linear imputation.
+
+    Each removed pixel becomes the weighted mean of its 8 neighbours (direct ones weigh
+    1/6, diagonal ones 1/12; Rong et al.'s weights), solved jointly for all removed
+    pixels of an image (batched conjugate gradients on the device), plus Gaussian noise.
+
+    Parameters
+    ----------
+    model : callable
+    inputs : Tensor, shape ``(N, C, H, W)``
+    attributions : Tensor ``(N, C, H, W)`` (or an Explanation of it)
+        Pixels are ranked by their attributions summed over channels.
+    target, forward_args : optional
+    n_steps : int
+        Points after the start (fractions ``0 .. 1`` of the pixels).
+    order : {"morf", "lerf", "random"}
+    measure : {"output", "accuracy"}
+        Record the selected output, or whether the predicted class (argmax) is still
+        the target (then ``target`` must give one class per example).
+    noise_std : float
+        Standard deviation of the noise added to imputed values (one field per example,
+        drawn from ``seed``).
+    max_iterations : int, optional
+        Conjugate-gradient iterations per solve (``None``: ``2 * (H + W)``).
+    seed, chunk_size, show_progress
+        As for :func:`deletion`.
+
+    Returns
+    -------
+    CurveResult
+        ``score``: the area under the curve (``(N,)``).
+    """
+    owner = "road"
+    check_choice(owner, "measure", measure, ("output", "accuracy"))
+    check_real(owner, "noise_std", noise_std, minimum=0.0)
+    check_int(owner, "max_iterations", max_iterations, minimum=1, allow_none=True)
+    if not isinstance(inputs, Tensor) or inputs.dim() != 4:
+        fail(owner, "inputs", "an image tensor of shape (N, C, H, W)", inputs)
+    _, channels, height, width = inputs.shape
+    pixels = torch.arange(height * width, device=inputs.device).view(1, 1, height, width)
+    random = make_random(seed)
+    noise = torch.randn(tuple(inputs.shape), generator=random.generator)
+    noise = (noise * noise_std).to(device=inputs.device, dtype=_float_dtype(inputs))
+
+    def fill(rows: Tensor, removed: Tensor, index: Tensor) -> Tensor:
+        imputed = noisy_linear_impute(
+            rows, removed[:, :1], noise=noise.index_select(0, index), max_iterations=max_iterations
+        )
+        return imputed
+
+    return _removal(
+        owner,
+        model,
+        inputs,
+        attributions,
+        None,
+        target,
+        forward_args,
+        pixels,
+        n_steps,
+        order,
+        random,
+        chunk_size,
+        show_progress,
+        insert=False,
+        fill=fill,
+        measure=measure,
+    )
+
+
+def noisy_linear_impute(
+    images: Tensor,
+    removed: Tensor,
+    *,
+    noise: Tensor | None = None,
+    max_iterations: int | None = None,
+    tolerance: float = 1e-4,
+) -> Tensor:
+    """Fill removed pixels with the weighted mean of their neighbours (plus noise).
+
+    Solves, per image and channel, ``d_i u_i - sum_j w_ij u_j = sum_k w_ik x_k`` for the
+    removed pixels ``i`` (``j`` removed and ``k`` kept neighbours, ``w`` 1/6 for direct and
+    1/12 for diagonal neighbours, ``d_i`` the in-image weight sum): the harmonic fill Rong
+    et al.'s ROAD uses. Batched conjugate gradients (the system is symmetric positive
+    definite wherever a removed region touches a kept pixel; a region with none stays 0).
+
+    Parameters
+    ----------
+    images : Tensor, shape ``(R, C, H, W)``
+    removed : Tensor, bool, shape ``(R, 1, H, W)`` or ``(R, C, H, W)``
+    noise : Tensor, optional
+        Added to the imputed pixels (broadcastable to ``images``).
+    max_iterations : int, optional
+        Conjugate-gradient iterations at most (``None``: ``2 * (H + W)``).
+    tolerance : float
+        Stop when every residual is below ``tolerance`` times its right-hand side (the
+        default leaves errors of about 1e-3 of the pixel range, below ROAD's noise).
+
+    Returns
+    -------
+    Tensor, shape ``(R, C, H, W)``
+        ``images`` with removed pixels imputed.
+    """
+    rows, channels, height, width = images.shape
+    if not isinstance(removed, Tensor) or removed.dim() != 4:
+        fail("noisy_linear_impute", "removed", "a boolean tensor (R, 1 or C, H, W)", removed)
+    max_iterations = max_iterations or 2 * (height + width)
+    dtype = _float_dtype(images)
+    x = images.to(dtype).reshape(rows * channels, 1, height, width)
+    m = removed.expand(rows, channels, height, width).reshape(rows * channels, 1, height, width)
+    m = m.to(dtype)
+    kernel = torch.tensor(
+        [[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]],
+        dtype=dtype,
+        device=images.device,
+    ).view(1, 1, 3, 3)
+
+    def neighbours(u: Tensor) -> Tensor:
+        return F.conv2d(u, kernel, padding=1)  # zero padding drops out-of-image neighbours
+
+    degree = neighbours(torch.ones(1, 1, height, width, dtype=dtype, device=images.device))
+
+    def operator(u: Tensor) -> Tensor:
+        return m * (degree * u - neighbours(m * u))
+
+    rhs = m * neighbours((1 - m) * x)
+    # start from a coarse-to-fine estimate: CG then mostly removes high frequencies
+    u = m * _push_pull(x * (1 - m), 1 - m)
+    r = rhs - operator(u)
+    p = r.clone()
+    rs = r.square().sum(dim=(1, 2, 3), keepdim=True)
+    bound = (tolerance * rhs.square().sum(dim=(1, 2, 3), keepdim=True).sqrt()).square()
+    for step in range(max_iterations):
+        ap = operator(p)
+        curvature = (p * ap).sum(dim=(1, 2, 3), keepdim=True)
+        alpha = torch.where(curvature > 0, rs / torch.where(curvature > 0, curvature, 1), 0)
+        u = u + alpha * p
+        r = r - alpha * ap
+        rs_next = r.square().sum(dim=(1, 2, 3), keepdim=True)
+        # a host sync every 8 steps only: checking every step would stall the device
+        if step % 8 == 7 and bool((rs_next <= bound).all()):
+            break
+        beta = torch.where(rs > 0, rs_next / torch.where(rs > 0, rs, 1), 0)
+        p = r + beta * p
+        rs = rs_next
+    filled = u.reshape(rows, channels, height, width)
+    if noise is not None:
+        filled = filled + noise
+    mask = m.reshape(rows, channels, height, width).bool()
+    return torch.where(mask, filled.to(images.dtype), images)
+
+
+def _push_pull(values: Tensor, known: Tensor) -> Tensor:
+    """Fill unknown pixels by averaging known ones down an image pyramid and
+    interpolating back up (``values`` and ``known`` ``(B, 1, H, W)``, ``known`` 0 / 1)."""
+    height, width = values.shape[-2:]
+    if height <= 1 and width <= 1:
+        return values
+    num = F.avg_pool2d(values * known, 2, ceil_mode=True)
+    den = F.avg_pool2d(known, 2, ceil_mode=True)
+    coarse = torch.where(den > 0, num / den.clamp_min(1e-12), torch.zeros_like(num))
+    filled = _push_pull(coarse, (den > 0).to(values.dtype))
+    up = F.interpolate(filled, size=(height, width), mode="bilinear", align_corners=False)
+    return torch.where(known > 0, values, up)
+
+
+# -- the shared engine ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Setup:
+    call: Call
+    scores: Tensor  # (N, M) attribution per feature
+    masks: Any  # FlatMasks
+    baselines: tuple[Tensor, ...]
+
+
+def _setup(
+    owner: str,
+    model: Any,
+    inputs: Any,
+    attributions: Any,
+    baselines: Any,
+    target: Any,
+    forward_args: Any,
+    feature_mask: Any,
+    chunk_size: ChunkSize,
+    show_progress: bool,
+) -> _Setup:
+    call = prepare_call(
+        owner,
+        model,
+        inputs,
+        target=target,
+        forward_args=forward_args,
+        chunk_size=chunk_size,
+        show_progress=show_progress,
+        require_float=False,
+    )
+    attrs = as_tensors(attributions, owner=owner)
+    check_like(owner, "attributions", attrs, call.tensors)
+    base = prepare_baselines(baselines, call.inputs, owner=owner, allow_callable=False).tensors
+    masks = prepare_masks(feature_mask, call.tensors, owner=owner)
+    batch = call.batch_size
+    dtype = _float_dtype(attrs[0])
+    device = call.tensors[0].device  # the model's inputs' device, whatever the maps'
+    scores = torch.zeros(batch, masks.n_features, dtype=dtype, device=device)
+    for a, ids in zip(attrs, masks.flat):
+        ids = ids.to(device).expand(batch, ids.shape[1])
+        scores.scatter_add_(1, ids, rows2d(a).to(device=device, dtype=dtype))
+    return _Setup(call, scores, masks, base)
+
+
+def _removal(
+    name: str,
+    model: Any,
+    inputs: Any,
+    attributions: Any,
+    baselines: Any,
+    target: Any,
+    forward_args: Any,
+    feature_mask: Any,
+    n_steps: int,
+    order: str,
+    seed: Any,
+    chunk_size: ChunkSize,
+    show_progress: bool,
+    *,
+    insert: bool,
+    fill: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+    measure: str = "output",
+) -> CurveResult:
+    """One removal curve: ``N * (n_steps + 1)`` rows, example-major, built lazily."""
+    check_int(name, "n_steps", n_steps, minimum=1)
+    check_choice(name, "order", order, ORDERS)
+    check_seed(name, "seed", seed)
+    setup = _setup(
+        name,
+        model,
+        inputs,
+        attributions,
+        baselines,
+        target,
+        forward_args,
+        feature_mask,
+        chunk_size,
+        show_progress,
+    )
+    call, scores = setup.call, setup.scores
+    batch, n_features = scores.shape
+    device = call.tensors[0].device
+    fractions = fractions_grid(n_steps, device=device, dtype=scores.dtype)
+    points = n_steps + 1
+    if batch == 0:
+        empty = scores.new_zeros(0, points)
+        return CurveResult(empty.sum(dim=1), empty, fractions, name, order)
+    ranks = _ranks(scores, order, seed)  # (N, M): 0 = first removed
+    element_ranks = expand_to_elements(ranks, setup.masks, call.tensors)
+    counts = counts_for(fractions, n_features).to(device)
+
+    def build(start: int, stop: int) -> RowBatch:
+        item = torch.arange(start, stop, device=device)
+        index, step = item // points, item % points
+        rows = []
+        for x, b, er in zip(call.tensors, setup.baselines, element_ranks):
+            shape = (stop - start,) + (1,) * (x.dim() - 1)
+            chosen = _rows_of(er, index, batch) < counts[step].view(shape)
+            x_rows = x.index_select(0, index)
+            if fill is not None:
+                rows.append(fill(x_rows, chosen, index))
+                continue
+            b_rows = _rows_of(b, index, batch)
+            rows.append(
+                torch.where(chosen, x_rows, b_rows)
+                if insert
+                else torch.where(chosen, b_rows, x_rows)
+            )
+        return RowBatch(tuple(rows), index)
+
+    if measure == "accuracy":
+        call, classes = _accuracy_call(call, name)
+        values = _run(call, batch * points, build, rows_per_item=1, description=name)
+        curve = (values.reshape(batch, points) == classes.unsqueeze(1)).to(scores.dtype)
+    else:
+        values = _run(call, batch * points, build, rows_per_item=1, description=name)
+        curve = values.reshape(batch, points)
+    score = torch.trapezoid(curve.to(fractions.dtype), fractions, dim=1)
+    return CurveResult(score, curve, fractions, name, order)
+
+
+def _ranks(scores: Tensor, order: str, seed: Any) -> Tensor:
+    """``(N, M)`` removal rank of each feature (ties keep feature order: stable sort)."""
+    if order == "random":
+        random = make_random(seed)
+        keys = torch.rand(scores.shape, generator=random.generator).to(scores.device)
+        sequence = keys.argsort(dim=1)
+    else:
+        sequence = argsort_rows(scores, descending=order == "morf")
+    ranks = torch.empty_like(sequence)
+    positions = torch.arange(scores.shape[1], device=scores.device).expand_as(sequence)
+    return ranks.scatter_(1, sequence, positions)
+
+
+def _run(
+    call: Call,
+    n_items: int,
+    build: Callable[[int, int], RowBatch],
+    *,
+    rows_per_item: int,
+    description: str,
+) -> Tensor:
+    """Selected outputs of every row, ``(n_items * rows_per_item,)``, through the engine."""
+    parts: list[Tensor] = []
+
+    def consume(start: int, stop: int, selected: Tensor, grads: Any) -> None:
+        if selected.dim() == 0 or selected.numel() != (stop - start) * rows_per_item:
+            fail(
+                call.owner,
+                "model",
+                "a model returning one value per example (after 'target' selection)",
+                f"{selected.numel()} value(s) for {(stop - start) * rows_per_item} rows",
+                raw=True,
+            )
+        parts.append(selected.reshape(-1))
+
+    evaluate(
+        call.evaluator,
+        n_items=n_items,
+        build=build,
+        consume=consume,
+        chunk_rows=call.chunk_rows,
+        rows_per_item=rows_per_item,
+        progress=call.progress,
+        description=description,
+    )
+    return torch.cat(parts)
+
+
+def _original(call: Call) -> Tensor:
+    batch = call.batch_size
+    index = torch.arange(batch, device=call.tensors[0].device)
+
+    def build(start: int, stop: int) -> RowBatch:
+        return RowBatch(tuple(x[start:stop] for x in call.tensors), index[start:stop])
+
+    return _run(call, batch, build, rows_per_item=1, description=call.owner)
+
+
+def _accuracy_call(call: Call, owner: str) -> tuple[Call, Tensor]:
+    """A call whose selected output is the predicted class, and the target classes."""
+    from dataclasses import replace
+
+    from whybox.core.forward import Evaluator
+    from whybox.core.targets import prepare_target
+
+    target = call.target
+    batch = call.batch_size
+    if target.kind == "index" and len(target.index) == 1:
+        classes = torch.full((batch,), target.index[0], dtype=torch.long)
+    elif target.kind == "per_example" and target.per_example.shape[1] == 1:
+        classes = target.per_example[:, 0]
+    else:
+        fail(owner, "target", "one class index per example with measure='accuracy'", target.raw)
+    argmax = prepare_target(
+        lambda out: out.reshape(out.shape[0], -1).argmax(dim=1), batch, owner=owner
+    )
+    evaluator = Evaluator(
+        call.evaluator.forward_func, call.inputs.structure, call.extra, argmax, owner=owner
+    )
+    return replace(call, target=argmax, evaluator=evaluator), classes.to(call.tensors[0].device)
+
+
+def _rows_of(value: Tensor, index: Tensor, batch: int) -> Tensor:
+    """Rows ``index`` of a per-example tensor; a shared one (first dimension 1) broadcasts."""
+    if value.dim() >= 1 and value.shape[0] == batch and batch != 1:
+        return value.index_select(0, index)
+    if value.dim() >= 1 and value.shape[0] == 1 and batch == 1:
+        return value.expand((index.shape[0],) + tuple(value.shape[1:]))
+    return value
+
+
+def _float_dtype(x: Tensor) -> torch.dtype:
+    return x.dtype if x.is_floating_point() else torch.get_default_dtype()

@@ -1,0 +1,258 @@
+"""Sanity checks by randomisation (Adebayo et al., "Sanity Checks for Saliency Maps",
+NeurIPS 2018; Sixt et al., 2020).
+
+An explanation that does not change when the model's parameters are randomised cannot
+be explaining the model (an edge detector passes no check; gradients do).
+
+* :func:`model_parameter_randomisation`: re-initialise layers, top (output) first, either
+  *cascading* (each step randomises one more layer) or *independent* (one layer at a time
+  on the trained model), and compare each map with the original by Spearman rank
+  correlation per example; a method whose maps stay similar at every step is *flagged*;
+* :func:`random_logit`: compare the map of the target class with that of a random other
+  class.
+
+Randomisation happens on a deep copy: the caller's model is never changed. Layers are
+re-initialised by their own ``reset_parameters`` (the initialiser they were built with)
+under a seeded, forked global RNG (the global state is restored afterwards); a module
+without one gets Gaussian noise with its parameters' standard deviation.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from whybox.core.inputs import prepare_inputs
+from whybox.core.validation import check_bool, check_choice, check_int, check_real, fail
+
+from ._common import check_maps, per_example, resolve_explain, spearman
+
+__all__ = [
+    "RandomisationResult",
+    "model_parameter_randomisation",
+    "RandomLogitResult",
+    "random_logit",
+    "randomisable_layers",
+]
+
+
+@dataclass(frozen=True)
+class RandomisationResult:
+    """Similarity of each randomised model's maps to the original ones.
+
+    Attributes
+    ----------
+    layers : list of str
+        The randomised layers, in the order they were randomised (top first).
+    similarity : Tensor, shape ``(n_layers, N)``
+        Spearman rank correlation per step and example (``NaN`` where a map is constant).
+    mode : str
+        ``"cascading"`` or ``"independent"``.
+    threshold : float
+        Mean similarity at or above which a step counts as "unchanged".
+
+    Notes
+    -----
+    ``flagged`` is ``True`` when the maps stayed similar at every step: the method's output
+    does not depend on the model's parameters. A similarity curve over ``layers`` is the
+    plot of Adebayo et al.'s figure 2.
+    """
+
+    layers: list[str]
+    similarity: Tensor
+    mode: str
+    threshold: float
+
+    @property
+    def mean_similarity(self) -> Tensor:
+        """``(n_layers,)``: similarity averaged over examples (``NaN`` ones left out)."""
+        return self.similarity.nanmean(dim=1)
+
+    @property
+    def flagged(self) -> bool:
+        """Whether no randomisation step moved the maps below ``threshold``."""
+        means = torch.nan_to_num(self.mean_similarity, nan=0.0)
+        return bool((means >= self.threshold).all())
+
+
+def randomisable_layers(model: nn.Module) -> list[str]:
+    """Names of the modules that own parameters, top (last registered) first."""
+    names = [
+        name
+        for name, module in model.named_modules()
+        if name and any(True for _ in module.parameters(recurse=False))
+    ]
+    return names[::-1]
+
+
+def model_parameter_randomisation(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    explain: str | Callable[..., Any] = "saliency",
+    explain_options: Mapping[str, Any] | None = None,
+    target: Any = None,
+    forward_args: Any = None,
+    mode: str = "cascading",
+    layers: Sequence[str] | None = None,
+    absolute: bool = True,
+    threshold: float = 0.9,
+    seed: int = 0,
+) -> RandomisationResult:
+    """Adebayo et al.'s model parameter randomisation test.
+
+    Parameters
+    ----------
+    model : nn.Module
+    inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)``
+    explain : str or callable
+        A registered method name, or ``explain(model, inputs, **kwargs)`` (it receives the
+        randomised copies as ``model``).
+    explain_options : mapping, optional
+        Options for every explanation; a ``layer`` module is passed by name so it names
+        the same layer in each copy.
+    target, forward_args : optional
+    mode : {"cascading", "independent"}
+    layers : sequence of str, optional
+        Module names to randomise, in order (``None``: :func:`randomisable_layers`).
+    absolute : bool
+        Compare magnitudes (Adebayo et al. show both; magnitudes are the default).
+    threshold : float
+        Mean Spearman similarity at or above which a step counts as unchanged.
+    seed : int
+        Seeds each layer's re-initialisation (layer ``i`` uses ``seed + i``).
+
+    Returns
+    -------
+    RandomisationResult
+    """
+    owner = "model_parameter_randomisation"
+    if not isinstance(model, nn.Module):
+        fail(owner, "model", "an nn.Module (its parameters are randomised)", model, type_error=True)
+    check_choice(owner, "mode", mode, ("cascading", "independent"))
+    check_bool(owner, "absolute", absolute)
+    check_real(owner, "threshold", threshold, minimum=-1.0, maximum=1.0)
+    check_int(owner, "seed", seed)
+    names = list(randomisable_layers(model) if layers is None else layers)
+    modules = dict(model.named_modules())
+    unknown = [name for name in names if name not in modules or not name]
+    if unknown or not names:
+        fail(
+            owner,
+            "layers",
+            f"names of the model's modules with parameters (e.g. {randomisable_layers(model)[:5]})",
+            unknown[0] if unknown else names,
+        )
+    tensors = prepare_inputs(inputs, owner=owner).tensors
+    fn = resolve_explain(explain, explain_options, owner=owner, model=model)
+    reference = fn(model, inputs, target, forward_args)
+    check_maps(owner, reference, rows=tensors[0].shape[0])
+    base = _table(reference, absolute)
+    similarities = []
+    randomised = copy.deepcopy(model)
+    for step, name in enumerate(names):
+        if mode == "independent":
+            randomised = copy.deepcopy(model)
+        _reinitialise(randomised.get_submodule(name), seed + step)
+        maps = fn(randomised, inputs, target, forward_args)
+        check_maps(owner, maps, rows=tensors[0].shape[0], like=reference)
+        similarities.append(spearman(base, _table(maps, absolute)))
+    return RandomisationResult(names, torch.stack(similarities), mode, float(threshold))
+
+
+@dataclass(frozen=True)
+class RandomLogitResult:
+    """Similarity between the target's map and a random other class's map.
+
+    Attributes
+    ----------
+    similarity : Tensor, shape ``(N,)``
+        Spearman rank correlation per example (high: the map ignores the class).
+    random_targets : Tensor, shape ``(N,)``, long
+        The other class drawn for each example.
+    """
+
+    similarity: Tensor
+    random_targets: Tensor
+
+
+def random_logit(
+    model: Callable[..., Any],
+    inputs: Any,
+    *,
+    target: int | Sequence[int] | Tensor,
+    n_classes: int,
+    explain: str | Callable[..., Any] = "saliency",
+    explain_options: Mapping[str, Any] | None = None,
+    forward_args: Any = None,
+    absolute: bool = True,
+    seed: int | torch.Generator | None = 0,
+) -> RandomLogitResult:
+    """Sixt et al.'s random logit test.
+
+    Parameters
+    ----------
+    model : callable
+    inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)``
+    target : int, sequence of int or Tensor
+        The explained class of each example.
+    n_classes : int
+        Number of classes (>= 2); the other class is drawn uniformly from the rest.
+    explain, explain_options, forward_args : optional
+        As for :func:`model_parameter_randomisation`.
+    absolute : bool
+    seed : int, torch.Generator or None
+
+    Returns
+    -------
+    RandomLogitResult
+    """
+    owner = "random_logit"
+    check_int(owner, "n_classes", n_classes, minimum=2)
+    check_bool(owner, "absolute", absolute)
+    tensors = prepare_inputs(inputs, owner=owner).tensors
+    batch = tensors[0].shape[0]
+    classes = torch.as_tensor(target, dtype=torch.long).reshape(-1)
+    if classes.numel() == 1:
+        classes = classes.expand(batch)
+    if classes.numel() != batch or bool(((classes < 0) | (classes >= n_classes)).any()):
+        fail(owner, "target", f"one class in [0, {n_classes}) per example ({batch})", target)
+    from whybox.core.randomness import make_random
+
+    generator = make_random(seed).generator
+    offsets = torch.randint(1, n_classes, (batch,), generator=generator)
+    others = (classes + offsets) % n_classes  # never the target itself
+    fn = resolve_explain(explain, explain_options, owner=owner, model=model)
+    first = fn(model, inputs, classes.tolist(), forward_args)
+    second = fn(model, inputs, others.tolist(), forward_args)
+    check_maps(owner, first, rows=batch)
+    check_maps(owner, second, rows=batch, like=first)
+    return RandomLogitResult(spearman(_table(first, absolute), _table(second, absolute)), others)
+
+
+def _table(maps: tuple[Tensor, ...], absolute: bool) -> Tensor:
+    table = per_example(maps)
+    return table.abs() if absolute else table
+
+
+@torch.no_grad()
+def _reinitialise(module: nn.Module, seed: int) -> None:
+    """Re-initialise ``module``'s own parameters, reproducibly, leaving global RNGs alone."""
+    params = list(module.parameters(recurse=False))
+    devices = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        reset = getattr(module, "reset_parameters", None)
+        before = [p.detach().clone() for p in params]
+        if callable(reset):
+            reset()
+        for p, old in zip(params, before):
+            if torch.equal(p, old):
+                # no initialiser, or a deterministic one (norm layers: ones / zeros)
+                std = float(old.float().std()) if old.numel() > 1 else 1.0
+                p.copy_(torch.randn_like(p) * (std if std > 0 else 1.0))
