@@ -299,7 +299,9 @@ def chips(html):
 
 
 def test_text_html_chips_colour_scale_and_hover():
-    html = vtext.text_html(["good", "bad", "meh", "<script>"], torch.tensor([2.0, -2.0, 0.0, 1.0]))
+    html = vtext.text_html(
+        torch.tensor([2.0, -2.0, 0.0, 1.0]), tokens=["good", "bad", "meh", "<script>"]
+    )
     found = chips(html)
     assert [t for _, t in found] == ["good", "bad", "meh", "&lt;script&gt;"]
     (good, _), (bad, _), (meh, _), (half, _) = found
@@ -315,7 +317,10 @@ def test_text_html_chips_colour_scale_and_hover():
 
 def test_text_html_aggregate_and_fragment():
     html = vtext.text_html(
-        ["[CLS]", "play", "##ing", "[SEP]"], [0.0, 1.0, 1.0, 0.0], aggregate=True, full_page=False
+        [0.0, 1.0, 1.0, 0.0],
+        tokens=["[CLS]", "play", "##ing", "[SEP]"],
+        aggregate=True,
+        full_page=False,
     )
     assert [t for _, t in chips(html)] == ["[CLS]", "playing", "[SEP]"]
     assert not html.startswith("<!DOCTYPE") and "<style>" in html
@@ -326,7 +331,7 @@ def test_long_text_is_fast_and_compact():
     n = 5000
     tokens = [f"tok{i}" for i in range(n)]
     start = time.perf_counter()
-    html = vtext.text_html(tokens, rng.normal(size=n))
+    html = vtext.text_html(rng.normal(size=n), tokens=tokens)
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0
     assert len(chips(html)) == n
@@ -337,7 +342,7 @@ def test_long_text_is_fast_and_compact():
 def test_top_tokens_bar_chart():
     tokens = ["the", "movie", "was", "awful", "the"]
     vals = np.array([0.05, 0.3, -0.01, -0.9, 0.2])
-    fig = vtext.plot_top_tokens(tokens, vals, k=3, title="why")
+    fig = vtext.plot_top_tokens(vals, tokens=tokens, k=3, title="why")
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     widths = [p.get_width() for p in ax.patches]

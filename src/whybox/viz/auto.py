@@ -142,8 +142,8 @@ def plot_attribution(
         from whybox.viz.text import plot_top_tokens
 
         return plot_top_tokens(
-            tokens,
             attributions,
+            tokens=tokens,
             k=top_k or 10,
             ax=ax,
             title=title,
@@ -223,7 +223,7 @@ def attribution_html(
         from whybox.viz.text import text_html
 
         return text_html(
-            tokens, attributions, title=title, aggregate=aggregate, full_page=full_page
+            attributions, tokens=tokens, title=title, aggregate=aggregate, full_page=full_page
         )
     if kind == "tabular":
         from whybox.viz.tabular import tabular_html

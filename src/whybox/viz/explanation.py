@@ -5,10 +5,17 @@ hand one example's attributions (and its input, when it is drawable) to
 :func:`~whybox.viz.auto.plot_attribution` / :func:`~whybox.viz.auto.attribution_html`.
 ``Explanation.plot()`` / ``.to_html()`` / ``_repr_html_`` are thin conveniences that
 call these at run time.
+
+Text results draw themselves: an example explained from token ids ``(N, T)`` (Layer IG on
+embeddings gives ``(N, T, D)``), or drawn with ``tokens=``, has its embedding dimension
+summed and L2-normalised and its batch of one dropped, as the seeds did by hand
+(``attributions.sum(-1).squeeze(0) / norm``). Without ``tokens``, the explanation's
+``extras["tokens"]`` (one list per example, or one list) label the chips, else the ids.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from whybox.viz.auto import attribution_html, plot_attribution
@@ -16,7 +23,7 @@ from whybox.viz.auto import attribution_html, plot_attribution
 if TYPE_CHECKING:  # the type only; viz needs no engine code to draw
     from whybox.core.result import Explanation
 
-__all__ = ["plot", "to_html", "example_view_data"]
+__all__ = ["plot", "to_html", "example_view_data", "text_view_data"]
 
 
 def example_view_data(explanation: Explanation, index: int, func: str) -> tuple[Any, Any]:
@@ -64,6 +71,91 @@ def example_view_data(explanation: Explanation, index: int, func: str) -> tuple[
     return example, source
 
 
+def text_view_data(
+    explanation: Explanation, index: int, attributions: Any, options: dict[str, Any]
+) -> tuple[Any, list[str]] | None:
+    """Token scores and labels of example ``index`` when it is drawn as text, else ``None``.
+
+    Parameters
+    ----------
+    explanation : Explanation
+    index : int
+        The example.
+    attributions : Tensor, shape (1, T, ...) or (T,)
+        The example, as :func:`example_view_data` returns it.
+    options : dict
+        The view's options; ``tokens`` and ``kind`` are read (and ``tokens`` removed).
+
+    Returns
+    -------
+    (Tensor, list of str) or None
+        ``(T,)`` scores (summed over trailing dimensions, unit L2 norm) and ``T`` labels.
+    """
+    import torch
+    from torch import Tensor
+
+    kind = options.get("kind", "auto")
+    tokens = options.pop("tokens", None)
+    if kind not in ("auto", "text") or not isinstance(attributions, Tensor):
+        if tokens is not None:
+            options["tokens"] = tokens
+        return None
+    inputs = explanation.inputs
+    if isinstance(inputs, (tuple, list)) and len(inputs) == 1:
+        inputs = inputs[0]
+    ids = inputs if isinstance(inputs, Tensor) and not inputs.is_floating_point() else None
+    example = (
+        attributions[0] if attributions.dim() >= 2 and attributions.shape[0] == 1 else attributions
+    )
+    # token ids in, one vector per token out (Layer IG on embeddings): text, with or
+    # without labels; integer features with one value each stay tabular
+    from_ids = (
+        ids is not None
+        and ids.dim() == 2
+        and example.dim() >= 2
+        and example.shape[0] == ids.shape[1]
+    )
+    stored = _stored_tokens(explanation, index, example.shape[0]) if example.dim() else None
+    if tokens is None and kind == "auto" and not (from_ids or stored):
+        return None
+    if tokens is None:
+        tokens = stored
+    if tokens is None and ids is not None and ids.dim() == 2:
+        tokens = [f"#{int(t)}" for t in ids[index]]
+    if tokens is None:
+        raise ValueError("The 'tokens' parameter is required to draw this explanation as text.")
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+        raise TypeError(
+            "The 'tokens' parameter must be a sequence of strings (one per token). "
+            f"Got {type(tokens).__name__}."
+        )
+    tokens = [str(t) for t in tokens]
+    if example.dim() == 0 or example.shape[0] != len(tokens):
+        raise ValueError(
+            f"The 'tokens' parameter has {len(tokens)} entries but example {index} has "
+            f"{example.shape[0] if example.dim() else 0} token positions (attributions of shape "
+            f"{tuple(attributions.shape)}); they must match one to one."
+        )
+    scores = example.detach().reshape(example.shape[0], -1).sum(-1).float()
+    norm = torch.linalg.vector_norm(scores)
+    scores = scores / norm if bool(norm > 0) else scores  # an all-zero example stays zero
+    options["kind"] = "text"
+    options["tokens"] = tokens
+    return scores, tokens
+
+
+def _stored_tokens(explanation: Explanation, index: int, n: int) -> list[str] | None:
+    stored = explanation.extras.get("tokens") if isinstance(explanation.extras, dict) else None
+    if not stored:
+        return None
+    if all(isinstance(t, str) for t in stored):
+        return list(stored) if len(stored) == n else None
+    if isinstance(index, int) and -len(stored) <= index < len(stored):
+        row = list(stored[index])
+        return row if len(row) == n else None
+    return None
+
+
 def plot(explanation: Explanation, index: int = 0, **options: Any) -> Any:
     """Draw example ``index`` of an Explanation with matplotlib.
 
@@ -78,13 +170,17 @@ def plot(explanation: Explanation, index: int = 0, **options: Any) -> Any:
         Example to draw. Default 0.
     **options
         Passed to :func:`~whybox.viz.auto.plot_attribution` (``kind``, ``tokens``,
-        ``feature_names``, ``ax``, ``sign``, ``title``...).
+        ``feature_names``, ``ax``, ``sign``, ``title``...). Text examples (see the module
+        notes) are reduced to one normalised score per token first.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     attributions, inputs = example_view_data(explanation, index, "whybox.viz.plot")
+    text = text_view_data(explanation, index, attributions, options)
+    if text is not None:
+        attributions, inputs = text[0], None
     return plot_attribution(attributions, inputs, **options)
 
 
@@ -100,7 +196,8 @@ def to_html(explanation: Explanation, index: int = 0, **options: Any) -> str:
     **options
         Passed to :func:`~whybox.viz.auto.attribution_html` (``kind``, ``tokens``,
         ``feature_names``, ``full_page``...). ``title`` defaults to
-        ``"<method> (example <index>)"``.
+        ``"<method> (example <index>)"``. Text examples (see the module notes) are
+        reduced to one normalised score per token first.
 
     Returns
     -------
@@ -109,4 +206,7 @@ def to_html(explanation: Explanation, index: int = 0, **options: Any) -> str:
     """
     attributions, inputs = example_view_data(explanation, index, "whybox.viz.to_html")
     options.setdefault("title", f"{explanation.method or 'attribution'} (example {index})")
+    text = text_view_data(explanation, index, attributions, options)
+    if text is not None:
+        attributions, inputs = text[0], None
     return attribution_html(attributions, inputs, **options)

@@ -3,13 +3,19 @@
 Also the helpers users otherwise write by hand: summing token attributions over the
 embedding dimension (:func:`summarize_token_attributions`) and merging WordPiece/BPE
 sub-word tokens into words (:func:`aggregate_subwords`). All token text is HTML-escaped.
+
+One argument order for every view: attributions first, tokens by keyword
+(``text_html(scores, tokens=tokens)``). The earlier ``text_html(tokens, scores)`` order
+still works and warns (``DeprecationWarning``).
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Sequence
-from typing import Any
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -74,8 +80,8 @@ def _token_list(tokens: Any, func: str) -> list[str]:
 
 def _values_1d(values: Any, n: int, func: str, name: str = "attributions") -> np.ndarray:
     arr = to_numpy(values, name, func)
-    if arr.ndim == 2 and arr.shape[0] == 1:
-        arr = arr[0]
+    if arr.ndim in (2, 3) and arr.shape[0] == 1 and not (arr.ndim == 2 and n == 1):
+        arr = arr[0]  # a batch of one: (1, T) or (1, T, D)
     if arr.ndim == 2 and arr.shape[0] == n:
         arr = arr.sum(axis=1)  # (seq_len, embed_dim): sum the embedding dimension
     if arr.ndim != 1:
@@ -403,11 +409,50 @@ def _chip_css(v: float) -> tuple[str, bool]:
     return f"rgb({round(r * 255)},{round(g * 255)},{round(b * 255)})", dark
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _looks_like_tokens(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in ("U", "S", "O")
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+def _attributions_first(func: _F) -> _F:
+    """Accept ``func(attributions, tokens=...)`` and, deprecated, ``func(tokens, attributions)``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if len(args) >= 2 and "tokens" not in kwargs:
+            first, second, *rest = args
+            if _looks_like_tokens(first) and not _looks_like_tokens(second):
+                warnings.warn(
+                    f"{func.__name__}(tokens, attributions) is deprecated; pass the "
+                    f"attributions first and the tokens by keyword: "
+                    f"{func.__name__}(attributions, tokens=tokens).",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                first, second = second, first
+            args, kwargs = (first, *rest), dict(kwargs, tokens=second)
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _required_tokens(tokens: Any, func: str) -> list[str]:
+    if tokens is None:
+        raise TypeError(f"{func} needs the tokens: {func}(attributions, tokens=tokens).")
+    return _token_list(tokens, func)
+
+
+@_attributions_first
 def text_html(
-    tokens: Sequence[str],
     attributions: Any,
     *,
+    tokens: Sequence[str],
     title: str | None = None,
+    caption: str | None = None,
     aggregate: bool = False,
     scheme: str = "auto",
     vmax: float | None = None,
@@ -422,10 +467,15 @@ def text_html(
 
     Parameters
     ----------
+    attributions : torch.Tensor or numpy.ndarray, shape (T,), (T, D) or (1, T, D)
+        One value per token; an embedding dimension ``D`` is summed, a batch of one dropped.
     tokens : sequence of str, length T
-    attributions : torch.Tensor or numpy.ndarray, shape (T,) or (T, D)
+        By keyword. (``text_html(tokens, attributions)``, the earlier order, still works
+        with a ``DeprecationWarning``.)
     title : str, optional
         Heading (escaped).
+    caption : str, optional
+        A line under the heading (escaped), e.g. the prediction and convergence delta.
     aggregate : bool
         Merge WordPiece/BPE sub-words into words first (:func:`aggregate_subwords`).
     scheme : {"auto", "wordpiece", "bpe", "none"}
@@ -440,7 +490,7 @@ def text_html(
     str
     """
     func = "text_html"
-    toks = _token_list(tokens, func)
+    toks = _required_tokens(tokens, func)
     vals = _values_1d(attributions, len(toks), func)
     if aggregate:
         toks, vals = aggregate_subwords(toks, vals, scheme=scheme)
@@ -459,6 +509,8 @@ def text_html(
             f'title="{text}: {v:+.4f}">{text}</span>'
         )
     head = f"<h1>{escape(title)}</h1>\n" if title else ""
+    if caption:
+        head += f'<p class="wb-caption">{escape(caption)}</p>\n'
     legend = (
         '<div class="wb-legend">'
         f'<span class="wb-mono">{-scale:+.3g}</span> <span class="wb-scale"></span> '
@@ -470,11 +522,20 @@ def text_html(
     return page(body, title=title or "whybox text attribution") if full_page else fragment(body)
 
 
-def text_view(tokens: Sequence[str], attributions: Any, **kwargs: Any) -> HTMLView:
-    """:func:`text_html` as an :class:`HTMLView` (notebook display and ``.save``)."""
+@_attributions_first
+def text_view(attributions: Any, *, tokens: Sequence[str], **kwargs: Any) -> HTMLView:
+    """:func:`text_html` as an :class:`HTMLView` (notebook display and ``.save``).
+
+    Parameters
+    ----------
+    attributions : torch.Tensor or numpy.ndarray, shape (T,), (T, D) or (1, T, D)
+    tokens : sequence of str, length T (by keyword)
+    **kwargs
+        Options of :func:`text_html` (``title``, ``aggregate``, ``vmax``...).
+    """
     kwargs["full_page"] = False
     return HTMLView(
-        text_html(tokens, attributions, **kwargs), title=kwargs.get("title") or "whybox"
+        text_html(attributions, tokens=tokens, **kwargs), title=kwargs.get("title") or "whybox"
     )
 
 
@@ -483,10 +544,11 @@ def text_view(tokens: Sequence[str], attributions: Any, **kwargs: Any) -> HTMLVi
 # ---------------------------------------------------------------------------
 
 
+@_attributions_first
 def plot_top_tokens(
-    tokens: Sequence[str],
     attributions: Any,
     *,
+    tokens: Sequence[str],
     k: int = 10,
     ax: Any = None,
     title: str | None = None,
@@ -497,8 +559,9 @@ def plot_top_tokens(
 
     Parameters
     ----------
+    attributions : torch.Tensor or numpy.ndarray, shape (T,), (T, D) or (1, T, D)
     tokens : sequence of str, length T
-    attributions : torch.Tensor or numpy.ndarray, shape (T,) or (T, D)
+        By keyword (the earlier ``plot_top_tokens(tokens, attributions)`` order warns).
     k : int
         Number of bars; the largest magnitude is drawn at the top.
     ax : matplotlib.axes.Axes, optional
@@ -515,7 +578,7 @@ def plot_top_tokens(
     from whybox.viz.tabular import plot_feature_bar
 
     func = "plot_top_tokens"
-    toks = [clean_token(t) for t in _token_list(tokens, func)]
+    toks = [clean_token(t) for t in _required_tokens(tokens, func)]
     vals = _values_1d(attributions, len(toks), func)
     # Repeated tokens ("the" twice) need distinct bar labels.
     counts: dict[str, int] = {}
