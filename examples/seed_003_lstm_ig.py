@@ -184,7 +184,7 @@ def main() -> None:
     sections = []
     for name, scores, delta, _ in rows:
         print(f"baseline {name:<20} delta {delta:+.2e}")
-        chips = text_html(words, scores, full_page=False)
+        chips = text_html(scores, tokens=words, full_page=False)
         sections.append(f"<h2>baseline: {name} (delta {delta:+.1e})</h2>{chips}")
 
     # "why?" and "why not?": the same sentence explained for both classes
@@ -192,7 +192,7 @@ def main() -> None:
         scores = lig.attribute(ids, token_baseline(ids, PAD, keep_token_ids=(BOS,)), target=cls)
         scores = scores.sum(-1)[0]
         scores = scores / scores.norm()  # normalised, as in the seed
-        figure = plot_top_tokens(words, scores, k=8, title=f"why {CLASSES[cls]}?")
+        figure = plot_top_tokens(scores, tokens=words, k=8, title=f"why {CLASSES[cls]}?")
         figure.savefig(out / f"bars_{CLASSES[cls]}.png", bbox_inches="tight")
 
     # 4. long inputs: the bptt chunks are fine for whybox; the seed raised bptt above the
@@ -210,7 +210,7 @@ def main() -> None:
     print(f"long input: {long_ids.shape[1]} tokens, delta {float(long.delta[0]):+.2e}")
     sections.append(
         f"<h2>a long review ({long_ids.shape[1]} tokens), explaining 'positive'</h2>"
-        + text_html(long_words, long.attributions.sum(-1)[0], full_page=False)
+        + text_html(long.attributions.sum(-1)[0], tokens=long_words, full_page=False)
     )
     # one page: whybox's CSS once (each fragment carries a copy for notebooks)
     body = re.sub(r"<style>.*?</style>", "", "".join(sections), flags=re.S)

@@ -719,7 +719,7 @@ def text_part(report: Report, progress: _Progress, quick: bool) -> None:
 def _text_card(report, k, sentence, tokens, scores, cls, p, delta, gap, n_steps) -> str:
     from whybox.viz import text_html
 
-    chips = _without_style(text_html(tokens, scores, full_page=False))
+    chips = _without_style(text_html(scores, tokens=tokens, full_page=False))
     fig = _token_bars(tokens, scores, cls, sentence)
     report.save_png(fig, f"text_integrated_gradients_{k}.png")
     heading = f"\u201c{sentence}\u201d: predicted {cls} (p = {p:.2f}); explaining '{cls}'"
@@ -773,7 +773,7 @@ def _rollout(report: Report, model: nn.Module, tokenizer: Any, sentence: str) ->
         # [CLS] and [SEP] take most of the attention; scale the colours to the words
         words = [float(v) for t, v in zip(tokens, scores.tolist()) if t not in ("[CLS]", "[SEP]")]
         vmax = max(max(words, default=0.0), 1e-6)
-        chips = _without_style(text_html(tokens, scores, vmax=vmax, full_page=False))
+        chips = _without_style(text_html(scores, tokens=tokens, vmax=vmax, full_page=False))
         fig = _token_bars(tokens, scores, "attention", sentence, xlabel="rollout weight from [CLS]")
         report.save_png(fig, "text_attention_rollout.png")
         return (

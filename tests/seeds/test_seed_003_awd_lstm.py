@@ -110,7 +110,7 @@ def test_saliency_chips_and_bar_chart(model):
         ids, token_baseline(ids, 1), target=0
     )
     scores = attributions.sum(-1)[0]
-    html = text_views.text_html(tokens, scores)
+    html = text_views.text_html(scores, tokens=tokens)
     assert "&lt;great&gt;" in html and "http" not in html
-    figure = text_views.plot_top_tokens(tokens, scores, k=4)
+    figure = text_views.plot_top_tokens(scores, tokens=tokens, k=4)
     assert len(figure.axes[0].patches) == 4

@@ -63,7 +63,7 @@ def screenshot_rgb(page):
 
 
 def test_text_chips_render(page, tmp_path):
-    html = viz.text_html(TOKENS, torch.tensor(VALUES), title="Review <1>")
+    html = viz.text_html(torch.tensor(VALUES), tokens=TOKENS, title="Review <1>")
     open_html(page, tmp_path, html, "chips.html")
     body = page.inner_text("body")
     for tok in TOKENS:

@@ -162,7 +162,7 @@ def test_cuda_tensors_are_accepted():
 
 
 def test_bfloat16_and_half_tensors():
-    html = viz.text_html(["a", "b"], torch.tensor([0.5, -0.5], dtype=torch.bfloat16))
+    html = viz.text_html(torch.tensor([0.5, -0.5], dtype=torch.bfloat16), tokens=["a", "b"])
     assert 'title="a: +0.5000"' in html
     fig = viz.plot_attribution(torch.randn(3, 8, 8, dtype=torch.float16))
     assert len(fig.axes[0].images) == 1

@@ -255,7 +255,10 @@ def export_html(job: Any, workspace: Any) -> str:
             elif view["type"] == "text":
                 parts.append(
                     text_html(
-                        view["tokens"], np.asarray(view["values"]), title=name, full_page=False
+                        np.asarray(view["values"]),
+                        tokens=view["tokens"],
+                        title=name,
+                        full_page=False,
                     )
                 )
             else:
