@@ -15,6 +15,7 @@ C = pytest.importorskip("captum.attr")
 #: every public name of Captum 0.9's ``captum.attr`` that whybox covers today (the LLM
 #: attribution names are the rest); each must exist in both, with the same signatures
 COVERED = [
+    "ImageMaskInput", "InterpretableInput", "LLMAttribution", "LLMAttributionResult", "LLMGradientAttribution", "ProductBaselines", "RemoteLLMAttribution", "RemoteLLMProvider", "TextTemplateInput", "TextTokenInput", "VLLMProvider",
     "Attribution", "Deconvolution", "DeepLift", "DeepLiftShap", "FeatureAblation",
     "FeaturePermutation", "GradientAttribution", "GradientShap", "GuidedBackprop",
     "GuidedGradCam", "InputXGradient", "IntegratedGradients", "InternalInfluence",

@@ -110,17 +110,6 @@ _INTERNAL = "issue 9: Captum-internal helper, not part of the drop-in surface ({
 MISSING_NAMES: dict[str, str] = {
     name: _LLM
     for name in (
-        "InterpretableInput",
-        "TextTokenInput",
-        "TextTemplateInput",
-        "ImageMaskInput",
-        "ProductBaselines",
-        "LLMAttribution",
-        "LLMGradientAttribution",
-        "LLMAttributionResult",
-        "RemoteLLMAttribution",
-        "RemoteLLMProvider",
-        "VLLMProvider",
         "BaseLLMAttribution",
         "DEFAULT_GEN_ARGS",
         "GradientForwardFunc",

@@ -59,6 +59,19 @@ from ._layer import (
 )
 from ._layer_deeplift import LayerDeepLift, LayerDeepLiftShap
 from ._layer_gradient_shap import LayerGradientShap
+from ._llm import (
+    ImageMaskInput,
+    InterpretableInput,
+    LLMAttribution,
+    LLMAttributionResult,
+    LLMGradientAttribution,
+    ProductBaselines,
+    RemoteLLMAttribution,
+    RemoteLLMProvider,
+    TextTemplateInput,
+    TextTokenInput,
+    VLLMProvider,
+)
 from ._lrp import LRP, LayerLRP
 from ._neuron import (
     NeuronConductance,
@@ -96,6 +109,17 @@ from ._stat import MSE, CommonStats, Count, Max, Mean, Min, StatValue, StdDev, S
 from ._summarizer import ClassSummarizer, Summarizer, SummarizerSingleTensor
 
 __all__ = [
+    "ImageMaskInput",
+    "InterpretableInput",
+    "LLMAttribution",
+    "LLMAttributionResult",
+    "LLMGradientAttribution",
+    "ProductBaselines",
+    "RemoteLLMAttribution",
+    "RemoteLLMProvider",
+    "TextTemplateInput",
+    "TextTokenInput",
+    "VLLMProvider",
     "Attribution",
     "GradientAttribution",
     "PerturbationAttribution",

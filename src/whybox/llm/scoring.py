@@ -1,0 +1,279 @@
+"""Teacher forcing: the log-probability of a fixed continuation after many prompts.
+
+This is the one place in :mod:`whybox.llm` that runs a local causal LM. For a prompt
+``x`` and a continuation ``y_0 .. y_{T-1}``, ONE forward of ``x + y[:-1]`` gives every
+``log p(y_t | x, y_<t)`` (the logits at the last ``T`` positions): for a causal decoder this
+equals decoding token by token, which costs ``T`` forwards. Prompts are batched (rows of
+equal length share a forward, so no padding ever changes a number), only the last ``T``
+positions' logits are computed where the model supports ``logits_to_keep``, and rows of a
+chunk that start with the same tokens share one forward of that prefix through the KV
+cache.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from whybox.core.chunks import ChunkSize, auto_chunk_rows, is_auto
+from whybox.core.validation import fail
+
+__all__ = ["TeacherForcing", "model_device", "as_model_input"]
+
+#: shortest shared prefix worth a separate cached forward (shorter ones are recomputed)
+_MIN_PREFIX = 16
+
+
+def model_device(model: Any) -> torch.device:
+    """The device of a Hugging Face style model (its ``device``, or its first parameter's)."""
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration, TypeError):
+        return torch.device("cpu")
+
+
+def as_model_input(model_input: Any, tokenizer: Any, device: torch.device) -> dict[str, Any]:
+    """A prompt as keyword arguments of the model: a string is tokenised, a tensor is the
+    ``input_ids``, a mapping (a processor's output) is used as is."""
+    if isinstance(model_input, str):
+        model_input = tokenizer.encode(model_input, return_tensors="pt")
+    if isinstance(model_input, Tensor):
+        ids = model_input if model_input.dim() == 2 else model_input.reshape(1, -1)
+        return {"input_ids": ids.to(device)}
+    if isinstance(model_input, Mapping):
+        return dict(model_input)
+    raise TypeError(
+        "An interpretable input must give the model a str, a tensor of token ids or a "
+        f"mapping of model inputs. Got {type(model_input).__name__}."
+    )
+
+
+class TeacherForcing:
+    """Log-probabilities of a continuation after each of many prompts.
+
+    Parameters
+    ----------
+    model : Hugging Face causal LM (``model(input_ids=..., attention_mask=...).logits``)
+    tokenizer : tokenizer, used for prompts given as strings
+    chunk_size : int, "auto" or None, keyword-only
+        Rows per forward. ``"auto"`` sizes chunks by the bytes a row's activations and
+        kept logits take (:func:`whybox.core.chunks.auto_chunk_rows`). Never changes results.
+    prefix_cache : bool, keyword-only
+        Rows of a chunk starting with the same ``>= 16`` tokens run that prefix once and
+        reuse its KV cache (models whose forward takes a cache); never changes results
+        beyond float rounding.
+    owner : str, keyword-only
+        Name used in error messages.
+
+    Attributes
+    ----------
+    n_forwards : int
+        Model forwards run so far (prefix forwards included).
+    n_rows : int
+        Prompt rows scored so far.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        chunk_size: ChunkSize = "auto",
+        prefix_cache: bool = True,
+        owner: str = "LLMAttribution",
+    ) -> None:
+        if not callable(model):
+            fail(owner, "model", "a callable causal language model", model)
+        if not (is_auto(chunk_size) or (isinstance(chunk_size, int) and chunk_size >= 1)):
+            fail(owner, "chunk_size", "an int >= 1, 'auto' or None", chunk_size)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.chunk_size = chunk_size
+        self.owner = owner
+        self.device = model_device(model)
+        self.n_forwards = 0
+        self.n_rows = 0
+        forward = getattr(model, "forward", model)
+        try:
+            names = set(inspect.signature(forward).parameters)
+        except (TypeError, ValueError):
+            names = set()
+        self._keep_logits = "logits_to_keep" in names
+        # transformers 5 calls the KV cache argument ``cache``; earlier ``past_key_values``
+        self._cache_arg = "cache" if "cache" in names else "past_key_values"
+        self.prefix_cache = prefix_cache and self._cache_arg in names
+
+    # -- public ------------------------------------------------------------------------
+    def score(
+        self,
+        prompts: Sequence[Any] | Tensor,
+        target: Tensor,
+        *,
+        contexts: Tensor | None = None,
+        alternatives: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced log-probabilities of ``target`` after every prompt.
+
+        Parameters
+        ----------
+        prompts : ``(K, P)`` token ids, or a sequence of ``K`` model inputs (strings,
+            ``(1, P_k)`` ids or mappings of model inputs)
+        target : Tensor, shape ``(T,)`` long
+            The continuation whose tokens are scored.
+        contexts : Tensor, shape ``(K, T - 1)`` long, optional
+            The continuation tokens fed to the model after each prompt (default
+            ``target[:-1]``); the scored tokens stay ``target``.
+        alternatives : Tensor, shape ``(T,)`` long, optional
+            Also score these tokens at the same positions (contrastive targets).
+
+        Returns
+        -------
+        (Tensor, Tensor or None)
+            ``(K, T)`` float32 log-probabilities of ``target`` (and of ``alternatives``).
+        """
+        target = target.to(self.device).long().reshape(-1)
+        n = len(prompts)
+        t = target.shape[0]
+        out = torch.empty(n, t, dtype=torch.float32, device=self.device)
+        alt = None if alternatives is None else torch.empty_like(out)
+        if isinstance(prompts, Tensor):
+            groups = [(torch.arange(n), {"input_ids": prompts.to(self.device)})]
+        else:
+            groups = self._groups(prompts)
+        for index, model_kwargs in groups:
+            ctx = None if contexts is None else contexts[index.to(contexts.device)]
+            scored = self._score_group(model_kwargs, target, ctx, alternatives)
+            out[index.to(self.device)] = scored[0]
+            if alt is not None:
+                alt[index.to(self.device)] = scored[1]
+        self.n_rows += n
+        return out, alt
+
+    def prompt_text(self, prompt: Any) -> str:
+        """A prompt as text: its model input's token ids decoded (special tokens too)."""
+        ids = as_model_input(prompt, self.tokenizer, self.device)["input_ids"]
+        return self.tokenizer.decode(ids.reshape(-1))
+
+    # -- grouping: equal-length id rows share forwards -----------------------------------
+    def _groups(self, prompts: Sequence[Any]) -> list[tuple[Tensor, dict[str, Any]]]:
+        formatted = [as_model_input(p, self.tokenizer, self.device) for p in prompts]
+        by_length: dict[int, list[int]] = {}
+        singles: list[tuple[Tensor, dict[str, Any]]] = []
+        for k, kwargs in enumerate(formatted):
+            extra = set(kwargs) - {"input_ids", "attention_mask"}
+            ids = kwargs["input_ids"]
+            if extra or ids.shape[0] != 1:
+                # processor outputs (pixel values, ...) have no common batch layout: alone
+                singles.append((torch.tensor([k]), kwargs))
+            else:
+                by_length.setdefault(int(ids.shape[1]), []).append(k)
+        groups = []
+        for rows in by_length.values():
+            ids = torch.cat([formatted[k]["input_ids"] for k in rows])
+            groups.append((torch.tensor(rows), {"input_ids": ids}))
+        return groups + singles
+
+    def _rows_per_forward(self, length: int, t: int) -> int:
+        if not is_auto(self.chunk_size):
+            return int(self.chunk_size)
+        config = getattr(self.model, "config", None)
+        hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1024)
+        vocab = getattr(config, "vocab_size", 50000)
+        kept = t if self._keep_logits else length
+        # a few hidden-size activations per position plus the kept float32 logits
+        row_bytes = 4 * length * 4 * int(hidden) + 4 * kept * int(vocab)
+        return auto_chunk_rows(row_bytes, self.device)
+
+    def _score_group(
+        self,
+        model_kwargs: dict[str, Any],
+        target: Tensor,
+        contexts: Tensor | None,
+        alternatives: Tensor | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        ids = model_kwargs["input_ids"]
+        rows, prompt_len = ids.shape
+        t = target.shape[0]
+        if contexts is None:
+            tail = target[:-1].unsqueeze(0).expand(rows, t - 1)
+        else:
+            tail = contexts.to(ids.device).long()
+        full = torch.cat([ids, tail], dim=1)  # (rows, P + T - 1)
+        extra = {k: v for k, v in model_kwargs.items() if k not in ("input_ids", "attention_mask")}
+        step = max(1, self._rows_per_forward(full.shape[1], t))
+        scores, alt_scores = [], []
+        for start in range(0, rows, step):
+            chunk = full[start : start + step]
+            logits = self._logits(chunk, t, prompt_len, extra)  # (b, T, V)
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            scores.append(log_probs.gather(2, _index(target, chunk.shape[0])).squeeze(2))
+            if alternatives is not None:
+                alt = alternatives.to(self.device).long()
+                alt_scores.append(log_probs.gather(2, _index(alt, chunk.shape[0])).squeeze(2))
+        return torch.cat(scores), (torch.cat(alt_scores) if alternatives is not None else None)
+
+    # -- one chunk: optional shared-prefix cache, then the rows --------------------------
+    def _logits(self, rows: Tensor, t: int, prompt_len: int, extra: dict[str, Any]) -> Tensor:
+        """Logits ``(b, T, V)`` predicting the last ``T`` tokens of ``rows + [next]``."""
+        prefix = self._shared_prefix(rows, prompt_len) if self.prefix_cache and not extra else 0
+        with torch.no_grad():
+            if prefix:
+                try:
+                    return self._logits_with_prefix(rows, t, prefix)
+                except (TypeError, ValueError, AttributeError, RuntimeError):
+                    self.prefix_cache = False  # a model whose cache we cannot share
+            kwargs = dict(extra)
+            if self._keep_logits:
+                kwargs["logits_to_keep"] = t
+            self.n_forwards += 1
+            out = self.model(
+                input_ids=rows, attention_mask=torch.ones_like(rows), use_cache=False, **kwargs
+            )
+        return _last(out.logits, t)
+
+    @staticmethod
+    def _shared_prefix(rows: Tensor, prompt_len: int) -> int:
+        if rows.shape[0] < 2:
+            return 0
+        same = (rows == rows[:1]).all(dim=0).long()
+        # tokens equal in every row up to the first difference; at most up to the prompt's
+        # last token, whose logits predict the first scored token
+        length = min(int(same.cumprod(0).sum()), prompt_len - 1)
+        return length if length >= _MIN_PREFIX else 0
+
+    def _logits_with_prefix(self, rows: Tensor, t: int, prefix: int) -> Tensor:
+        self.n_forwards += 1
+        head = self.model(input_ids=rows[:1, :prefix], use_cache=True)
+        cache = head.get("cache", None) if hasattr(head, "get") else None
+        if cache is None:
+            cache = head.past_key_values
+        cache.batch_repeat_interleave(rows.shape[0])
+        kwargs = {self._cache_arg: cache}
+        if self._keep_logits:
+            kwargs["logits_to_keep"] = t
+        self.n_forwards += 1
+        out = self.model(
+            input_ids=rows[:, prefix:],
+            attention_mask=torch.ones_like(rows),
+            use_cache=True,
+            **kwargs,
+        )
+        return _last(out.logits, t)
+
+
+def _last(logits: Tensor, t: int) -> Tensor:
+    # Llama 4 style heads return (b, 1, L, V)
+    if logits.dim() == 4:
+        logits = logits[:, 0]
+    return logits[:, -t:]
+
+
+def _index(tokens: Tensor, rows: int) -> Tensor:
+    return tokens.reshape(1, -1, 1).expand(rows, -1, 1)
