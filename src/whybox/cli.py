@@ -834,6 +834,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--quick", action="store_true")
     bench.set_defaults(run=cmd_benchmark)
+    # listed for --help; main() hands its arguments to whybox.scale.cli
+    commands.add_parser(
+        "explain-dataset", help="stream a .pt/.npy/CSV dataset through a method into shards"
+    )
     return parser
 
 
@@ -856,6 +860,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if argv[:1] == ["explain-dataset"]:
+        # whole-dataset streaming has its own argument set (whybox.scale.cli)
+        from whybox.scale.cli import explain_dataset_cli
+
+        return int(explain_dataset_cli(argv[1:]))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
