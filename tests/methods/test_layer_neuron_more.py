@@ -442,8 +442,10 @@ def test_clear_errors():
     model, layer, x, b, refs, target = _case("conv")
     with pytest.raises(ParameterError, match="'baselines' parameter of LayerDeepLiftShap"):
         W.LayerDeepLiftShap(model, layer).attribute(x, refs[:1], target=0)
-    with pytest.raises(ParameterError, match="'grad_kwargs' parameter of LayerDeepLift"):
-        W.LayerDeepLift(model, layer).attribute(x, target=0, grad_kwargs={"retain_graph": True})
+    # grad_kwargs reach torch.autograd.grad (Captum's behaviour); an unknown one is refused
+    W.LayerDeepLift(model, layer).attribute(x, target=0, grad_kwargs={"retain_graph": True})
+    with pytest.raises(TypeError, match="'grad_kwargs' parameter of LayerDeepLift"):
+        W.LayerDeepLift(model, layer).attribute(x, target=0, grad_kwargs={"no_such": True})
     with pytest.raises(ParameterTypeError, match="'model' parameter of NeuronDeepLift .*<lambda>"):
         W.NeuronDeepLift(lambda t: model(t), layer).attribute(x, (0, 0, 0))
     with pytest.raises(ParameterTypeError, match="'model' parameter of NeuronGuidedBackprop"):

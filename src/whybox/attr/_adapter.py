@@ -7,7 +7,16 @@ every spec the same way, so no facade class holds maths or translation code of i
 
 Errors the native method raises in the library's format ("The 'rule' parameter of
 IntegratedGradients ...") are reported under the facade class the user called and the
-Captum name of the argument ("The 'method' parameter of LayerIntegratedGradients ...").
+Captum name of the argument ("The 'method' parameter of LayerIntegratedGradients ..."), as
+:class:`~whybox.attr._assertion_errors.DropInValueError` / ``DropInTypeError``: still
+``ValueError`` / ``TypeError``, and also ``AssertionError``, which Captum raises for bad
+arguments and Captum users catch.
+
+Besides translating arguments, :func:`run` carries the behaviours that are Captum's
+calling convention rather than maths: ``grad_kwargs`` reach ``torch.autograd.grad``
+(:func:`~whybox.core.forward.autograd_options`), ``show_progress`` shows one bar per call
+labelled ``"<get_name()> attribution"``, and ``attribute_future`` (``future=True``) runs a
+forward function that returns ``torch.futures.Future`` and returns a ``Future``.
 """
 
 from __future__ import annotations
@@ -19,11 +28,18 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+from torch import nn
+
+from whybox.core.forward import autograd_options, progress_bar
 from whybox.core.inputs import flatten
+from whybox.core.perturbation import PerturbationsPerEval
 from whybox.core.randomness import GlobalRandom
 from whybox.core.result import Explanation
 from whybox.core.scope import neuron_model
-from whybox.core.validation import ParameterError, ParameterTypeError, check_int, fail
+from whybox.core.validation import ParameterError, ParameterTypeError, check_int
+
+from ._assertion_errors import DropInTypeError, DropInValueError
 
 __all__ = [
     "Call",
@@ -97,7 +113,9 @@ def chunk_from_perturbations_per_eval(
     if perturbations_per_eval == 1 and one_means_auto:
         return "auto"
     leaves, _ = flatten(inputs, owner=owner)
-    return perturbations_per_eval * max(int(leaves[0].shape[0]), 1)
+    rows = perturbations_per_eval * max(int(leaves[0].shape[0]), 1)
+    # whole perturbations, with Captum's rule for models returning one value per batch
+    return PerturbationsPerEval(rows, perturbations_per_eval)
 
 
 #: LimeBase keeps Captum's meaning of 1 (one sample per forward): its user transforms may
@@ -209,15 +227,59 @@ def _init_options(facade: Any, spec: Spec) -> dict[str, Any]:
     return init
 
 
-def _refuse_grad_kwargs(owner: str, grad_kwargs: Any) -> None:
-    # whybox takes plain first-order gradients; refusing beats silently ignoring options
-    if grad_kwargs:
-        fail(
-            owner,
-            "grad_kwargs",
-            "None or empty (custom autograd options are not supported)",
-            grad_kwargs,
+#: the keyword arguments ``torch.autograd.grad`` takes (Captum's ``grad_kwargs``)
+_AUTOGRAD_GRAD_OPTIONS = frozenset(inspect.signature(torch.autograd.grad).parameters) - {
+    "outputs",
+    "inputs",
+}
+
+
+def _check_grad_kwargs(owner: str, grad_kwargs: Any) -> dict[str, Any]:
+    """Captum's ``grad_kwargs``: keyword arguments for ``torch.autograd.grad``."""
+    if grad_kwargs is None:
+        return {}
+    if not isinstance(grad_kwargs, Mapping) or not all(isinstance(k, str) for k in grad_kwargs):
+        raise DropInTypeError(
+            f"The 'grad_kwargs' parameter of {owner} must be None or a dict of "
+            f"torch.autograd.grad keyword arguments. Got {type(grad_kwargs).__name__}.",
+            parameter="grad_kwargs",
         )
+    allowed = _AUTOGRAD_GRAD_OPTIONS
+    unknown = sorted(set(grad_kwargs) - allowed)
+    if unknown:
+        raise DropInTypeError(
+            f"The 'grad_kwargs' parameter of {owner} must hold torch.autograd.grad keyword "
+            f"arguments ({sorted(allowed)}). Got {unknown[0]!r}.",
+            parameter="grad_kwargs",
+        )
+    return dict(grad_kwargs)
+
+
+class _WaitingModule(nn.Module):
+    """A module whose forward waits for the wrapped module's ``Future`` results (its
+    submodules stay submodules, so layer scopes still find them)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        output = self.module(*args, **kwargs)
+        return output.wait() if isinstance(output, torch.futures.Future) else output
+
+
+def _waiting(forward_func: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward_func`` with its ``torch.futures.Future`` results waited for (the values
+    ``attribute_future`` computes with)."""
+    if isinstance(forward_func, nn.Module):
+        return _WaitingModule(forward_func)
+
+    @functools.wraps(forward_func)
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        output = forward_func(*args, **kwargs)
+        return output.wait() if isinstance(output, torch.futures.Future) else output
+
+    return forward
 
 
 @functools.cache
@@ -241,9 +303,9 @@ def _reported_as(owner: str, spec: Spec, captum_names: Mapping[str, str]) -> Ite
             message = f"The '{name}' parameter of {owner} " + message[len(prefix) :]
         elif name != native_name:
             message = message.replace(f"'{native_name}' parameter", f"'{name}' parameter")
-        else:
-            raise
-        raise type(error)(message, parameter=name) from None
+        # also an AssertionError: Captum asserts its arguments and its users catch that
+        kind = DropInTypeError if isinstance(error, TypeError) else DropInValueError
+        raise kind(message, parameter=name) from None
 
 
 def check(facade: Any, spec: Spec) -> None:
@@ -267,7 +329,7 @@ def check(facade: Any, spec: Spec) -> None:
         spec.native(facade.forward_func, **_init_options(facade, spec))._validated()
 
 
-def run(facade: Any, spec: Spec, arguments: Mapping[str, Any]) -> Any:
+def run(facade: Any, spec: Spec, arguments: Mapping[str, Any], *, future: bool = False) -> Any:
     """Run ``spec`` for one facade call.
 
     Parameters
@@ -278,12 +340,16 @@ def run(facade: Any, spec: Spec, arguments: Mapping[str, Any]) -> Any:
         Its class's spec.
     arguments
         The call's arguments by Captum name: the ``attribute`` method's ``locals()``.
+    future
+        Captum's ``attribute_future``: the forward function may return
+        ``torch.futures.Future`` (its values are used) and the result comes back as a
+        completed ``Future``.
 
     Returns
     -------
     Any
         What Captum returns (``spec.returns``): the attributions, or
-        ``(attributions, delta)``.
+        ``(attributions, delta)`` (in a ``Future`` with ``future=True``).
 
     Raises
     ------
@@ -298,15 +364,25 @@ def run(facade: Any, spec: Spec, arguments: Mapping[str, Any]) -> Any:
     if not spec.pass_kwargs:
         extra = {}
     call = Call(facade, owner, options["inputs"], {**options, **extra})
-    _refuse_grad_kwargs(owner, options.pop("grad_kwargs", None))
+    grad_kwargs = _check_grad_kwargs(owner, options.pop("grad_kwargs", None))
+    # one bar per call, Captum's label; the engine's evaluations advance it
+    label = f"{facade.get_name()} attribution" if options.get("show_progress") is True else None
+    if label is not None:
+        options["show_progress"] = False
     if spec.before is not None:
         spec.before(call)
     inputs = options.pop("inputs")
     renames = {**_RENAMES, **spec.renames}
     captum_names: dict[str, str] = {}
-    with _reported_as(owner, spec, captum_names):
+    with (
+        _reported_as(owner, spec, captum_names),
+        autograd_options(grad_kwargs),
+        progress_bar(label),
+    ):
         init = _init_options(facade, spec)
         model = facade.forward_func
+        if future:
+            model = _waiting(model)
         if spec.neuron:
             # module rules act on the user's model: check it, not the neuron wrapper
             spec.native(model, **init)._validated()
@@ -333,4 +409,9 @@ def run(facade: Any, spec: Spec, arguments: Mapping[str, Any]) -> Any:
             # Captum computes a convergence delta only when asked for one
             native_call.setdefault("return_delta", False)
         result = method.attribute(inputs, **native_call, **extra)
-    return spec.returns(result, call)
+    returned = spec.returns(result, call)
+    if not future:
+        return returned
+    done: torch.futures.Future = torch.futures.Future()
+    done.set_result(returned)
+    return done

@@ -19,7 +19,7 @@ from whybox.core.inputs import flatten
 from whybox.core.validation import fail
 
 from ._adapter import LAYER, MULTIPLY, Call, Spec, run, with_delta
-from ._base import GradientAttribution
+from ._base import GradientAttribution, NoFuture
 from ._deeplift_rules import CaptumRules
 
 __all__ = ["DeepLift", "DeepLiftShap", "baselines_distribution", "deeplift_spec"]
@@ -69,7 +69,7 @@ def deeplift_spec(*, shap: bool = False, layer: bool = False, neuron: bool = Fal
     )
 
 
-class DeepLift(GradientAttribution):
+class DeepLift(NoFuture, GradientAttribution):
     """Captum-compatible DeepLift (Rescale rule, with Captum 0.9's quirks).
 
     Parameters
@@ -92,6 +92,15 @@ class DeepLift(GradientAttribution):
         self.model = model
         self.eps = eps
         self._multiply_by_inputs = multiply_by_inputs
+        # Captum's hook-handle lists; whybox's hooks live only inside a call, so empty
+        self.forward_handles: list[Any] = []
+        self.backward_handles: list[Any] = []
+
+    def satisfies_attribute_criteria(self, module: nn.Module) -> bool:
+        """Captum's check that a module kept its ``input`` / ``output`` attributes (set by
+        its hooks during a call); whybox stores no attributes on modules, so this is
+        ``False`` outside Captum's own hooks, as in Captum after a call."""
+        return hasattr(module, "input") and hasattr(module, "output")
 
     def attribute(
         self,

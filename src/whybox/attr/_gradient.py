@@ -12,7 +12,7 @@ from whybox import methods as native
 from whybox.core.result import Explanation
 
 from ._adapter import MULTIPLY, Spec, run, with_delta
-from ._base import Attribution, GradientAttribution
+from ._base import Attribution, GradientAttribution, NoFuture
 
 __all__ = [
     "Saliency",
@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-class Saliency(GradientAttribution):
+class Saliency(NoFuture, GradientAttribution):
     """Captum-compatible :class:`whybox.methods.Saliency`."""
 
     _spec = Spec(native.Saliency)
@@ -38,7 +38,7 @@ class Saliency(GradientAttribution):
         return run(self, self._spec, locals())
 
 
-class InputXGradient(GradientAttribution):
+class InputXGradient(NoFuture, GradientAttribution):
     """Captum-compatible :class:`whybox.methods.InputXGradient`."""
 
     _spec = Spec(native.InputXGradient)
@@ -60,7 +60,7 @@ class _Multiplying(GradientAttribution):
         self._multiply_by_inputs = multiply_by_inputs
 
 
-class IntegratedGradients(_Multiplying):
+class IntegratedGradients(NoFuture, _Multiplying):
     """Captum-compatible :class:`whybox.methods.IntegratedGradients`.
 
     ``internal_batch_size`` is the number of rows per forward; ``None`` lets whybox choose
@@ -85,7 +85,7 @@ class IntegratedGradients(_Multiplying):
         return run(self, self._spec, locals())
 
 
-class GradientShap(_Multiplying):
+class GradientShap(NoFuture, _Multiplying):
     """Captum-compatible :class:`whybox.methods.GradientShap`.
 
     Random draws use the global numpy / torch generators in Captum's order, so seeded code
@@ -136,7 +136,7 @@ def _noise_tunnel(model: Any, *, method: Attribution) -> native.NoiseTunnel:
     return native.NoiseTunnel(_FacadeMethod(method))
 
 
-class NoiseTunnel(Attribution):
+class NoiseTunnel(NoFuture, Attribution):
     """Captum-compatible NoiseTunnel around any Captum-style attribution object."""
 
     _spec = Spec(

@@ -10,17 +10,19 @@ from torch import nn
 from whybox import methods as native
 
 from ._adapter import Spec, check, run
-from ._base import GradientAttribution
+from ._base import GradientAttribution, NoFuture
 
 __all__ = ["GuidedBackprop", "Deconvolution"]
 
 
-class _ModifiedReluGradient(GradientAttribution):
+class _ModifiedReluGradient(NoFuture, GradientAttribution):
     _spec: ClassVar[Spec]
 
     def __init__(self, model: nn.Module) -> None:
         GradientAttribution.__init__(self, model)
         self.model = model
+        # Captum's hook-handle list: whybox's hooks live only inside a call
+        self.backward_hooks: list[Any] = []
         # Captum refuses a non-module here, in the constructor
         check(self, self._spec)
 

@@ -98,6 +98,13 @@ class LayerIntegratedGradients(_Multiplying, LayerAttribution, GradientAttributi
     _spec = Spec(native.IntegratedGradients, init=MULTIPLY, returns=with_delta, **LAYER)
     _has_delta = True
 
+    @property
+    def ig(self) -> Attribution:
+        """Captum's inner ``IntegratedGradients`` over the same model (an attribute there)."""
+        from ._gradient import IntegratedGradients
+
+        return IntegratedGradients(self.forward_func, self._multiply_by_inputs)
+
     def attribute(
         self,
         inputs: Any,
@@ -161,6 +168,8 @@ class LayerActivation(LayerAttribution):
     """Captum-compatible LayerActivation."""
 
     _spec = Spec(native.LayerActivation, **LAYER)
+    # Captum reports activations as multiplied by inputs
+    _multiply_by_inputs = True
 
     def attribute(
         self,
@@ -188,6 +197,15 @@ class LayerGradientXActivation(LayerAttribution, GradientAttribution):
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         self._multiply_by_inputs = multiply_by_inputs
         self.memory_efficient = memory_efficient
+
+    def multiply_gradient_acts(
+        self, gradients: tuple[Tensor, ...], evals: tuple[Tensor, ...]
+    ) -> tuple[Tensor, ...]:
+        """Captum's helper: ``gradient * activation`` per layer tensor when multiplying by
+        inputs, the gradients alone otherwise."""
+        if not self.multiplies_by_inputs:
+            return tuple(gradients)
+        return tuple(g * e for g, e in zip(gradients, evals))
 
     def attribute(
         self,

@@ -24,7 +24,7 @@ from whybox.methods.lrp import (
 )
 
 from ._adapter import LAYER, Call, Spec, check, run
-from ._base import GradientAttribution
+from ._base import GradientAttribution, NoFuture
 from ._layer import LayerAttribution
 
 __all__ = [
@@ -81,7 +81,7 @@ def _with_captum_delta(result: Explanation, call: Call) -> Any:
     return result.attributions
 
 
-class LRP(GradientAttribution):
+class LRP(NoFuture, GradientAttribution):
     """Captum-compatible Layer-wise Relevance Propagation (native: :class:`whybox.methods.
     lrp.LRP`).
 
@@ -98,6 +98,12 @@ class LRP(GradientAttribution):
     def __init__(self, model: nn.Module) -> None:
         GradientAttribution.__init__(self, model)
         self.model = model
+        # Captum's attributes: its layer list and hook handles are per call here (the
+        # model is never modified), so they stay empty; verbose is set by each call
+        self.layers: list[nn.Module] = []
+        self.forward_handles: list[Any] = []
+        self.backward_handles: list[Any] = []
+        self.verbose = False
         # Captum checks the model and its explicit rules when the object is built (the
         # layer is checked when the call runs)
         check(self, LRP._spec)
@@ -129,6 +135,8 @@ class LayerLRP(LRP, LayerAttribution):
     def __init__(self, model: nn.Module, layer: Any) -> None:
         LayerAttribution.__init__(self, model, layer)
         LRP.__init__(self, model)
+        # Captum's attribute, set by each call there
+        self.attribute_to_layer_input = False
 
     def attribute(  # type: ignore[override]
         self,

@@ -113,11 +113,25 @@ class NeuronGuidedBackprop(_NeuronModifiedGradient):
 
     _spec = Spec(native.GuidedBackprop, neuron=True)
 
+    @property
+    def guided_backprop(self) -> Any:
+        """Captum's inner ``GuidedBackprop`` over the same model (an attribute there)."""
+        from ._guided import GuidedBackprop
+
+        return GuidedBackprop(self.model)
+
 
 class NeuronDeconvolution(_NeuronModifiedGradient):
     """Captum-compatible NeuronDeconvolution: deconvolution of one neuron."""
 
     _spec = Spec(native.Deconvolution, neuron=True)
+
+    @property
+    def deconv(self) -> Any:
+        """Captum's inner ``Deconvolution`` over the same model (an attribute there)."""
+        from ._guided import Deconvolution
+
+        return Deconvolution(self.model)
 
 
 class NeuronConductance(_Multiplying, NeuronAttribution, GradientAttribution):

@@ -44,6 +44,7 @@ from whybox.core.surrogate import (
     default_perturb_func,
     get_exp_kernel_similarity_function,
 )
+from whybox.core.targets import ALL_OUTPUTS
 from whybox.methods.lime import (
     baseline_token_transform,
     default_from_interp_rep_transform,
@@ -51,7 +52,8 @@ from whybox.methods.lime import (
 )
 
 from ._adapter import LAYER, SAMPLES_PER_EVAL, Call, Spec, check, run
-from ._base import PerturbationAttribution
+from ._assertion_errors import DropInValueError
+from ._base import NoFuture, PerturbationAttribution
 from ._layer import LayerAttribution, NeuronAttribution
 
 __all__ = [
@@ -101,6 +103,24 @@ def _in_captum_dtype(result: Explanation, call: Call) -> Any:
     return structure.rebuild(cast)
 
 
+def _by_output(result: Explanation, call: Call) -> Any:
+    """Return convention of ShapleyValueSampling / ShapleyValues: the attributions in their
+    facade dtype (see :func:`_in_captum_dtype`) laid out as Captum lays them out with
+    ``target=None``: ``(*output_shape, *input.shape[1:])``, one block per value of the
+    model's output (``(N, 1, ...)`` for an ``(N, 1)`` output, ``(1, ...)`` for one value per
+    batch)."""
+    attributions = _in_captum_dtype(result, call)
+    shape = tuple(result.extras.get("output_shape", ()))
+    if call.arguments.get("target") is not None or not shape:
+        return attributions
+    leaves, structure = flatten(attributions, owner="attribute")
+    rows = 1
+    for size in shape:
+        rows *= size
+    laid = [a.reshape(shape + tuple(a.shape[1:])) if a.shape[0] == rows else a for a in leaves]
+    return structure.rebuild(laid)
+
+
 def _permute_feature(x: Tensor, feature_mask: Tensor) -> Tensor:
     """Captum's default ``perm_func``: shuffle the masked elements across the batch.
 
@@ -138,10 +158,48 @@ _LIME_BASE_OPTIONS = (
 _LAYER_MASK = {"layer_mask": "feature_mask"}
 
 
+def _numeric_baselines(baselines: Any, call: Call) -> Any:
+    """Captum's ``baselines=True`` (a bool for boolean inputs) as the number it stands for."""
+    if isinstance(baselines, bool):
+        return int(baselines)
+    if isinstance(baselines, tuple):
+        return tuple(int(b) if isinstance(b, bool) else b for b in baselines)
+    return baselines
+
+
+#: the baselines conversion every perturbation class shares
+_BASELINES = {"baselines": ("baselines", _numeric_baselines)}
+
+
+def _all_outputs_when_none(target: Any, call: Call) -> Any:
+    """Captum's ``target=None`` in the ablation family: every output value is explained,
+    attributions ``(n_outputs, ...)`` (one row per value the model returns)."""
+    return ALL_OUTPUTS if target is None else target
+
+
+_ABLATION = {**_BASELINES, "target": ("target", _all_outputs_when_none)}
+
+
+def _permutation_generator(num_features: int, num_samples: int) -> Any:
+    """Captum's ``permutation_generator`` of ShapleyValueSampling: ``num_samples`` random
+    orderings of ``range(num_features)`` from torch's global generator."""
+    return (torch.randperm(num_features) for _ in range(num_samples))
+
+
+def _all_permutations(num_features: int, num_samples: int) -> Any:
+    """Captum's ``permutation_generator`` of ShapleyValues: every ordering (``num_samples``
+    is ignored)."""
+    import itertools
+
+    return (list(p) for p in itertools.permutations(range(num_features)))
+
+
 class FeatureAblation(PerturbationAttribution):
     """Captum-compatible :class:`whybox.methods.FeatureAblation`."""
 
-    _spec = Spec(native.FeatureAblation)
+    _spec = Spec(native.FeatureAblation, renames=_ABLATION)
+    #: Captum's attribute (Occlusion averages over the windows covering an element)
+    use_weights = False
 
     def attribute(
         self,
@@ -158,6 +216,21 @@ class FeatureAblation(PerturbationAttribution):
         return one scalar per batch); ``**kwargs`` are accepted and ignored as in Captum."""
         return run(self, self._spec, locals())
 
+    def attribute_future(
+        self,
+        inputs: Any,
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        perturbations_per_eval: int = 1,
+        show_progress: bool = False,
+        **kwargs: Any,
+    ) -> torch.futures.Future:
+        """:meth:`attribute` for a forward function returning ``torch.futures.Future``:
+        the attributions in a completed ``Future``."""
+        return run(self, self._spec, locals(), future=True)
+
 
 class FeaturePermutation(FeatureAblation):
     """Captum-compatible :class:`whybox.methods.FeaturePermutation`.
@@ -169,6 +242,7 @@ class FeaturePermutation(FeatureAblation):
     _spec = Spec(
         native.FeaturePermutation,
         init={"perm_func": _custom("perm_func", _permute_feature)},
+        renames={"target": _ABLATION["target"]},
         captum_random=True,
     )
 
@@ -193,12 +267,26 @@ class FeaturePermutation(FeatureAblation):
         """Permutation attributions (the batch needs at least 2 examples)."""
         return run(self, self._spec, locals())
 
+    def attribute_future(  # type: ignore[override]
+        self,
+        inputs: Any,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        perturbations_per_eval: int = 1,
+        show_progress: bool = False,
+        **kwargs: Any,
+    ) -> torch.futures.Future:
+        """:meth:`attribute` for a forward function returning ``torch.futures.Future``."""
+        return run(self, self._spec, locals(), future=True)
 
-class Occlusion(FeatureAblation):
+
+class Occlusion(NoFuture, FeatureAblation):
     """Captum-compatible :class:`whybox.methods.Occlusion` (float64 results for float64
     inputs, float32 otherwise as in Captum)."""
 
-    _spec = Spec(native.Occlusion, returns=_in_captum_dtype)
+    _spec = Spec(native.Occlusion, renames=_ABLATION, returns=_in_captum_dtype)
+    use_weights = True
 
     def attribute(  # type: ignore[override]
         self,
@@ -221,7 +309,14 @@ class ShapleyValueSampling(PerturbationAttribution):
     order, so seeded runs reproduce Captum 0.9's numbers (float32 results).
     """
 
-    _spec = Spec(native.ShapleyValueSampling, captum_random=True, returns=_in_captum_dtype)
+    _spec = Spec(
+        native.ShapleyValueSampling,
+        renames=_ABLATION,
+        captum_random=True,
+        returns=_by_output,
+    )
+    #: Captum's attribute (the native path draws the same orderings vectorised)
+    permutation_generator = staticmethod(_permutation_generator)
 
     def attribute(
         self,
@@ -236,12 +331,27 @@ class ShapleyValueSampling(PerturbationAttribution):
     ) -> Any:
         return run(self, self._spec, locals())
 
+    def attribute_future(
+        self,
+        inputs: Any,
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        n_samples: int = 25,
+        perturbations_per_eval: int = 1,
+        show_progress: bool = False,
+    ) -> torch.futures.Future:
+        """:meth:`attribute` for a forward function returning ``torch.futures.Future``."""
+        return run(self, self._spec, locals(), future=True)
+
 
 class ShapleyValues(PerturbationAttribution):
     """Captum-compatible :class:`whybox.methods.ShapleyValues`: exact, from ``2**M``
     coalitions instead of Captum's ``M * M!`` permutation steps (same values)."""
 
-    _spec = Spec(native.ShapleyValues, returns=_in_captum_dtype)
+    _spec = Spec(native.ShapleyValues, renames=_ABLATION, returns=_by_output)
+    permutation_generator = staticmethod(_all_permutations)
 
     def attribute(
         self,
@@ -255,14 +365,32 @@ class ShapleyValues(PerturbationAttribution):
     ) -> Any:
         return run(self, self._spec, locals())
 
+    def attribute_future(
+        self,
+        inputs: Any,
+        baselines: Any = None,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        n_samples: int = 25,
+        perturbations_per_eval: int = 1,
+        show_progress: bool = False,
+    ) -> torch.futures.Future:
+        """:meth:`attribute` for a forward function returning ``torch.futures.Future``
+        (``n_samples`` is accepted and unused, as in Captum: every ordering counts)."""
+        del n_samples
+        return run(self, self._spec, locals(), future=True)
 
-class LimeBase(PerturbationAttribution):
+
+class LimeBase(NoFuture, PerturbationAttribution):
     """Captum-compatible :class:`whybox.methods.LimeBase`.
 
     ``perturbations_per_eval`` keeps Captum's meaning here: that many samples per forward
     (1 by default), since user transforms may change input shapes.
     """
 
+    # Captum reports LIME's coefficients as not multiplied by inputs
+    _multiply_by_inputs = False
     _spec = Spec(
         native.LimeBase,
         init={name: name for name in _LIME_BASE_OPTIONS},
@@ -322,6 +450,7 @@ class Lime(LimeBase):
             "similarity_func": "similarity_func",
             "perturb_func": _custom("perturb_func", default_perturb_func),
         },
+        renames=_BASELINES,
         captum_random=True,
         returns=_in_captum_dtype,
     )
@@ -371,7 +500,67 @@ class KernelShap(Lime):
     weights on the two constraint rows); with ``n_samples >= 2**M`` the result is exact.
     """
 
-    _spec = Spec(native.KernelShap, captum_random=True, returns=_in_captum_dtype)
+    _spec = Spec(
+        native.KernelShap, renames=_BASELINES, captum_random=True, returns=_in_captum_dtype
+    )
+    #: Captum's attribute: the weight of the empty and full coalitions in its regression
+    #: (whybox enforces that constraint exactly instead)
+    inf_weight = 1000000.0
+
+    def kernel_shap_similarity_kernel(
+        self, _: Any, __: Any, interpretable_sample: Tensor, **kwargs: Any
+    ) -> Tensor:
+        """Captum's sample weight for a LimeBase built from KernelShap's parts:
+        ``inf_weight`` for the empty and the full coalition, 1 otherwise (the coalition
+        sizes are drawn from the Shapley kernel by :meth:`kernel_shap_perturb_generator`).
+
+        Parameters
+        ----------
+        interpretable_sample : Tensor
+            ``(1, M)`` binary coalition.
+        **kwargs
+            ``num_interp_features`` (``M``) is required.
+        """
+        if "num_interp_features" not in kwargs:
+            raise DropInValueError(
+                "The 'num_interp_features' parameter of KernelShap.kernel_shap_similarity_"
+                "kernel must be given. Got nothing.",
+                parameter="num_interp_features",
+            )
+        selected = int(interpretable_sample.sum(dim=1).item())
+        full = selected in (0, int(kwargs["num_interp_features"]))
+        return torch.tensor([self.inf_weight if full else 1.0])
+
+    def kernel_shap_perturb_generator(self, original_inp: Any, **kwargs: Any) -> Any:
+        """Captum's coalition sampler: the full and the empty coalition, then forever a
+        size ``k`` from ``kwargs["num_select_distribution"]`` (a ``Categorical`` over sizes)
+        and ``k`` features chosen uniformly (the top ``k`` of Gaussian noise), each as a
+        ``(1, M)`` long tensor. Draws come from torch's global generator in Captum's
+        order.
+
+        Parameters
+        ----------
+        original_inp : Tensor or tuple of Tensor
+            Gives the device.
+        **kwargs
+            ``num_interp_features`` and ``num_select_distribution`` are required.
+        """
+        missing = [k for k in ("num_interp_features", "num_select_distribution") if k not in kwargs]
+        if missing:
+            raise DropInValueError(
+                f"The '{missing[0]}' parameter of KernelShap.kernel_shap_perturb_generator "
+                "must be given. Got nothing.",
+                parameter=missing[0],
+            )
+        device = (original_inp if isinstance(original_inp, Tensor) else original_inp[0]).device
+        m = int(kwargs["num_interp_features"])
+        yield torch.ones(1, m, device=device, dtype=torch.long)
+        yield torch.zeros(1, m, device=device, dtype=torch.long)
+        while True:
+            k = int(kwargs["num_select_distribution"].sample())
+            noise = torch.randn(1, m)
+            threshold = torch.kthvalue(noise, m - k).values.item()
+            yield (noise > threshold).to(device=device).long()
 
     def __init__(self, forward_func: Callable[..., Tensor]) -> None:
         Lime.__init__(self, forward_func, interpretable_model=WeightedLinearRegression())
@@ -385,8 +574,20 @@ class LayerFeatureAblation(LayerAttribution, PerturbationAttribution):
     """
 
     _spec = Spec(
-        native.FeatureAblation, renames={"layer_baselines": "baselines", **_LAYER_MASK}, **LAYER
+        native.FeatureAblation,
+        renames={
+            "layer_baselines": ("baselines", _numeric_baselines),
+            "target": _ABLATION["target"],
+            **_LAYER_MASK,
+        },
+        **LAYER,
     )
+
+    @property
+    def attributor(self) -> type:
+        """The input-space class whose ablation runs on the layer's values (Captum's
+        attribute)."""
+        return FeatureAblation
 
     def attribute(
         self,
@@ -407,7 +608,7 @@ class NeuronFeatureAblation(NeuronAttribution, PerturbationAttribution):
     """Captum-compatible NeuronFeatureAblation: FeatureAblation of one neuron's value
     (the model stops right after ``layer``)."""
 
-    _spec = Spec(native.FeatureAblation, neuron=True)
+    _spec = Spec(native.FeatureAblation, neuron=True, renames=_BASELINES)
 
     def attribute(
         self,
@@ -428,7 +629,21 @@ class LayerFeaturePermutation(LayerAttribution, PerturbationAttribution):
     ``FeaturePermutation(model, layer=...)``). Permutations come from torch's global
     generator in Captum's order."""
 
-    _spec = Spec(native.FeaturePermutation, layer=True, renames=_LAYER_MASK, captum_random=True)
+    _spec = Spec(
+        native.FeaturePermutation,
+        layer=True,
+        renames={**_LAYER_MASK, "target": _ABLATION["target"]},
+        captum_random=True,
+    )
+    use_weights = False
+    #: Captum's default permutation function (the native path draws the same shuffles)
+    perm_func = staticmethod(_permute_feature)
+
+    @property
+    def attributor(self) -> type:
+        """The input-space class whose permutation runs on the layer's values (Captum's
+        attribute)."""
+        return FeaturePermutation
 
     def attribute(
         self,
@@ -440,3 +655,19 @@ class LayerFeaturePermutation(LayerAttribution, PerturbationAttribution):
     ) -> Any:
         """Attributions shaped like the layer's output (the batch needs >= 2 examples)."""
         return run(self, self._spec, locals())
+
+    def attribute_future(
+        self,
+        inputs: Any,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        feature_mask: Any = None,
+        perturbations_per_eval: int = 1,
+        show_progress: bool = False,
+        **kwargs: Any,
+    ) -> torch.futures.Future:
+        """:meth:`attribute` for a forward function returning ``torch.futures.Future``
+        (Captum names the layer mask ``feature_mask`` here)."""
+        layer_mask = feature_mask
+        del feature_mask, show_progress, kwargs
+        return run(self, self._spec, locals(), future=True)

@@ -9,8 +9,9 @@ materialises all its rows, so peak memory is bounded by the chunk, not by ``n_st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,55 @@ __all__ = [
     "auto_chunk_rows",
     "resolve_chunk_rows",
     "evaluate",
+    "autograd_options",
+    "progress_bar",
 ]
+
+#: extra keyword arguments for ``torch.autograd.grad`` in this context (Captum's
+#: ``grad_kwargs``, e.g. ``{"materialize_grads": True}``)
+_AUTOGRAD_OPTIONS: ContextVar[Mapping[str, Any] | None] = ContextVar(
+    "autograd_options", default=None
+)
+#: a progress bar that every evaluation in this context advances (one bar per call)
+_OUTER_BAR: ContextVar[Any] = ContextVar("outer_progress_bar", default=None)
+
+
+@contextmanager
+def autograd_options(options: Mapping[str, Any] | None) -> Iterator[None]:
+    """Pass ``options`` to every ``torch.autograd.grad`` the engine calls in this context.
+
+    Parameters
+    ----------
+    options
+        Keyword arguments of ``torch.autograd.grad`` (``None`` or empty: none). They are
+        added to the engine's own (``allow_unused``, ...) and take precedence.
+    """
+    token = _AUTOGRAD_OPTIONS.set(dict(options or {}))
+    try:
+        yield
+    finally:
+        _AUTOGRAD_OPTIONS.reset(token)
+
+
+@contextmanager
+def progress_bar(label: str | None) -> Iterator[Any]:
+    """One progress bar for everything evaluated in this context (``None``: no bar).
+
+    Evaluations inside add their items to the bar's total and advance it, so a call that
+    runs several evaluations still shows one bar, which ends at 100%.
+    """
+    if label is None:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=0, desc=label, unit="item")
+    token = _OUTER_BAR.set(bar)
+    try:
+        yield bar
+    finally:
+        _OUTER_BAR.reset(token)
+        bar.close()
 
 
 @dataclass(frozen=True)
@@ -92,6 +141,12 @@ class Evaluator:
         )
         if not isinstance(output, Tensor):
             output = _logits_of(output)
+        if isinstance(output, (int, float)) and not isinstance(output, bool):
+            # a Python number for the whole batch (a loss, a count): int64 / float64, the
+            # dtypes Python's number types map to
+            output = torch.tensor(
+                output, dtype=torch.int64 if isinstance(output, int) else torch.float64
+            )
         if not isinstance(output, Tensor):
             fail(
                 self.owner,
@@ -151,7 +206,13 @@ class Evaluator:
                 wrt = leaves if tap is None else tuple(captured.tensors)
             if tap is None:
                 grads = torch.autograd.grad(
-                    selected.sum(), wrt, allow_unused=True, materialize_grads=True
+                    selected.sum(),
+                    wrt,
+                    **{
+                        "allow_unused": True,
+                        "materialize_grads": True,
+                        **(_AUTOGRAD_OPTIONS.get() or {}),
+                    },
                 )
             else:
                 grads = self._tapped_gradients(selected, captured)
@@ -177,7 +238,8 @@ class Evaluator:
             )
         off = [i for i, t in enumerate(wrt) if not t.requires_grad]
         if not off and selected.requires_grad:
-            grads = torch.autograd.grad(selected.sum(), wrt, allow_unused=True)
+            options = {"allow_unused": True, **(_AUTOGRAD_OPTIONS.get() or {})}
+            grads = torch.autograd.grad(selected.sum(), wrt, **options)
             off = [i for i, g in enumerate(grads) if g is None]
             if not off:
                 return grads
@@ -236,7 +298,14 @@ def evaluate(
     get their shapes.
     """
     items_per_chunk = max(1, chunk_rows // rows_per_item)
-    bar = _progress_bar(n_items, progress, description or evaluator.owner)
+    outer = _OUTER_BAR.get()
+    if outer is not None:
+        # the caller's one bar for the whole call: this evaluation adds its items
+        outer.total += n_items
+        outer.refresh()
+        bar = None
+    else:
+        bar = _progress_bar(n_items, progress, description or evaluator.owner)
     # zero items still make one empty chunk: its outputs and gradients have the model's
     # (and layers') shapes with 0 rows, so callers assemble correctly shaped empty results
     starts = range(0, n_items, items_per_chunk) if n_items > 0 else (0,)
@@ -251,6 +320,8 @@ def evaluate(
             consume(start, stop, outputs, grads)
             if bar is not None:
                 bar.update(stop - start)
+            elif outer is not None:
+                outer.update(stop - start)
     finally:
         if bar is not None:
             bar.close()

@@ -39,6 +39,7 @@ from .masks import validate_feature_mask
 from .validation import fail
 
 __all__ = [
+    "PerturbationsPerEval",
     "EmptyBatchInBody",
     "check_aggregate_masks",
     "check_finite",
@@ -51,6 +52,23 @@ __all__ = [
     "expand_to_elements",
     "full_baselines",
 ]
+
+
+class PerturbationsPerEval(int):
+    """A ``chunk_size`` given as whole perturbations of the batch: ``perturbations``
+    perturbations of ``N`` rows each per forward (Captum's ``perturbations_per_eval``).
+
+    It is the row count (an ``int``) everywhere; :func:`run_items` also keeps Captum's rule
+    that a model returning one value per batch cannot be evaluated with more than one
+    perturbation per forward, and says so instead of silently evaluating one at a time.
+    """
+
+    perturbations: int
+
+    def __new__(cls, rows: int, perturbations: int) -> PerturbationsPerEval:
+        value = super().__new__(cls, rows)
+        value.perturbations = perturbations
+        return value
 
 
 @dataclass(frozen=True)
@@ -187,11 +205,15 @@ class Outputs:
     """Selected model outputs per item.
 
     ``values`` has shape ``(n_items, N)``, or ``(n_items, 1)`` when the model returns one
-    scalar per batch (``aggregate``).
+    scalar per batch (``aggregate``). With the :data:`~whybox.core.targets.ALL_OUTPUTS`
+    target it is ``(n_items, n_outputs)``: every value of a perturbed batch's output.
+    ``shape`` is that output's shape for the unperturbed batch (``(N,)`` for one scalar per
+    example, ``(1,)`` for one per batch), so callers can lay results out by output.
     """
 
     values: Tensor
     aggregate: bool
+    shape: tuple[int, ...] = ()
 
 
 def _detect_aggregate(selected: Tensor, rows: int, owner: str) -> bool:
@@ -227,7 +249,7 @@ def run_items(
     ``on_rows(start, stop, rows)`` sees every chunk's rows (e.g. for LIME similarities).
     """
     parts: list[Tensor] = []
-    state = {"aggregate": False}
+    state: dict[str, Any] = {"aggregate": False}
 
     def build_seen(start: int, stop: int) -> RowBatch:
         rows = build(start, stop)
@@ -238,19 +260,54 @@ def run_items(
     def consume(start: int, stop: int, selected: Tensor, grads: Any) -> None:
         n_rows = (stop - start) * rows_per_item
         if state["aggregate"]:
-            if selected.numel() != 1:
+            if selected.numel() != state.get("width", 1):
                 fail(
                     call.owner,
                     "forward_func",
-                    "a model returning one scalar per batch for every batch",
+                    "a model returning the same number of values for every perturbed batch",
                     f"{selected.numel()} values for {n_rows} rows",
                     raw=True,
                 )
-            parts.append(selected.reshape(1, 1).expand(stop - start, 1))
+            parts.append(selected.reshape(1, -1).expand(stop - start, -1))
+            return
+        if call.target.kind == "all" and selected.dim() > 1 and selected.shape[0] == n_rows:
+            # several values per row (Captum's target=None): item-major, row-major values
+            state.setdefault("row_shape", tuple(selected.shape[1:]))
+            parts.append(selected.reshape(stop - start, -1))
             return
         if selected.numel() != n_rows:
+            many = call.target.kind == "all" and selected.numel() > 1 and not parts
+            if many and (stop - start == 1 or selected.dim() == 0 or selected.shape[0] != n_rows):
+                # a fixed number of values for the whole batch (Captum's aggregate output)
+                strict = getattr(call.chunk_rows, "perturbations", 1)
+                if strict > 1 or stop - start > 1:
+                    if strict > 1:
+                        fail(
+                            call.owner,
+                            "forward_func",
+                            "a model whose output grows with the batch when "
+                            "perturbations_per_eval > 1",
+                            f"{selected.numel()} values for {n_rows} rows",
+                            raw=True,
+                        )
+                    raise _Aggregate(
+                        start, width=selected.numel(), shape=tuple(selected.shape) or (1,)
+                    )
+                state["aggregate"], state["width"] = True, selected.numel()
+                state["batch_shape"] = tuple(selected.shape) or (1,)
+                parts.append(selected.reshape(1, -1))
+                return
             if selected.numel() == 1 and (not parts or rows_per_item == 1):
-                raise _Aggregate(start)
+                strict = getattr(call.chunk_rows, "perturbations", 1)
+                if strict > 1:
+                    fail(
+                        call.owner,
+                        "perturbations_per_eval",
+                        "1 when the model returns one scalar per batch (every perturbation "
+                        "needs a forward of its own)",
+                        strict,
+                    )
+                raise _Aggregate(start, shape=(1,))
             _detect_aggregate(selected, n_rows, call.owner)  # raises a clear error
         parts.append(selected.reshape(stop - start, rows_per_item))
 
@@ -279,17 +336,25 @@ def run_items(
             start = n_items
         except _Aggregate as switch:
             state["aggregate"] = True
+            state["width"] = switch.width
+            state["batch_shape"] = switch.shape
             start = switch.start
     values = torch.cat(parts, dim=0)
-    return Outputs(values, state["aggregate"])
+    if state["aggregate"]:
+        shape = state.get("batch_shape", (1,))
+    else:
+        shape = (rows_per_item, *state.get("row_shape", ()))
+    return Outputs(values, state["aggregate"], shape)
 
 
 class _Aggregate(Exception):
     """Internal: a chunk revealed a model that returns one scalar per forward."""
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, width: int = 1, shape: tuple[int, ...] = (1,)) -> None:
         super().__init__(start)
         self.start = start
+        self.width = width
+        self.shape = shape
 
 
 def coalition_rows(

@@ -101,6 +101,30 @@ class RandomSource(ABC):
         Tensor, shape ``shape``, bool, on ``device`` (default CPU).
         """
 
+    def lime_samples(
+        self, n_samples: int, m: int, groups: int, *, device: Any = None, fit_draws: bool = False
+    ) -> Tensor:
+        """LIME's default interpretable samples: each of ``m`` features kept with
+        probability 1/2.
+
+        Parameters
+        ----------
+        n_samples, m : int
+            Samples and interpretable features.
+        groups : int
+            Examples fitted separately (1 for a model returning one value per batch).
+        device : keyword-only, optional
+        fit_draws : bool, keyword-only
+            Whether each group's surrogate fit is one that Captum's would draw from the
+            global generators for (see :class:`GlobalRandom`); other sources ignore it.
+
+        Returns
+        -------
+        Tensor, bool: ``(S, M)`` shared by every group (this default), or ``(S, groups, M)``
+        one set per group.
+        """
+        return self.bernoulli((n_samples, m), 0.5, device=device)
+
 
 class GeneratorRandom(RandomSource):
     """Draws from a private CPU ``torch.Generator``, then moves results to the device.
@@ -180,6 +204,27 @@ class GlobalRandom(RandomSource):
 
     def bernoulli(self, shape: Sequence[int], p: float = 0.5, *, device: Any = None) -> Tensor:
         return torch.bernoulli(torch.full(tuple(shape), float(p))).bool().to(device)
+
+    def lime_samples(
+        self, n_samples: int, m: int, groups: int, *, device: Any = None, fit_draws: bool = False
+    ) -> Tensor:
+        """Captum's order: one ``(1, M)`` draw per sample, every sample of example 0 first,
+        then example 1 (Captum fits one example at a time), so seeded code gives Captum's
+        samples for every example and leaves the generators where Captum leaves them.
+
+        ``fit_draws``: after each example's samples, make (and discard) the draws Captum's
+        surrogate fit makes there: the ``DataLoader`` iterator's seed, then the
+        ``nn.Linear(M, 1)`` initialisation of its linear model (whybox's surrogates solve in
+        closed form and draw nothing).
+        """
+        per_group = []
+        for _ in range(groups):
+            draws = [self.bernoulli((1, m), 0.5, device=device) for _ in range(n_samples)]
+            per_group.append(torch.cat(draws))
+            if fit_draws:
+                torch.empty((), dtype=torch.int64).random_()
+                torch.nn.Linear(m, 1)
+        return per_group[0] if groups == 1 else torch.stack(per_group, dim=1)
 
 
 def _float(like: Tensor) -> torch.dtype:

@@ -23,14 +23,29 @@ from torch import Tensor
 
 from .validation import fail
 
-__all__ = ["Target", "prepare_target"]
+__all__ = ["Target", "prepare_target", "ALL_OUTPUTS"]
+
+
+class _AllOutputs:
+    """Captum's ``target=None`` for perturbation methods: every output value is
+    explained (see :data:`ALL_OUTPUTS`)."""
+
+    def __repr__(self) -> str:
+        return "ALL_OUTPUTS"
+
+
+#: A target meaning "every value the model returns" (Captum's perturbation methods with
+#: ``target=None``): perturbation methods then attribute each output value separately,
+#: ``(n_outputs, ...)``. Methods that need one scalar per row refuse it with the usual error
+#: when the model returns several.
+ALL_OUTPUTS = _AllOutputs()
 
 
 @dataclass(frozen=True)
 class Target:
     """A normalised target. ``select(output, example_index)`` returns one scalar per row."""
 
-    kind: str  # "none" | "index" | "per_example" | "callable" | "per_example_callable"
+    kind: str  # "none" | "all" | "index" | "per_example" | "callable" | "per_example_callable"
     index: tuple = ()  # for "index": the shared index tuple
     per_example: Tensor | None = None  # (N, k) long, for "per_example"
     function: Callable[[Tensor], Tensor] | None = None
@@ -68,6 +83,9 @@ class Target:
             return selected.reshape(-1)
         if self.kind == "per_example_callable":
             return self._select_per_example_callable(output, example_index)
+        if self.kind == "all":
+            # every value, in the model's layout: (rows, ...) or a batch-level tensor
+            return output
         if self.kind == "none":
             if output.dim() == 0:
                 return output
@@ -91,7 +109,16 @@ class Target:
             if tuple(output.shape[1:]) not in self.checked:
                 self._check_index(output, self.index)
                 self.checked.add(tuple(output.shape[1:]))
-            return output[(slice(None),) + self.index]
+            selected = output[(slice(None),) + self.index]
+            if selected.dim() > 1 and selected[0].numel() != 1:
+                fail(
+                    self.owner,
+                    "target",
+                    "an index that selects a single value per example (output shape "
+                    f"{tuple(output.shape)})",
+                    self.raw,
+                )
+            return selected.reshape(output.shape[0]) if selected.dim() > 1 else selected
         indices = self.per_example
         if example_index is not None:
             indices = indices.index_select(0, example_index.to(indices.device))
@@ -206,6 +233,8 @@ def prepare_target(target: Any, batch_size: int, *, owner: str) -> Target:
     """Normalise ``target`` for a batch of ``batch_size`` examples (see module docstring)."""
     if target is None:
         return Target("none", owner=owner, raw=None)
+    if target is ALL_OUTPUTS:
+        return Target("all", owner=owner, raw=None)
     if callable(target) and not isinstance(target, Tensor):
         return Target("callable", function=target, owner=owner, raw=target)
     if isinstance(target, Tensor):

@@ -173,6 +173,9 @@ def _per_input(owner: str, name: str, value: Any, n_inputs: int, dims: list[int]
     if not isinstance(value, (tuple, list)):
         fail(owner, name, "an int, a tuple of ints, or one entry per input", value)
     if n_inputs == 1 and not (len(value) == 1 and isinstance(value[0], (tuple, list))):
+        if name == "strides" and len(value) == 1 and dims[0] != 1:
+            # Captum's one-entry tuple for a single input: that input's (int) stride
+            return list(value)
         if all(isinstance(v, int) for v in value):
             return [tuple(value)]
     if len(value) != n_inputs:
@@ -289,6 +292,8 @@ def _window_sum(drops: Tensor, windows: SlidingWindows, device: Any) -> Tensor:
     """
     d = len(windows.input_shape)
     b = drops.shape[1]
+    if d == 0:
+        return drops.sum(dim=0)  # scalar examples: one window covers the whole example
     table = drops.T.reshape((b,) + tuple(reversed(windows.counts)))
     table = table.permute(0, *range(d, 0, -1))  # (B, c_1, ..., c_d)
     letters = string.ascii_letters

@@ -285,8 +285,15 @@ class Lime(EmptyBatchInBody, Method):
         m = masks.n_features
         device = call.tensors[0].device
         if self.perturb_func is None:
-            # each group kept with probability 1/2, one row per sample
-            return make_random(seed).bernoulli((n_samples, m), 0.5, device=device)
+            # each group kept with probability 1/2; the source decides the draw order
+            surrogate = self.interpretable_model
+            return make_random(seed).lime_samples(
+                n_samples,
+                m,
+                1 if aggregate else call.batch_size,
+                device=device,
+                fit_draws=surrogate is None or hasattr(surrogate, "fit_tensors"),
+            )
         owner = self.owner
         groups = 1 if aggregate else call.batch_size
         per_group = []

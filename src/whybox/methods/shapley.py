@@ -118,7 +118,11 @@ def _finish(method, call, masks, present, phi_present, outputs, parameters, delt
         leaves,
         delta=delta,
         parameters=parameters,
-        extras={"aggregate_output": outputs.aggregate, "feature_attributions": phi},
+        extras={
+            "aggregate_output": outputs.aggregate,
+            "feature_attributions": phi,
+            "output_shape": outputs.shape,
+        },
     )
 
 
@@ -204,15 +208,17 @@ class ShapleyValues(EmptyBatchInBody, Method):
             gains = values[without | (1 << j)] - values[without]  # (2**(M-1), B)
             phi[:, j] = (weight_of_size[sizes[without]][:, None] * gains).sum(dim=0)
         delta = phi.sum(dim=1) - (values[-1] - values[0])
+        # the output's dtype, but never an integer one: Shapley values are weighted means
+        dtype = outputs.values.dtype if outputs.values.is_floating_point() else torch.float64
         return _finish(
             self,
             call,
             masks,
             present,
-            phi.to(outputs.values.dtype),
+            phi.to(dtype),
             outputs,
             {"n_features": m},
-            delta=delta.to(outputs.values.dtype),
+            delta=delta.to(dtype),
         )
 
 
@@ -283,6 +289,8 @@ class ShapleyValueSampling(EmptyBatchInBody, Method):
         outputs = run_items(call, n_items=last + 1, build=build, rows_per_item=n)
         check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")
         values = outputs.values  # (items, B)
+        if not values.is_floating_point():
+            values = values.to(torch.float64)  # integer outputs (counts): averaged below
         walk = values[1:last].reshape(n_samples, inner, -1)
         start_v = values[0].expand(n_samples, 1, -1)
         end_v = values[last].expand(n_samples, 1, -1)
