@@ -301,10 +301,15 @@ def test_check_rewords_constructor_errors():
 
 
 # -- thin everywhere: each Captum class's attribute is one call of the adapter ----------
+#: Captum classes that wrap another attribution object rather than translate to one
+#: native method (they drive the wrapped object over a DataLoader or a generated text)
+WRAPPERS = {"DataLoaderAttribution", "LLMAttribution", "LLMGradientAttribution"}
+
+
 def _attribute_functions():
     for name in W.__all__:
         cls = getattr(W, name)
-        if not (inspect.isclass(cls) and issubclass(cls, W.Attribution)):
+        if not (inspect.isclass(cls) and issubclass(cls, W.Attribution)) or name in WRAPPERS:
             continue
         for owner in cls.__mro__:
             function = owner.__dict__.get("attribute")
