@@ -309,7 +309,7 @@ WRAPPERS = {"DataLoaderAttribution", "LLMAttribution", "LLMGradientAttribution"}
 def _attribute_functions():
     for name in W.__all__:
         cls = getattr(W, name)
-        if not (inspect.isclass(cls) and issubclass(cls, W.Attribution)) or name in WRAPPERS:
+        if not (inspect.isclass(cls) and issubclass(cls, W.Attribution)):
             continue
         for owner in cls.__mro__:
             function = owner.__dict__.get("attribute")
@@ -318,6 +318,7 @@ def _attribute_functions():
                 function is not None
                 and module.startswith("whybox.attr.")
                 and owner is not (W.Attribution)
+                and owner.__name__ not in WRAPPERS
             ):
                 yield f"{owner.__qualname__}.attribute", function
 
