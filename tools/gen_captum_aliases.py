@@ -53,6 +53,57 @@ SCOPE = ("captum.attr", "captum._utils.models")
 #: modules written by hand (the alias tree only checks them)
 HAND_WRITTEN = {"captum.attr"}
 
+#: Captum's private modules its code and tests import from, provided whole:
+#: (Captum module) -> (whybox module, names)
+_UTILS = "whybox.attr._captum_utils"
+EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
+    "captum._utils.typing": (
+        _UTILS,
+        [
+            "TensorOrTupleOfTensorsGeneric",
+            "TupleOrTensorOrBoolGeneric",
+            "PassThroughOutputType",
+            "ModuleOrModuleList",
+            "TargetType",
+            "BaselineTupleType",
+            "BaselineType",
+            "TensorLikeList1D",
+            "TensorLikeList2D",
+            "TensorLikeList3D",
+            "TensorLikeList4D",
+            "TensorLikeList5D",
+            "TensorLikeList",
+            "SliceIntType",
+            "BatchEncodingType",
+            "TokenizerLike",
+        ],
+    ),
+    "captum._utils.gradient": (
+        _UTILS,
+        ["compute_gradients", "apply_gradient_requirements", "undo_gradient_requirements"],
+    ),
+    "captum._utils.common": (
+        _UTILS,
+        [
+            "_is_tuple",
+            "_format_tensor_into_tuples",
+            "_format_additional_forward_args",
+            "_format_output",
+        ],
+    ),
+    "captum.attr._utils.batching": (_UTILS, ["_select_example", "_batch_example_iterator"]),
+}
+
+#: private names Captum's own tests import from a public module, re-exported beside the
+#: public ones (not in ``__all__``): (Captum module) -> [(whybox module, name)]
+PRIVATE: dict[str, list[tuple[str, str]]] = {
+    "captum.attr._core.feature_permutation": [("whybox.attr._perturbation", "_permute_feature")],
+    "captum.attr._models.base": [
+        ("whybox.attr._interpretable_embedding", "_set_deep_layer_value"),
+        ("whybox.attr._interpretable_embedding", "_get_deep_layer_name"),
+    ],
+}
+
 #: where whybox's objects are looked up, in order: the first module whose ``__all__`` lists
 #: the name provides it
 SOURCES = (
@@ -301,6 +352,8 @@ def render(module: str, names: list[str], packages: set[str]) -> tuple[str | Non
     lines = [_HEADER.format(title=title, notes=notes)]
     for source, targets in imports.items():
         lines.append(f"from {source} import {', '.join(targets)}")
+    for source, target in PRIVATE.get(module, []):
+        lines.append(f"from {source} import {target}  # noqa: F401 - used by Captum's tests")
     if provided:
         lines.append("")
         lines.append(f"__all__ = {provided!r}")
@@ -319,6 +372,11 @@ def generate(check: bool) -> int:
             all_missing[module] = missing
         if text is not None and module not in HAND_WRITTEN:
             texts[_path(module, packages)] = text
+    for module, (source, names) in EXTRA_MODULES.items():
+        title = f"Alias of Captum 0.9's ``{module}``: the names Captum-style code imports."
+        lines = [_HEADER.format(title=title, notes=""), f"from {source} import {', '.join(names)}"]
+        lines += ["", f"__all__ = {names!r}"]
+        texts[_path(module, packages)] = "\n".join(lines) + "\n"
     stale: list[pathlib.Path] = []
     for path, text in _ruff(texts).items():
         if path.exists() and path.read_text() == text:

@@ -153,3 +153,42 @@ def test_the_checked_in_list_matches_installed_captum():
     fresh = _tool().captum_public_names()
     assert fresh["modules"] == MODULES
     assert fresh["packages"] == NAMES["packages"]
+
+
+def test_private_helpers_captum_tests_import_work():
+    # Captum's own tests import these; they must behave, not just exist
+    import torch
+    from torch import nn
+
+    from whybox._utils.common import _format_additional_forward_args, _format_tensor_into_tuples
+    from whybox._utils.gradient import (
+        apply_gradient_requirements,
+        compute_gradients,
+        undo_gradient_requirements,
+    )
+    from whybox._utils.typing import BaselineType, TargetType, TensorOrTupleOfTensorsGeneric
+    from whybox.attr._core.feature_permutation import _permute_feature
+    from whybox.attr._models.base import _set_deep_layer_value
+    from whybox.attr._utils.batching import _batch_example_iterator
+
+    assert BaselineType is not None and TargetType is not None
+    assert TensorOrTupleOfTensorsGeneric.__constraints__
+    x = torch.randn(3, 4)
+    assert _format_tensor_into_tuples(x)[0] is x and _format_additional_forward_args(1) == (1,)
+    net = nn.Linear(4, 2)
+    (grad,) = compute_gradients(net, x, target_ind=1)
+    torch.testing.assert_close(grad, net.weight[1].expand(3, 4))
+    flags = apply_gradient_requirements((x,), warn=False)
+    assert flags == [False] and x.requires_grad
+    undo_gradient_requirements((x,), flags)
+    assert not x.requires_grad
+    model = nn.Sequential(nn.Linear(4, 4))
+    replacement = nn.Identity()
+    _set_deep_layer_value(model, "0", replacement)
+    assert model[0] is replacement
+    examples = list(_batch_example_iterator(3, x, 7))
+    assert len(examples) == 3 and torch.equal(examples[1][0], x[1:2]) and examples[1][1] == 7
+    torch.manual_seed(0)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    permuted = _permute_feature(x, mask)
+    assert sorted(permuted[:, 0].tolist()) == sorted(x[:, 0].tolist())

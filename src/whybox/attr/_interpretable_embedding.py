@@ -148,3 +148,15 @@ def remove_interpretable_embedding_layer(
     """
     parent, name = _parent_and_name(model, interpretable_emb.full_name)
     setattr(parent, name, interpretable_emb.embedding)
+
+
+def _get_deep_layer_name(obj: Any, layer_names: str) -> Any:
+    """The attribute at the dotted path ``layer_names`` (``"bert.embeddings"``) of ``obj``."""
+    parent, name = _parent_and_name(obj, layer_names)
+    return getattr(parent, name)
+
+
+def _set_deep_layer_value(obj: Any, layer_names: str, value: Any) -> None:
+    """Set the attribute at the dotted path ``layer_names`` of ``obj`` to ``value``."""
+    parent, name = _parent_and_name(obj, layer_names)
+    setattr(parent, name, value)

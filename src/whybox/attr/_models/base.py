@@ -9,6 +9,10 @@ from whybox.attr import (
     configure_interpretable_embedding_layer,
     remove_interpretable_embedding_layer,
 )
+from whybox.attr._interpretable_embedding import (
+    _get_deep_layer_name,  # noqa: F401 - used by Captum's tests
+    _set_deep_layer_value,  # noqa: F401 - used by Captum's tests
+)
 
 __all__ = [
     "InterpretableEmbeddingBase",
