@@ -89,6 +89,8 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
             "_format_tensor_into_tuples",
             "_format_additional_forward_args",
             "_format_output",
+            "_format_baseline",
+            "_zeros",
         ],
     ),
     "captum.attr._utils.batching": (_UTILS, ["_select_example", "_batch_example_iterator"]),
@@ -97,6 +99,12 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
 #: private names Captum's own tests import from a public module, re-exported beside the
 #: public ones (not in ``__all__``): (Captum module) -> [(whybox module, name)]
 PRIVATE: dict[str, list[tuple[str, str]]] = {
+    "captum.attr._utils.common": [
+        (_UTILS, "_construct_default_feature_mask"),
+        (_UTILS, "_format_input_baseline"),
+        (_UTILS, "_format_baseline"),
+        (_UTILS, "_format_tensor_into_tuples as _format_input"),
+    ],
     "captum.attr._core.feature_permutation": [("whybox.attr._perturbation", "_permute_feature")],
     "captum.attr._models.base": [
         ("whybox.attr._interpretable_embedding", "_set_deep_layer_value"),

@@ -9,6 +9,7 @@ from collections import UserDict
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
+import torch
 from torch import Tensor
 from torch.nn import Module
 
@@ -132,19 +133,55 @@ def _format_output(is_inputs_tuple: bool, output: tuple[Tensor, ...]) -> Any:
 
 
 def _select_example(curr_arg: Any, index: int, bsz: int) -> Any:
-    """Example ``index`` of one argument: tensors (or tuples / lists of tensors) whose first
-    dimension is the batch are cut to ``[index : index + 1]``; anything else is kept."""
+    """Example ``index`` of one argument: a tensor or list whose length is the batch is cut
+    to ``[index : index + 1]``; a tuple is treated per element (one per input); anything
+    else is kept."""
     if curr_arg is None:
         return None
-    if isinstance(curr_arg, (tuple, list)):
-        picked = [_select_example(item, index, bsz) for item in curr_arg]
-        return type(curr_arg)(picked)
-    if isinstance(curr_arg, Tensor) and curr_arg.dim() and curr_arg.shape[0] == bsz:
-        return curr_arg[index : index + 1]
-    return curr_arg
+    is_tuple = isinstance(curr_arg, tuple)
+    parts = curr_arg if is_tuple else (curr_arg,)
+    picked = tuple(
+        part[index : index + 1] if isinstance(part, (Tensor, list)) and len(part) == bsz else part
+        for part in parts
+    )
+    return picked if is_tuple else picked[0]
 
 
 def _batch_example_iterator(bsz: int, *args: Any) -> Iterator[tuple[Any, ...]]:
     """Yield, for each of the ``bsz`` examples, the arguments cut to that example."""
     for index in range(bsz):
         yield tuple(_select_example(arg, index, bsz) for arg in args)
+
+
+def _zeros(inputs: tuple[Tensor, ...]) -> tuple[int | float, ...]:
+    """A zero baseline per input (``0`` for integer / bool inputs, ``0.0`` otherwise)."""
+    return tuple(0 if t.dtype in (torch.bool, torch.int64, torch.int32) else 0.0 for t in inputs)
+
+
+def _format_baseline(baselines: Any, inputs: tuple[Tensor, ...]) -> tuple[Any, ...]:
+    """Baselines as a tuple: zeros for ``None``, a single value wrapped."""
+    if baselines is None:
+        return _zeros(inputs)
+    if not isinstance(baselines, tuple):
+        baselines = (baselines,)
+    for baseline in baselines:
+        if not isinstance(baseline, (Tensor, int, float)):
+            raise TypeError(f"a baseline must be a tensor or a number. Got {type(baseline)}.")
+    return baselines
+
+
+def _format_input_baseline(inputs: Any, baselines: Any) -> tuple[tuple[Tensor, ...], tuple]:
+    """``(inputs, baselines)`` both as tuples."""
+    formatted = _format_tensor_into_tuples(inputs)
+    return formatted, _format_baseline(baselines, formatted)
+
+
+def _construct_default_feature_mask(inputs: tuple[Tensor, ...]) -> tuple[tuple[Tensor, ...], int]:
+    """One feature per element of one example, numbered across inputs; ``(masks, count)``
+    with each mask shaped like one example ``(1, ...)``."""
+    masks, start = [], 0
+    for tensor in inputs:
+        count = tensor[0].numel()
+        masks.append(start + torch.arange(count, device=tensor.device).reshape(tensor[0:1].shape))
+        start += count
+    return tuple(masks), start
