@@ -1,0 +1,1 @@
+"""Alias of Captum 0.9's ``captum.influence._core`` package."""
