@@ -238,13 +238,19 @@ def attribution_html(
         )
     from whybox.viz.image import render_image_attr_multiple
 
-    methods = ["original_image", "blended_heat_map"] if inputs is not None else ["heat_map"]
+    # the heat map panel is the one the colour bar describes (white at zero); the overlay
+    # blends it over the input, where zero shows the input's own grey
+    methods = ["heat_map"]
+    titles = None
+    if inputs is not None:
+        methods = ["original_image", "heat_map", "blended_heat_map"]
+        titles = ["input", f"attribution ({sign})", "overlay"]
     fig, _ = render_image_attr_multiple(
         attributions,
         inputs,
         methods=methods,
         signs=[sign] * len(methods),
-        titles=["input", f"attribution ({sign})"] if inputs is not None else None,
+        titles=titles,
         fig_size=(4.0 * len(methods), 4.4),
         show_colorbar=True,
         func=func,
