@@ -38,7 +38,10 @@ def test_tabular_html_is_self_contained_and_names_features():
     assert "http://" not in html and "https://" not in html
     assert "&lt;income&gt;" in html and "<income>" not in html
     assert "integrated_gradients" in html
-    assert result._repr_html_() == result.to_html()
+    # the notebook view is the same view as a fragment (no second <html> page in a cell)
+    fragment = result._repr_html_()
+    assert fragment == result.to_html(full_page=False)
+    assert "<html" not in fragment.lower() and "integrated_gradients" in fragment
 
 
 def test_views_are_functions_of_the_explanation():

@@ -158,7 +158,8 @@ class Explanation:
 
     def _repr_html_(self) -> str | None:
         try:
-            return self.to_html()
+            # a fragment: a notebook cell embeds it in its own page
+            return self.to_html(full_page=False)
         except (ValueError, TypeError, ImportError):
             # Jupyter falls back to repr when no view fits these shapes.
             return None
