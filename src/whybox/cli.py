@@ -733,7 +733,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.demo:
         raise CliError("whybox serve needs --demo (the only app this version serves)")
     serve_demo = _optional("whybox.app", "serve_demo", "the web app", "app")
-    serve_demo(port=args.port, blocking=True)
+    # the MiniLM workspace is skipped with a note when transformers / the model are missing
+    serve_demo(port=args.port, blocking=True, minilm=not args.no_minilm)
     return 0
 
 
@@ -827,6 +828,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="the local web app (whybox[app])")
     serve.add_argument("--demo", action="store_true", help="serve the demo models")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--no-minilm",
+        action="store_true",
+        help="leave out the MiniLM text classifier (trained in seconds on first use)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     bench = commands.add_parser(

@@ -319,7 +319,11 @@ def test_serve_and_benchmark_hooks(monkeypatch, capsys):
     app.serve_demo = lambda **kw: calls.append(kw)
     monkeypatch.setitem(sys.modules, "whybox.app", app)
     assert run(["serve", "--demo", "--port", "8123"], capsys)[0] == 0
-    assert calls == [{"port": 8123, "blocking": True}]
+    assert run(["serve", "--demo", "--port", "8124", "--no-minilm"], capsys)[0] == 0
+    assert calls == [
+        {"port": 8123, "blocking": True, "minilm": True},
+        {"port": 8124, "blocking": True, "minilm": False},
+    ]
 
     bench = types.ModuleType("whybox.metrics.benchmark")
     bench.run_benchmark = lambda: [("m", 1.0)]
