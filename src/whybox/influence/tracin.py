@@ -146,6 +146,38 @@ class TracInCPBase(DataInfluence):
         return cls.__name__
 
     # -- the loop shared by the TracIn methods -------------------------------------------
+    def _self_influence_over(
+        self,
+        inputs: Any,
+        show_progress: bool,
+        outer_loop_by_checkpoints: bool,
+        squared_norms: Callable[[Any], Tensor],
+    ) -> Tensor:
+        """``sum_c lr_c * squared_norms(group)`` per example, streamed over groups of
+        ``inputs`` (default: the training data) and checkpoints; ``squared_norms(group)``
+        is ``(rows,)`` at the loaded checkpoint (each subclass's gradient form)."""
+        batches = _data.as_batches(
+            inputs if inputs is not None else self.train_dataloader, owner=type(self).__name__
+        )
+        total = _data.count_batches(batches)
+        desc = f"Using {self.get_name()} to compute self influence. Processing batch"
+        out = []
+        with _Progress(
+            show_progress, None if total is None else total * len(self.checkpoints), desc
+        ) as bar:
+            for group, checkpoints in self._visit(
+                batches, outer_loop_by_checkpoints=outer_loop_by_checkpoints
+            ):
+                block = None
+                for _, lr in checkpoints:
+                    norms = squared_norms(group) * lr
+                    block = norms if block is None else block + norms
+                    bar.update(_data.count_batches(group) or 0)
+                if block is None:  # pragma: no cover - a group always has checkpoints
+                    raise RuntimeError("no checkpoint was visited")
+                out.append(block)
+        return torch.cat(out)
+
     def _load(self, checkpoint: Any) -> float:
         if checkpoint is None:
             fail_assert(type(self).__name__, "checkpoints", "checkpoints that are not None", None)
@@ -404,31 +436,14 @@ class TracInCP(TracInCPBase):
         -------
         Tensor ``(n,)``
         """
-        batches = _data.as_batches(
-            inputs if inputs is not None else self.train_dataloader, owner=type(self).__name__
+        return self._self_influence_over(
+            inputs,
+            show_progress,
+            outer_loop_by_checkpoints,
+            lambda group: torch.cat(
+                [f.squared_norms() for f in self._factor_chunks(group, self.loss_fn)]
+            ),
         )
-        total = _data.count_batches(batches)
-        desc = f"Using {self.get_name()} to compute self influence. Processing batch"
-        out = []
-        with _Progress(
-            show_progress, None if total is None else total * len(self.checkpoints), desc
-        ) as bar:
-            for group, checkpoints in self._visit(
-                batches, outer_loop_by_checkpoints=outer_loop_by_checkpoints
-            ):
-                block = None
-                for _, lr in checkpoints:
-                    norms = (
-                        torch.cat(
-                            [f.squared_norms() for f in self._factor_chunks(group, self.loss_fn)]
-                        )
-                        * lr
-                    )
-                    block = norms if block is None else block + norms
-                    bar.update(_data.count_batches(group) or 0)
-                assert block is not None
-                out.append(block)
-        return torch.cat(out)
 
     # -- intermediate quantities -----------------------------------------------------------
     def compute_intermediate_quantities(self, inputs: Any, aggregate: bool = False) -> Tensor:

@@ -233,34 +233,17 @@ class TracInCPFast(TracInCPBase):
         -------
         Tensor ``(n,)``
         """
-        batches = _data.as_batches(
-            inputs if inputs is not None else self.train_dataloader, owner=type(self).__name__
+        return self._self_influence_over(
+            inputs,
+            show_progress,
+            outer_loop_by_checkpoints,
+            lambda group: torch.cat(
+                [
+                    (j * j).sum(dim=1) * (a * a).sum(dim=1)
+                    for j, a in self._factors(group, self.loss_fn, self.reduction_type)
+                ]
+            ),
         )
-        total = _data.count_batches(batches)
-        desc = f"Using {self.get_name()} to compute self influence. Processing batch"
-        out = []
-        with _Progress(
-            show_progress, None if total is None else total * len(self.checkpoints), desc
-        ) as bar:
-            for group, checkpoints in self._visit(
-                batches, outer_loop_by_checkpoints=outer_loop_by_checkpoints
-            ):
-                block = None
-                for _, lr in checkpoints:
-                    norms = (
-                        torch.cat(
-                            [
-                                (j * j).sum(dim=1) * (a * a).sum(dim=1)
-                                for j, a in self._factors(group, self.loss_fn, self.reduction_type)
-                            ]
-                        )
-                        * lr
-                    )
-                    block = norms if block is None else block + norms
-                    bar.update(_data.count_batches(group) or 0)
-                assert block is not None
-                out.append(block)
-        return torch.cat(out)
 
 
 class TracInCPFastRandProj(TracInCPFast):
