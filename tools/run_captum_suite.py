@@ -69,6 +69,8 @@ PRIVATE_HELPER_TESTS: tuple[str, ...] = (
 )
 
 _HELPER_PREFIXES = (
+    ("tests.influence._utils.common", "captum.testing.helpers.influence.common"),
+    ("tests.utils.evaluate_linear_model", "captum.testing.helpers.evaluate_linear_model"),
     ("tests.attr.helpers", "captum.testing.attr.helpers"),
     ("tests.helpers", "captum.testing.helpers"),
 )
@@ -76,8 +78,12 @@ _HELPER_PREFIXES = (
 _BUILDING_HELPERS = (
     "captum.testing.attr.helpers.test_config",
     "captum.testing.attr.helpers.gen_test_utils",
+    "captum.testing.helpers.influence.common",
+    "captum.testing.helpers.evaluate_linear_model",
 )
-_REDIRECTED = (("captum.attr", "whybox.attr"), ("captum._utils", "whybox._utils"))
+#: Captum's public namespaces, each redirected to whybox's namespace of the same name
+_NAMESPACES = ("attr", "_utils", "metrics", "robust", "concept", "influence", "module")
+_REDIRECTED = tuple((f"captum.{name}", f"whybox.{name}") for name in _NAMESPACES)
 #: private Captum helpers older test files import from where Captum 0.9 no longer has them:
 #: (module, name) -> (Captum 0.9's module, name)
 _MOVED_IN_CAPTUM = {
@@ -106,9 +112,11 @@ def _module_exists(name: str) -> bool:
 class _Rewriter(ast.NodeTransformer):
     """Rewrites import statements of one test module."""
 
-    def __init__(self, target: str, fallback: bool) -> None:
+    def __init__(self, target: str, fallback: bool, package: str = "") -> None:
         self.target = target
         self.fallback = fallback
+        #: the package of the module being rewritten (resolves relative imports)
+        self.package = package
 
     def _module(self, name: str) -> str:
         helper = _swap_prefix(name, _HELPER_PREFIXES)
@@ -123,15 +131,25 @@ class _Rewriter(ast.NodeTransformer):
         return name
 
     def visit_Import(self, node: ast.Import) -> Any:
-        # ``import captum.attr.x`` binds ``captum``: keep such (rare) imports as they are
-        # except for the helper mapping
+        # ``import captum.attr.x`` (no ``as``) binds ``captum``: keep such (rare) imports
+        # as they are except for the helper mapping; ``import captum.x as y`` is redirected
         for alias in node.names:
             helper = _swap_prefix(alias.name, _HELPER_PREFIXES)
             if helper is not None:
                 alias.name = helper
+            elif alias.asname and self.target == "whybox":
+                alias.name = _swap_prefix(alias.name, _REDIRECTED) or alias.name
         return node
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> Any:
+        if node.level and self.package:
+            # older test files import helpers relatively (``from ..helpers.basic``):
+            # resolve to the absolute name so the helper mapping applies
+            parts = self.package.split(".")
+            base = parts[: len(parts) - node.level + 1] if node.level > 1 else parts
+            absolute = ".".join(base + ([node.module] if node.module else []))
+            if _swap_prefix(absolute, _HELPER_PREFIXES) is not None:
+                node = ast.ImportFrom(module=absolute, names=node.names, level=0)
         if node.level or node.module is None:
             return node
         moved = [a for a in node.names if (node.module, a.name) in _MOVED_IN_CAPTUM]
@@ -177,9 +195,9 @@ class _Rewriter(ast.NodeTransformer):
         return original
 
 
-def _rewrite(source: str, filename: str, target: str, fallback: bool) -> Any:
+def _rewrite(source: str, filename: str, target: str, fallback: bool, package: str = "") -> Any:
     tree = ast.parse(source, filename)
-    tree = ast.fix_missing_locations(_Rewriter(target, fallback).visit(tree))
+    tree = ast.fix_missing_locations(_Rewriter(target, fallback, package).visit(tree))
     return compile(tree, filename, "exec")
 
 
@@ -198,7 +216,10 @@ class _Loader(importlib.abc.SourceLoader):
             return handle.read()
 
     def source_to_code(self, data: Any, path: Any, *, _optimize: int = -1) -> Any:  # type: ignore[override]
-        return _rewrite(data.decode("utf-8"), path, self.target, self.fallback)
+        package = (
+            self.fullname if path.endswith("__init__.py") else self.fullname.rpartition(".")[0]
+        )
+        return _rewrite(data.decode("utf-8"), path, self.target, self.fallback, package)
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -299,7 +320,7 @@ def _run(root: Path, target: str, args: argparse.Namespace) -> dict[str, str]:
         sys.executable,
         "-m",
         "pytest",
-        str(root / "tests" / "attr"),
+        *[str(root / "tests" / part) for part in args.parts],
         "-p",
         "run_captum_suite",
         "-p",
@@ -366,12 +387,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", choices=("captum", "whybox", "both"), default="both")
     parser.add_argument("--fallback", action="store_true", help="see the module docstring")
     parser.add_argument("-k", default=None, help="pytest -k expression")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["attr", "metrics", "robust", "concept", "influence", "module", "utils"],
+        help="folders under tests/ to run (those missing are skipped)",
+    )
     parser.add_argument("-n", "--jobs", type=int, default=2, help="pytest-xdist workers")
     parser.add_argument("--json", type=Path, default=None, help="write the comparison here")
     parser.add_argument("--lost", action="store_true", help="list tests lost on whybox")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     root = args.tests_dir.resolve()
+    args.parts = [part for part in args.parts if (root / "tests" / part).is_dir()]
     _prepare(root)
     targets = ("captum", "whybox") if args.target == "both" else (args.target,)
     results = {target: _run(root, target, args) for target in targets}
