@@ -20,8 +20,9 @@ Differences from Captum, where Captum fails or wastes work: batches that are tup
 with the perturbations (``ceil((n_features + 1) / perturbations_per_pass)`` traversals
 instead of ``1 + ceil(n_features / perturbations_per_pass)``); feature indices that no mask
 uses cost no traversal (their attribution is 0, as in Captum); ablation replaces values
-(``torch.where``) instead of ``x * mask + baseline * (1 - mask)``, so integer inputs stay
-integers and infinite inputs do not turn into NaN; a default reduction of 0-d outputs
+(``torch.where``) instead of ``x * mask + baseline * (1 - mask)``, so integer inputs with
+integer baselines stay integers (a fractional baseline promotes them, as in Captum) and
+infinite inputs do not turn into NaN; a default reduction of 0-d outputs
 concatenates them; ``show_progress`` shows a bar over the traversals.
 """
 
@@ -181,9 +182,13 @@ class _Plan:
                 out.append(x)
                 continue
             baseline = self.baselines[k]
+            # a fractional baseline of an integer element promotes it (as Captum's
+            # arithmetic does) rather than being truncated into a different baseline
+            dtype = torch.result_type(x, baseline)
             if isinstance(baseline, Tensor):
-                baseline = baseline.to(x.device)
-            out.append(torch.where(self._mask(k, x.device) == feature, baseline, x))
+                baseline = baseline.to(device=x.device, dtype=dtype)
+            chosen = self._mask(k, x.device) == feature
+            out.append(torch.where(chosen, baseline, x.to(dtype)))
         return tuple(out)
 
     def _mask(self, k: int, device: torch.device) -> Tensor:

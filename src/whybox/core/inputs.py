@@ -7,7 +7,9 @@ to call the model with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from numbers import Number
 from typing import Any
@@ -24,6 +26,7 @@ __all__ = [
     "Baselines",
     "flatten",
     "prepare_inputs",
+    "ragged_inputs",
     "prepare_forward_args",
     "prepare_baselines",
 ]
@@ -127,6 +130,13 @@ class Inputs:
         """Whether the caller passed a container (Captum returns a tuple then)."""
         return self.structure.kind != "tensor"
 
+    @property
+    def ragged(self) -> tuple[bool, ...]:
+        """Per input: whether its first dimension differs from the batch size (input 0's),
+        as sparse feature lists do (accepted only inside :func:`ragged_inputs`)."""
+        batch = self.batch_size
+        return tuple(t.shape[0] != batch for t in self.tensors)
+
     def restore(self, leaves: Sequence[Tensor]) -> Any:
         return self.structure.rebuild(leaves)
 
@@ -134,16 +144,45 @@ class Inputs:
         return len(self.tensors)
 
 
+#: whether :func:`prepare_inputs` accepts inputs whose first dimension differs from input 0's
+_RAGGED: ContextVar[bool] = ContextVar("ragged_inputs", default=False)
+
+
+@contextmanager
+def ragged_inputs(allowed: bool = True) -> Iterator[None]:
+    """Inside this context :func:`prepare_inputs` accepts inputs whose first dimension
+    differs from the batch size (input 0's), as Captum's perturbation methods do for sparse
+    feature lists (a ``(L,)`` tensor of indices, possibly empty, next to a ``(N, ...)``
+    batch).
+
+    Only methods that perturb such an input as a whole (every one of its ``L`` rows with
+    the same mask, fed whole to each forward) open this context.
+
+    Parameters
+    ----------
+    allowed : bool
+        ``False`` keeps the usual check (a no-op context).
+    """
+    token = _RAGGED.set(bool(allowed))
+    try:
+        yield
+    finally:
+        _RAGGED.reset(token)
+
+
 def prepare_inputs(inputs: Any, *, owner: str, require_float: bool = False) -> Inputs:
-    """Flatten and check inputs: every leaf has a batch dimension of one shared size."""
+    """Flatten and check inputs: every leaf has a batch dimension of one shared size
+    (inside :func:`ragged_inputs`, input 0's first dimension is the batch size and the
+    others may differ)."""
     tensors, structure = flatten(inputs, owner=owner)
     batch = None
+    ragged = _RAGGED.get()
     for index, tensor in enumerate(tensors):
         if tensor.dim() == 0:
             fail(owner, "inputs", "tensors with a batch dimension (dim >= 1)", tensor)
         if batch is None:
             batch = tensor.shape[0]
-        elif tensor.shape[0] != batch:
+        elif tensor.shape[0] != batch and not ragged:
             fail(
                 owner,
                 "inputs",
@@ -327,7 +366,9 @@ def _baseline_tensor(
     dtype = tensor.dtype if tensor.is_floating_point() else None
     if isinstance(leaf, Number) and not isinstance(leaf, bool):
         value = torch.tensor(leaf, dtype=dtype or torch.float32, device=tensor.device)
-        if not tensor.is_floating_point():
+        if not tensor.is_floating_point() and float(leaf).is_integer():
+            # an integral baseline of integer inputs (a pad token id) stays an integer; a
+            # fractional one is kept (perturbed rows promote), never truncated into another
             value = value.to(tensor.dtype)
         return value.reshape((1,) * tensor.dim()) if distribution else value
     if not isinstance(leaf, Tensor):
