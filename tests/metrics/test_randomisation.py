@@ -66,3 +66,14 @@ def test_errors_name_the_parameter(cnn):
         WM.model_parameter_randomisation(cnn, x, mode="both", target=0)
     with pytest.raises(TypeError, match="'model'"):
         WM.model_parameter_randomisation(lambda t: t, x)
+
+
+def test_randomisation_progress_bar_counts_layers(cnn, capsys):
+    x = torch.randn(2, 1, 8, 8)
+    quiet = WM.model_parameter_randomisation(cnn, x, target=0)
+    shown = WM.model_parameter_randomisation(cnn, x, target=0, show_progress=True)
+    torch.testing.assert_close(quiet.similarity, shown.similarity)
+    n_layers = len(quiet.layers)
+    err = capsys.readouterr().err
+    assert "model_parameter_randomisation (cascading): layers" in err
+    assert f"{n_layers}/{n_layers}" in err

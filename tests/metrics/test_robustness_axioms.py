@@ -106,3 +106,19 @@ def test_input_invariance_passes_gradients_and_fails_x_times_gradient(net):
         net, x, explain="integrated_gradients", target=1, explain_options={"n_steps": 8}
     )
     assert not bool(fixed.invariant.any())  # a zero baseline does not move with the data
+
+
+@pytest.mark.parametrize("metric", ["max_sensitivity", "avg_sensitivity", "local_lipschitz"])
+def test_show_progress_counts_every_sample_and_never_changes_the_numbers(net, metric, capsys):
+    x = torch.randn(3, 5)
+    fn = getattr(WM, metric)
+    quiet = fn(net, x, target=0, seed=4, radius=0.1, n_samples=7, chunk_size=6)
+    shown = fn(net, x, target=0, seed=4, radius=0.1, n_samples=7, chunk_size=6, show_progress=True)
+    torch.testing.assert_close(quiet.samples, shown.samples)
+    err = capsys.readouterr().err
+    assert f"{metric}: perturbation samples" in err and "7/7" in err
+
+
+def test_show_progress_is_checked(net):
+    with pytest.raises(TypeError, match="show_progress"):
+        WM.max_sensitivity(net, torch.randn(2, 5), target=0, show_progress="yes")

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from whybox.core.inputs import prepare_inputs
+from whybox.core.progress import progress
 from whybox.core.validation import check_bool, check_choice, check_int, check_real, fail
 
 from ._common import check_maps, per_example, resolve_explain, spearman
@@ -103,6 +104,7 @@ def model_parameter_randomisation(
     absolute: bool = True,
     threshold: float = 0.9,
     seed: int = 0,
+    show_progress: bool = False,
 ) -> RandomisationResult:
     """Adebayo et al.'s model parameter randomisation test.
 
@@ -126,6 +128,8 @@ def model_parameter_randomisation(
         Mean Spearman similarity at or above which a step counts as unchanged.
     seed : int
         Seeds each layer's re-initialisation (layer ``i`` uses ``seed + i``).
+    show_progress : bool
+        Show a progress bar over the randomised layers.
 
     Returns
     -------
@@ -138,6 +142,7 @@ def model_parameter_randomisation(
     check_bool(owner, "absolute", absolute)
     check_real(owner, "threshold", threshold, minimum=-1.0, maximum=1.0)
     check_int(owner, "seed", seed)
+    check_bool(owner, "show_progress", show_progress)
     names = list(randomisable_layers(model) if layers is None else layers)
     modules = dict(model.named_modules())
     unknown = [name for name in names if name not in modules or not name]
@@ -155,13 +160,20 @@ def model_parameter_randomisation(
     base = _table(reference, absolute)
     similarities = []
     randomised = copy.deepcopy(model)
-    for step, name in enumerate(names):
-        if mode == "independent":
-            randomised = copy.deepcopy(model)
-        _reinitialise(randomised.get_submodule(name), seed + step)
-        maps = fn(randomised, inputs, target, forward_args)
-        check_maps(owner, maps, rows=tensors[0].shape[0], like=reference)
-        similarities.append(spearman(base, _table(maps, absolute)))
+    bar = progress(len(names), show_progress, f"{owner} ({mode}): layers", unit="layer")
+    try:
+        for step, name in enumerate(names):
+            if mode == "independent":
+                randomised = copy.deepcopy(model)
+            _reinitialise(randomised.get_submodule(name), seed + step)
+            maps = fn(randomised, inputs, target, forward_args)
+            check_maps(owner, maps, rows=tensors[0].shape[0], like=reference)
+            similarities.append(spearman(base, _table(maps, absolute)))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     return RandomisationResult(names, torch.stack(similarities), mode, float(threshold))
 
 

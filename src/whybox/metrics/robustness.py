@@ -29,6 +29,7 @@ from torch import Tensor
 from whybox.core.call import Call, prepare_call, rows_outputs
 from whybox.core.chunks import ChunkSize
 from whybox.core.forward import Evaluator
+from whybox.core.progress import progress
 from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.targets import prepare_target
 from whybox.core.validation import check_bool, check_int, check_real, fail
@@ -75,6 +76,7 @@ def max_sensitivity(
     keep_prediction: bool = False,
     chunk_size: ChunkSize = "auto",
     seed: int | torch.Generator | RandomSource | None = None,
+    show_progress: bool = False,
 ) -> RobustnessResult:
     """Maximum relative change of the explanation in an L-infinity ball.
 
@@ -104,6 +106,8 @@ def max_sensitivity(
         Perturbed rows per explanation call; never changes the result.
     seed : int, torch.Generator, RandomSource or None
         Source of the perturbations.
+    show_progress : bool
+        Show a progress bar over the perturbation samples.
 
     Returns
     -------
@@ -124,6 +128,7 @@ def max_sensitivity(
         keep_prediction,
         chunk_size,
         seed,
+        show_progress,
     )
 
 
@@ -141,6 +146,7 @@ def avg_sensitivity(
     keep_prediction: bool = False,
     chunk_size: ChunkSize = "auto",
     seed: int | torch.Generator | RandomSource | None = None,
+    show_progress: bool = False,
 ) -> RobustnessResult:
     """Mean relative change of the explanation in an L-infinity ball.
 
@@ -161,6 +167,7 @@ def avg_sensitivity(
         keep_prediction,
         chunk_size,
         seed,
+        show_progress,
     )
 
 
@@ -177,6 +184,7 @@ def local_lipschitz(
     keep_prediction: bool = False,
     chunk_size: ChunkSize = "auto",
     seed: int | torch.Generator | RandomSource | None = None,
+    show_progress: bool = False,
 ) -> RobustnessResult:
     """Local Lipschitz estimate ``max ||Phi(y) - Phi(x)||_2 / ||y - x||_2``.
 
@@ -197,6 +205,7 @@ def local_lipschitz(
         keep_prediction,
         chunk_size,
         seed,
+        show_progress,
     )
 
 
@@ -214,9 +223,16 @@ def _robustness(
     keep_prediction: bool,
     chunk_size: ChunkSize,
     seed: Any,
+    show_progress: bool,
 ) -> RobustnessResult:
     call = prepare_call(
-        name, model, inputs, target=target, forward_args=forward_args, chunk_size=chunk_size
+        name,
+        model,
+        inputs,
+        target=target,
+        forward_args=forward_args,
+        chunk_size=chunk_size,
+        show_progress=show_progress,
     )
     check_real(name, "radius", radius, minimum=0.0)
     check_int(name, "n_samples", n_samples, minimum=1)
@@ -243,32 +259,41 @@ def _robustness(
     predicted = _predictions(call, call.tensors, every) if keep_prediction else None
     per_chunk = max(1, call.chunk_rows // max(batch, 1))
     columns: list[Tensor] = []
-    for start in range(0, n_samples, per_chunk):
-        k = min(per_chunk, n_samples - start)
-        # one draw per sample and input, in sample order: chunking never changes them
-        draws = [[_uniform(x, radius, random) for x in call.tensors] for _ in range(k)]
-        noise = tuple(torch.cat([d[i] for d in draws]) for i in range(len(call.tensors)))
-        rows = tuple(_tile(x, k) + e.to(x.dtype) for x, e in zip(call.tensors, noise))
-        # built on the host (targets are selected there) and copied once, no sync
-        host_index = torch.arange(batch).repeat(k)
-        index = host_index.to(device)
-        explained = _explain_rows(fn, model, call, rows, index, host_index, explain_options, target)
-        check_maps(name, explained, rows=k * batch, like=original)
-        flat = torch.cat([e.reshape(k * batch, -1) for e in explained], dim=1)
-        change = torch.norm(flat - _tile(flat_original, k), p=norm, dim=1)
-        if scale is None:
-            step = torch.cat(
-                [(r - _tile(x, k)).reshape(k * batch, -1) for r, x in zip(rows, call.tensors)],
-                dim=1,
+    bar = progress(n_samples, show_progress, f"{name}: perturbation samples")
+    try:
+        for start in range(0, n_samples, per_chunk):
+            k = min(per_chunk, n_samples - start)
+            # one draw per sample and input, in sample order: chunking never changes them
+            draws = [[_uniform(x, radius, random) for x in call.tensors] for _ in range(k)]
+            noise = tuple(torch.cat([d[i] for d in draws]) for i in range(len(call.tensors)))
+            rows = tuple(_tile(x, k) + e.to(x.dtype) for x, e in zip(call.tensors, noise))
+            # built on the host (targets are selected there) and copied once, no sync
+            host_index = torch.arange(batch).repeat(k)
+            index = host_index.to(device)
+            explained = _explain_rows(
+                fn, model, call, rows, index, host_index, explain_options, target
             )
-            distance = torch.linalg.vector_norm(step, ord=2, dim=1)
-            ratio = change / torch.where(distance == 0, torch.ones_like(distance), distance)
-        else:
-            ratio = change / _tile(scale, k)
-        if predicted is not None:
-            kept = _predictions(call, rows, index) == _tile(predicted, k)
-            ratio = torch.where(kept, ratio, torch.full_like(ratio, float("nan")))
-        columns.append(ratio.reshape(k, batch).T)
+            check_maps(name, explained, rows=k * batch, like=original)
+            flat = torch.cat([e.reshape(k * batch, -1) for e in explained], dim=1)
+            change = torch.norm(flat - _tile(flat_original, k), p=norm, dim=1)
+            if scale is None:
+                step = torch.cat(
+                    [(r - _tile(x, k)).reshape(k * batch, -1) for r, x in zip(rows, call.tensors)],
+                    dim=1,
+                )
+                distance = torch.linalg.vector_norm(step, ord=2, dim=1)
+                ratio = change / torch.where(distance == 0, torch.ones_like(distance), distance)
+            else:
+                ratio = change / _tile(scale, k)
+            if predicted is not None:
+                kept = _predictions(call, rows, index) == _tile(predicted, k)
+                ratio = torch.where(kept, ratio, torch.full_like(ratio, float("nan")))
+            columns.append(ratio.reshape(k, batch).T)
+            if bar is not None:
+                bar.update(k)
+    finally:
+        if bar is not None:
+            bar.close()
     samples = torch.cat(columns, dim=1) if columns else flat_original.new_zeros(batch, 0)
     if name == "avg_sensitivity":
         score = samples.nanmean(dim=1)
