@@ -7,7 +7,10 @@ A source is one of:
   so a resumed job skips written shards without loading them;
 * a ``torch.utils.data.DataLoader`` or any iterable of batches -- each batch is one shard;
   written shards are still loaded (an iterator cannot seek) but not attributed again;
-* a ``ray.data.Dataset`` -- read in shards of ``shard_rows`` rows (``iter_torch_batches``).
+* a ``ray.data.Dataset`` -- rows with an ``"inputs"`` column (``"inputs_0"``,
+  ``"inputs_1"``, ... for several inputs) and optionally ``"labels"`` and ``"ids"``; read in
+  order, in shards of ``shard_rows`` rows (``iter_torch_batches`` here, ``map_batches`` on
+  the Ray backend).
 
 A batch is a tensor of inputs, a tuple/list ``(inputs, labels)`` (``inputs`` a tensor or a
 tuple of tensors, for several-input models), a one-element tuple ``(inputs,)``, or a dict
@@ -18,6 +21,7 @@ running row number (iterables), unless a dict batch brings ``"ids"``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +31,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from whybox.core.validation import fail
 
-__all__ = ["Batch", "iter_batches", "describe_source"]
+__all__ = ["Batch", "iter_batches", "describe_source", "is_map_style", "is_ray_dataset",
+           "read_shard_rows", "dict_inputs", "ordered"]  # fmt: skip
 
 _OWNER = "attribute_dataset"
 
@@ -59,8 +64,24 @@ class Batch:
         return int(first.shape[0])
 
 
-def _is_ray_dataset(source: Any) -> bool:
+def is_ray_dataset(source: Any) -> bool:
     return type(source).__module__.startswith("ray.data")
+
+
+def is_map_style(source: Any) -> bool:
+    """A map-style torch ``Dataset`` (cut into shards by index)."""
+    return (
+        isinstance(source, Dataset)
+        and hasattr(source, "__len__")
+        and not isinstance(source, torch.utils.data.IterableDataset)
+    )
+
+
+def read_shard_rows(source: Any, index: int, shard_rows: int) -> Batch:
+    """Shard ``index`` of a map-style dataset (examples ``index * shard_rows`` onwards)."""
+    start = index * shard_rows
+    stop = min(start + shard_rows, len(source))
+    return _make_batch(default_collate([source[i] for i in range(start, stop)]), index, start)
 
 
 def describe_source(source: Any) -> dict[str, Any]:
@@ -69,6 +90,9 @@ def describe_source(source: Any) -> dict[str, Any]:
     if isinstance(source, DataLoader):
         info["dataset"] = type(source.dataset).__qualname__
         info["batch_size"] = source.batch_size
+    if is_ray_dataset(source):
+        info["len"] = source.count()  # from metadata where Ray has it
+        return info
     try:
         info["len"] = len(source)
     except TypeError:  # an iterable without a length
@@ -76,13 +100,38 @@ def describe_source(source: Any) -> dict[str, Any]:
     return info
 
 
+def dict_inputs(batch: dict[str, Any]) -> Any:
+    """The inputs of a dict batch: ``batch["inputs"]``, or the tuple of its ``"inputs_0"``,
+    ``"inputs_1"``, ... columns."""
+    if "inputs" in batch:
+        return batch["inputs"]
+    names = []
+    while f"inputs_{len(names)}" in batch:
+        names.append(f"inputs_{len(names)}")
+    if not names:
+        fail(_OWNER, "source", "batches with an 'inputs' key (dict batches)", sorted(batch))
+    return tuple(batch[name] for name in names)
+
+
+@contextmanager
+def ordered(dataset: Any) -> Iterator[None]:
+    """Run a ``ray.data.Dataset`` in order (``preserve_order``) without progress bars, then
+    restore its context's settings."""
+    context = dataset.context
+    saved = (context.execution_options.preserve_order, context.enable_progress_bars)
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    try:
+        yield
+    finally:
+        context.execution_options.preserve_order, context.enable_progress_bars = saved
+
+
 def _split(batch: Any, index: int) -> tuple[Any, Any, Any]:
     """``batch`` -> (inputs, labels or None, ids or None)."""
     if isinstance(batch, dict):
-        if "inputs" not in batch:
-            fail(_OWNER, "source", "batches with an 'inputs' key (dict batches)", sorted(batch))
         labels = batch.get("labels", batch.get("targets"))
-        return batch["inputs"], labels, batch.get("ids")
+        return dict_inputs(batch), labels, batch.get("ids")
     if isinstance(batch, Tensor):
         return batch, None, None
     if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
@@ -144,25 +193,19 @@ def iter_batches(
     skip : set of int
         Shards already written.
     """
-    if (
-        isinstance(source, Dataset)
-        and hasattr(source, "__len__")
-        and not isinstance(source, torch.utils.data.IterableDataset)
-    ):
+    if is_map_style(source):
         n = len(source)  # type: ignore[arg-type]
-        for index, start in enumerate(range(0, n, shard_rows)):
+        for index in range(-(-n // shard_rows)):
             if index in skip:
                 yield index, None
                 continue
-            stop = min(start + shard_rows, n)
-            raw = default_collate([source[i] for i in range(start, stop)])
-            yield index, _make_batch(raw, index, start)
+            yield index, read_shard_rows(source, index, shard_rows)
         return
-    if _is_ray_dataset(source):
-        batches: Iterable[Any] = source.iter_torch_batches(batch_size=shard_rows)
-    elif isinstance(source, Iterable):
-        batches = source
-    else:
+    if is_ray_dataset(source):
+        with ordered(source):  # the same rows in the same shards on every run
+            yield from _iter_rows(source.iter_torch_batches(batch_size=shard_rows))
+        return
+    if not isinstance(source, Iterable):
         fail(
             _OWNER,
             "source",
@@ -171,6 +214,10 @@ def iter_batches(
             type_error=True,
         )
         return
+    yield from _iter_rows(source)
+
+
+def _iter_rows(batches: Iterable[Any]) -> Iterator[tuple[int, Batch | None]]:
     next_id = 0
     for index, raw in enumerate(batches):
         batch = _make_batch(raw, index, next_id)

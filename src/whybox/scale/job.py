@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from whybox.core.validation import check_bool, check_int, fail
 
 from . import shards
-from .dataset import Batch, describe_source, iter_batches
+from .dataset import Batch, describe_source, is_map_style, is_ray_dataset, iter_batches
 from .summaries import StreamingSummaries, load_summaries
 
 __all__ = ["ModelFactory", "JobResult", "attribute_dataset"]
@@ -286,6 +286,8 @@ def _prepare_out(out: Path, fingerprint: str, job: dict[str, Any], *, resume: bo
 
 def _shard_count(source: Any, shard_rows: int) -> int | None:
     """Shards the job will have, for the progress bar (``None``: unknown)."""
+    if is_ray_dataset(source):  # len() of a ray.data.Dataset raises: count() it
+        return math.ceil(source.count() / shard_rows)
     try:
         n = len(source)
     except TypeError:
@@ -317,6 +319,7 @@ def attribute_dataset(
     resume: bool = True,
     show_progress: bool = True,
     backend: str = "local",
+    shard_format: str = "npy",
     num_workers: int = 2,
     num_cpus: float = 1,
     num_gpus: float = 0,
@@ -349,9 +352,16 @@ def attribute_dataset(
     show_progress : bool
         A progress bar over shards (needs ``tqdm``).
     backend : {"local", "ray"}
-        ``"ray"`` runs the shards on a pool of Ray actors (the ``whybox[ray]`` extra).
+        ``"ray"`` runs the shards on a pool of Ray actors (the ``whybox[ray]`` extra): a
+        map-style Dataset or a ``ray.data.Dataset`` through ``ray.data`` ``map_batches``
+        (one shard per batch), another iterable read here and sent to the actors; either
+        way the same files as ``"local"``. A local Ray instance is started when none runs.
+    shard_format : {"npy", "parquet"}
+        One ``.npy`` file per field of a shard, or one Parquet file per shard (the
+        ``whybox[parquet]`` extra, pyarrow); :func:`whybox.scale.iter_shards` reads both.
     num_workers, num_cpus, num_gpus
-        Ray only: actors, and the CPUs / GPUs each one reserves.
+        Ray only: actors in the pool (its ``concurrency``), and the CPUs / GPUs each one
+        reserves.
     **method_options
         The method's options, as for :func:`whybox.explain` (``n_steps``, ``baselines``,
         ``layer``, ``seed``, ...).
@@ -366,7 +376,7 @@ def attribute_dataset(
     ValueError
         ``out`` holds a job with other settings (with ``resume=True``), or a bad option.
     ImportError
-        ``backend="ray"`` without Ray installed.
+        ``backend="ray"`` without Ray installed, or Parquet shards without pyarrow.
 
     Notes
     -----
@@ -384,6 +394,10 @@ def attribute_dataset(
     check_int(_OWNER, "shard_rows", shard_rows, minimum=1)
     if backend not in ("local", "ray"):
         fail(_OWNER, "backend", "'local' or 'ray'", backend)
+    if shard_format not in shards.FORMATS:
+        fail(_OWNER, "shard_format", f"one of {shards.FORMATS}", shard_format)
+    if shard_format == "parquet":
+        shards.require_pyarrow()
     is_str_target = isinstance(target, str)
     if is_str_target and target not in _TARGETS:
         fail(_OWNER, "target", f"one of {_TARGETS}, an int, a tuple or None", target)
@@ -406,6 +420,7 @@ def attribute_dataset(
         "target": _describe(target),
         "chunk_size": _describe(chunk_size),
         "shard_rows": shard_rows,
+        "shard_format": shard_format,
         "model": _model_digest(local_model),
         "source": describe_source(source),
         "seeded": seeded,
@@ -419,13 +434,20 @@ def attribute_dataset(
 
     done = _Done(folder, resume)
     total = _shard_count(source, shard_rows)
-    items = _pending(iter_batches(source, shard_rows=shard_rows, skip=done), done)
-    if backend == "ray":
+    if backend == "ray" and (is_map_style(source) or is_ray_dataset(source)):
+        from .ray_backend import run_ray_data
+
+        results = run_ray_data(source, model, worker_args, worker_kwargs, shard_rows=shard_rows,
+                               done=done, num_workers=num_workers, num_cpus=num_cpus,
+                               num_gpus=num_gpus)  # fmt: skip
+    elif backend == "ray":
         from .ray_backend import run_ray
 
+        items = _pending(iter_batches(source, shard_rows=shard_rows, skip=done), done)
         results = run_ray(items, model, worker_args, worker_kwargs, num_workers=num_workers,
                           num_cpus=num_cpus, num_gpus=num_gpus)  # fmt: skip
     else:
+        items = _pending(iter_batches(source, shard_rows=shard_rows, skip=done), done)
         worker = ShardWorker(local_model, *worker_args, **worker_kwargs)
         results = ((index, None if b is None else worker.compute(b)) for index, b in items)
 
@@ -438,7 +460,7 @@ def attribute_dataset(
             if payload is None:  # resumed: read the written shard back, in order
                 payload = shards.read_shard(folder, done.markers[index], mmap=True)
             else:
-                shards.write_shard(folder, index, payload)
+                shards.write_shard(folder, index, payload, shard_format=shard_format)
                 computed += 1
             _summarise(summaries, payload)
             fields.update(payload)

@@ -2,23 +2,42 @@
 
 Each actor holds one :class:`~whybox.scale.job.ShardWorker` (one model, built once from the
 module or :class:`~whybox.scale.job.ModelFactory` it is sent), reserving ``num_cpus`` /
-``num_gpus``. The driver reads the source, keeps at most ``2 * num_workers`` shards in
-flight, and receives the results in shard order, so it writes the same files (and the same
-summaries) as the local backend. A local Ray instance is started when none is running.
-Ray is the optional ``whybox[ray]`` extra, imported only here and only when asked for.
+``num_gpus``, so it computes exactly what the local backend computes. Two paths:
+
+* :func:`run_ray_data` -- a map-style torch ``Dataset`` or a ``ray.data.Dataset``, through
+  ``ray.data``: a dataset whose blocks are the job's shards (a map-style dataset is read by
+  Ray tasks, one task per shard still to compute; a ``ray.data.Dataset`` gets its row
+  numbers by ``zip`` with ``ray.data.range`` and is cut by a strict streaming
+  ``repartition``), then ``map_batches`` with an actor pool (``ActorPoolStrategy(size=
+  num_workers)``), one batch per shard (``batch_size=shard_rows``; the method's own
+  ``chunk_size`` policy splits it for the forward passes). The results come back in order
+  (``preserve_order``) and the driver writes the shards and the summaries, so the files are
+  the local backend's, byte for byte.
+* :func:`run_ray` -- any other iterable (a ``DataLoader``, a generator): it cannot be read by
+  Ray tasks, so the driver reads it and sends each batch to an actor, at most
+  ``2 * num_workers`` in flight, results taken in shard order.
+
+A local Ray instance is started when none is running. Ray is the optional ``whybox[ray]``
+extra (``ray[data]``), imported only here and only when asked for.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from typing import Any
 
 import numpy as np
+import torch
 
-from .dataset import Batch
+from .dataset import Batch, dict_inputs, is_ray_dataset, ordered, read_shard_rows
 
-__all__ = ["require_ray", "run_ray"]
+__all__ = ["require_ray", "start_ray", "run_ray", "run_ray_data"]
+
+_ROW = "_whybox_row"  # the example's position in the job (shard = row // shard_rows)
+_SHARD = "_whybox_shard"
 
 
 def require_ray() -> Any:
@@ -31,6 +50,38 @@ def require_ray() -> Any:
             "(or pip install ray)."
         ) from error
     return ray
+
+
+def start_ray(num_workers: int, num_cpus: float) -> bool:
+    """Connect to Ray: a running instance, else a local one with the CPUs of the actor pool
+    plus one for the reading tasks (no dashboard, worker logs not forwarded).
+
+    Returns
+    -------
+    bool
+        Whether this call started the instance.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    ray.init(
+        num_cpus=max(math.ceil(num_workers * num_cpus), 1) + 1,
+        include_dashboard=False,
+        ignore_reinit_error=True,
+        log_to_driver=False,
+    )
+    return True
+
+
+def _require_ray_data() -> Any:
+    try:
+        import ray.data
+    except ImportError as error:  # ray without its data extra (pandas, pyarrow)
+        raise ImportError(
+            "backend='ray' of attribute_dataset needs Ray Data: pip install 'whybox[ray]' "
+            "(or pip install 'ray[data]')."
+        ) from error
+    return ray.data
 
 
 def run_ray(
@@ -59,15 +110,9 @@ def run_ray(
         Resources each actor reserves.
     """
     ray = require_ray()
+    start_ray(num_workers, num_cpus)
     from .job import ShardWorker
 
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=max(int(num_workers * num_cpus), 1),
-            include_dashboard=False,
-            ignore_reinit_error=True,
-            log_to_driver=False,
-        )
     actor_class = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_Actor)
     model_ref = ray.put(model)
     actors = [
@@ -107,3 +152,258 @@ class _Actor:
 
     def compute(self, batch: Batch) -> dict[str, np.ndarray]:
         return self.worker.compute(batch)
+
+
+# -- the ray.data path ------------------------------------------------------------------
+def _block(batch: Batch, first_row: int) -> dict[str, np.ndarray]:
+    """A shard as a ray.data batch: its inputs, labels, ids and row numbers."""
+    columns: dict[str, np.ndarray] = {}
+    if isinstance(batch.inputs, tuple):
+        for i, tensor in enumerate(batch.inputs):
+            columns[f"inputs_{i}"] = tensor.numpy()
+    else:
+        columns["inputs"] = batch.inputs.numpy()
+    if batch.labels is not None:
+        columns["labels"] = batch.labels.numpy()
+    columns["ids"] = batch.ids.numpy()
+    columns[_ROW] = np.arange(first_row, first_row + batch.rows, dtype=np.int64)
+    return columns
+
+
+def _shard_datasource(source: Any, shard_rows: int, pending: list[int]) -> Any:
+    """A ray.data ``Datasource`` reading one block per pending shard of a map-style
+    dataset (in Ray tasks: the dataset is put in Ray's object store once)."""
+    import ray
+    from ray.data.block import BlockAccessor, BlockMetadata
+    from ray.data.datasource import Datasource, ReadTask
+
+    n = len(source)
+    source_ref = ray.put(source)
+
+    def read(index: int) -> Iterator[Any]:
+        batch = read_shard_rows(ray.get(source_ref), index, shard_rows)
+        yield BlockAccessor.batch_to_block(_block(batch, index * shard_rows))
+
+    class ShardSource(Datasource):
+        def get_read_tasks(self, parallelism: int, **_: Any) -> list[Any]:
+            tasks = []
+            for index in pending:
+                rows = min(shard_rows, n - index * shard_rows)
+                metadata = BlockMetadata(num_rows=rows, size_bytes=None, input_files=None,
+                                         exec_stats=None)  # fmt: skip
+                tasks.append(ReadTask(lambda index=index: read(index), metadata))
+            return tasks
+
+        def estimate_inmemory_data_size(self) -> None:
+            return None
+
+    return ShardSource()
+
+
+def _drop_done(batch: dict[str, np.ndarray], shard_rows: int, done: frozenset[int]) -> Any:
+    keep = ~np.isin(batch[_ROW] // shard_rows, np.fromiter(done, dtype=np.int64))
+    return {name: column[keep] for name, column in batch.items()}
+
+
+def _tensor(column: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(column))  # a writable copy of Ray's read-only column
+
+
+class ShardMapper:
+    """The ``map_batches`` callable class: one :class:`ShardWorker` (one model) per actor.
+
+    Parameters
+    ----------
+    model : nn.Module, callable or ModelFactory
+        Built into the actor's model once, when the actor starts.
+    worker_args, worker_kwargs
+        The :class:`~whybox.scale.job.ShardWorker` arguments after the model.
+    shard_rows, n_rows : int
+        Shard size and the job's examples (to check that a batch is whole shards).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        worker_args: tuple[Any, ...],
+        worker_kwargs: dict[str, Any],
+        shard_rows: int,
+        n_rows: int,
+    ) -> None:
+        from .job import ShardWorker
+
+        self.worker = ShardWorker(model, *worker_args, **worker_kwargs)
+        self.shard_rows, self.n_rows = shard_rows, n_rows
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Attribute every shard of ``batch`` (whole shards: Ray Data's blocks are shards)."""
+        rows = batch[_ROW]
+        parts: list[dict[str, np.ndarray]] = []
+        start = 0
+        while start < len(rows):
+            index = int(rows[start]) // self.shard_rows
+            size = min(self.shard_rows, self.n_rows - index * self.shard_rows)
+            stop = start + size
+            expected = np.arange(index * self.shard_rows, index * self.shard_rows + size)
+            if stop > len(rows) or not np.array_equal(rows[start:stop], expected):
+                raise RuntimeError(
+                    f"whybox: Ray Data handed a batch that is not whole shards (rows "
+                    f"{rows[start]}..{rows[-1]} of {len(rows)}, shard {index} has {size}); "
+                    "please report it."
+                )
+            part = {name: column[start:stop] for name, column in batch.items()}
+            inputs = dict_inputs(part)
+            inputs = (tuple(_tensor(c) for c in inputs) if isinstance(inputs, tuple)
+                      else _tensor(inputs))  # fmt: skip
+            labels = part.get("labels", part.get("targets"))
+            ids = part.get("ids", part[_ROW])
+            shard = Batch(
+                index=index,
+                inputs=inputs,
+                labels=None if labels is None else _tensor(labels).reshape(-1),
+                ids=_tensor(ids).reshape(-1).to(torch.int64),
+            )
+            fields = self.worker.compute(shard)
+            fields[_SHARD] = np.full(size, index, dtype=np.int64)
+            parts.append(fields)
+            start = stop
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def run_ray_data(
+    source: Any,
+    model: Any,
+    worker_args: tuple[Any, ...],
+    worker_kwargs: dict[str, Any],
+    *,
+    shard_rows: int,
+    done: Container[int],
+    num_workers: int,
+    num_cpus: float,
+    num_gpus: float,
+) -> Iterator[tuple[int, dict[str, np.ndarray] | None]]:
+    """``(index, fields)`` for every shard, in order (``None`` for a shard in ``done``).
+
+    Parameters
+    ----------
+    source : map-style torch Dataset or ray.data.Dataset
+        The job's examples (see :mod:`whybox.scale.dataset`).
+    model : nn.Module, callable or ModelFactory
+        Sent to every actor, built there once.
+    worker_args, worker_kwargs
+        The :class:`~whybox.scale.job.ShardWorker` arguments after the model.
+    shard_rows : int
+        Examples per shard.
+    done : container of int
+        Shards already written: not read (map-style) or dropped before the actors.
+    num_workers : int
+        Actors in the pool.
+    num_cpus, num_gpus : float
+        Resources each actor reserves.
+
+    Notes
+    -----
+    When the job fails and it started the local Ray instance, it shuts that instance down.
+    """
+    data = _require_ray_data()
+    started = start_ray(num_workers, num_cpus)
+    try:
+        yield from _run_ray_data(data, source, model, worker_args, worker_kwargs,
+                                 shard_rows=shard_rows, done=done, num_workers=num_workers,
+                                 num_cpus=num_cpus, num_gpus=num_gpus)  # fmt: skip
+    except BaseException:
+        # Ray Data may leave a failed run's actors holding their CPUs (which would starve
+        # the next run's reading tasks): drop the instance when this job started it
+        if started:
+            import ray
+
+            ray.shutdown()
+        raise
+
+
+def _run_ray_data(
+    data: Any,
+    source: Any,
+    model: Any,
+    worker_args: tuple[Any, ...],
+    worker_kwargs: dict[str, Any],
+    *,
+    shard_rows: int,
+    done: Container[int],
+    num_workers: int,
+    num_cpus: float,
+    num_gpus: float,
+) -> Iterator[tuple[int, dict[str, np.ndarray] | None]]:
+    if is_ray_dataset(source):
+        n = source.count()
+    else:
+        n = len(source)
+    total = math.ceil(n / shard_rows)
+    pending = [index for index in range(total) if index not in done]
+    if not pending:
+        yield from ((index, None) for index in range(total))
+        return
+    if is_ray_dataset(source):
+        numbers = data.range(n).rename_columns({"id": _ROW})
+        with warnings.catch_warnings():  # zip is deprecated in newer Ray; exact here, in order
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dataset = source.zip(numbers)  # row numbers, by position (see ordered)
+        skipped = frozenset(range(total)) - frozenset(pending)
+        if skipped:
+            dataset = dataset.map_batches(_drop_done, batch_format="numpy", batch_size=None,
+                                          fn_kwargs={"shard_rows": shard_rows,
+                                                     "done": skipped})  # fmt: skip
+        dataset = dataset.repartition(target_num_rows_per_block=shard_rows, strict=True)
+    else:
+        # one read task and one block per shard (no splitting of blocks for parallelism)
+        dataset = data.read_datasource(_shard_datasource(source, shard_rows, pending),
+                                       override_num_blocks=len(pending))  # fmt: skip
+    mapped = dataset.map_batches(
+        ShardMapper,
+        fn_constructor_args=(model, worker_args, worker_kwargs, shard_rows, n),
+        batch_size=shard_rows,  # a block is a shard: one batch per shard
+        batch_format="numpy",
+        compute=data.ActorPoolStrategy(size=num_workers),
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+    )
+    with ordered(mapped):
+        results = _whole_shards(mapped.iter_batches(batch_size=None, batch_format="numpy"))
+        for index in range(total):
+            if index in done:
+                yield index, None
+                continue
+            got, fields = next(results)
+            if got != index:  # pragma: no cover - preserve_order keeps them in order
+                raise RuntimeError(f"whybox: Ray Data returned shard {got} for {index}.")
+            yield index, fields
+
+
+def _whole_shards(
+    batches: Iterator[dict[str, np.ndarray]],
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Reassemble shards from Ray's output blocks (a big shard may come in several)."""
+    current: int | None = None
+    pieces: list[dict[str, np.ndarray]] = []
+
+    def flush() -> tuple[int, dict[str, np.ndarray]]:
+        fields = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
+        return int(current), fields  # type: ignore[arg-type]
+
+    for batch in batches:
+        shard_of = batch.pop(_SHARD)
+        start = 0
+        while start < len(shard_of):
+            index = int(shard_of[start])
+            others = np.flatnonzero(shard_of[start:] != index)
+            stop = start + int(others[0]) if others.size else len(shard_of)
+            if current is not None and index != current:
+                yield flush()
+                pieces = []
+            current = index
+            pieces.append({name: np.asarray(column[start:stop]) for name, column in batch.items()})
+            start = stop
+    if pieces:
+        yield flush()

@@ -7,6 +7,10 @@ Layout under ``out``::
     shard-00000.ids.npy
     shard-00000.json               the shard's marker: its rows, files, sizes and sha256
 
+or, with ``shard_format="parquet"`` (the ``whybox[parquet]`` extra, pyarrow), one
+``shard-00000.parquet`` file per shard holding every field as a column (a field of more
+than one dimension as an ``arrow.fixed_shape_tensor`` column), next to the same marker.
+
 Every file is written to a hidden temp file in the same folder and moved into place with
 ``os.replace`` (atomic on POSIX), and a shard's marker is written after its data files. A
 shard counts as written only when its marker exists and every file it names has the recorded
@@ -31,6 +35,7 @@ import numpy as np
 
 __all__ = [
     "MANIFEST",
+    "FORMATS",
     "atomic_write_bytes",
     "write_json",
     "read_json",
@@ -40,11 +45,13 @@ __all__ = [
     "valid_shard",
     "iter_shards",
     "read_field",
+    "require_pyarrow",
     "clean_temp_files",
     "remove_shards_from",
 ]
 
 MANIFEST = "manifest.json"
+FORMATS = ("npy", "parquet")
 _TEMP = re.compile(r"^\..+\.tmp-[0-9a-f]+$")
 _SHARD_FILE = re.compile(r"^(shard-\d{5,}\.|summary\.|summaries\.json$)")
 
@@ -93,8 +100,56 @@ def shard_marker(out: Path, index: int) -> Path:
     return out / f"shard-{index:05d}.json"
 
 
-def write_shard(out: Path, index: int, fields: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Write one shard (each field a ``.npy`` file, then the marker), atomically per file.
+def require_pyarrow() -> Any:
+    """Import pyarrow (and ``pyarrow.parquet``), or explain how to install it."""
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            "shard_format='parquet' needs pyarrow: pip install 'whybox[parquet]' "
+            "(or pip install pyarrow)."
+        ) from error
+    return pyarrow
+
+
+def _parquet_bytes(fields: Mapping[str, np.ndarray]) -> bytes:
+    pa = require_pyarrow()
+    import pyarrow.parquet as pq
+
+    columns = {}
+    for name, array in sorted(fields.items()):
+        array = np.ascontiguousarray(array)
+        if array.ndim > 1:
+            columns[name] = pa.FixedShapeTensorArray.from_numpy_ndarray(array)
+        else:
+            columns[name] = pa.array(array)
+    buffer = io.BytesIO()
+    # no timestamps in a Parquet file: equal tables -> equal bytes (for one pyarrow version)
+    pq.write_table(pa.table(columns), buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def _read_parquet(path: Path, fields: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    require_pyarrow()
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    out: dict[str, np.ndarray] = {}
+    for name, info in fields.items():
+        column = table.column(name).combine_chunks()
+        if len(info["shape"]) > 1:
+            array = column.to_numpy_ndarray() if len(column) else np.empty((0,))
+        else:
+            array = column.to_numpy(zero_copy_only=False)
+        out[name] = array.astype(info["dtype"], copy=False).reshape(info["shape"])
+    return out
+
+
+def write_shard(
+    out: Path, index: int, fields: Mapping[str, np.ndarray], *, shard_format: str = "npy"
+) -> dict[str, Any]:
+    """Write one shard (its data files, then the marker), atomically per file.
 
     Parameters
     ----------
@@ -104,21 +159,42 @@ def write_shard(out: Path, index: int, fields: Mapping[str, np.ndarray]) -> dict
         The shard's position in the job (0, 1, ...).
     fields : mapping of str to ndarray
         ``{"attributions": (n, ...), "ids": (n,), ...}``; every array has ``n`` rows.
+    shard_format : {"npy", "parquet"}
+        One ``.npy`` file per field, or one Parquet file for the shard (needs pyarrow).
 
     Returns
     -------
     dict
-        The marker's content: ``index``, ``rows`` and ``files`` (name -> file, bytes, sha256).
+        The marker's content: ``index``, ``rows``, ``files`` (name -> file, bytes, sha256)
+        and, for Parquet, ``format`` and ``fields`` (name -> shape, dtype).
     """
     files: dict[str, dict[str, Any]] = {}
     rows = None
-    for name, array in sorted(fields.items()):
-        data = _npy_bytes(array)
-        file = f"shard-{index:05d}.{name}.npy"
+    for array in fields.values():
+        rows = int(array.shape[0])
+        break
+    marker: dict[str, Any] = {"index": index, "rows": rows or 0, "files": files}
+    if shard_format == "parquet":
+        data = _parquet_bytes(fields)
+        file = f"shard-{index:05d}.parquet"
         atomic_write_bytes(out / file, data)
-        files[name] = {"file": file, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        rows = int(array.shape[0]) if rows is None else rows
-    marker = {"index": index, "rows": rows or 0, "files": files}
+        files["table"] = {
+            "file": file,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        marker["format"] = "parquet"
+        marker["fields"] = {
+            name: {"shape": list(array.shape), "dtype": np.dtype(array.dtype).str}
+            for name, array in sorted(fields.items())
+        }
+    else:
+        for name, array in sorted(fields.items()):
+            data = _npy_bytes(array)
+            file = f"shard-{index:05d}.{name}.npy"
+            atomic_write_bytes(out / file, data)
+            files[name] = {"file": file, "bytes": len(data),
+                           "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
     write_json(shard_marker(out, index), marker)  # last: the shard is whole from here on
     return marker
 
@@ -144,7 +220,10 @@ def valid_shard(out: Path, index: int, *, check_hash: bool = True) -> dict[str, 
 def read_shard(
     out: Path, marker: Mapping[str, Any], *, mmap: bool = False
 ) -> dict[str, np.ndarray]:
-    """The fields of a whole shard, ``{name: (rows, ...) array}``."""
+    """The fields of a whole shard, ``{name: (rows, ...) array}`` (``.npy`` or Parquet;
+    ``mmap`` applies to ``.npy`` shards)."""
+    if marker.get("format") == "parquet":
+        return _read_parquet(out / marker["files"]["table"]["file"], marker["fields"])
     mode = "r" if mmap else None
     return {
         name: np.load(out / entry["file"], mmap_mode=mode, allow_pickle=False)
