@@ -35,7 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from whybox.llm.gradient import TokenLogProbs, token_attributions
+from whybox.core.paths import RULES, path_plan_tensors
+from whybox.llm.gradient import TokenLogProbs, shared_path_attributions, token_attributions
 from whybox.llm.inputs import (
     ImageMaskInput,
     InterpretableInput,
@@ -254,6 +255,16 @@ class LLMGradientAttribution(BaseLLMAttribution):
         A :mod:`whybox.attr` object on the causal LM and its embedding layer, e.g.
         ``LayerIntegratedGradients(model, model.transformer.wte)``.
     tokenizer : the model's tokenizer
+
+    Notes
+    -----
+    Layer IG and gradient x activation with their default baselines run every target
+    token from the same forwards (one per chunk of ``internal_batch_size`` path points,
+    then one backward per target token; :func:`whybox.llm.gradient.
+    shared_path_attributions`), where Captum runs ``n_steps`` forwards per target token.
+    Other options (``baselines``, ``return_convergence_delta``, ``grad_kwargs``,
+    ``attribute_to_layer_input``) and Layer GradientSHAP run the wrapped method with one
+    example per target token.
     """
 
     SUPPORTED_METHODS = (LayerGradientShap, LayerGradientXActivation, LayerIntegratedGradients)
@@ -293,13 +304,14 @@ class LLMGradientAttribution(BaseLLMAttribution):
         method = copy(self.attr_method)
         method.forward_func = game
         rows = inp.to_tensor().to(self.device)
-        if isinstance(method, LayerGradientShap):
+        layer_attr = self._shared_path(method, game, kwargs)
+        if layer_attr is None and isinstance(method, LayerGradientShap):
             # its random draws are per call: one call per token, in Captum's order; its
             # random points between inputs and baselines need real-valued rows
             rows = rows.float()
             parts = [method.attribute(rows, target=t, **kwargs) for t in range(len(tokens))]
             layer_attr = torch.cat([_first(p) for p in parts])
-        else:
+        elif layer_attr is None:
             n = len(tokens)
             layer_attr = _first(
                 method.attribute(rows.expand(n, -1), target=list(range(n)), **kwargs)
@@ -312,6 +324,59 @@ class LLMGradientAttribution(BaseLLMAttribution):
             output_tokens=pretty_tokens(tokens, self.tokenizer),
             inp=inp,
         )
+
+    def _shared_path(
+        self, method: Any, game: TokenLogProbs, kwargs: dict[str, Any]
+    ) -> Tensor | None:
+        """Layer IG / gradient x activation with every target token from the same forwards
+        (:func:`whybox.llm.gradient.shared_path_attributions`), for the options that path
+        covers (default baselines, no delta, the layer's output); ``None`` otherwise."""
+        layer = getattr(method, "layer", None)
+        if not isinstance(layer, torch.nn.Module) or kwargs.get("attribute_to_layer_input"):
+            return None
+        if kwargs.get("grad_kwargs"):
+            return None
+        if isinstance(method, LayerIntegratedGradients):
+            allowed = {"n_steps", "method", "internal_batch_size", "baselines"}
+            allowed |= {"return_convergence_delta", "attribute_to_layer_input", "grad_kwargs"}
+            if set(kwargs) - allowed or kwargs.get("baselines") is not None:
+                return None
+            if kwargs.get("return_convergence_delta"):
+                return None
+            rule, n_steps = kwargs.get("method", "gausslegendre"), kwargs.get("n_steps", 50)
+            if rule not in RULES or not _positive_int(n_steps):
+                return None  # the wrapped method reports it
+            alphas, weights = path_plan_tensors(
+                rule,
+                n_steps,
+                dtype=torch.float32,
+                device=self.device,
+                owner=type(method).__name__,
+            )
+            from_zero = False
+        elif isinstance(method, LayerGradientXActivation):
+            if set(kwargs) - {"attribute_to_layer_input", "grad_kwargs"}:
+                return None
+            alphas = weights = torch.ones(1, device=self.device)
+            from_zero = True
+        else:
+            return None
+        chunk = kwargs.get("internal_batch_size")
+        if chunk is not None and not _positive_int(chunk):
+            return None
+        return shared_path_attributions(
+            game,
+            layer,
+            alphas=alphas,
+            weights=weights,
+            from_zero=from_zero,
+            multiply_by_inputs=method.multiplies_by_inputs,
+            chunk_size="auto" if chunk is None else chunk,
+        )
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _first(value: Any) -> Tensor:

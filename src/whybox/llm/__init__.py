@@ -9,6 +9,9 @@ generated token owes its probability to, optionally against an alternative (cont
   perturbed prompts are batched and share their common prefix's KV cache;
 * :class:`LLMGradient` -- Layer Integrated Gradients, gradient x activation, GradientSHAP
   on the input embeddings, every target token from the same forwards;
+* :class:`LLMAttention` -- attention, attention rollout and gradient-weighted attention
+  of the target positions from one teacher-forced forward, memory-bounded for long
+  prompts (only the needed rows of attention weights are formed, in chunks);
 * :class:`RemoteLLMPerturbation` -- the same over a log-probability API
   (:class:`VLLMProvider`);
 * inputs (:class:`TextTokenInput`, :class:`TextTemplateInput`, :class:`ImageMaskInput`,
@@ -19,6 +22,7 @@ The Captum-compatible classes (``LLMAttribution``, ``LLMGradientAttribution``, .
 :mod:`whybox.attr`.
 """
 
+from .attention import ATTENTION_METHODS, LLMAttention
 from .gradient import LLMGradient
 from .inputs import (
     ImageMaskInput,
@@ -36,6 +40,8 @@ from .tokens import pretty_tokens, word_groups
 __all__ = [
     "LLMPerturbation",
     "LLMGradient",
+    "LLMAttention",
+    "ATTENTION_METHODS",
     "RemoteLLMPerturbation",
     "RemoteLLMProvider",
     "VLLMProvider",
