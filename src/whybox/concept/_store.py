@@ -17,14 +17,28 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["ActivationBatches", "layer_dir", "save_batch", "clear", "batch_files"]
+__all__ = [
+    "AV_DIR_NAME",
+    "ActivationBatches",
+    "batch_files",
+    "clear",
+    "layer_dir",
+    "model_dir",
+    "natural_sorted",
+    "save_batch",
+]
 
 AV_DIR_NAME = "av"
 
 
+def model_dir(path: str, model_id: str) -> str:
+    """The folder holding a model's activations, ``<path>/av/<model_id>/`` (ends in ``/``)."""
+    return "/".join([path, AV_DIR_NAME, model_id, ""])
+
+
 def layer_dir(path: str, model_id: str, identifier: str, layer: str) -> str:
     """The folder holding one concept's activations in one layer."""
-    return os.path.join("/".join([path, AV_DIR_NAME, model_id, ""]), identifier, layer)
+    return os.path.join(model_dir(path, model_id), identifier, layer)
 
 
 def clear(path: str, model_id: str, identifier: str, layer: str) -> None:
@@ -46,10 +60,24 @@ def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split("([0-9]+)", name)]
 
 
+def natural_sorted(names: Sequence[str]) -> list[str]:
+    """``names`` in natural order: digit runs compare as numbers (``a2`` before ``a10``).
+
+    Parameters
+    ----------
+    names : sequence of str
+
+    Returns
+    -------
+    list of str
+    """
+    return sorted(names, key=_natural_key)
+
+
 def batch_files(path: str, model_id: str, identifier: str, layer: str) -> list[str]:
     """The stored batch files in batch order (``2.pt`` before ``10.pt``)."""
     found = glob.glob(os.path.join(layer_dir(path, model_id, identifier, layer), "*.pt"))
-    return sorted(found, key=_natural_key)
+    return natural_sorted(found)
 
 
 class ActivationBatches(Dataset):

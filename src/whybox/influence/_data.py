@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from whybox.attr._assertion_errors import fail_assert
+from whybox.core.validation import describe
 
 __all__ = [
     "GROUP_BYTES",
@@ -239,11 +240,14 @@ def checkpoint_list(checkpoints: Any, *, owner: str) -> list[Any]:
         except TypeError:
             found = []
     if not found:
+        # Captum's words too, for code that matches them
         fail_assert(
             owner,
             "checkpoints",
             "a folder of checkpoint files, a non-empty list of paths or an iterable of checkpoints",
-            checkpoints,
+            f"{describe(checkpoints)} (Invalid checkpoints provided for TracIn class: "
+            f"{checkpoints}!)",
+            raw=True,
         )
     return found
 

@@ -24,6 +24,7 @@ from whybox.core.chunks import ChunkSize
 
 from . import _data
 from ._data import load_flexible_state_dict
+from ._linalg import arnoldi, distill
 from .influence_function import InfluenceFunctionBase, IntermediateQuantitiesInfluenceFunction
 from .tracin import _Progress
 
@@ -123,40 +124,16 @@ class ArnoldiInfluenceFunction(IntermediateQuantitiesInfluenceFunction):
         # Captum's start vector: randn_like of each parameter, in parameter order
         start = torch.cat([torch.randn_like(p).reshape(-1) for p in params.values()])
         store = torch.device("cpu") if projection_on_cpu else self.model_device
-        n = self.arnoldi_dim
-        h = torch.zeros(n + 1, n, dtype=start.dtype, device=store)
-        basis = [(start / start.dot(start).sqrt()).to(store)]
-        k = 0
         desc = "Running Arnoldi Iteration for step"
-        with _Progress(show_progress, n, desc) as bar:
-            for k in range(1, n + 1):
-                v = self._hvp(basis[k - 1].to(self.model_device)).to(store)
-                for i in range(k):  # modified Gram-Schmidt
-                    h[i, k - 1] = basis[i].dot(v)
-                    v = v - h[i, k - 1] * basis[i]
-                h[k, k - 1] = v.dot(v).sqrt()
-                bar.update(1)
-                if h[k, k - 1] < self.arnoldi_tol:
-                    break
-                basis.append(v / h[k, k - 1])
-        basis, h = basis[:k], h[:k, : k - 1]
-        # Captum's distillation: drop the last basis vector, eigen-decompose the square part
-        basis, h = basis[:-1], h[:-1]
-        if not basis:
-            raise ValueError(
-                "ArnoldiInfluenceFunction: the Arnoldi basis is empty; consider increasing "
-                "`arnoldi_dim` or lowering `arnoldi_tol`."
+        with _Progress(show_progress, self.arnoldi_dim, desc) as bar:
+            basis, h = arnoldi(self._hvp, start, self.arnoldi_dim, self.arnoldi_tol, store, bar)
+        try:
+            values, vectors = distill(
+                basis, h, self.projection_dim, self.hessian_reg, self.hessian_inverse_tol
             )
-        values, vectors = _top_eigen_general(
-            h, self.projection_dim, self.hessian_reg, self.hessian_inverse_tol
-        )
-        if vectors.shape[1] == 0:
-            raise ValueError(
-                "ArnoldiInfluenceFunction: the Hessian restricted to the Krylov subspace has "
-                "no eigenvalue above hessian_inverse_tol."
-            )
-        q = torch.stack(basis, dim=1)  # (P, m)
-        return (q @ vectors) * values.rsqrt().unsqueeze(0)
+        except ValueError as error:
+            raise ValueError(f"ArnoldiInfluenceFunction: {error}") from None
+        return vectors * values.rsqrt().unsqueeze(0)
 
     def compute_intermediate_quantities(  # type: ignore[override]
         self,
@@ -185,20 +162,3 @@ class ArnoldiInfluenceFunction(IntermediateQuantitiesInfluenceFunction):
         return self._embeddings(
             inputs_dataset, project, aggregate, show_progress, return_on_cpu, test
         )
-
-
-def _top_eigen_general(h: Tensor, k: int | None, reg: float, tol: float) -> tuple[Tensor, Tensor]:
-    """Captum's ``_top_eigen`` on the (nearly symmetric) Arnoldi matrix: the general
-    eigen-decomposition's real parts, ascending, above ``tol``, the top ``k``, signs made so
-    each eigenvector sums positive."""
-    h = h + torch.eye(len(h), dtype=h.dtype, device=h.device) * reg
-    values, vectors = torch.linalg.eig(h)
-    values, vectors = values.real, vectors.real
-    order = torch.argsort(values)
-    values, vectors = values[order], vectors[:, order]
-    keep = values > tol
-    values, vectors = values[keep], vectors[:, keep]
-    if k is not None:
-        values, vectors = values[-k:], vectors[:, -k:]
-    vectors = vectors * (2.0 * (vectors.sum(dim=0) > 0) - 1.0).unsqueeze(0)
-    return values, vectors

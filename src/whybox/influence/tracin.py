@@ -45,12 +45,12 @@ __all__ = ["TracInCPBase", "TracInCP"]
 class _Progress:
     """A tqdm bar when asked for, else nothing."""
 
-    def __init__(self, enabled: bool, total: int | None, desc: str) -> None:
+    def __init__(self, enabled: bool, total: int | None, desc: str, **options: Any) -> None:
         self.bar = None
         if enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc)
+            self.bar = tqdm(total=total, desc=desc, **options)
 
     def update(self, n: int = 1) -> None:
         if self.bar is not None:
@@ -62,6 +62,23 @@ class _Progress:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class _Ticking:
+    """An iterable of batches that advances ``bar`` by one per batch read (its length is
+    the wrapped iterable's, when it has one)."""
+
+    def __init__(self, batches: Iterable[Any], bar: _Progress) -> None:
+        self.batches = batches
+        self.bar = bar
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.batches:
+            yield batch
+            self.bar.update(1)
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
 
 
 class TracInCPBase(DataInfluence):
@@ -160,22 +177,37 @@ class TracInCPBase(DataInfluence):
             inputs if inputs is not None else self.train_dataloader, owner=type(self).__name__
         )
         total = _data.count_batches(batches)
-        desc = f"Using {self.get_name()} to compute self influence. Processing batch"
+        # Captum's bars: by checkpoints, an outer bar over checkpoints and one bar over the
+        # batches per checkpoint; otherwise one bar over the batches
+        what = f"Using {self.get_name()} to compute self influence."
+        if outer_loop_by_checkpoints:
+            scores = None
+            with _Progress(
+                show_progress,
+                len(self.checkpoints),
+                f"{what} Processing checkpoint",
+                mininterval=0.0,
+            ) as outer:
+                for checkpoint in self.checkpoints:
+                    lr = self._load(checkpoint)
+                    with _Progress(show_progress, total, f"{what} Processing batch") as inner:
+                        norms = squared_norms(_Ticking(batches, inner)) * lr
+                    scores = norms if scores is None else scores + norms
+                    outer.update(1)
+            if scores is None:  # pragma: no cover - there is always a checkpoint
+                raise RuntimeError("no checkpoint was visited")
+            return scores
         out = []
-        with _Progress(
-            show_progress, None if total is None else total * len(self.checkpoints), desc
-        ) as bar:
-            for group, checkpoints in self._visit(
-                batches, outer_loop_by_checkpoints=outer_loop_by_checkpoints
-            ):
+        with _Progress(show_progress, total, f"{what} Processing batch") as bar:
+            for group, checkpoints in self._visit(batches):
                 block = None
                 for _, lr in checkpoints:
                     norms = squared_norms(group) * lr
                     block = norms if block is None else block + norms
-                    bar.update(_data.count_batches(group) or 0)
                 if block is None:  # pragma: no cover - a group always has checkpoints
                     raise RuntimeError("no checkpoint was visited")
                 out.append(block)
+                bar.update(_data.count_batches(group) or 0)
         return torch.cat(out)
 
     def _load(self, checkpoint: Any) -> float:
@@ -184,22 +216,15 @@ class TracInCPBase(DataInfluence):
         return float(self.checkpoints_load_func(self.model, checkpoint))
 
     def _visit(
-        self, batches: Iterable[Any], *, outer_loop_by_checkpoints: bool = False
+        self, batches: Iterable[Any]
     ) -> Iterator[tuple[list[Any] | Iterable[Any], Iterator[tuple[Any, float]]]]:
         """``(group, checkpoints)`` pairs: the data in memory-bounded groups, and for each
-        group every checkpoint loaded once (``(checkpoint, learning rate)``).
-
-        ``outer_loop_by_checkpoints``: one group holding the iterable itself, which is then
-        read once per checkpoint (nothing held; it must give the same batches each time).
-        """
+        group every checkpoint loaded once (``(checkpoint, learning rate)``)."""
 
         def loaded() -> Iterator[tuple[Any, float]]:
             for checkpoint in self.checkpoints:
                 yield checkpoint, self._load(checkpoint)
 
-        if outer_loop_by_checkpoints:
-            yield batches, loaded()
-            return
         for group in _data.groups(batches):
             yield group, loaded()
 
@@ -341,7 +366,8 @@ class TracInCP(TracInCPBase):
             fail_assert(
                 type(self).__name__,
                 "inputs",
-                "a batch or a DataLoader (use self_influence for self influence scores)",
+                "a batch or a DataLoader: the `inputs` argument is required (use self_influence "
+                "for self influence scores)",
                 None,
             )
         if k is None:

@@ -103,8 +103,13 @@ class TracInCPFast(TracInCPBase):
             try:
                 layer = self.model.get_submodule(layer)
             except AttributeError:
+                # Captum's words too, for code that matches them
                 fail_assert(
-                    type(self).__name__, "final_fc_layer", "a layer name of the model", layer
+                    type(self).__name__,
+                    "final_fc_layer",
+                    "a layer name of the model",
+                    f'{layer!r} (Invalid final_fc_layer str: "{layer}" provided!)',
+                    raw=True,
                 )
         if not isinstance(layer, Module):
             fail_assert(type(self).__name__, "final_fc_layer", "an nn.Module or its name", layer)
@@ -172,7 +177,8 @@ class TracInCPFast(TracInCPBase):
             fail_assert(
                 type(self).__name__,
                 "inputs",
-                "a batch or a DataLoader (use self_influence for self influence scores)",
+                "a batch or a DataLoader: the `inputs` argument is required (use self_influence "
+                "for self influence scores)",
                 None,
             )
         if k is None:
@@ -382,7 +388,12 @@ class TracInCPFastRandProj(TracInCPFast):
         Tensor ``(Q, N)`` or KMostInfluentialResults with ``(Q, k)`` tensors.
         """
         if inputs is None:
-            fail_assert(type(self).__name__, "inputs", "a batch or a DataLoader", None)
+            fail_assert(
+                type(self).__name__,
+                "inputs",
+                "a batch or a DataLoader: the `inputs` argument is required",
+                None,
+            )
         if k is None:
             return self._influence(inputs)
         return self._get_k_most_influential(inputs, k, proponents)

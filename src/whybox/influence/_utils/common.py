@@ -1,5 +1,21 @@
-"""Alias of Captum 0.9's ``captum.influence._utils.common``: its public names, as whybox objects."""
+"""Alias of Captum 0.9's ``captum.influence._utils.common``: its public names, as whybox
+objects, and the private helpers Captum-style code (and Captum's tests) import from it,
+implemented by :mod:`whybox.influence._linalg` under Captum's underscore names."""
 
+from whybox.influence._linalg import custom_functional_call as _custom_functional_call
+from whybox.influence._linalg import eig_sorted as _eig_helper
+from whybox.influence._linalg import flatten_params as _flatten_params
+from whybox.influence._linalg import functional_call as _functional_call
+from whybox.influence._linalg import top_eigen_general as _top_eigen
+from whybox.influence._linalg import unflatten_params_factory as _unflatten_params_factory
 from whybox.influence.base import KMostInfluentialResults
 
-__all__ = ["KMostInfluentialResults"]
+__all__ = [
+    "KMostInfluentialResults",
+    "_custom_functional_call",
+    "_eig_helper",
+    "_flatten_params",
+    "_functional_call",
+    "_top_eigen",
+    "_unflatten_params_factory",
+]
