@@ -1,74 +1,178 @@
-"""Sweep whybox's chunk size (rows per forward+backward) to check the ``"auto"`` choice.
+"""Check the automatic chunk (``chunk_size="auto"``) against every fixed chunk size.
 
-    .venv/bin/python benchmarks/chunks.py [--workloads cnn32 ...] [--n-steps 50]
+    .venv/bin/python benchmarks/chunks.py [--workloads cnn32 ...] [--methods ig ...]
 
-Times native ``IntegratedGradients`` (every row goes through the chunked evaluator) at a
-range of fixed chunk sizes and at ``"auto"``, and prints seconds per 1000 rows; the
-evidence behind ``_AUTO_BYTES`` / ``_AUTO_MIN_ROWS`` / ``_AUTO_MAX_ROWS`` in
-``whybox/core/chunks.py``.
+For each workload and method (native ``IntegratedGradients``: forward + backward;
+``FeatureAblation`` with 64 feature groups: forward only) this times a sweep of fixed chunk
+sizes (rows per forward), ``"auto"`` with its throughput probe (after a few warm-up calls,
+so the probe has settled and its choice is cached, as in a long-running process) and
+``"auto"`` with the probe off (the byte-sized choice alone), interleaved, and prints one
+table: the best fixed chunk, the chunk the probe chose (the most common rows per forward
+of an automatic call), and each automatic time over the best fixed one (goal: auto/best
+<= 1.1). ``first/best`` is one automatic call that probes from scratch (the model warm),
+the probe's one-off cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
-from _harness import configure_threads, interleaved_times, set_clock
-from models import WORKLOADS, build_workload
-from whybox.core.call import prepare_call
-from whybox.methods import IntegratedGradients
+import torch
 
-SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+from _harness import CLOCKS, configure_threads, interleaved_times, set_clock
+from models import WORKLOADS, Workload, build_workload
+from perturbation import MidCNN
+from whybox.core import chunks
+from whybox.methods import FeatureAblation, IntegratedGradients
+
+SIZES = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+METHODS = ("ig", "feature_ablation")
+GOAL = 1.1
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS))
-    parser.add_argument("--n-steps", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    args = parser.parse_args(argv)
-    configure_threads(args.threads)
-    set_clock(args.clock)
-    for name in args.workloads or list(WORKLOADS):
-        workload = build_workload(name)
-        total = workload.batch * args.n_steps
-        auto = prepare_call("chunks", workload.model, workload.inputs).chunk_rows
-        method = IntegratedGradients(workload.model)
-        sizes = [s for s in SIZES if s < total] + [total]
+def _workload(name: str, method: str) -> Workload:
+    """The benchmark workload; perturbation cases explain one image (as in the issue)."""
+    if name == "cnn128":
+        torch.manual_seed(0)
+        model = MidCNN().eval()
+        generator = torch.Generator().manual_seed(1)
+        inputs = torch.randn((1, 3, 128, 128), generator=generator)
+        with torch.no_grad():
+            target = model(inputs).argmax(dim=1)
+        return Workload(name, model, inputs, target, 0.1 * inputs, inputs)
+    image = len(WORKLOADS[name][1]) == 3
+    return build_workload(name, batch=1 if image and method != "ig" else None)
 
-        def call(chunk, w=workload, method=method):
-            return lambda: method.attribute(
-                w.inputs,
-                baselines=w.baseline,
-                target=w.target,
-                n_steps=args.n_steps,
+
+def _runner(method: str, workload: Workload, n_steps: int) -> tuple[Callable, int]:
+    """``run(chunk_size)`` for one attribution call, and the rows it evaluates."""
+    inputs, target = workload.inputs, workload.target
+    if method == "ig":
+        ig = IntegratedGradients(workload.model)
+
+        def run_ig(chunk: Any) -> Any:
+            return ig.attribute(
+                inputs,
+                baselines=workload.baseline,
+                target=target,
+                n_steps=n_steps,
                 chunk_size=chunk,
                 return_delta=False,
             )
 
-        calls = {str(size): call(size) for size in sizes}
-        times, _ = interleaved_times(
-            calls, repeats=args.repeats, min_repeats=3, budget_s=60.0, device="cpu"
-        )
-        medians = {key: statistics.median(values) for key, values in times.items()}
-        best = min(medians, key=medians.get)
-        print(f"{workload.describe()}; {total} rows; auto = {auto} rows")
+        return run_ig, workload.batch * n_steps
+    mask = None
+    groups = workload.example_shape[-1]
+    if inputs.dim() == 4:  # 64 square groups of pixels, shared by the channels
+        h, w = inputs.shape[-2:]
+        cell_h, cell_w = h // 8, w // 8
+        rows = torch.arange(h) // cell_h
+        cols = torch.arange(w) // cell_w
+        mask = (rows[:, None] * 8 + cols[None, :]).view(1, 1, h, w)
+        groups = 64
+    ablation = FeatureAblation(workload.model)
+
+    def run_ablation(chunk: Any) -> Any:
+        return ablation.attribute(inputs, target=target, feature_mask=mask, chunk_size=chunk)
+
+    return run_ablation, workload.batch * (groups + 1)
+
+
+def _chosen_rows(model: torch.nn.Module, call: Callable[[], Any]) -> int:
+    """The most common rows per forward of ``call``."""
+    seen: list[int] = []
+    hook = model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    try:
+        call()
+    finally:
+        hook.remove()
+    return Counter(seen).most_common(1)[0][0]
+
+
+def _without_probe(run: Callable[[Any], Any]) -> Callable[[], Any]:
+    def call() -> Any:
+        chunks.set_probe(False)
+        try:
+            return run("auto")
+        finally:
+            chunks.set_probe(None)
+
+    return call
+
+
+def _case(name: str, method: str, args: argparse.Namespace) -> tuple[str, float]:
+    """One table row for ``method`` on workload ``name``, and auto's time over the best."""
+    workload = _workload(name, method)
+    run, total = _runner(method, workload, args.n_steps)
+    run(8)  # warm the model up before the one-off probe timing
+    chunks.clear_probe_cache()
+    clock = CLOCKS[args.clock]
+    began = clock()
+    run("auto")  # probes from scratch
+    first = clock() - began
+    for _ in range(4):  # the probe may need a few calls to time every candidate
+        run("auto")
+    auto_rows = _chosen_rows(workload.model, lambda: run("auto"))
+    off = _without_probe(run)
+    bytes_rows = _chosen_rows(workload.model, off)
+    sizes = [s for s in SIZES if s < total] + [total]
+    calls: dict[str, Callable[[], Any]] = {
+        str(size): (lambda size=size: run(size)) for size in sizes
+    }
+    calls["auto"] = lambda: run("auto")
+    calls["bytes"] = off
+    times, _ = interleaved_times(
+        calls, repeats=args.repeats, min_repeats=3, budget_s=args.budget, device="cpu"
+    )
+    medians = {key: statistics.median(values) for key, values in times.items()}
+    fixed = {key: medians[key] for key in map(str, sizes)}
+    best = min(fixed, key=fixed.__getitem__)
+    ratio = medians["auto"] / fixed[best]
+    if args.verbose:
+        print(workload.describe(), method)
         for key, seconds in medians.items():
-            marks = (" best" if key == best else "") + (" auto" if int(key) == auto else "")
-            print(f"  {key:>6} rows/chunk: {1000 * seconds / total:8.4f} s per 1000 rows{marks}")
-        if auto not in sizes:
-            auto_s = statistics.median(
-                interleaved_times(
-                    {"auto": call("auto")},
-                    repeats=args.repeats,
-                    min_repeats=3,
-                    budget_s=30.0,
-                    device="cpu",
-                )[0]["auto"]
-            )
-            print(f"  {'auto':>6} ({auto}): {1000 * auto_s / total:8.4f} s per 1000 rows")
+            print(f"  {key:>6}: {seconds:.4f} s{' best' if key == best else ''}")
+    mark = "**" if ratio > GOAL else ""
+    line = (
+        f"| {name} | {method} | {total} | {best} | {fixed[best]:.4f} | {auto_rows} | "
+        f"{mark}{ratio:.2f}{mark} | {bytes_rows} | {medians['bytes'] / fixed[best]:.2f} | "
+        f"{first / fixed[best]:.2f} |"
+    )
+    return line, ratio
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", nargs="+", choices=sorted([*WORKLOADS, "cnn128"]))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--n-steps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=10.0, help="seconds per case")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--verbose", action="store_true", help="print every fixed chunk's time")
+    args = parser.parse_args(argv)
+    configure_threads(args.threads)
+    set_clock(args.clock)
+    chunks.set_probe(True)
+    lines = [
+        "| workload | method | rows | best fixed | s | auto choice | auto/best | "
+        "bytes-only choice | bytes/best | first/best |",
+        "|" + "---|" * 10,
+    ]
+    misses = []
+    for name in args.workloads or [*WORKLOADS, "cnn128"]:
+        for method in args.methods:
+            line, ratio = _case(name, method, args)
+            lines.append(line)
+            if ratio > GOAL:
+                misses.append(f"{name}/{method}: auto {ratio:.2f}x the best fixed chunk")
+    print("\n".join(lines))
+    print(f"\nGoal: auto/best <= {GOAL}. " + ("Misses: " + "; ".join(misses) if misses else ""))
 
 
 if __name__ == "__main__":

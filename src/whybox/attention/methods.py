@@ -195,6 +195,7 @@ class _AttentionMethod(Method):
             build=build,
             consume=consume,
             chunk_rows=chunk_rows,
+            auto=call.chunk_auto,
             grad=grad,
             tap=tap if grad else None,
             progress=call.progress,

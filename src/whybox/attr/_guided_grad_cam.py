@@ -11,6 +11,7 @@ from torch import nn
 
 from whybox import methods as native
 from whybox.core.result import Explanation
+from whybox.methods.guided_grad_cam import INTERPOLATE_MODES
 
 from ._adapter import LAYER, Call, Spec, check, run
 from ._base import GradientAttribution
@@ -20,10 +21,22 @@ from ._layer import LayerGradCam
 __all__ = ["GuidedGradCam"]
 
 
+def _known_mode(mode: Any) -> bool:
+    return isinstance(mode, str) and mode in INTERPOLATE_MODES
+
+
+def _mode_to_run(mode: Any, call: Call) -> Any:
+    """The mode the native method runs with: an ``F.interpolate`` mode as it is; for any
+    other value the attributions are computed with ``"nearest"`` and then dropped by
+    :func:`_empty_where_unresized`, as Captum computes and then fails to interpolate."""
+    return mode if _known_mode(mode) else "nearest"
+
+
 def _empty_where_unresized(result: Explanation, call: Call) -> Any:
     """Captum's convention: an input the map could not be resized to gets an empty tensor,
     with a warning each (the native method, asked for ``unresizable="none"``, gives
-    ``None``)."""
+    ``None``). An ``interpolate_mode`` that ``F.interpolate`` does not know resizes no
+    input: every input gets an empty tensor, and the warning names the mode."""
     values = result.attributions
     many = isinstance(values, (tuple, list))
     items = (
@@ -31,10 +44,17 @@ def _empty_where_unresized(result: Explanation, call: Call) -> Any:
         if isinstance(values, Mapping)
         else dict(enumerate(values if many else [values]))
     )
-    for key in [key for key, value in items.items() if value is None]:
+    mode = call.arguments.get("interpolate_mode", "nearest")
+    unknown = not _known_mode(mode)
+    for key in [key for key, value in items.items() if value is None or unknown]:
+        reason = (
+            f" (interpolate_mode={mode!r} is not one of {sorted(INTERPOLATE_MODES)})"
+            if unknown
+            else ""
+        )
         warnings.warn(
             "Couldn't appropriately interpolate GradCAM attributions for some input "
-            "tensors, returning empty tensor for corresponding attributions.",
+            f"tensors, returning empty tensor for corresponding attributions{reason}.",
             UserWarning,
             stacklevel=4,  # the user's call: here, run, attribute
         )
@@ -49,12 +69,17 @@ class GuidedGradCam(GradientAttribution):
     ``layer`` (ReLU applied), upsampled to each input's spatial size.
 
     Inputs whose shape the map cannot be resized to get an empty tensor and a warning, as in
-    Captum. An ``interpolate_mode`` that ``F.interpolate`` does not know is a clear error
-    (Captum warns and returns empty tensors for every input).
+    Captum; so does every input for an ``interpolate_mode`` that ``F.interpolate`` does not
+    know (Captum's behaviour; the warning names the mode). The native
+    :class:`whybox.methods.GuidedGradCam` raises a clear error for both.
     """
 
     _spec = Spec(
-        native.GuidedGradCam, fixed={"unresizable": "none"}, returns=_empty_where_unresized, **LAYER
+        native.GuidedGradCam,
+        renames={"interpolate_mode": ("interpolate_mode", _mode_to_run)},
+        fixed={"unresizable": "none"},
+        returns=_empty_where_unresized,
+        **LAYER,
     )
 
     def __init__(

@@ -69,7 +69,11 @@ def prepare_call(
     check_bool(owner, "show_progress", show_progress)
     target_ = prepare_target(target, prepared.batch_size, owner=owner)
     extra = prepare_forward_args(forward_args, prepared.batch_size)
-    evaluator = Evaluator(forward_func, prepared.structure, extra, target_, owner=owner)
+    # the chunk probe's key: one row's shapes, dtypes and device
+    signature = tuple((tuple(t.shape[1:]), t.dtype, t.device) for t in prepared.tensors)
+    evaluator = Evaluator(
+        forward_func, prepared.structure, extra, target_, owner=owner, signature=signature
+    )
     chunk_rows = resolve_chunk_rows(chunk_size, prepared.tensors, owner=owner)
     chunk_auto = is_auto(chunk_size)
     return Call(owner, prepared, target_, extra, evaluator, chunk_rows, show_progress, chunk_auto)
@@ -123,7 +127,12 @@ def rows_outputs(call: Call, rows: Sequence[Tensor], example_index: Tensor) -> T
         parts.append(selected)
 
     evaluate(
-        call.evaluator, n_items=n_rows, build=build, consume=consume, chunk_rows=call.chunk_rows
+        call.evaluator,
+        n_items=n_rows,
+        build=build,
+        consume=consume,
+        chunk_rows=call.chunk_rows,
+        auto=call.chunk_auto,
     )
     if len(parts) == 1:
         return parts[0]

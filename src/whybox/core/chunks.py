@@ -9,21 +9,43 @@ by the facade. Chunking never changes results, only speed and memory.
 * :func:`counting` re-sizes an automatic chunk when each row carries more than the model's
   inputs (a layer path point beside token ids);
 * :func:`whole_groups` rounds a chunk down to whole groups of rows (all examples of a path
-  step), so rows can be built by broadcasting.
+  step), so rows can be built by broadcasting;
+* :class:`ChunkPlan` refines an automatic chunk by measured throughput: the first chunks of
+  a real evaluation are timed at a few candidate sizes under a memory bound
+  (:func:`probe_bound`), the fastest is used for the rest and remembered per model and row
+  signature for the process (:func:`set_probe` / ``WHYBOX_CHUNK_PROBE=0`` turn it off).
+  A chunk size the caller fixed is never probed.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
-from typing import Literal
+import os
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from .validation import fail
 
-__all__ = ["ChunkSize", "auto_chunk_rows", "resolve_chunk_rows", "counting", "whole_groups"]
+__all__ = [
+    "ChunkSize",
+    "ChunkPlan",
+    "auto_chunk_rows",
+    "resolve_chunk_rows",
+    "counting",
+    "whole_groups",
+    "set_probe",
+    "probe_enabled",
+    "probe_bound",
+    "probe_records",
+    "clear_probe_cache",
+]
 
 ChunkSize = int | Literal["auto"] | None
 
@@ -35,7 +57,20 @@ _AUTO_MAX_ROWS = {"cpu": 4096, "other": 65536}
 
 
 def auto_chunk_rows(example_bytes: int, device: torch.device) -> int:
-    """Rows per forward chosen for throughput under a memory bound."""
+    """Rows per forward sized by the bytes of one row (before any throughput probe).
+
+    Parameters
+    ----------
+    example_bytes
+        Input bytes of one row.
+    device
+        Where the rows live.
+
+    Returns
+    -------
+    int
+        About ``_AUTO_BYTES`` of input per chunk, within ``[_AUTO_MIN_ROWS, _AUTO_MAX_ROWS]``.
+    """
     key = "cpu" if device.type == "cpu" else "other"
     rows = _AUTO_BYTES[key] // max(example_bytes, 1)
     return int(min(max(rows, _AUTO_MIN_ROWS), _AUTO_MAX_ROWS[key]))
@@ -78,3 +113,248 @@ def whole_groups(chunk_rows: int, group: int) -> int:
     if group == 0:
         return chunk_rows  # an empty batch: one empty chunk
     return chunk_rows - chunk_rows % group if chunk_rows >= group else chunk_rows
+
+
+# -- the throughput probe -----------------------------------------------------------------
+#: rows per chunk the probe may time (x4 apart), besides the byte-sized automatic chunk
+_PROBE_ROWS = (8, 32, 128, 512, 2048, 8192, 32768)
+#: timed chunks per candidate before it counts; the best one counts (the first chunk at a
+#: new shape pays warm-up, other processes only ever add time)
+_PROBE_SAMPLES = 2
+#: candidates stay within this factor of the byte-sized chunk either way: it is rarely far
+#: off (benchmarks/chunks.py), and every candidate timed is a chunk at a possibly slow size
+_PROBE_SPAN = 4
+#: the memory bound: at most this many times the byte-sized automatic chunk...
+_PROBE_GROWTH = 16
+#: ...and at most this many input bytes per chunk (never below the automatic chunk)
+_PROBE_BYTES = {"cpu": 64 * 2**20, "other": 2**30}
+_PROBE_ENV = "WHYBOX_CHUNK_PROBE"
+
+_probe_setting: bool | None = None  # None: the environment decides
+_lock = threading.Lock()
+
+
+@dataclass
+class _Measured:
+    """Per candidate (items per chunk): best seconds per item and timed chunks so far."""
+
+    seconds: dict[int, float] = field(default_factory=dict)
+    samples: dict[int, int] = field(default_factory=dict)
+    bound_items: int | None = None  # the memory bound, once one chunk's bytes are known
+
+    def add(self, items: int, seconds_per_item: float) -> None:
+        self.seconds[items] = min(self.seconds.get(items, math.inf), seconds_per_item)
+        self.samples[items] = self.samples.get(items, 0) + 1
+
+    def settled(self) -> dict[int, float]:
+        """Candidates timed often enough to be compared: items -> seconds per item."""
+        return {k: v for k, v in self.seconds.items() if self.samples[k] >= _PROBE_SAMPLES}
+
+
+#: forward function (or a bound method's object) -> key -> measurements; the entries go
+#: when the model does
+_cache: weakref.WeakKeyDictionary[Any, dict[Hashable, _Measured]] = weakref.WeakKeyDictionary()
+
+
+def set_probe(enabled: bool | None) -> None:
+    """Turn the throughput probe of automatic chunks on or off for the process.
+
+    Parameters
+    ----------
+    enabled
+        ``False``: automatic chunks keep the byte-sized choice (reproducible timing);
+        ``True``: probe; ``None``: follow the environment variable ``WHYBOX_CHUNK_PROBE``
+        (``0`` / ``false`` / ``off`` / ``no`` turn it off; on by default).
+    """
+    global _probe_setting
+    _probe_setting = None if enabled is None else bool(enabled)
+
+
+def probe_enabled() -> bool:
+    """Whether automatic chunks are probed for throughput (see :func:`set_probe`)."""
+    if _probe_setting is not None:
+        return _probe_setting
+    return os.environ.get(_PROBE_ENV, "1").strip().lower() not in {"0", "false", "off", "no"}
+
+
+def clear_probe_cache() -> None:
+    """Forget every probe measurement (the next automatic evaluation probes again)."""
+    with _lock:
+        _cache.clear()
+
+
+def probe_bound(default_rows: int, row_bytes: int, device: torch.device) -> int:
+    """The most rows per chunk the probe may use: its memory bound.
+
+    Parameters
+    ----------
+    default_rows
+        The byte-sized automatic chunk (after :func:`counting` / :func:`whole_groups`).
+    row_bytes
+        Input bytes of one row as built.
+    device
+        Where the rows live.
+
+    Returns
+    -------
+    int
+        At most ``_PROBE_GROWTH`` times ``default_rows`` and at most ``_PROBE_BYTES`` of
+        input per chunk, but never below ``default_rows``. When ``default_rows`` is well
+        below what ``row_bytes`` alone gives, the caller counted more than the rows' inputs
+        (a layer path's values beside token ids, see :func:`counting`): their bytes say
+        nothing of a chunk's memory, and the bound is ``default_rows``.
+    """
+    if 2 * default_rows < auto_chunk_rows(row_bytes, device):
+        return default_rows
+    kind = "cpu" if device.type == "cpu" else "other"
+    by_bytes = _PROBE_BYTES[kind] // max(row_bytes, 1)
+    return max(default_rows, min(default_rows * _PROBE_GROWTH, by_bytes))
+
+
+def probe_records(forward_func: Callable[..., Any]) -> dict[Hashable, dict[int, float]]:
+    """A copy of the probe's comparable measurements for ``forward_func``.
+
+    Returns
+    -------
+    dict
+        Key (as given by the evaluation) -> items per chunk -> best seconds per item, for
+        the candidates timed often enough to be compared.
+    """
+    owner, method = _owner_of(forward_func)
+    with _lock:
+        try:
+            entries = dict(_cache.get(owner, {}))
+        except TypeError:
+            return {}
+        return {key[1]: m.settled() for key, m in entries.items() if key[0] is method}
+
+
+def _owner_of(func: Callable[..., Any]) -> tuple[Any, Any]:
+    """What the cache holds weakly for ``func`` (a bound method is made anew on every
+    attribute access, its object is not), and what tells an owner's methods apart."""
+    if inspect.ismethod(func):
+        return func.__self__, func.__func__
+    return func, None
+
+
+def _measurements(forward_func: Callable[..., Any], key: Hashable) -> _Measured:
+    owner, method = _owner_of(forward_func)
+    with _lock:
+        try:
+            entries = _cache.setdefault(owner, {})
+        except TypeError:  # not weakly referable or not hashable: this evaluation only
+            return _Measured()
+        return entries.setdefault((method, key), _Measured())
+
+
+class ChunkPlan:
+    """Items per chunk for one evaluation, probed for throughput when the chunk is automatic.
+
+    Without a probe every chunk has ``items`` items. With one, the evaluation's first chunks
+    are timed at a few candidate sizes (in turn, smallest first, each ``_PROBE_SAMPLES``
+    times, under the memory bound :func:`probe_bound`) and the rest use the candidate that
+    was fastest per item. Probe chunks are real chunks of the evaluation, so no work is wasted and results do not
+    change (chunking never does). Measurements are kept per forward function and ``key``
+    for the process: later evaluations with that key skip the probe (one that has too few
+    items to time a candidate leaves it to a later one). A plan is private to its
+    evaluation; the shared measurements are behind a lock.
+
+    Parameters
+    ----------
+    items
+        Items per chunk of the byte-sized automatic chunk (the choice without a probe).
+    forward_func
+        The model, or ``None``: no probe (a chunk size the caller fixed).
+    key
+        What else the speed depends on (row shapes, dtype, device, grad, tap...).
+    n_items
+        Items in the evaluation; an automatic chunk that holds them all is kept (one
+        forward), so callers whose rows must share a forward stay correct.
+    rows_per_item
+        Rows per item: candidates are whole items.
+    group
+        Items per group: with ``group > 1`` candidates are whole groups (e.g. all examples
+        of a path step, built by broadcasting).
+    """
+
+    def __init__(
+        self,
+        items: int,
+        *,
+        forward_func: Callable[..., Any] | None = None,
+        key: Hashable = None,
+        n_items: int = 0,
+        rows_per_item: int = 1,
+        group: int = 1,
+    ) -> None:
+        self.items = items
+        #: whether the caller should time the next chunk and :meth:`record` it
+        self.timing = False
+        self._default = items
+        self._rows_per_item = rows_per_item
+        self._candidates: list[int] = []
+        self._measured: _Measured | None = None
+        if forward_func is None or n_items <= items or not probe_enabled():
+            return
+        self._measured = _measurements(forward_func, key)
+        bound = self._measured.bound_items or items * _PROBE_GROWTH
+        sizes = {items}
+        for rows in _PROBE_ROWS:
+            candidate = rows // rows_per_item
+            if group > 1:
+                if candidate < group:
+                    continue
+                candidate -= candidate % group
+            near = items / _PROBE_SPAN <= candidate <= items * _PROBE_SPAN
+            if near and 1 <= candidate <= bound:
+                sizes.add(candidate)
+        self._candidates = sorted(s for s in sizes if s <= n_items)
+        self._choose(remaining=n_items)
+
+    def _choose(self, remaining: int) -> None:
+        """The next chunks: the least-timed unsettled candidate that fits (round robin, so
+        a slow spell of a shared machine hits every candidate), else the fastest."""
+        assert self._measured is not None
+        with _lock:
+            settled = self._measured.settled()
+            samples = dict(self._measured.samples)
+        untimed = sorted(
+            (samples.get(c, 0), c)
+            for c in self._candidates
+            if c not in settled and c <= remaining  # else a later evaluation times it
+        )
+        if untimed:
+            self.items, self.timing = untimed[0][1], True
+            return
+        self.timing = False
+        timed = {c: settled[c] for c in self._candidates if c in settled}
+        self.items = min(timed, key=timed.__getitem__) if timed else self._default
+
+    def record(
+        self, items: int, seconds: float, *, row_bytes: int, device: torch.device, remaining: int
+    ) -> None:
+        """Report the time of a chunk of ``items`` items planned while :attr:`timing`.
+
+        Parameters
+        ----------
+        items
+            Items in the chunk.
+        seconds
+            Its time (build, forward, backward and the caller's consume).
+        row_bytes
+            Input bytes of one of its rows (sets the memory bound on the first chunk).
+        device
+            Where its rows live.
+        remaining
+            Items left to evaluate after it.
+        """
+        assert self._measured is not None
+        with _lock:
+            if self._measured.bound_items is None and row_bytes > 0:
+                rows = probe_bound(self._default * self._rows_per_item, row_bytes, device)
+                self._measured.bound_items = max(self._default, rows // self._rows_per_item)
+            bound = self._measured.bound_items
+            self._measured.add(items, seconds / max(items, 1))
+        if bound is not None:
+            self._candidates = [c for c in self._candidates if c <= bound]
+        self._choose(remaining)

@@ -9,7 +9,8 @@ materialises all its rows, so peak memory is bounded by the chunk, not by ``n_st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .chunks import ChunkSize, auto_chunk_rows, resolve_chunk_rows
+from .chunks import ChunkPlan, ChunkSize, auto_chunk_rows, resolve_chunk_rows
 from .hooks import Captured, describe_layer
 from .inputs import ForwardArgs, Structure
 from .targets import Target
@@ -116,6 +117,10 @@ class Evaluator:
         Which output scalar to explain.
     owner
         Name used in error messages.
+    signature
+        What the cost of a row depends on besides the model (e.g. the inputs' shapes without
+        the batch dimension, dtypes and device): part of the key under which the chunk probe
+        remembers its measurements. ``None``: the model and the automatic chunk only.
     """
 
     def __init__(
@@ -126,12 +131,14 @@ class Evaluator:
         target: Target,
         *,
         owner: str,
+        signature: Hashable = None,
     ) -> None:
         self.forward_func = forward_func
         self.structure = structure
         self.extra = extra
         self.target = target
         self.owner = owner
+        self.signature = signature
         self.n_calls = 0
 
     def raw_output(self, rows: RowBatch) -> Tensor:
@@ -287,6 +294,8 @@ def evaluate(
     tap: Callable[[], AbstractContextManager] | None = None,
     progress: bool = False,
     description: str | None = None,
+    auto: bool = False,
+    group: int = 1,
 ) -> None:
     """Evaluate ``n_items`` items in chunks of at most ``chunk_rows`` rows.
 
@@ -296,8 +305,30 @@ def evaluate(
     ``n_items == 0`` there is exactly one chunk, ``build(0, 0)`` / ``consume(0, 0, ...)``,
     so a zero-row batch goes through the model once (most modules accept it) and results
     get their shapes.
+
+    With ``auto`` (the caller's chunk is automatic: ``Call.chunk_auto``) ``chunk_rows`` is
+    the byte-sized choice and the chunk size is refined by measured throughput
+    (:class:`~whybox.core.chunks.ChunkPlan`): the first chunks are timed at a few sizes and
+    the fastest is used for the rest, in whole items and, with ``group > 1``, whole groups
+    of ``group`` items. An automatic chunk holding every item is kept (one forward).
+    Without ``auto`` every chunk has ``chunk_rows // rows_per_item`` items (at least one).
     """
     items_per_chunk = max(1, chunk_rows // rows_per_item)
+    plan = ChunkPlan(
+        items_per_chunk,
+        forward_func=evaluator.forward_func if auto else None,
+        key=(
+            getattr(evaluator, "signature", None),
+            chunk_rows,
+            rows_per_item,
+            group,
+            grad,
+            tap is not None,
+        ),
+        n_items=n_items,
+        rows_per_item=rows_per_item,
+        group=group,
+    )
     outer = _OUTER_BAR.get()
     if outer is not None:
         # the caller's one bar for the whole call: this evaluation adds its items
@@ -308,23 +339,54 @@ def evaluate(
         bar = _progress_bar(n_items, progress, description or evaluator.owner)
     # zero items still make one empty chunk: its outputs and gradients have the model's
     # (and layers') shapes with 0 rows, so callers assemble correctly shaped empty results
-    starts = range(0, n_items, items_per_chunk) if n_items > 0 else (0,)
+    start = 0
     try:
-        for start in starts:
-            stop = min(n_items, start + items_per_chunk)
+        while True:
+            stop = min(n_items, start + plan.items)
+            timing = plan.timing
+            if timing:
+                _synchronize()
+                began = time.perf_counter()
             rows = build(start, stop)
             if grad:
                 outputs, grads = evaluator.gradients(rows, tap=tap)
             else:
                 outputs, grads = evaluator.outputs(rows), None
             consume(start, stop, outputs, grads)
+            if timing:
+                _synchronize()
+                plan.record(
+                    stop - start,
+                    time.perf_counter() - began,
+                    row_bytes=_row_bytes(rows),
+                    device=rows.inputs[0].device if rows.inputs else torch.device("cpu"),
+                    remaining=n_items - stop,
+                )
             if bar is not None:
                 bar.update(stop - start)
             elif outer is not None:
                 outer.update(stop - start)
+            start = stop
+            if start >= n_items:
+                break
     finally:
         if bar is not None:
             bar.close()
+
+
+def _synchronize() -> None:
+    """Wait for queued GPU work (only while the chunk probe times a chunk)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def _row_bytes(rows: RowBatch) -> int:
+    """Input bytes of one row of ``rows`` (0 for no rows)."""
+    tensors = [t for t in rows.inputs if isinstance(t, Tensor)]
+    n_rows = tensors[0].shape[0] if tensors and tensors[0].dim() > 0 else 0
+    if n_rows == 0:
+        return 0
+    return sum(t.numel() * t.element_size() for t in tensors) // n_rows
 
 
 def _progress_bar(total: int, progress: bool | str, description: str):

@@ -49,6 +49,7 @@ __all__ = [
     "prepare_masks",
     "run_items",
     "coalition_rows",
+    "held_features",
     "expand_to_elements",
     "full_baselines",
 ]
@@ -122,10 +123,21 @@ def prepare_masks(
     except ValueError as err:
         fail(owner, name, "one integer tensor per input, broadcastable to it", str(err), raw=True)
     flat = []
-    for mask, x in zip(masks, tensors):
+    for index, (mask, x) in enumerate(zip(masks, tensors)):
         mask = mask.to(x.device).long()
         mask = mask.reshape((1,) * (x.dim() - mask.dim()) + tuple(mask.shape))
         rows = mask.shape[0]
+        if rows != 1 and x.shape[0] != tensors[0].shape[0]:
+            # an input that is not batched (a sparse feature list): its rows are not
+            # examples, so its mask is one mask for all of them
+            fail(
+                owner,
+                name,
+                f"a mask with first dimension 1 for input {index}, whose first dimension "
+                f"({x.shape[0]}) is not the batch size ({tensors[0].shape[0]})",
+                f"a mask of shape {tuple(mask.shape)}",
+                raw=True,
+            )
         flat.append(mask.expand((rows,) + tuple(x.shape[1:])).reshape(rows, -1))
     minimum = min((int(m.min()) for m in flat if m.numel()), default=0)
     if minimum != 0 and shift_negative:
@@ -329,6 +341,7 @@ def run_items(
                 build=build_at,
                 consume=consume_at,
                 chunk_rows=chunk_rows,
+                auto=call.chunk_auto and not state["aggregate"],
                 rows_per_item=rows_per_item,
                 progress=call.progress,
                 description=description or call.owner,
@@ -375,7 +388,9 @@ def coalition_rows(
     Returns
     -------
     RowBatch
-        Inputs of shape ``(k * N, ...)``; ``example_index`` is ``arange(N)`` repeated.
+        Inputs of shape ``(k * N, ...)`` (``(k * L, ...)`` for an input of ``L`` rows that is
+        not batched, e.g. a sparse feature list, whose mask is shared by its rows);
+        ``example_index`` is ``arange(N)`` repeated.
     """
     k = coalitions.shape[0]
     n = tensors[0].shape[0]
@@ -384,7 +399,8 @@ def coalition_rows(
         keep = keep_flags(coalitions.to(mask.device), mask)  # (k, Nk, D)
         keep = keep.view((k, keep.shape[1]) + tuple(x.shape[1:]))
         rows = torch.where(keep, x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
-        leaves.append(rows.reshape((k * n,) + tuple(x.shape[1:])))
+        # each input's own first dimension: N, or L for an input that is not batched
+        leaves.append(rows.reshape((k * x.shape[0],) + tuple(x.shape[1:])))
     index = torch.arange(n, device=tensors[0].device).repeat(k)
     return RowBatch(tuple(leaves), index)
 
@@ -438,6 +454,19 @@ def feature_order(masks: FlatMasks) -> Tensor:
         seen[new] = True
         order.append(new)
     return torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
+
+
+def held_features(features: Tensor, masks: FlatMasks, tensors: Sequence[Tensor]) -> Tensor:
+    """The ``features`` held by at least one input with elements (Captum skips a feature
+    whose inputs are all empty, e.g. an empty sparse feature list: nothing to perturb)."""
+    empty = [x.numel() == 0 for x in tensors]
+    if not any(empty):
+        return features
+    keep = torch.zeros(masks.n_features, dtype=torch.bool)
+    for mask, is_empty in zip(masks.flat, empty):
+        if not is_empty:
+            keep[mask.reshape(-1).unique().cpu()] = True
+    return features[keep[features]]
 
 
 def single_feature_coalitions(features: Tensor, n_features: int, device: Any) -> Tensor:

@@ -163,30 +163,48 @@ class LayerSite:
         captured.check_seen(owner)
 
 
-def select_neuron(values: Tensor, selector: Any, *, owner: str) -> Tensor:
-    """The neuron value per example from a layer tensor ``values`` of shape ``(N, ...)``.
+def select_neuron(values: Tensor | Sequence[Tensor], selector: Any, *, owner: str) -> Tensor:
+    """The neuron value per example from a layer's tensor(s) ``values``, each ``(N, ...)``.
 
-    ``selector`` is one of
+    ``values`` is the layer's tensor, or the tuple of tensors of a layer that returns (or
+    takes) several; a tuple of one is its tensor. ``selector`` is one of
 
-    * a tuple of ints with exactly one index per non-batch dimension (an int alone for a
-      layer of shape ``(N, K)``): that one neuron. A shorter tuple of ints is an error, not
-      a sum over the remaining dimensions (Captum fails on it too);
+    * a tuple of ints with one index per non-batch dimension (an int alone for a layer of
+      shape ``(N, K)``): that one neuron. A shorter tuple of ints is accepted only where the
+      dimensions it leaves out all have size 1 (it still names one neuron, as in Captum);
+      otherwise it is an error, not a sum over the remaining dimensions (Captum fails on it
+      too);
     * a tuple mixing ints and slices (at least one slice): the selected block, summed per
       example, as Captum documents. It may be shorter than the number of dimensions only
       because it contains a slice; the dimensions left out are then taken whole
       (``(slice(0, 2),)`` on ``(N, C, H, W)`` sums channels 0-1 over all positions);
-    * a callable ``f(values) -> Tensor`` with one value per example.
+    * a callable ``f(values) -> Tensor``, given the layer's tensor (the tuple of tensors
+      for a layer with several, as Captum does), with one value per example, or one value
+      for the whole batch (a batch aggregate such as ``torch.sum(x)``, as Captum accepts;
+      the neuron model then returns one value per batch, like any model with a batch-level
+      output: gradient methods differentiate it, perturbation methods explain the batch as
+      a whole). Index and slice selectors need a layer with one tensor.
 
     Returns
     -------
     Tensor
-        ``(N,)`` the selected value (or block sum) per example.
+        ``(N,)`` the selected value (or block sum) per example; 0-d for a batch aggregate.
     """
+    if isinstance(values, (tuple, list)):
+        if callable(selector):
+            selected = selector(values[0] if len(values) == 1 else tuple(values))
+            return _per_example(selected, values[0].shape[0], selector, owner)
+        if len(values) != 1:
+            fail(
+                owner,
+                "neuron_selector",
+                f"a callable for a layer with {len(values)} tensors (an index selects from a "
+                "layer with one tensor)",
+                selector,
+            )
+        values = values[0]
     if callable(selector):
-        selected = selector(values)
-        if not isinstance(selected, Tensor) or selected.reshape(-1).shape[0] != values.shape[0]:
-            fail(owner, "neuron_selector", "a callable returning one value per example", selected)
-        return selected.reshape(-1)
+        return _per_example(selector(values), values.shape[0], selector, owner)
     if isinstance(selector, int) and not isinstance(selector, bool):
         selector = (selector,)
     if not isinstance(selector, tuple) or not all(
@@ -196,7 +214,9 @@ def select_neuron(values: Tensor, selector: Any, *, owner: str) -> Tensor:
     dims = values.dim() - 1
     shape = tuple(values.shape)
     has_slice = any(isinstance(s, slice) for s in selector)
-    if len(selector) > dims or (not has_slice and len(selector) != dims):
+    # a short tuple of ints still names one neuron where the dimensions left out have size 1
+    one_neuron = all(size == 1 for size in shape[1 + len(selector) :])
+    if len(selector) > dims or (not has_slice and not one_neuron):
         fail(
             owner,
             "neuron_selector",
@@ -216,9 +236,25 @@ def select_neuron(values: Tensor, selector: Any, *, owner: str) -> Tensor:
             )
     picked = values[(slice(None),) + selector]
     if not has_slice:
-        return picked  # one neuron: already (N,)
+        # one neuron: (N,), or (N, 1, ...) for a short tuple
+        return picked.reshape(shape[0])
     # flatten(1), not reshape(N, -1): works for an empty batch too
     return picked.flatten(1).sum(dim=1) if picked.dim() > 1 else picked
+
+
+def _per_example(selected: Any, rows: int, selector: Any, owner: str) -> Tensor:
+    """A callable selector's result as ``(rows,)`` (one value per row), or 0-d for a batch
+    aggregate (one value for several rows)."""
+    if isinstance(selected, Tensor) and selected.numel() == 1 and rows > 1:
+        return selected.reshape(())
+    if not isinstance(selected, Tensor) or selected.reshape(-1).shape[0] != rows:
+        fail(
+            owner,
+            "neuron_selector",
+            "a callable returning one value per example (or one for the whole batch)",
+            selected,
+        )
+    return selected.reshape(-1)
 
 
 class _StopForward(Exception):
@@ -242,14 +278,18 @@ def neuron_forward(
     def forward(*args: Any, **kwargs: Any) -> Tensor:
         seen: dict[str, Tensor] = {}
 
-        def grab(values: Tensor) -> None:
+        def grab(values: tuple[Tensor, ...]) -> None:
             seen["value"] = select_neuron(values, selector, owner=owner)
             raise _StopForward
 
         if to_input:
-            registration = (layer, "forward_pre", lambda module, inputs: grab(inputs[0]))
+            registration = (layer, "forward_pre", lambda module, inputs: grab(_tensors(inputs)))
         else:
-            registration = (layer, "forward", lambda module, inputs, output: grab(_first(output)))
+            registration = (
+                layer,
+                "forward",
+                lambda module, inputs, output: grab(_tensors(output)),
+            )
         try:
             with hooks([registration]):
                 forward_func(*args, **kwargs)
@@ -267,8 +307,11 @@ def neuron_forward(
     return forward
 
 
-def _first(output: Any) -> Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output
+def _tensors(values: Any) -> tuple[Tensor, ...]:
+    """A layer's output (or positional inputs) as the tuple of its tensors."""
+    if isinstance(values, (tuple, list)):
+        return tuple(v for v in values if isinstance(v, Tensor))
+    return (values,)
 
 
 class NeuronModel(nn.Module):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from whybox.core.call import Call
 from whybox.core.forward import ChunkSize, RowBatch
-from whybox.core.inputs import prepare_baselines
+from whybox.core.inputs import prepare_baselines, ragged_inputs
 from whybox.core.masks import SlidingWindows, sliding_window_masks
 from whybox.core.method import Check, IsCallable
 from whybox.core.perturbation import (
@@ -28,6 +29,7 @@ from whybox.core.perturbation import (
     empty_leaves,
     expand_to_elements,
     feature_order,
+    held_features,
     keep_flags,
     prepare_masks,
     run_items,
@@ -51,15 +53,28 @@ def _prepare(
     forward_args: Any,
     chunk_size: ChunkSize,
     show_progress: bool,
+    *,
+    ragged: bool = False,
 ) -> Call:
-    return scope.prepare(
-        inputs,
-        target=target,
-        forward_args=forward_args,
-        chunk_size=chunk_size,
-        show_progress=show_progress,
-        float_inputs=False,  # token ids may be ablated to a baseline id
-    )
+    """The call; with ``ragged``, inputs whose first dimension is not the batch size (sparse
+    feature lists, as Captum accepts) are allowed in input space. Such an input is perturbed
+    as a whole and fed whole to every forward, so every forward then holds one perturbation
+    of the batch, whatever the chunk size (Captum concatenates the lists of several
+    perturbations with ``perturbations_per_eval > 1``, which changes what the model sees:
+    its results then depend on that knob)."""
+    # a layer's values are computed in row chunks of all inputs: batched inputs only there
+    with ragged_inputs(ragged and scope.site is None):
+        call = scope.prepare(
+            inputs,
+            target=target,
+            forward_args=forward_args,
+            chunk_size=chunk_size,
+            show_progress=show_progress,
+            float_inputs=False,  # token ids may be ablated to a baseline id
+        )
+    if any(call.inputs.ragged):
+        call = replace(call, chunk_rows=max(call.batch_size, 1), chunk_auto=False)
+    return call
 
 
 def _drops(values: Tensor) -> Tensor:
@@ -104,7 +119,12 @@ class FeatureAblation(EmptyBatchInBody, Method):
 
         Parameters
         ----------
-        inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)``
+        inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)``; without ``layer``, an
+            input may have another first dimension ``L`` (a sparse feature list, possibly
+            empty, as Captum accepts): its ``L`` rows are perturbed together with one mask
+            of first dimension 1 and it is fed whole to every forward (one perturbation
+            per forward then, whatever ``chunk_size``); its attributions are
+            ``(N or 1, ...)`` like the others'
         baselines : None (0), a number, a tensor broadcastable to each input, or one per
             input; with ``layer``, broadcastable to the layer's tensors instead
         target : which output to explain (see :mod:`whybox.core.targets`)
@@ -125,7 +145,7 @@ class FeatureAblation(EmptyBatchInBody, Method):
         """
         owner = self.owner
         scope = self._scope(neuron)
-        call = _prepare(scope, inputs, target, forward_args, chunk_size, show_progress)
+        call = _prepare(scope, inputs, target, forward_args, chunk_size, show_progress, ragged=True)
         # the inputs, or the layer's values (fed in place of the layer's own)
         space = scope.perturbation(call)
         tensors = space.tensors
@@ -136,7 +156,7 @@ class FeatureAblation(EmptyBatchInBody, Method):
             return scope.result(
                 self, call, empty_leaves(tensors), extras={"aggregate_output": False}
             )
-        features = feature_order(masks)
+        features = held_features(feature_order(masks), masks, tensors)
         device = tensors[0].device
 
         def build(start: int, stop: int) -> RowBatch:
@@ -357,7 +377,10 @@ class FeaturePermutation(EmptyBatchInBody, Method):
 
         Parameters
         ----------
-        inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)`` with ``N >= 2``
+        inputs : Tensor or tuple/dict of Tensor, each ``(N, ...)`` with ``N >= 2``; an
+            input may have another first dimension ``L`` (a sparse feature list, as in
+            :meth:`FeatureAblation.attribute`): its features are shuffled across its own
+            ``L`` rows
         feature_mask : as :meth:`FeatureAblation.attribute`
         seed : int, ``torch.Generator`` or random source for the permutations
 
@@ -369,7 +392,7 @@ class FeaturePermutation(EmptyBatchInBody, Method):
         """
         owner = self.owner
         scope = self._scope()
-        call = _prepare(scope, inputs, target, forward_args, chunk_size, show_progress)
+        call = _prepare(scope, inputs, target, forward_args, chunk_size, show_progress, ragged=True)
         # the inputs, or the layer's values permuted across the batch (LayerFeaturePermutation)
         space = scope.perturbation(call)
         tensors = space.tensors
@@ -387,12 +410,11 @@ class FeaturePermutation(EmptyBatchInBody, Method):
             return scope.result(
                 self, call, empty_leaves(tensors), extras={"aggregate_output": False}
             )
-        features = feature_order(masks)
+        features = held_features(feature_order(masks), masks, tensors)
         device = tensors[0].device
-        perms = None
+        orders: list[Tensor] = []
         if self.perm_func is None:
-            # one shuffle of the batch per feature, in feature order (Captum's draw order)
-            perms = make_random(seed).permutations(len(features), n, exclude_identity=True)
+            orders = _shuffles(make_random(seed), features, masks, tensors)
 
         def build(start: int, stop: int) -> RowBatch:
             rows = _permuted_rows(start, stop) if self.perm_func is None else _custom(start, stop)
@@ -420,20 +442,22 @@ class FeaturePermutation(EmptyBatchInBody, Method):
             items = torch.arange(start, stop)
             k = len(items)
             coalitions = torch.ones(k, masks.n_features, dtype=torch.bool, device=device)
-            order = torch.arange(n).repeat(k, 1)
             moved = items > 0
             if bool(moved.any()):
                 coalitions[moved.to(device)] = single_feature_coalitions(
                     features[items[moved] - 1], masks.n_features, device
                 )
-                order[moved] = perms[items[moved] - 1]
-            source_index = order.reshape(-1).to(device)
             leaves = []
-            for x, mask in zip(tensors, masks.flat):
+            for x, mask, shuffles in zip(tensors, masks.flat, orders):
+                # each input's rows: the batch's N, or its own L (a sparse feature list)
+                order = torch.arange(x.shape[0]).repeat(k, 1)
+                if bool(moved.any()):
+                    order[moved] = shuffles[items[moved] - 1]
+                source_index = order.reshape(-1).to(device)
                 keep = keep_flags(coalitions, mask).view((k, mask.shape[0]) + tuple(x.shape[1:]))
                 source = x.index_select(0, source_index).view((k,) + tuple(x.shape))
                 rows = torch.where(keep, x.unsqueeze(0), source)
-                leaves.append(rows.reshape((k * n,) + tuple(x.shape[1:])))
+                leaves.append(rows.reshape((k * x.shape[0],) + tuple(x.shape[1:])))
             return RowBatch(tuple(leaves), torch.arange(n, device=device).repeat(k))
 
         outputs = run_items(space.call, n_items=len(features) + 1, build=build, rows_per_item=n)
@@ -443,3 +467,34 @@ class FeaturePermutation(EmptyBatchInBody, Method):
         per_feature[:, features.to(drops.device)] = drops.T
         leaves = expand_to_elements(per_feature, masks, tensors)
         return scope.result(self, call, leaves, extras={"aggregate_output": outputs.aggregate})
+
+
+def _shuffles(
+    random: RandomSource, features: Tensor, masks: Any, tensors: tuple[Tensor, ...]
+) -> list[Tensor]:
+    """Per input, the ``(F, rows)`` row order of each feature's shuffle (never the identity).
+
+    Batched inputs share one shuffle of the batch per feature, drawn in feature order
+    (Captum's draw order). An input with another first dimension (a sparse feature list)
+    gets its own shuffle of its rows for each feature it holds, drawn right after the
+    feature's batch shuffle (as Captum draws one per input holding the feature); the
+    other rows of the table are the identity (those elements are not moved).
+    """
+    n = tensors[0].shape[0]
+    ragged = [x.shape[0] != n for x in tensors]
+    if not any(ragged):
+        shared = random.permutations(len(features), n, exclude_identity=True)
+        return [shared] * len(tensors)
+    orders = [torch.arange(x.shape[0]).repeat(len(features), 1) for x in tensors]
+    held = [set(mask.reshape(-1).unique().tolist()) for mask in masks.flat]
+    for j, feature in enumerate(features.tolist()):
+        owners = [i for i in range(len(tensors)) if feature in held[i]]
+        batched = [i for i in owners if not ragged[i]]
+        if batched:
+            shared = random.permutations(1, n, exclude_identity=True)[0]
+            for i in batched:
+                orders[i][j] = shared
+        for i in owners:
+            if ragged[i] and tensors[i].shape[0] > 0:
+                orders[i][j] = random.permutations(1, tensors[i].shape[0], exclude_identity=True)[0]
+    return orders

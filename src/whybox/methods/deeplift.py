@@ -285,25 +285,35 @@ class DeepLift(Method):
         # Captum leaves the layer itself unhooked when attributing to its output; its rule
         # cannot change the multipliers there (a stateful rule set may see its neighbours).
         skipped = {id(m) for m in scope.output_layers}
+        # each module's rule, chosen once per call
+        chosen = {id(m): rule_set.rule_for(m) for m in _modules(self.model) if id(m) not in skipped}
 
         def dispatch(module: nn.Module) -> Any:
-            return None if id(module) in skipped else rule_set.rule_for(module)
+            return chosen.get(id(module))
 
         chunk_rows = call.chunk_rows
-        if any(getattr(dispatch(m), "couples_rows", False) for m in self.model.modules()):
+        if any(getattr(rule, "couples_rows", False) for rule in chosen.values()):
             chunk_rows = max(2 * n_pairs, 2)  # a rule mixes rows: every pair in one forward
         # the layer's values of each chunk come from the forward that gives the multipliers
         recorded: list[Tensor] = []
         tap = scope.recording_tap(recorded)
         current: dict[str, Any] = {}
+        # one reference per example: pair i is example i, so a chunk's rows are slices
+        sliced = n_refs == 1 and all(x.is_contiguous() for x in xs)
+        # per-example attributions of each chunk (one reference each), joined at the end
+        pieces: list[tuple[Tensor, ...]] = []
 
         def build(start: int, stop: int) -> RowBatch:
             rule_set.reset()
             pairs = torch.arange(start, stop, device=device)
             examples = pairs // n_refs
-            references = examples if n_refs == 1 else pairs % n_refs
-            x_rows = tuple(x.index_select(0, examples) for x in xs)
-            b_rows = tuple(r.index_select(0, references).to(x.dtype) for r, x in zip(refs, xs))
+            if sliced:
+                x_rows = tuple(x[start:stop] for x in xs)
+                b_rows = tuple(r[start:stop].to(x.dtype) for r, x in zip(refs, xs))
+            else:
+                references = examples if n_refs == 1 else pairs % n_refs
+                x_rows = tuple(x.index_select(0, examples) for x in xs)
+                b_rows = tuple(r.index_select(0, references).to(x.dtype) for r, x in zip(refs, xs))
             rows = tuple(torch.cat([x, b]) for x, b in zip(x_rows, b_rows))
             current.update(examples=examples, rows=rows)
             return RowBatch(rows, torch.cat([examples, examples]))
@@ -315,16 +325,19 @@ class DeepLift(Method):
             values = scope.values(current["rows"], recorded)
             x_rows = tuple(v[:k] for v in values)
             b_rows = tuple(v[k:] for v in values)
-            if not totals:
-                totals.extend(
-                    torch.zeros(
-                        (call.batch_size,) + tuple(v.shape[1:]), dtype=v.dtype, device=v.device
-                    )
-                    for v in x_rows
-                )
             attrs = self._attributions(call.owner, multipliers, x_rows, b_rows, custom)
-            for total, attr in zip(totals, attrs):
-                total.index_add_(0, current["examples"], attr.to(total.dtype))
+            if n_refs == 1:
+                pieces.append(tuple(a.to(v.dtype) for a, v in zip(attrs, x_rows)))
+            else:
+                if not totals:
+                    totals.extend(
+                        torch.zeros(
+                            (call.batch_size,) + tuple(v.shape[1:]), dtype=v.dtype, device=v.device
+                        )
+                        for v in x_rows
+                    )
+                for total, attr in zip(totals, attrs):
+                    total.index_add_(0, current["examples"], attr.to(total.dtype))
             if deltas is not None:
                 if selected.dim() != 1 or selected.shape[0] != 2 * k:
                     raise ValueError(
@@ -342,6 +355,7 @@ class DeepLift(Method):
                     build=build,
                     consume=consume,
                     chunk_rows=chunk_rows,
+                    auto=call.chunk_auto,
                     rows_per_item=2,
                     grad=True,
                     tap=tap,
@@ -352,8 +366,22 @@ class DeepLift(Method):
             rule_set.reset()  # drop references to this call's activations
             recorded.clear()
             current.clear()
-        leaves = tuple(t if n_refs == 1 else t / n_refs for t in totals)
-        return leaves, deltas
+        if n_refs == 1:
+            # ``(x - b) * m`` is a new tensor per chunk; anything else may be a view
+            fresh = custom is None and self.multiply_by_inputs
+            return tuple(_joined(parts, fresh) for parts in zip(*pieces)), deltas
+        return tuple(t / n_refs for t in totals), deltas
+
+
+def _modules(model: Any) -> list[nn.Module]:
+    return list(model.modules()) if isinstance(model, nn.Module) else []
+
+
+def _joined(parts: tuple[Tensor, ...], fresh: bool) -> Tensor:
+    """The chunks' rows as one new tensor, in order (a single ``fresh`` chunk as it is)."""
+    if fresh and len(parts) == 1:
+        return parts[0].contiguous()
+    return torch.cat(parts)
 
 
 def _custom(func: Callable[..., Any] | None) -> Custom | None:

@@ -79,31 +79,111 @@ SUPPORTED_NONLINEARITIES: tuple[type[nn.Module], ...] = (
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _halves(tensor: Tensor, module: nn.Module) -> tuple[Tensor, Tensor]:
-    """``(input rows, reference rows)`` of a ``[inputs; references]`` tensor."""
+def _pairs(tensor: Tensor, module: nn.Module) -> Tensor:
+    """A ``[inputs; references]`` tensor viewed as ``(2, rows // 2, ...)`` (no copy).
+
+    ``pairs[0]`` are the input rows, ``pairs[1]`` their references; a tensor of the pairs'
+    shared values, ``(rows // 2, ...)``, broadcasts against it.
+    """
     if tensor.dim() == 0 or tensor.shape[0] % 2:
         raise ValueError(
             f"DeepLift expects every {type(module).__name__} module to see the batch dimension "
             f"first (rows [inputs; baselines]); got a tensor of shape {tuple(tensor.shape)}. "
             "Models that move the batch dimension before a nonlinearity are not supported."
         )
-    half = tensor.shape[0] // 2
-    return tensor[:half], tensor[half:]
+    return tensor.view((2, tensor.shape[0] // 2) + tuple(tensor.shape[1:]))
 
 
-def _ratio(dx: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """``dy / dx`` where ``|dx| >= eps`` (0 elsewhere) and the mask of the other positions."""
-    small = dx.abs() < eps
-    # divide by 1 at small positions so no inf/nan is ever formed (0 * inf would leak a nan)
-    ratio = torch.where(
-        small, torch.zeros_like(dy), dy / torch.where(small, torch.ones_like(dx), dx)
-    )
-    return ratio, small
+def _unpaired(pairs: Tensor, shape: torch.Size) -> Tensor:
+    """A ``(2, rows // 2, ...)`` tensor back in the ``(rows, ...)`` layout."""
+    return pairs.reshape(shape)
 
 
-def _twice(tensor: Tensor) -> Tensor:
-    # both rows of a pair share the multiplier
-    return torch.cat([tensor, tensor])
+def _ratio(dx: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor | None]:
+    """``dy / dx`` where ``|dx| >= eps`` (0 elsewhere) and the mask of the other positions.
+
+    ``dx`` and ``dy`` are temporaries (they are overwritten). The mask is ``None`` when no
+    position is that small: checked on the CPU only (free there; most forwards have no such
+    position, and a rule then needs no local-gradient path), so a rule never waits for
+    another device.
+    """
+    ratio = dy.div_(dx) if dy.dtype == torch.result_type(dy, dx) else dy / dx
+    size = dx.abs_() if dx.is_floating_point() else dx.abs()
+    if _none_below(size, eps):
+        return ratio, None
+    small = size < eps
+    # small positions divided by ~0 above; they are overwritten, so no inf/nan leaks
+    return ratio.masked_fill_(small, 0), small
+
+
+def _none_below(size: Tensor, eps: float) -> bool:
+    """Whether no entry of ``size`` (``>= 0``) is below ``eps``; ``False`` (may be) off the
+    CPU, so that no rule waits for the device."""
+    if size.device.type != "cpu":
+        return False
+    return size.numel() == 0 or bool(size.amin() >= eps)
+
+
+class _PairMultiplier(torch.autograd.Function):
+    """The value of ``out``; backward multiplies the gradient by ``multiplier``.
+
+    ``multiplier`` is ``(rows // 2, ...)`` (shared by the two rows of a pair) or
+    ``(2, rows // 2, ...)`` (one per row); see :func:`_pairs`. With ``reuse`` (``out`` a
+    detached alias of a module's own new output) ``out`` itself becomes the node's output,
+    marked dirty, instead of a copy; the module's graph is then left behind, never run, and
+    the model may still change the value in place.
+    """
+
+    @staticmethod
+    def forward(ctx, x, out, multiplier, reuse):
+        ctx.save_for_backward(multiplier)
+        if reuse:
+            ctx.mark_dirty(out)
+            return out
+        return out.clone()  # a new tensor: the model may change it in place
+
+    @staticmethod
+    def backward(ctx, grad):
+        (multiplier,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        return _unpaired(_pairs_of(grad) * multiplier, grad.shape), None, None, None
+
+
+def _multiplied(x: Tensor, out: Tensor, multiplier: Tensor) -> Tensor:
+    """``out``'s value whose gradient with respect to ``x`` is ``multiplier`` times the
+    incoming one (see :class:`_PairMultiplier`)."""
+    # a module's own new output (not its input passed through, not a view of another
+    # tensor) is held by nothing but the module's graph, which this node replaces
+    reuse = out is not x and not out._is_view() and out.grad_fn is not None
+    return _PairMultiplier.apply(x, out.detach(), multiplier, reuse)
+
+
+def _pairs_of(tensor: Tensor) -> Tensor:
+    # a gradient has the layout its forward value had, already checked by _pairs
+    return tensor.view((2, tensor.shape[0] // 2) + tuple(tensor.shape[1:]))
+
+
+class _RescaleOrLocal(torch.autograd.Function):
+    """The value of ``out``; backward: the Rescale multiplier, or where the input barely
+    moved (``small``) the module's own gradient, by passing the gradient on to ``out``'s
+    graph."""
+
+    @staticmethod
+    def forward(ctx, x, out, ratio, small):
+        ctx.save_for_backward(ratio, small)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        ratio, small = ctx.saved_tensors
+        pairs = _pairs_of(grad)
+        grad_x = grad_out = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _unpaired((pairs * ratio).masked_fill_(small, 0), grad.shape)
+        if ctx.needs_input_grad[1]:
+            grad_out = _unpaired(pairs.masked_fill(~small, 0), grad.shape)
+        return grad_x, grad_out, None, None
 
 
 # -- elementwise -----------------------------------------------------------------------------
@@ -115,15 +195,19 @@ class Rescale:
     couples_rows: ClassVar[bool] = False
 
     def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+        # One autograd node: the value of ``out``, and a backward that multiplies by the
+        # ratio (shared by both rows of a pair). Where the input barely moved the module's
+        # own derivative f'(x) is used instead, row by row.
+        x_pairs, out_pairs = _pairs(x, module), _pairs(out, module)
         with torch.no_grad():
-            x_in, x_ref = _halves(x, module)
-            out_in, out_ref = _halves(out, module)
-            ratio, small = _ratio(x_in - x_ref, out_in - out_ref, self.eps)
-            ratio, small = _twice(ratio), _twice(small)
-        # same value as ``out``; d/dx is ``ratio`` (x - x.detach() is exactly 0 but carries the
-        # gradient). Where the input barely moved, the module's own graph gives f'(x).
-        rescaled = out.detach() + (x - x.detach()) * ratio
-        return torch.where(small, out, rescaled)
+            ratio, small = _ratio(x_pairs[0] - x_pairs[1], out_pairs[0] - out_pairs[1], self.eps)
+            if small is not None and type(module) is nn.ReLU:
+                # ReLU's derivative is the step (out > 0): one multiplier per row
+                ratio = torch.where(small, (out_pairs > 0).to(ratio.dtype), ratio)
+                small = None
+        if small is None:
+            return _multiplied(x, out, ratio)
+        return _RescaleOrLocal.apply(x, out, ratio, small)
 
 
 # -- softmax ---------------------------------------------------------------------------------
@@ -148,7 +232,8 @@ class _SoftmaxRescale(torch.autograd.Function):
         out, ratio, small = ctx.saved_tensors
         # softmax's exact vector-Jacobian product where the input did not move
         local = out * (grad - (grad * out).sum(ctx.dim, keepdim=True))
-        return torch.where(small, local, grad * ratio), None, None, None, None
+        rescaled = torch.where(small, _pairs_of(local), _pairs_of(grad) * ratio)
+        return _unpaired(rescaled, grad.shape), None, None, None, None
 
 
 @dataclass(frozen=True)
@@ -159,12 +244,13 @@ class SoftmaxRescale:
     couples_rows: ClassVar[bool] = False
 
     def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+        x_pairs, out_pairs = _pairs(x, module), _pairs(out, module)
         with torch.no_grad():
-            x_in, x_ref = _halves(x, module)
-            out_in, out_ref = _halves(out, module)
-            ratio, small = _ratio(x_in - x_ref, out_in - out_ref, self.eps)
+            ratio, small = _ratio(x_pairs[0] - x_pairs[1], out_pairs[0] - out_pairs[1], self.eps)
+        if small is None:
+            return _multiplied(x, out, ratio)
         dim = _softmax_dim(module, out.dim())
-        return _SoftmaxRescale.apply(x, out.detach(), _twice(ratio), _twice(small), dim)
+        return _SoftmaxRescale.apply(x, out.detach(), ratio, small, dim)
 
 
 # -- max pooling -----------------------------------------------------------------------------
@@ -200,6 +286,35 @@ def scatter_add_spread(
     return flat.view(shape)
 
 
+#: autograd nodes of max pooling that keep the argmax indices (as ``_saved_result1``)
+_POOL_NODES = ("MaxPool2DWithIndicesBackward0", "MaxPool3DWithIndicesBackward0")
+
+
+def _saved_indices(module: nn.Module, out: Tensor) -> Tensor | None:
+    """The argmax indices a max-pool module's own forward saved for its backward.
+
+    Pooling is by far the costliest op of a CNN on the CPU; reading the indices off the
+    module's autograd node spares computing them again. ``None`` (compute them) unless
+    ``module`` is exactly ``nn.MaxPool1d/2d/3d`` (so its forward is known: one
+    ``max_pool*d`` of its input) and that node is there.
+    """
+    if type(module) not in MAX_POOLS:
+        return None
+    node = out.grad_fn
+    one_d = type(module) is nn.MaxPool1d
+    if one_d and node is not None and node.name() == "SqueezeBackward1":
+        # max_pool1d is max_pool2d of the input unsqueezed at -2, squeezed back
+        node = node.next_functions[0][0]
+    if node is None or node.name() not in _POOL_NODES:
+        return None
+    indices = getattr(node, "_saved_result1", None)
+    if not isinstance(indices, Tensor):
+        return None
+    if one_d:
+        indices = indices.squeeze(-2)
+    return indices if indices.shape == out.shape else None
+
+
 class _MaxPoolRescale(torch.autograd.Function):
     """Value of max pooling; backward = DeepLift's max-pool multiplier.
 
@@ -221,18 +336,23 @@ class _MaxPoolRescale(torch.autograd.Function):
     def backward(ctx, grad):
         x, out, indices = ctx.saved_tensors
         module = ctx.module
-        x_in, x_ref = _halves(x, module)
-        out_in, out_ref = _halves(out, module)
-        grad_in, grad_ref = _halves(grad, module)
+        x_pairs, out_pairs, grad_pairs = _pairs_of(x), _pairs_of(out), _pairs_of(grad)
+        out_in, out_ref = out_pairs[0], out_pairs[1]
         top = torch.max(out_in, out_ref)
-        carried = torch.cat([grad_in * (top - out_ref), grad_ref * (out_in - top)])
-        spread_in, spread_ref = _halves(ctx.spread(carried, indices, module, x.shape), module)
-        dx = x_in - x_ref
-        small = dx.abs() < ctx.eps
-        multiplier = (spread_in + spread_ref) / torch.where(small, torch.ones_like(dx), dx)
-        # where the input did not move: the ordinary max-pool gradient of each row
-        local = scatter_add_spread(grad, indices, module, x.shape)
-        return torch.where(_twice(small), local, _twice(multiplier)), None, None, None, None, None
+        carried = torch.cat([grad_pairs[0] * (top - out_ref), grad_pairs[1] * (out_in - top)])
+        spread = _pairs_of(ctx.spread(carried, indices, module, x.shape))
+        dx = x_pairs[0] - x_pairs[1]
+        summed = spread[0] + spread[1]
+        if _none_below(dx.abs(), ctx.eps):
+            multiplier = summed / dx
+            result = multiplier.expand((2,) + tuple(multiplier.shape))
+        else:
+            small = dx.abs() < ctx.eps
+            multiplier = summed / torch.where(small, torch.ones_like(dx), dx)
+            # where the input did not move: the ordinary max-pool gradient of each row
+            local = _pairs_of(scatter_add_spread(grad, indices, module, x.shape))
+            result = torch.where(small, local, multiplier)
+        return _unpaired(result, x.shape), None, None, None, None, None
 
 
 @dataclass(frozen=True)
@@ -248,18 +368,20 @@ class MaxPoolRescale:
     couples_rows: ClassVar[bool] = False
 
     def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
-        _halves(x, module)
+        _pairs(x, module)
         pool, _ = _pool_of(module)
-        with torch.no_grad():
-            _, indices = pool(
-                x.detach(),
-                module.kernel_size,
-                stride=module.stride,
-                padding=module.padding,
-                dilation=module.dilation,
-                ceil_mode=module.ceil_mode,
-                return_indices=True,
-            )
+        indices = _saved_indices(module, out)
+        if indices is None:
+            with torch.no_grad():
+                _, indices = pool(
+                    x.detach(),
+                    module.kernel_size,
+                    stride=module.stride,
+                    padding=module.padding,
+                    dilation=module.dilation,
+                    ceil_mode=module.ceil_mode,
+                    return_indices=True,
+                )
         return _MaxPoolRescale.apply(x, out.detach(), indices, module, self.eps, self.spread)
 
 

@@ -149,6 +149,7 @@ class GradientShap(Method):
             build=build,
             consume=consume,
             chunk_rows=call.chunk_rows,
+            auto=call.chunk_auto,
             grad=True,
             tap=scope.tap,
             progress=call.progress,

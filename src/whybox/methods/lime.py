@@ -563,6 +563,7 @@ class LimeBase(EmptyBatchInBody, Method):
             build=build,
             consume=consume,
             chunk_rows=call.chunk_rows,
+            auto=call.chunk_auto,
             rows_per_item=rows_per_sample,
             progress=call.progress,
             description=owner,

@@ -127,7 +127,7 @@ class NeuronConductance(Method):
         through = torch.zeros(len(alphas), batch, dtype=x0.dtype, device=x0.device)
 
         def keep_layer_gradient(steps: Tensor, examples: Tensor, grads, values) -> None:
-            selected = select_neuron(grads[0], neuron, owner=owner).to(through.dtype)
+            selected = select_neuron(grads, neuron, owner=owner).to(through.dtype)
             through.index_put_((steps, examples), selected)
 
         walk_path(call, base, call.tensors, alphas, keep_layer_gradient, tap=layer_scope.tap)

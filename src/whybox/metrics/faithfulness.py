@@ -689,6 +689,7 @@ def _run(
         build=build,
         consume=consume,
         chunk_rows=call.chunk_rows,
+        auto=call.chunk_auto,
         rows_per_item=rows_per_item,
         progress=call.progress,
         description=description,

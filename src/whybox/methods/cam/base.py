@@ -147,6 +147,7 @@ def _forward_with_layer(call: Call, site: LayerSite) -> tuple[Tensor, Tensor]:
             build=build,
             consume=consume,
             chunk_rows=call.chunk_rows,
+            auto=call.chunk_auto,
             progress=call.progress,
         )
     return torch.cat(values), torch.cat(outputs)

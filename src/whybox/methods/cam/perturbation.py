@@ -39,6 +39,7 @@ def _scores_of_items(call: Call, n_items: int, build: Any, dtype: Any, descripti
         build=build,
         consume=consume,
         chunk_rows=call.chunk_rows,
+        auto=call.chunk_auto,
         progress=call.progress,
         description=f"{call.owner} ({description})",
     )
