@@ -76,11 +76,19 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
             "SliceIntType",
             "BatchEncodingType",
             "TokenizerLike",
+            # re-exported by Captum's module (its tests import them from there)
+            "Tensor",
+            "Module",
         ],
     ),
     "captum._utils.gradient": (
         _UTILS,
-        ["compute_gradients", "apply_gradient_requirements", "undo_gradient_requirements"],
+        [
+            "compute_gradients",
+            "apply_gradient_requirements",
+            "undo_gradient_requirements",
+            "_forward_layer_eval",
+        ],
     ),
     "captum._utils.common": (
         _UTILS,
@@ -91,9 +99,41 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
             "_format_output",
             "_format_baseline",
             "_zeros",
+            "_format_input",
+            "_reduce_list",
         ],
     ),
-    "captum.attr._utils.batching": (_UTILS, ["_select_example", "_batch_example_iterator"]),
+    # the activation-vector store of captum.concept (TCAV); its tests import it from here
+    "captum._utils.av": ("whybox.concept._av", ["AV"]),
+    "captum._utils.progress": (
+        "whybox.attr._progress",
+        [
+            "BaseProgress",
+            "IterableProgress",
+            "Progress",
+            "DisableErrorIOWrapper",
+            "NullProgress",
+            "SimpleProgress",
+            "progress",
+        ],
+    ),
+    "captum.attr._utils.batching": (
+        _UTILS,
+        [
+            "_select_example",
+            "_batch_example_iterator",
+            "_tuple_splice_range",
+            "_batched_generator",
+            "_batched_operator",
+        ],
+    ),
+}
+
+#: names of an EXTRA_MODULES module that live elsewhere in whybox (importing them through
+#: ``_UTILS`` would be circular): (Captum module) -> [(whybox module, name)]
+EXTRA_MODULE_NAMES: dict[str, list[tuple[str, str]]] = {
+    # TCAV's tests import it from here
+    "captum._utils.common": [("whybox.concept._utils.common", "_get_module_from_name")],
 }
 
 #: private names Captum's own tests import from a public module, re-exported beside the
@@ -104,6 +144,11 @@ PRIVATE: dict[str, list[tuple[str, str]]] = {
         (_UTILS, "_format_input_baseline"),
         (_UTILS, "_format_baseline"),
         (_UTILS, "_format_tensor_into_tuples as _format_input"),
+        (_UTILS, "_tensorize_baseline"),
+    ],
+    "captum.attr._core.llm_attr": [
+        (_UTILS, "_convert_ids_to_pretty_tokens"),
+        (_UTILS, "_convert_ids_to_pretty_tokens_fallback"),
     ],
     "captum.attr._core.feature_permutation": [("whybox.attr._perturbation", "_permute_feature")],
     "captum.attr._models.base": [
@@ -383,7 +428,9 @@ def generate(check: bool) -> int:
     for module, (source, names) in EXTRA_MODULES.items():
         title = f"Alias of Captum 0.9's ``{module}``: the names Captum-style code imports."
         lines = [_HEADER.format(title=title, notes=""), f"from {source} import {', '.join(names)}"]
-        lines += ["", f"__all__ = {names!r}"]
+        more = EXTRA_MODULE_NAMES.get(module, [])
+        lines += [f"from {other} import {name}" for other, name in more]
+        lines += ["", f"__all__ = {names + [name for _, name in more]!r}"]
         texts[_path(module, packages)] = "\n".join(lines) + "\n"
     stale: list[pathlib.Path] = []
     for path, text in _ruff(texts).items():

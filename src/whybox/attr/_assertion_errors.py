@@ -8,11 +8,13 @@ as instances of both, so ``except AssertionError`` keeps working after a migrati
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from whybox.core.validation import ParameterError, ParameterTypeError, describe
 
-__all__ = ["DropInValueError", "DropInTypeError", "fail_assert"]
+__all__ = ["DropInValueError", "DropInTypeError", "fail_assert", "raised_as_assertions"]
 
 
 class DropInValueError(ParameterError, AssertionError):
@@ -44,3 +46,16 @@ def fail_assert(
     if type_error:
         raise DropInTypeError(message, parameter=name)
     raise DropInValueError(message, parameter=name)
+
+
+@contextlib.contextmanager
+def raised_as_assertions() -> Iterator[None]:
+    """Re-raise whybox's parameter errors of the block as :class:`DropInValueError` /
+    :class:`DropInTypeError` (same message and parameter; also ``AssertionError``)."""
+    try:
+        yield
+    except (DropInValueError, DropInTypeError):
+        raise
+    except (ParameterError, ParameterTypeError) as error:
+        kind = DropInTypeError if isinstance(error, TypeError) else DropInValueError
+        raise kind(str(error), parameter=error.parameter) from None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import types
 from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
 
+from whybox.attr._assertion_errors import raised_as_assertions
 from whybox.core.call import completeness_delta, prepare_call
 from whybox.core.gradients import row_gradients
 from whybox.core.inputs import prepare_baselines
@@ -63,6 +67,31 @@ class Attribution:
 
     def __init__(self, forward_func: Callable[..., Tensor]) -> None:
         self.forward_func = forward_func
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give the ``attribute`` a subclass defines a ``__wrapped__``, as Captum's have.
+
+        Captum decorates every ``attribute`` with its usage logger (``functools.wraps``),
+        and Captum code reads the undecorated signature through ``attribute.__wrapped__``
+        (``inspect.getfullargspec(m.attribute.__wrapped__)``). whybox's ``attribute`` stays
+        undecorated (no extra frame: warnings keep pointing at the caller's line); its
+        ``__wrapped__`` is a copy of the same function, so ``inspect.signature`` and the
+        argument list are the method's own.
+        """
+        super().__init_subclass__(**kwargs)
+        method = cls.__dict__.get("attribute")
+        if inspect.isfunction(method) and "__wrapped__" not in method.__dict__:
+            same = types.FunctionType(
+                method.__code__,
+                method.__globals__,
+                method.__name__,
+                method.__defaults__,
+                method.__closure__,
+            )
+            same.__kwdefaults__ = method.__kwdefaults__
+            functools.update_wrapper(same, method)
+            del same.__wrapped__  # the copy is the innermost function
+            method.__wrapped__ = same
 
     #: whether ``attribute`` can return a convergence delta (set by subclasses)
     _has_delta = False
@@ -125,15 +154,16 @@ class GradientAttribution(Attribution):
     ) -> Tensor:
         """``sum(attributions) - (f(end_point) - f(start_point))`` per example, shape ``(N,)``."""
         owner = f"{type(self).__name__}.compute_convergence_delta"
-        call = prepare_call(
-            owner,
-            self.forward_func,
-            end_point,
-            target=target,
-            forward_args=additional_forward_args,
-            require_float=False,
-        )
-        starts = prepare_baselines(start_point, call.inputs, owner=owner, name="start_point")
+        with raised_as_assertions():  # Captum asserts these arguments
+            call = prepare_call(
+                owner,
+                self.forward_func,
+                end_point,
+                target=target,
+                forward_args=additional_forward_args,
+                require_float=False,
+            )
+            starts = prepare_baselines(start_point, call.inputs, owner=owner, name="start_point")
         leaves = (attributions,) if isinstance(attributions, Tensor) else tuple(attributions)
         return completeness_delta(call, leaves, starts.tensors)
 

@@ -4,15 +4,17 @@ Captum's private modules (``captum._utils.typing`` / ``gradient`` / ``common``,
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections import UserDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import Tensor
 from torch.nn import Module
 
+from whybox.attr._assertion_errors import fail_assert
 from whybox.attr._base import compute_gradients  # re-exported at captum._utils.gradient
 
 __all__ = [
@@ -185,3 +187,341 @@ def _construct_default_feature_mask(inputs: tuple[Tensor, ...]) -> tuple[tuple[T
         masks.append(start + torch.arange(count, device=tensor.device).reshape(tensor[0:1].shape))
         start += count
     return tuple(masks), start
+
+
+#: Captum's old name of :func:`_format_tensor_into_tuples` (its tests still import it)
+_format_input = _format_tensor_into_tuples
+
+
+def _tensorize_baseline(
+    inputs: tuple[Tensor, ...], baselines: tuple[Tensor | int | float, ...]
+) -> tuple[Tensor, ...]:
+    """Baselines as tensors the shape of their inputs.
+
+    A number becomes a tensor like its input filled with it; a one-row baseline tensor is
+    repeated to the input's number of rows; any other tensor is kept.
+
+    Parameters
+    ----------
+    inputs : tuple of Tensor
+        The inputs, each ``(rows, ...)``.
+    baselines : tuple of Tensor, int or float
+        One baseline per input.
+
+    Returns
+    -------
+    tuple of Tensor
+    """
+    if not isinstance(inputs, tuple) or not isinstance(baselines, tuple):
+        fail_assert(
+            "_tensorize_baseline",
+            "inputs",
+            "a tuple, with 'baselines' a tuple",
+            f"inputs {type(inputs).__name__}, baselines {type(baselines).__name__}",
+            type_error=True,
+            raw=True,
+        )
+
+    def one(baseline: Tensor | int | float, inp: Tensor) -> Tensor:
+        if isinstance(baseline, (int, float)):
+            return torch.full_like(inp, baseline)
+        if baseline.shape[0] == 1 and inp.shape[0] > 1:
+            return baseline.expand(inp.shape[0], *baseline.shape[1:]).clone()
+        return baseline
+
+    return tuple(one(b, i) for b, i in zip(baselines, inputs))
+
+
+# -- batching ----------------------------------------------------------------------------
+def _tuple_splice_range(inputs: tuple | None, start: int, end: int) -> tuple | None:
+    """Rows ``start:end`` of every tensor of ``inputs`` (other entries are kept).
+
+    Parameters
+    ----------
+    inputs : tuple or None
+        Tensors (sharing their first dimension) and other values; ``None`` stays ``None``.
+    start, end : int
+        The rows, ``start`` included, ``end`` excluded; ``start < end``.
+
+    Returns
+    -------
+    tuple or None
+    """
+    if not start < end:
+        fail_assert("_tuple_splice_range", "start", f"smaller than 'end' ({end})", start)
+    if inputs is None:
+        return None
+    return tuple(part[start:end] if isinstance(part, Tensor) else part for part in inputs)
+
+
+def _batched_generator(
+    inputs: Tensor | tuple[Tensor, ...],
+    additional_forward_args: Any = None,
+    target_ind: Any = None,
+    internal_batch_size: int | None = None,
+) -> Iterator[tuple[tuple[Tensor, ...], tuple | None, Any]]:
+    """Yield ``(inputs, additional_forward_args, target)`` in chunks of rows.
+
+    Without ``internal_batch_size`` the whole (formatted) arguments are yielded once;
+    otherwise each chunk of ``internal_batch_size`` rows, with the tensors of the extra
+    arguments and a per-example target (a list, or a tensor of several values) cut to the
+    same rows. Warns, as Captum does, when the inputs do not take part in autograd (a
+    gradient method under ``torch.no_grad``).
+
+    Parameters
+    ----------
+    inputs : Tensor or tuple of Tensor
+    additional_forward_args : Any, optional
+    target_ind : Any, optional
+    internal_batch_size : int, optional
+        A positive number of rows per chunk.
+
+    Yields
+    ------
+    tuple
+        ``(inputs chunk, extra arguments chunk, target chunk)``.
+    """
+    if internal_batch_size is not None and (
+        isinstance(internal_batch_size, bool)
+        or not isinstance(internal_batch_size, int)
+        or internal_batch_size <= 0
+    ):
+        fail_assert(
+            "_batched_generator",
+            "internal_batch_size",
+            "a positive int or None",
+            internal_batch_size,
+        )
+    inputs = _format_tensor_into_tuples(inputs)
+    additional_forward_args = _format_additional_forward_args(additional_forward_args)
+    if not (inputs[0] * 1).requires_grad:
+        warnings.warn(
+            "The attribution of a gradient method seems to be computed under torch.no_grad, "
+            "or the inputs do not require gradients.",
+            stacklevel=2,
+        )
+    if internal_batch_size is None:
+        yield inputs, additional_forward_args, target_ind
+        return
+    per_example = isinstance(target_ind, list) or (
+        isinstance(target_ind, Tensor) and target_ind.numel() > 1
+    )
+    for start in range(0, inputs[0].shape[0], internal_batch_size):
+        stop = start + internal_batch_size
+        with torch.autograd.set_grad_enabled(True):
+            chunk = _tuple_splice_range(inputs, start, stop)
+        yield (
+            chunk,
+            _tuple_splice_range(additional_forward_args, start, stop),
+            target_ind[start:stop] if per_example else target_ind,
+        )
+
+
+def _reduce_list(values: Sequence[Any], reduce: Callable[[list], Any] = torch.cat) -> Any:
+    """Combine per-chunk results: tensors with ``reduce`` (on the first one's device),
+    bools with ``any``, tuples / lists position by position (a tuple comes back)."""
+    if not values:
+        fail_assert("_reduce_list", "val_list", "a non-empty list", values)
+    first = values[0]
+    if isinstance(first, Tensor):
+        return reduce([value.to(first.device) for value in values])
+    if isinstance(first, bool):
+        return any(values)
+    if isinstance(first, (tuple, list)):
+        return tuple(
+            _reduce_list([value[i] for value in values], reduce) for i in range(len(first))
+        )
+    fail_assert("_reduce_list", "val_list", "a list of tensors, bools or tuples of them", values)
+
+
+def _batched_operator(
+    operator: Callable[..., Any],
+    inputs: Tensor | tuple[Tensor, ...],
+    additional_forward_args: Any = None,
+    target_ind: Any = None,
+    internal_batch_size: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Apply ``operator`` chunk by chunk (see :func:`_batched_generator`) and concatenate.
+
+    ``operator`` is called as ``operator(inputs=..., additional_forward_args=...,
+    target_ind=..., **kwargs)``; its results (tensors, bools, or tuples of them) are
+    combined over the chunks.
+
+    Returns
+    -------
+    Any
+        The chunks' results concatenated along rows.
+    """
+    results = [
+        operator(inputs=chunk, additional_forward_args=extra, target_ind=target, **kwargs)
+        for chunk, extra, target in _batched_generator(
+            inputs, additional_forward_args, target_ind, internal_batch_size
+        )
+    ]
+    return _reduce_list(results)
+
+
+# -- layer values ------------------------------------------------------------------------
+def _forward_layer_eval(
+    forward_fn: Callable[..., Any],
+    inputs: Tensor | tuple[Tensor, ...],
+    layer: Module | list[Module],
+    additional_forward_args: Any = None,
+    device_ids: list[int] | None = None,
+    attribute_to_layer_input: bool = False,
+    grad_enabled: bool = False,
+) -> tuple[Tensor, ...] | list[tuple[Tensor, ...]]:
+    """The tensors a layer produces (or receives) in one forward of ``forward_fn``.
+
+    Runs ``forward_fn(*inputs, *additional_forward_args)`` with the layer recorded by
+    whybox's capture (:class:`whybox.core.scope.LayerSite`).
+
+    Parameters
+    ----------
+    forward_fn : callable
+        The model or forward function.
+    inputs : Tensor or tuple of Tensor
+        Its inputs.
+    layer : nn.Module or list of nn.Module
+        The layer(s) whose values are wanted.
+    additional_forward_args : Any, optional
+        Extra arguments after the inputs.
+    device_ids : list of int, optional
+        Accepted for Captum's signature; whybox records the layer on the device it runs on
+        (a layer replicated over several devices keeps its last call).
+    attribute_to_layer_input : bool, default False
+        Record the layer's inputs instead of its outputs.
+    grad_enabled : bool, default False
+        Run the forward with gradients on, so the values stay on the autograd graph.
+
+    Returns
+    -------
+    tuple of Tensor, or list of tuple of Tensor
+        A tuple of the layer's tensors (clones, each ``(rows, ...)``); with a list of
+        layers, one tuple per layer.
+
+    Raises
+    ------
+    ValueError
+        (also ``AssertionError``) when a layer does not run in the forward.
+    """
+    del device_ids
+    from whybox.core.scope import LayerSite  # the engine; imported when first needed
+    from whybox.core.validation import ParameterError
+
+    owner = "_forward_layer_eval"
+    site = LayerSite.of(layer, to_input=attribute_to_layer_input, owner=owner)
+    extra = _format_additional_forward_args(additional_forward_args) or ()
+    arguments = (*_format_tensor_into_tuples(inputs), *extra)
+    try:
+        takes_arguments = bool(inspect.signature(forward_fn).parameters)
+    except (TypeError, ValueError):
+        takes_arguments = True
+    with torch.autograd.set_grad_enabled(grad_enabled):
+        try:
+            with site.checked(owner) as captured:
+                forward_fn(*arguments) if takes_arguments else forward_fn()
+        except ParameterError as error:
+            if error.parameter != "layer":
+                raise
+            fail_assert(owner, "layer", "a module that runs in the forward", layer)
+        values = [tuple(t.clone() for t in tensors) for tensors in captured.per_layer]
+    return values[0] if isinstance(layer, Module) else values
+
+
+# -- LLM tokens --------------------------------------------------------------------------
+def _convert_ids_to_pretty_tokens(ids: Tensor, tokenizer: Any) -> list[str]:
+    """Readable labels of token ids: the text each token covers in the decoded string.
+
+    Byte-level markers (``Ġ``, ``▁``) are gone; newlines show as ``\\n``, surrounding space
+    is stripped, and a token whose span overlaps the previous one ends in ``" [OVERLAP]"``.
+    Tokens the re-encoding adds are skipped with a warning; if the labels still do not
+    match the ids one for one, :func:`_convert_ids_to_pretty_tokens_fallback` labels them.
+
+    Parameters
+    ----------
+    ids : Tensor ``(T,)``
+        Token ids.
+    tokenizer : Hugging Face style tokenizer
+        It must decode, and encode with ``return_offsets_mapping``.
+
+    Returns
+    -------
+    list of str, length ``T``
+    """
+    from whybox.llm.tokens import offsets
+
+    wanted = [int(i) for i in (ids.tolist() if isinstance(ids, Tensor) else ids)]
+    text = tokenizer.decode(ids)
+    again, spans = offsets(text, tokenizer, add_special_tokens=False)
+    labels: list[str] = []
+    previous_end = -1
+    for i, (token, (start, end)) in enumerate(zip(again, spans)):
+        position = len(labels)
+        if position >= len(wanted) or token != wanted[position]:
+            warnings.warn(
+                f"re-encoded token {i} ({token}, text {text[start:end]!r}) is not the "
+                f"expected id {wanted[position] if position < len(wanted) else None}; "
+                "Skipping this token.",
+                stacklevel=2,
+            )
+            continue
+        labels.append(_pretty(text[start:end]) + (" [OVERLAP]" if previous_end > start else ""))
+        previous_end = end
+    if len(labels) != len(wanted):
+        warnings.warn(
+            f"{len(labels)} readable tokens for {len(wanted)} ids; decoding the ids one by "
+            "one instead",
+            stacklevel=2,
+        )
+        return _convert_ids_to_pretty_tokens_fallback(ids, tokenizer)
+    return labels
+
+
+def _pretty(token: str) -> str:
+    return token.replace("\n", "\\n").strip()
+
+
+def _convert_ids_to_pretty_tokens_fallback(ids: Tensor, tokenizer: Any) -> list[str]:
+    """Label token ids by decoding them one by one.
+
+    A character split over two ids decodes, id by id, to the replacement character
+    ``"�"``; two such neighbours are labelled as the decoded pair, the second marked
+    ``" [OVERLAP]"`` (Captum labels both ``"�"``: it decodes the pair but keeps the first
+    id's text), and a split character at the end is labelled on its own (Captum fails).
+
+    Parameters
+    ----------
+    ids : Tensor ``(T,)``
+    tokenizer : Hugging Face style tokenizer
+
+    Returns
+    -------
+    list of str, length ``T``
+    """
+    ids = [int(i) for i in (ids.tolist() if isinstance(ids, Tensor) else ids)]
+
+    def partial_character(index: int) -> bool:
+        decoded = tokenizer.decode(ids[index])
+        return decoded.strip() == "\N{REPLACEMENT CHARACTER}" and tokenizer.encode(decoded) != [
+            ids[index]
+        ]
+
+    labels: list[str] = []
+    index = 0
+    while index < len(ids):
+        if index + 1 < len(ids) and partial_character(index):
+            if partial_character(index + 1):
+                pair = _pretty(tokenizer.decode(ids[index : index + 2]))
+                labels += [pair, pair + " [OVERLAP]"]
+            else:
+                labels += [
+                    _pretty(tokenizer.decode(ids[index])),
+                    _pretty(tokenizer.decode(ids[index + 1])),
+                ]
+            index += 2
+        else:
+            labels.append(_pretty(tokenizer.decode(ids[index])))
+            index += 1
+    return labels

@@ -12,6 +12,10 @@ from whybox.attr import (
     LLMGradientAttribution,
     RemoteLLMAttribution,
 )
+from whybox.attr._captum_utils import (
+    _convert_ids_to_pretty_tokens,  # noqa: F401 - used by Captum's tests
+    _convert_ids_to_pretty_tokens_fallback,  # noqa: F401 - used by Captum's tests
+)
 
 __all__ = [
     "LLMAttributionResult",
