@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""Run Captum's own ``tests/attr`` suite against Captum or against whybox.
+"""Run Captum's own test suite against Captum or against whybox.
 
 The judge of whybox's drop-in promise is Captum 0.9's public test suite, run unchanged
 against ``whybox.attr`` by redirecting imports. This script does that; it fetches nothing.
 
 Producing the test directory
 ----------------------------
-Copy Captum's repository tests (``tests/attr/**.py``, from a checkout of the Captum tag
-or commit you want to measure against) into a directory OUTSIDE this repository, keeping
-their paths, e.g. ``/tmp/captum_tests/tests/attr/test_saliency.py``. Nothing else is
+Copy Captum's repository tests (``tests/{attr,metrics,robust,concept,influence,module,
+utils}/**.py``, from a checkout of the Captum tag or commit you want to measure against)
+into a directory OUTSIDE this repository, keeping their paths, e.g.
+``/tmp/captum_tests/tests/attr/test_saliency.py``. Without a checkout, the search tool's
+stored copy of ``pytorch/captum`` serves: it holds several versions of each file, and the
+commit ``find_files(repo="pytorch/captum", path=...)`` lists is the newest one to read
+(``read_file(..., commit=...)``); files older than 0.9 fail on Captum too and do not count. Nothing else is
 needed: the helpers the tests import (``tests.helpers.*``, ``tests.attr.helpers.*``) are
 mapped onto the ones Captum installs (``captum.testing.helpers.*``,
 ``captum.testing.attr.helpers.*``) and missing ``__init__.py`` files are created.
@@ -27,8 +31,8 @@ Test modules are loaded through an import hook that rewrites their import statem
 (an AST transform, the files on disk are untouched):
 
 * ``tests.helpers...`` / ``tests.attr.helpers...`` -> Captum's installed ``captum.testing``;
-* with ``--target whybox``: ``captum.attr...`` -> ``whybox.attr...`` and
-  ``captum._utils...`` -> ``whybox._utils...``. ``captum.testing`` stays Captum's, except
+* with ``--target whybox``: ``captum.X...`` -> ``whybox.X...`` for X in ``attr``,
+  ``_utils``, ``metrics``, ``robust``, ``concept``, ``influence``, ``module``. ``captum.testing`` stays Captum's, except
   its two helper modules that BUILD attribution objects (``test_config``,
   ``gen_test_utils``), which are loaded with the same rewrite so config-driven tests
   exercise whybox's classes. Reference implementations Captum's helpers use as oracles
