@@ -216,3 +216,13 @@ def test_errors_keep_whybox_wording_and_carry_captums_words(setup, load_with_lr,
         ValueError, match=r"'checkpoints' parameter of TracInCP.*Invalid checkpoints provided "
     ):
         TracInCP(model, train, str(empty), load_with_lr)
+
+
+@pytest.mark.parametrize("name", ["_functional_call", "_custom_functional_call"])
+def test_private_helpers_carry_captums_names(name):
+    # parameterized tests (Captum's) are named after the function's __name__
+    import captum.influence._utils.common as theirs
+
+    import whybox.influence._utils.common as ours
+
+    assert getattr(ours, name).__name__ == getattr(theirs, name).__name__ == name
