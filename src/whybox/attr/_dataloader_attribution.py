@@ -34,6 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from whybox.core.progress import progress
+
 from ._assertion_errors import fail_assert
 from ._base import Attribution
 from ._perturbation import FeatureAblation
@@ -312,7 +314,7 @@ class DataLoaderAttribution(Attribution):
             for i in range(0, len(work), perturbations_per_pass)
         ]
         metrics: dict[int | None, Tensor] = {}
-        bar = _progress(show_progress, len(passes))
+        bar = progress(len(passes), show_progress, "DataLoaderAttribution attribution", unit="pass")
         try:
             with torch.no_grad():
                 for group in passes:
@@ -382,11 +384,3 @@ class DataLoaderAttribution(Attribution):
     def attribute_future(self) -> Callable[..., Any]:
         """Not available for DataLoaderAttribution (as in Captum)."""
         raise NotImplementedError("attribute_future is not implemented for DataLoaderAttribution")
-
-
-def _progress(show: bool, total: int) -> Any:
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="DataLoaderAttribution attribution", unit="pass")
