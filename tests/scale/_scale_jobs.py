@@ -1,6 +1,7 @@
 """Shared pieces of the scale tests; also run as a script to be killed mid-job.
 
 python _scale_jobs.py OUT KILL_AT    # os._exit(3) when example KILL_AT is read
+python _scale_jobs.py OUT K ray      # on Ray: the driver os._exit(3)s once shard K is written
 """
 
 from __future__ import annotations
@@ -55,8 +56,27 @@ def run(out: str, dataset: Dataset, **options):
     return attribute_dataset(dataset, "integrated_gradients", make_model(), out=out, **options)
 
 
+def _exit_after_shard(last: int) -> None:
+    """Kill this (driver) process, with no clean-up, right after shard ``last`` is written."""
+    from whybox.scale import shards
+
+    write = shards.write_shard
+
+    def write_then_maybe_exit(out, index, *args, **kwargs):
+        write(out, index, *args, **kwargs)
+        if index == last:
+            os._exit(3)
+
+    shards.write_shard = write_then_maybe_exit
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     data = RowDataset(60)
-    data.exit_at = int(sys.argv[2])
-    run(sys.argv[1], data)
+    if len(sys.argv) > 3 and sys.argv[3] == "ray":
+        # the dataset and model are __main__'s here: Ray pickles them by value
+        _exit_after_shard(int(sys.argv[2]))
+        run(sys.argv[1], data, backend="ray", num_workers=2, num_cpus=0.5)
+    else:
+        data.exit_at = int(sys.argv[2])
+        run(sys.argv[1], data)

@@ -12,13 +12,13 @@ from typing import Any
 __all__ = ["progress"]
 
 
-def progress(total: int, show: bool, label: str, *, unit: str = "item") -> Any:
+def progress(total: int | None, show: bool, label: str, *, unit: str = "item") -> Any:
     """A ``tqdm`` bar over ``total`` steps, or ``None`` when ``show`` is false.
 
     Parameters
     ----------
-    total : int
-        Number of steps the bar counts to.
+    total : int or None
+        Number of steps the bar counts to (``None``: unknown, the bar only counts).
     show : bool
         Whether to show a bar at all (the caller's ``show_progress``).
     label : str

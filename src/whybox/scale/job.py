@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from whybox.core.progress import progress
 from whybox.core.validation import check_bool, check_int, fail
 
 from . import shards
@@ -297,16 +298,6 @@ def _shard_count(source: Any, shard_rows: int) -> int | None:
     return n  # a DataLoader or a sized iterable: one shard per batch
 
 
-def _progress(show: bool, total: int | None) -> Any:
-    if not show:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is optional
-        return None
-    return tqdm(total=total, desc="attribute_dataset", unit="shard")
-
-
 def attribute_dataset(
     source: Any,
     method: str,
@@ -405,7 +396,7 @@ def attribute_dataset(
         fail(_OWNER, "target", f"one of {_TARGETS}, an int, a tuple or None (per-example "
              "targets come from the source's labels)", target)  # fmt: skip
     if backend == "ray":
-        from .ray_backend import require_ray
+        from .ray_backend import numbered_by_ray, require_ray
 
         require_ray()
 
@@ -434,7 +425,7 @@ def attribute_dataset(
 
     done = _Done(folder, resume)
     total = _shard_count(source, shard_rows)
-    if backend == "ray" and (is_map_style(source) or is_ray_dataset(source)):
+    if backend == "ray" and (is_map_style(source) or numbered_by_ray(source)):
         from .ray_backend import run_ray_data
 
         results = run_ray_data(source, model, worker_args, worker_kwargs, shard_rows=shard_rows,
@@ -452,7 +443,7 @@ def attribute_dataset(
         results = ((index, None if b is None else worker.compute(b)) for index, b in items)
 
     summaries = StreamingSummaries()
-    bar = _progress(show_progress, total)
+    bar = progress(total, show_progress, "attribute_dataset", unit="shard")
     n_rows = n_shards = computed = 0
     fields: set[str] = set()
     try:

@@ -34,7 +34,7 @@ import torch
 
 from .dataset import Batch, dict_inputs, is_ray_dataset, ordered, read_shard_rows
 
-__all__ = ["require_ray", "start_ray", "run_ray", "run_ray_data"]
+__all__ = ["require_ray", "start_ray", "run_ray", "run_ray_data", "numbered_by_ray"]
 
 _ROW = "_whybox_row"  # the example's position in the job (shard = row // shard_rows)
 _SHARD = "_whybox_shard"
@@ -71,6 +71,16 @@ def start_ray(num_workers: int, num_cpus: float) -> bool:
         log_to_driver=False,
     )
     return True
+
+
+def numbered_by_ray(source: Any) -> bool:
+    """Whether ``source`` is a ``ray.data.Dataset`` that Ray can number row by row itself.
+
+    Row numbers come from ``Dataset.zip`` with ``ray.data.range`` (deprecated in newer Ray):
+    a Ray without it still runs the job, the driver streaming the dataset to the actors
+    (:func:`run_ray`), with the same shards.
+    """
+    return is_ray_dataset(source) and callable(getattr(source, "zip", None))
 
 
 def _require_ray_data() -> Any:
