@@ -342,13 +342,14 @@ class _MaxPoolRescale(torch.autograd.Function):
         carried = torch.cat([grad_pairs[0] * (top - out_ref), grad_pairs[1] * (out_in - top)])
         spread = _pairs_of(ctx.spread(carried, indices, module, x.shape))
         dx = x_pairs[0] - x_pairs[1]
-        summed = spread[0] + spread[1]
-        if _none_below(dx.abs(), ctx.eps):
-            multiplier = summed / dx
+        summed = spread[0].add_(spread[1])
+        size = dx.abs()
+        if _none_below(size, ctx.eps):
+            multiplier = summed.div_(dx)
             result = multiplier.expand((2,) + tuple(multiplier.shape))
         else:
-            small = dx.abs() < ctx.eps
-            multiplier = summed / torch.where(small, torch.ones_like(dx), dx)
+            small = size < ctx.eps
+            multiplier = summed.div_(dx.masked_fill_(small, 1))
             # where the input did not move: the ordinary max-pool gradient of each row
             local = _pairs_of(scatter_add_spread(grad, indices, module, x.shape))
             result = torch.where(small, local, multiplier)
