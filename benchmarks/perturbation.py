@@ -21,6 +21,7 @@ interleaved rounds (see ``_harness.py``).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--budget", type=float, default=None, help="seconds per case")
     parser.add_argument("--cases", nargs="*", default=None)
+    parser.add_argument("--json", default=None, help="also write the rows (seconds) to this file")
     args = parser.parse_args(argv)
     configure_threads(1)
     set_clock("cpu")
@@ -234,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     misses = []
+    records: list[dict[str, Any]] = []
     for work in build_workloads(args.quick):
         for case, (cls, options) in work.cases.items():
             if args.cases and case not in args.cases:
@@ -275,11 +278,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"{flag_floor} | {vs_captum:.3f} | {flag_p} | {match} |"
             )
             print(lines[-1], flush=True)
+            records.append(
+                {
+                    "workload": work.name,
+                    "case": case,
+                    "method": cls,
+                    "seconds": med,
+                    "whybox_per_floor": vs_floor,
+                    "whybox_per_captum": vs_captum,
+                    "at_p_ratio": at_p,
+                    "per_eval": p,
+                    "match": match,
+                }
+            )
     print()
     print("\n".join(lines))
     print("\nP = 16 perturbations per forward (images), 64 (tabular); rows = whybox's rows.")
     if misses:
         print("\nGoal misses:\n" + "\n".join(f"- {m}" for m in misses))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"rows": records, "misses": misses}, handle, indent=2)
     return 0
 
 

@@ -152,6 +152,29 @@ def test_global_random_matches_captums_own_samplers():
     assert torch.equal(GlobalRandom().permutations(4, 7), orders)
 
 
+@pytest.mark.parametrize("groups, fit_draws", [(1, False), (1, True), (3, True), (2, False)])
+@pytest.mark.parametrize("n_samples, m", [(1, 1), (7, 3), (200, 12), (40, 257)])
+def test_global_lime_samples_are_captums_per_sample_draws(n_samples, m, groups, fit_draws):
+    # Captum's order: per example, one (1, M) Bernoulli draw per sample, then (when its
+    # surrogate trains) the DataLoader seed and the nn.Linear(M, 1) initialisation
+    torch.manual_seed(11)
+    per_group = []
+    for _ in range(groups):
+        draws = [torch.bernoulli(torch.full((1, m), 0.5)).bool() for _ in range(n_samples)]
+        per_group.append(torch.cat(draws))
+        if fit_draws:
+            torch.empty((), dtype=torch.int64).random_()
+            torch.nn.Linear(m, 1)
+    expected = per_group[0] if groups == 1 else torch.stack(per_group, dim=1)
+    after_expected = torch.rand(4)
+    torch.manual_seed(11)
+    got = GlobalRandom().lime_samples(n_samples, m, groups, fit_draws=fit_draws)
+    after_got = torch.rand(4)
+    assert got.dtype == torch.bool and got.shape == expected.shape
+    assert torch.equal(got, expected)
+    assert torch.equal(after_got, after_expected)  # the generator is left where Captum leaves it
+
+
 def test_generator_random_exposes_its_generator():
     generator = torch.Generator().manual_seed(0)
     source = GeneratorRandom(generator)

@@ -32,8 +32,10 @@ def row_gradients(
     """
     rows = call.tensors if rows is None else tuple(rows)
     n_rows = rows[0].shape[0]
+    # ``None``: the rows are the batch in order (a chunk holding them all needs no index)
+    in_order = example_index is None and n_rows == call.batch_size
     if example_index is None:
-        example_index = torch.arange(n_rows, device=rows[0].device)
+        example_index = torch.arange(n_rows, device=rows[0].device) if not in_order else None
     grads: list[list[Tensor]] = []
     outputs: list[Tensor] = []
     values: list[Tensor] = []
@@ -42,6 +44,11 @@ def row_gradients(
         tap = recording(tap, values)
 
     def build(start: int, stop: int) -> RowBatch:
+        nonlocal example_index
+        if example_index is None:
+            if start == 0 and stop == n_rows:
+                return RowBatch(rows, None)
+            example_index = torch.arange(n_rows, device=rows[0].device)
         return RowBatch(tuple(r[start:stop] for r in rows), example_index[start:stop])
 
     def consume(start: int, stop: int, selected: Tensor, chunk_grads) -> None:

@@ -219,11 +219,17 @@ class GlobalRandom(RandomSource):
         """
         per_group = []
         for _ in range(groups):
-            draws = [self.bernoulli((1, m), 0.5, device=device) for _ in range(n_samples)]
-            per_group.append(torch.cat(draws))
+            # Captum draws ``(1, M)`` per sample; CPU ``torch.bernoulli`` of a probability
+            # tensor consumes the generator element by element in order, so one ``(S, M)``
+            # draw gives the same numbers and leaves the generator where Captum leaves it
+            # (tests/core/test_randomness.py checks both)
+            per_group.append(self.bernoulli((n_samples, m), 0.5, device=device))
             if fit_draws:
                 torch.empty((), dtype=torch.int64).random_()
-                torch.nn.Linear(m, 1)
+                # nn.Linear(M, 1)'s initialisation draws: uniform weight (1, M), then bias
+                # (1,) (the bounds do not change what is drawn; no module is built)
+                torch.empty(1, m).uniform_()
+                torch.empty(1).uniform_()
         return per_group[0] if groups == 1 else torch.stack(per_group, dim=1)
 
 

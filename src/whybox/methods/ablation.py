@@ -9,10 +9,12 @@ empty batch (``N = 0``) gives zero-row attributions shaped like the inputs (the 
 
 from __future__ import annotations
 
+import functools
+import math
 import string
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -262,7 +264,7 @@ class Occlusion(EmptyBatchInBody, Method):
                     shape,
                 )
             try:
-                windows.append(sliding_window_masks(tuple(x.shape[1:]), tuple(shape), step))
+                windows.append(_grid(tuple(x.shape[1:]), tuple(shape), step, x.device))
             except ValueError as err:
                 fail(
                     owner,
@@ -276,20 +278,30 @@ class Occlusion(EmptyBatchInBody, Method):
             return scope.result(
                 self, call, empty_leaves(tensors), extras={"aggregate_output": False}
             )
-        counts = [w.n_windows for w in windows]
-        offsets = torch.tensor([0] + counts).cumsum(0).tolist()
+        counts = [g.windows.n_windows for g in windows]
+        offsets = [0]
+        for count in counts:
+            offsets.append(offsets[-1] + count)
         device = tensors[0].device
+        # one input with a small window table: each chunk's keep flags are a slice of it
+        table = windows[0].keep if len(windows) == 1 else None
 
         def build(start: int, stop: int) -> RowBatch:
             k = stop - start
+            if table is not None:
+                x, b = tensors[0], base[0]
+                keep = table[start:stop]
+                rows = torch.where(keep.unsqueeze(1), x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
+                leaf = rows.reshape((k * n,) + tuple(x.shape[1:]))
+                return space.rows(RowBatch((leaf,), torch.arange(n, device=device).repeat(k)))
             items = torch.arange(start, stop) - 1  # global window id, -1 = original
             leaves = []
-            for i, (x, b, w) in enumerate(zip(tensors, base, windows)):
+            for i, (x, b, g) in enumerate(zip(tensors, base, windows)):
                 keep = torch.ones((k,) + tuple(x.shape[1:]), dtype=torch.bool, device=device)
                 local = items - offsets[i]
                 mine = (local >= 0) & (local < counts[i])
                 if bool(mine.any()):
-                    keep[mine.to(device)] = ~w.masks(local[mine], device=device)
+                    keep[mine.to(device)] = ~g.windows.masks(local[mine], device=device)
                 rows = torch.where(keep.unsqueeze(1), x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
                 leaves.append(rows.reshape((k * n,) + tuple(x.shape[1:])))
             return space.rows(RowBatch(tuple(leaves), torch.arange(n, device=device).repeat(k)))
@@ -297,18 +309,77 @@ class Occlusion(EmptyBatchInBody, Method):
         outputs = run_items(space.call, n_items=offsets[-1] + 1, build=build, rows_per_item=n)
         drops = _drops(outputs.values)  # (P, B)
         leaves = tuple(
-            _window_sum(drops[offsets[i] : offsets[i + 1]], w, device) / w.coverage(device=device)
-            for i, w in enumerate(windows)
+            _window_sum(drops[offsets[i] : offsets[i + 1]], g.windows, device, g.dim_masks)
+            / g.coverage
+            for i, g in enumerate(windows)
         )
         return scope.result(self, call, leaves, extras={"aggregate_output": outputs.aggregate})
 
 
-def _window_sum(drops: Tensor, windows: SlidingWindows, device: Any) -> Tensor:
+#: the most elements (windows x example elements) of an Occlusion keep-flag table built
+#: once per input shape and reused (tiny inputs: chunks are slices of it)
+_KEEP_TABLE_ELEMENTS = 2**16
+
+
+class _Grid(NamedTuple):
+    """An input's occlusion windows with what every call on that shape reuses.
+
+    Attributes
+    ----------
+    windows : the windows (:func:`~whybox.core.masks.sliding_window_masks`)
+    coverage : ``input_shape`` long: windows covering each element
+    dim_masks : per dimension ``(counts[d], input_shape[d])`` bool memberships
+    keep : ``(1 + n_windows, *input_shape)`` bool keep flags of item ``i`` (item 0: the
+        original, item ``j``: everything but window ``j - 1``), or ``None`` for big tables
+    """
+
+    windows: SlidingWindows
+    coverage: Tensor
+    dim_masks: tuple[Tensor, ...]
+    keep: Tensor | None
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_grid(
+    shape: tuple[int, ...], window: tuple[int, ...], step: Any, device: torch.device
+) -> _Grid:
+    windows = sliding_window_masks(shape, window, step)
+    dims = tuple(windows.dim_masks(k, device=device) for k in range(len(shape)))
+    keep = None
+    if windows.n_windows * math.prod(shape) <= _KEEP_TABLE_ELEMENTS:
+        original = torch.ones((1,) + shape, dtype=torch.bool, device=device)
+        keep = torch.cat([original, ~windows.masks(device=device)])
+    return _Grid(windows, windows.coverage(device=device), dims, keep)
+
+
+def _grid(shape: tuple[int, ...], window: tuple, step: Any, device: torch.device) -> _Grid:
+    """The windows of one input (cached for plain int shapes and strides: the grid is read
+    only, so calls on the same shape share it)."""
+
+    def plain(value: Any) -> bool:
+        return type(value) is int or (
+            isinstance(value, tuple) and all(type(v) is int for v in value)
+        )
+
+    if plain(window) and (step is None or plain(step)):
+        return _cached_grid(shape, window, step, device)
+    windows = sliding_window_masks(shape, window, step)
+    dims = tuple(windows.dim_masks(k, device=device) for k in range(len(shape)))
+    return _Grid(windows, windows.coverage(device=device), dims, None)
+
+
+def _window_sum(
+    drops: Tensor,
+    windows: SlidingWindows,
+    device: Any,
+    dim_masks: tuple[Tensor, ...] | None = None,
+) -> Tensor:
     """``sum_p drops[p] * window_p`` using the separable window grid.
 
     ``drops`` is ``(P, B)`` with window ids first-dimension-fastest; the sum is a
     contraction of a ``(B, c_1, ..., c_d)`` table with one ``(c_k, size_k)`` membership
-    matrix per dimension -- no full-size window mask is built.
+    matrix per dimension (``dim_masks``, built when not given) -- no full-size window
+    mask is built.
     """
     d = len(windows.input_shape)
     b = drops.shape[1]
@@ -319,7 +390,9 @@ def _window_sum(drops: Tensor, windows: SlidingWindows, device: Any) -> Tensor:
     letters = string.ascii_letters
     counts_ix = letters[:d]
     sizes_ix = letters[d : 2 * d]
-    operands = [table] + [windows.dim_masks(k, device=device).to(drops.dtype) for k in range(d)]
+    if dim_masks is None:
+        dim_masks = tuple(windows.dim_masks(k, device=device) for k in range(d))
+    operands = [table] + [mask.to(drops.dtype) for mask in dim_masks]
     spec = (
         "Z"
         + counts_ix

@@ -102,7 +102,10 @@ def _empty(method: Method, call: Call, masks: FlatMasks, *, input_shape: bool = 
 
 
 def _on_present(masks: FlatMasks, present: Tensor, keep: Tensor) -> Tensor:
-    """Coalitions over present features ``(k, Mp)`` -> over all ids ``(k, M)``."""
+    """Coalitions over present features ``(k, Mp)`` -> over all ids ``(k, M)`` (``keep``
+    itself when every id is present: ``present`` is then ``0..M-1``)."""
+    if present.numel() == masks.n_features:
+        return keep
     full = torch.zeros(keep.shape[0], masks.n_features, dtype=torch.bool, device=keep.device)
     full[:, present.to(keep.device)] = keep
     return full
@@ -392,14 +395,17 @@ class KernelShap(EmptyBatchInBody, Method):
         # the design's draws come from the source's torch generator (global for the facade)
         design = kernel_shap_coalitions(m, n_samples - 2, make_random(seed).generator)
         coalitions = design.masks.to(device)
+        # item 0: the empty coalition, item 1: the full one, then the design's rows
+        items_keep = torch.cat(
+            [
+                torch.zeros(1, m, dtype=torch.bool, device=device),
+                torch.ones(1, m, dtype=torch.bool, device=device),
+                coalitions,
+            ]
+        )
 
         def build(start: int, stop: int) -> RowBatch:
-            items = torch.arange(start, stop, device=device)
-            keep = torch.zeros(len(items), m, dtype=torch.bool, device=device)
-            keep[items == 1] = True
-            sampled = items >= 2
-            if bool(sampled.any()):
-                keep[sampled] = coalitions[items[sampled] - 2]
+            keep = items_keep[start:stop]
             return coalition_rows(call.tensors, base, masks, _on_present(masks, present, keep))
 
         outputs = run_items(call, n_items=2 + coalitions.shape[0], build=build, rows_per_item=n)

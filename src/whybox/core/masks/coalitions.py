@@ -7,6 +7,7 @@ value, ``False`` replaces it with the baseline.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Any, NamedTuple
@@ -212,10 +213,64 @@ def kernel_shap_coalitions(
             "The 'n_samples' parameter of kernel_shap_coalitions must be an int >= 0. "
             f"Got {n_samples!r}."
         )
-    empty = Coalitions(torch.zeros(0, m, dtype=torch.bool), torch.zeros(0, dtype=torch.float64), 0)
     if m == 1 or n_samples == 0:
-        return empty
+        return Coalitions(
+            torch.zeros(0, m, dtype=torch.bool), torch.zeros(0, dtype=torch.float64), 0
+        )
+    plan = _kernel_shap_plan(m, n_samples, paired)
+    blocks = list(plan.blocks)
+    weights = list(plan.weights)
+    if plan.n_draws > 0:
+        pick = torch.multinomial(plan.g_masses, plan.n_draws, replacement=True, generator=generator)
+        draw_size = plan.draw_sizes[pick]
+        keys = torch.rand(plan.n_draws, m, generator=generator, dtype=torch.float64)
+        ranks = torch.argsort(torch.argsort(keys, dim=1), dim=1)
+        first = ranks < draw_size[:, None]  # uniform subset of the drawn size
+        if paired:
+            # Canonical orientation for the self-complementary size M/2 so that a pair
+            # and its mirror image merge as duplicates.
+            flip = (draw_size * 2 == m) & ~first[:, 0]
+            first = torch.where(flip[:, None], ~first, first)
+        uniq, counts = torch.unique(first, dim=0, return_counts=True)
+        # Merge duplicate draws (rows come back sorted, which keeps runs reproducible).
+        w = counts.to(torch.float64) * plan.per_draw_w
+        if paired:
+            rows = torch.stack([uniq, ~uniq], dim=1).reshape(-1, m)
+            w = w.repeat_interleave(2)
+        else:
+            rows = uniq
+        blocks.append(rows)
+        weights.append(w)
 
+    if not blocks:
+        return Coalitions(
+            torch.zeros(0, m, dtype=torch.bool), torch.zeros(0, dtype=torch.float64), 0
+        )
+    masks = torch.cat(blocks)  # a new tensor: the plan's cached blocks are never handed out
+    w_all = torch.cat(weights).to(torch.float64)
+    return Coalitions(masks, w_all, plan.n_enumerated)
+
+
+class _KernelShapPlan(NamedTuple):
+    """The deterministic part of a KernelSHAP design (cached per ``(M, budget, paired)``).
+
+    ``blocks`` / ``weights``: the enumerated sizes' coalitions and exact weights;
+    ``n_draws`` random draws remain (0: none), of size groups with masses ``g_masses``
+    (whose drawn size is ``draw_sizes[group]``), each carrying ``per_draw_w``.
+    """
+
+    blocks: tuple[Tensor, ...]
+    weights: tuple[Tensor, ...]
+    n_enumerated: int
+    n_draws: int
+    g_masses: Tensor | None
+    draw_sizes: Tensor | None
+    per_draw_w: float
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel_shap_plan(m: int, n_samples: int, paired: bool) -> _KernelShapPlan:
+    """Which sizes :func:`kernel_shap_coalitions` enumerates and what is left to draw."""
     sizes = torch.arange(1, m, dtype=torch.float64)
     mass = (m - 1) / (sizes * (m - sizes))  # kernel mass of each size s = 1..M-1
     total_mass = float(mass.sum())
@@ -251,39 +306,13 @@ def kernel_shap_coalitions(
         remaining_mass -= g_mass
         left.pop(0)
     n_enum = sum(b.shape[0] for b in blocks)
-
+    n_draws, g_masses, draw_sizes, per_draw_w = 0, None, None, 0.0
     if left and budget > 0:
         g_masses = torch.tensor([sum(mass_of(s) for s in g) for g in left], dtype=torch.float64)
         n_draws = budget // 2 if paired else budget
-        if n_draws > 0:
-            pick = torch.multinomial(g_masses, n_draws, replacement=True, generator=generator)
-            if paired:
-                # Draw the smaller size of the pair; the complement provides the other one.
-                draw_size = torch.tensor([min(g) for g in left])[pick]
-            else:
-                draw_size = torch.tensor([g[0] for g in left])[pick]
-            keys = torch.rand(n_draws, m, generator=generator, dtype=torch.float64)
-            ranks = torch.argsort(torch.argsort(keys, dim=1), dim=1)
-            first = ranks < draw_size[:, None]  # uniform subset of the drawn size
-            if paired:
-                # Canonical orientation for the self-complementary size M/2 so that a pair
-                # and its mirror image merge as duplicates.
-                flip = (draw_size * 2 == m) & ~first[:, 0]
-                first = torch.where(flip[:, None], ~first, first)
-            uniq, counts = torch.unique(first, dim=0, return_counts=True)
-            # Merge duplicate draws (rows come back sorted, which keeps runs reproducible).
-            per_draw_w = remaining_mass / (n_draws * (2 if paired else 1))
-            w = counts.to(torch.float64) * per_draw_w
-            if paired:
-                rows = torch.stack([uniq, ~uniq], dim=1).reshape(-1, m)
-                w = w.repeat_interleave(2)
-            else:
-                rows = uniq
-            blocks.append(rows)
-            weights.append(w)
-
-    if not blocks:
-        return empty
-    masks = torch.cat(blocks)
-    w_all = torch.cat(weights).to(torch.float64)
-    return Coalitions(masks, w_all, n_enum)
+        # Paired: draw the smaller size of the pair; the complement provides the other one.
+        draw_sizes = torch.tensor([min(g) for g in left] if paired else [g[0] for g in left])
+        per_draw_w = remaining_mass / (n_draws * (2 if paired else 1)) if n_draws else 0.0
+    return _KernelShapPlan(
+        tuple(blocks), tuple(weights), n_enum, n_draws, g_masses, draw_sizes, per_draw_w
+    )

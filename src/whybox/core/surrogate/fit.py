@@ -14,6 +14,7 @@ tensors on the device of ``X``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -166,11 +167,7 @@ def solve_constrained_wls(
     base = total_t.unsqueeze(0) / p  # (1, k): each coef starts at total / M
     coef = base.expand(p, k).clone()
     if p > 1:
-        # Columns 1.. of Q from a QR whose first column is the ones vector span sum-zero.
-        seed = torch.eye(p, dtype=torch.float64, device=X.device)
-        seed[:, 0] = 1.0
-        q, _ = torch.linalg.qr(seed)
-        null = q[:, 1:]  # (p, p-1), orthonormal, 1^T null = 0
+        null = _sum_zero_basis(p, X.device)  # (p, p-1), orthonormal, 1^T null = 0
         sw = w.sqrt().unsqueeze(1)
         resid = y - X.sum(dim=1, keepdim=True) * base  # y - X @ (total/M * 1)
         u = _lstsq_min_norm((X @ null) * sw, resid * sw)  # (p-1, k)
@@ -178,6 +175,17 @@ def solve_constrained_wls(
     coef = coef + (total_t - coef.sum(dim=0)) / p  # exact constraint up to one rounding
     coef = coef.T.contiguous()
     return coef[0] if y_was_1d else coef
+
+
+@functools.lru_cache(maxsize=32)
+def _sum_zero_basis(p: int, device: torch.device) -> Tensor:
+    """An orthonormal basis ``(p, p - 1)`` of the sum-zero subspace: columns 1.. of Q from
+    a QR whose first column is the ones vector (cached: it depends on ``p`` alone; callers
+    only read it)."""
+    seed = torch.eye(p, dtype=torch.float64, device=device)
+    seed[:, 0] = 1.0
+    q, _ = torch.linalg.qr(seed)
+    return q[:, 1:]
 
 
 def _soft_threshold(value: float, threshold: float) -> float:
