@@ -1,4 +1,5 @@
-"""Time whybox.influence's TracIn and whybox.concept's TCAV against Captum 0.9 in one run.
+"""Time whybox.influence's TracIn, whybox.concept's TCAV and whybox.robust's PGD against
+Captum 0.9 in one run.
 
     .venv/bin/python benchmarks/influence.py            # full run (a few minutes, 1 thread)
     .venv/bin/python benchmarks/influence.py --quick    # smoke run
@@ -16,9 +17,11 @@ loader; the same data, checkpoints and seeds for both libraries):
 * ``TracInCPFast, cnn``: the same, the final linear layer;
 * ``TCAV, cnn``: SmallCNN, two layers, 6 concepts of 64 images, 8 experimental sets (the
   tutorial's ``[concept, random_i]`` and ``[random_0, random_i]``), 32 inputs, the default
-  classifier, seeded (the two give the same scores); a fresh cache folder per call.
+  classifier, seeded (the two give the same scores); a fresh cache folder per call;
+* ``PGD``: ``benchmarks/robust.py``'s ``cnn32 / CE`` and ``mlp12 / CE`` cases (``Linf``,
+  20 steps, random start; its floor: the same passes through the bare model).
 
-``floor`` (TracIn only): per checkpoint, one ``load_state_dict`` and one batched forward +
+``floor`` (TracIn): per checkpoint, one ``load_state_dict`` and one batched forward +
 backward of all training and test rows -- a lower bound: per-example gradients cost more
 than one batched backward. Goal: whybox at least 3x faster than Captum's TracInCP with the
 same numbers. Torch runs on one thread; times are CPU seconds (medians of interleaved
@@ -224,10 +227,39 @@ def tcav_case(quick: bool, folder: str) -> tuple[str, dict[str, Callable[[], Any
     return "TCAV, cnn, 2 layers, 8 sets", {"whybox": run(W), "captum": run(C)}
 
 
+def pgd_rows(quick: bool, only: str | None) -> list[tuple[Any, ...]]:
+    """Table rows of ``robust.py``'s PGD cases on the CNN and the MLP (cross-entropy)."""
+    import robust
+
+    rows = []
+    for case in robust.cases(quick):
+        name = f"PGD, {case['name']}"
+        if case["name"] not in ("cnn32 / CE", "mlp12 / CE") or (only and only not in name):
+            continue
+        result = robust.run_case(
+            case, 5 if quick else 20, 3 if quick else 7, 3.0 if quick else 15.0
+        )
+        m = result["medians"]
+        rows.append(
+            (
+                name,
+                m["whybox"],
+                m["captum"],
+                m["floor"],
+                m["captum"] / m["whybox"],
+                m["whybox"] / m["floor"],
+                result["match"],
+            )
+        )
+        print(f"{name}: whybox {m['whybox']:.4f}s captum {m['captum']:.4f}s", file=sys.stderr)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", default=None, help="run only the cases whose name has this")
     args = parser.parse_args(argv)
     configure_threads(args.threads)
     set_clock("cpu")
@@ -239,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(os.path.join(folder, "cnn"))
         cases = tracin_cases(args.quick, folder) + [tcav_case(args.quick, folder)]
         for name, calls in cases:
+            if args.only and args.only not in name:
+                continue
             times, outputs = interleaved_times(
                 calls,
                 repeats=3 if args.quick else 5,
@@ -264,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name}: whybox {ours:.4f}s captum {theirs:.4f}s ({theirs / ours:.1f}x)",
                 file=sys.stderr,
             )
+    rows.extend(pgd_rows(args.quick, args.only))
     print(
-        f"# whybox.influence / whybox.concept vs Captum 0.9\n\ntorch threads {args.threads}, clock cpu; see benchmarks/influence.py.\n"
+        f"# whybox.influence / whybox.concept / whybox.robust vs Captum 0.9\n\ntorch threads {args.threads}, clock cpu; see benchmarks/influence.py.\n"
     )
     print(
         "| case | whybox (s) | captum (s) | floor (s) | captum / whybox | whybox / floor | same numbers |"

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from whybox.attr._assertion_errors import fail_assert
+from whybox.core.chunks import auto_chunk_rows
 from whybox.core.validation import describe
 
 __all__ = [
@@ -137,14 +138,24 @@ def _concat(parts: list[Chunk]) -> Chunk:
     return Chunk(tuple(merged[:width]), merged[width], sum(p.rows for p in parts))
 
 
-def chunks(batches: Iterable[Any], rows: int, *, owner: str) -> Iterator[Chunk]:
+def chunks(
+    batches: Iterable[Any], rows: int, *, owner: str, by_input: bool = False
+) -> Iterator[Chunk]:
     """Consecutive examples of ``batches`` in chunks of at most ``rows`` rows (a batch that
-    cannot be split or merged is its own chunk)."""
+    cannot be split or merged is its own chunk).
+
+    With ``by_input``, ``rows`` is also capped by the engine's automatic chunk for the
+    input bytes of one example of the first batch (:func:`whybox.core.chunks.auto_chunk_rows`:
+    on CPU, chunks whose activations stay in cache run faster).
+    """
     pending: list[Chunk] = []
     pending_rows = 0
     for batch in batches:
         features, labels = split_batch(batch, owner=owner)
         n = _rows(features, labels)
+        if by_input and n:
+            rows = min(rows, _input_rows(features, n))
+            by_input = False
         if n is None:
             if pending:
                 yield _concat(pending)
@@ -165,6 +176,14 @@ def chunks(batches: Iterable[Any], rows: int, *, owner: str) -> Iterator[Chunk]:
             pending_rows += piece.rows
     if pending:
         yield _concat(pending)
+
+
+def _input_rows(features: Sequence[Any], n: int) -> int:
+    tensors = [t for t in features if isinstance(t, Tensor)]
+    if not tensors:
+        return n
+    example = sum(t.numel() * t.element_size() for t in tensors) // max(n, 1)
+    return auto_chunk_rows(example, tensors[0].device)
 
 
 def _count(features: Sequence[Any], labels: Any) -> int:

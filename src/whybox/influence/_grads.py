@@ -35,6 +35,7 @@ from whybox.core.chunks import ChunkSize, is_auto
 from whybox.core.hooks import capture
 
 from ._data import Chunk
+from ._layout import ChannelsLast
 
 __all__ = [
     "SAMPLE_WISE_MODULES",
@@ -294,27 +295,34 @@ class Factors:
     loss gradients ``d`` (``(rows, d_out)``), example ``i``'s weight gradient is
     ``d_i a_i^T`` and its bias gradient ``d_i``, so dot products of gradients factor:
     ``<d_i a_i^T, d_j a_j^T> = (d_i . d_j)(a_i . a_j)`` -- no ``P``-sized gradient is formed.
-    The other parameters' gradients are kept flat (``rest``); rows whose layers could not be
-    factored are all flat (``inputs`` empty).
+    The other parameters' gradients are kept flat, one block per parameter (``rest``; a
+    ``Conv2d`` weight's block in ``(C_out, k_h, k_w, C_in)`` order, see
+    :func:`_conv_gradients`: dot products do not depend on the order, :meth:`flat` restores
+    the parameter's). Rows whose layers could not be factored are one flat block.
 
     Attributes
     ----------
     inputs, deltas : list of Tensor
         Per factored layer, ``(rows, d_in)`` and ``(rows, d_out)``.
-    rest : Tensor or None
-        ``(rows, P_rest)`` flat gradients of the other parameters (of all, when flat).
+    rest : list of Tensor
+        ``(rows, p_b)`` gradient blocks: of the parameters ``layout.rest`` when
+        ``structured``, else one block of all parameters in order.
     rows : int
     layout : _Layout
         Which parameters the factors and ``rest`` stand for.
+    structured : bool
+        Whether the rows are factored (``inputs``, ``deltas`` and per-parameter blocks).
     """
 
     def __init__(
         self,
         inputs: list[Tensor],
         deltas: list[Tensor],
-        rest: Tensor | None,
+        rest: list[Tensor],
         rows: int,
         layout: _Layout,
+        *,
+        structured: bool,
     ) -> None:
         self.inputs, self.deltas, self.rest, self.rows, self.layout = (
             inputs,
@@ -323,29 +331,32 @@ class Factors:
             rows,
             layout,
         )
+        self.structured = structured
+
+    @classmethod
+    def of_flat(cls, flat: Tensor, layout: _Layout) -> Factors:
+        """Rows given as ``(rows, P)`` flat gradients in the parameters' order."""
+        return cls([], [], [flat], flat.shape[0], layout, structured=False)
 
     @property
     def factored(self) -> bool:
-        return bool(self.inputs)
+        return self.structured
 
     @staticmethod
     def cat(parts: list[Factors]) -> Factors:
         """The rows of ``parts`` together (flat if any part is flat)."""
         layout = parts[0].layout
         if not all(p.factored for p in parts):
-            return Factors(
-                [], [], torch.cat([p.flat() for p in parts]), sum(p.rows for p in parts), layout
-            )
+            return Factors.of_flat(torch.cat([p.flat() for p in parts]), layout)
         inputs = [torch.cat([p.inputs[k] for p in parts]) for k in range(len(parts[0].inputs))]
         deltas = [torch.cat([p.deltas[k] for p in parts]) for k in range(len(parts[0].deltas))]
-        rest = None if parts[0].rest is None else torch.cat([p.rest for p in parts])
-        return Factors(inputs, deltas, rest, sum(p.rows for p in parts), layout)
+        rest = [torch.cat([p.rest[b] for p in parts]) for b in range(len(parts[0].rest))]
+        return Factors(inputs, deltas, rest, sum(p.rows for p in parts), layout, structured=True)
 
     def flat(self) -> Tensor:
         """``(rows, P)`` flat gradients in the parameters' order."""
         if not self.factored:
-            assert self.rest is not None
-            return self.rest
+            return self.rest[0]
         pieces: dict[str, Tensor] = {}
         for k, (weight, bias) in enumerate(self.layout.linear):
             if weight is not None:
@@ -354,9 +365,8 @@ class Factors:
                 )
             if bias is not None:
                 pieces[bias] = self.deltas[k]
-        if self.rest is not None:
-            sizes = [self.layout.sizes[n] for n in self.layout.rest]
-            pieces.update(zip(self.layout.rest, torch.split(self.rest, sizes, dim=1)))
+        for name, block in zip(self.layout.rest, self.rest):
+            pieces[name] = self.layout.restore(name, block)
         return torch.cat([pieces[n] for n in self.layout.names], dim=1)
 
     def dot(self, other: Factors) -> Tensor:
@@ -370,25 +380,23 @@ class Factors:
             if bias is not None:
                 term = dd if term is None else term + dd
             total = term if total is None else total + term
-        if self.rest is not None:
-            flat = self.rest @ other.rest.T
+        for mine, theirs in zip(self.rest, other.rest):
+            flat = mine @ theirs.T
             total = flat if total is None else total + flat
         assert total is not None
         return total
 
     def squared_norms(self) -> Tensor:
         """``(rows,)``: each example's ``||g||^2``."""
-        if not self.factored:
-            return (self.flat() ** 2).sum(dim=1)
         total = None
-        for k, (weight, bias) in enumerate(self.layout.linear):
+        for k, (weight, bias) in enumerate(self.layout.linear if self.factored else []):
             dd = (self.deltas[k] ** 2).sum(dim=1)
             term = dd * (self.inputs[k] ** 2).sum(dim=1) if weight is not None else None
             if bias is not None:
                 term = dd if term is None else term + dd
             total = term if total is None else total + term
-        if self.rest is not None:
-            flat = (self.rest**2).sum(dim=1)
+        for block in self.rest:
+            flat = (block * block).sum(dim=1)
             total = flat if total is None else total + flat
         assert total is not None
         return total
@@ -396,7 +404,8 @@ class Factors:
 
 class _Layout:
     """The differentiated parameters (``names``, in order), the ``(weight, bias)`` names of
-    each factored ``nn.Linear`` (``None`` when not differentiated), the rest, and sizes."""
+    each factored ``nn.Linear`` (``None`` when not differentiated), the rest, sizes, and the
+    ``Conv2d`` weights whose blocks are stored ``(C_out, k_h, k_w, C_in)``."""
 
     def __init__(
         self,
@@ -404,8 +413,18 @@ class _Layout:
         linear: list[tuple[str | None, str | None]],
         rest: list[str],
         sizes: dict[str, int],
+        stored: dict[str, tuple[int, int, int, int]] | None = None,
     ) -> None:
         self.names, self.linear, self.rest, self.sizes = names, linear, rest, sizes
+        self.stored = stored or {}
+
+    def restore(self, name: str, block: Tensor) -> Tensor:
+        """``block`` ``(rows, p)`` in the parameter's own element order."""
+        if name not in self.stored:
+            return block
+        c_out, kh, kw, c_in = self.stored[name]
+        rows = block.shape[0]
+        return block.reshape(rows, c_out, kh, kw, c_in).permute(0, 1, 4, 2, 3).reshape(rows, -1)
 
 
 class FactoredGradients:
@@ -463,23 +482,36 @@ class FactoredGradients:
                     self.convs.append((module, weight, bias))
         rest = [n for n in names if n not in taken or any(n in (w, b) for _, w, b in self.convs)]
         traced = [n for n in names if n not in taken]
-        self.layout = _Layout(names, linear, rest, {n: params[n].numel() for n in names})
+        stored = {
+            w: (conv.out_channels, *conv.kernel_size, conv.in_channels)  # type: ignore[misc]
+            for conv, w, _ in self.convs
+            if w is not None and not _grouped(conv)
+        }
+        self.layout = _Layout(names, linear, rest, {n: params[n].numel() for n in names}, stored)
         self.rest = PerExampleGradients(model, traced, owner=owner) if traced else None
         self.flat = PerExampleGradients(model, names, owner=owner)
         self.factoring = bool(self.layers or self.convs)
+        #: conv models run channels-last on CPU (faster, same values)
+        self._layout = ChannelsLast(model)
 
     def row_bytes(self) -> int:
         return self.flat.row_bytes()
 
     def __call__(self, chunk: Chunk, loss_fn: Callable | None) -> Factors:
         if self.factoring:
-            found = self._factored(chunk, loss_fn)
+            found = self._layout.run(
+                lambda features: self._factored(chunk, features, loss_fn), chunk.features
+            )
             if found is not None:
                 return found
             self.factoring = False  # this model's layers do not factor: flat from now on
-        return Factors([], [], self.flat(chunk, loss_fn), chunk.rows, self.layout)
+        return Factors.of_flat(self.flat(chunk, loss_fn), self.layout)
 
-    def _factored(self, chunk: Chunk, loss_fn: Callable | None) -> Factors | None:
+    def _factored(
+        self, chunk: Chunk, features: tuple[Any, ...], loss_fn: Callable | None
+    ) -> Factors | None:
+        """The chunk's factors from one forward of ``features`` (the chunk's features,
+        maybe channels-last) and one backward to the hooked layers' outputs."""
         everything = dict(self.model.named_parameters())
         leaves = {n: everything[n].detach().requires_grad_(True) for n in self.names}
         constants = {n: p.detach() for n, p in everything.items() if n not in leaves}
@@ -487,7 +519,7 @@ class FactoredGradients:
         hooked = self.layers + [conv for conv, _, _ in self.convs]
         with torch.enable_grad():
             with capture(hooked, inputs=True) as ins, capture(hooked) as outs:
-                output = functional_call(self.model, (leaves, constants), chunk.features)
+                output = functional_call(self.model, (leaves, constants), features)
             if ins.calls != len(hooked) or outs.calls != len(hooked):
                 return None  # a layer ran more (or less) than once
             inputs = [t[0] if t else None for t in ins.per_layer]
@@ -511,29 +543,102 @@ class FactoredGradients:
             traced = self.rest(chunk, loss_fn)
             sizes = [self.layout.sizes[n] for n in self.rest.names]
             pieces.update(zip(self.rest.names, torch.split(traced, sizes, dim=1)))
-        rest = torch.cat([pieces[n] for n in self.layout.rest], dim=1) if self.layout.rest else None
         return Factors(
             [a.detach() for a in inputs[:n_linear]],
             list(deltas[:n_linear]),
-            rest,
+            [pieces[n] for n in self.layout.rest],
             chunk.rows,
             self.layout,
+            structured=True,
         )
+
+
+#: bytes of image patches held at once by :func:`_conv_gradients` (rows are sub-chunked)
+_PATCH_BYTES = 64 * 2**20
+#: input channels from which a layer's per-example gradients come from a grouped
+#: convolution's weight gradient (fewer: patches and a batched matmul, faster there;
+#: measured on CPU, 3 vs 16 and 32 channels)
+_GROUPED_MIN_CHANNELS = 8
+
+
+def _grouped(conv: nn.Conv2d) -> bool:
+    return conv.in_channels >= _GROUPED_MIN_CHANNELS
+
+
+def _grouped_weight_gradients(conv: nn.Conv2d, x: Tensor, d: Tensor) -> Tensor:
+    """``(rows, C_out C_in k_h k_w)``: the weight gradient of the chunk seen as one example
+    of a convolution with ``rows`` groups (``x`` as ``(1, rows C_in, H, W)``, ``d`` as ``(1,
+    rows C_out, H', W')``), which is each example's weight gradient, stacked."""
+    rows, c_in = x.shape[0], x.shape[1]
+    c_out = d.shape[1]
+    inputs = x.contiguous().view(1, rows * c_in, *x.shape[2:])
+    grads = d.contiguous().view(1, rows * c_out, *d.shape[2:])
+    # only the weight's shape matters: its gradient does not depend on its values
+    weight = x.new_empty(rows * c_out, c_in, *conv.kernel_size)
+    _, result, _ = torch.ops.aten.convolution_backward(
+        grads,
+        inputs,
+        weight,
+        None,
+        list(conv.stride),
+        list(conv.padding),  # type: ignore[arg-type]  # str padding is not factored
+        list(conv.dilation),
+        False,
+        [0, 0],
+        rows,
+        [False, True, False],
+    )
+    return result.reshape(rows, -1)
 
 
 def _conv_gradients(
     conv: nn.Conv2d, weight: str | None, bias: str | None, x: Tensor, d: Tensor
 ) -> dict[str, Tensor]:
-    """Per-example ``Conv2d`` gradients ``(rows, numel)`` from its input ``x`` and output
-    gradient ``d``: the weight's is ``d (C_out, L) @ unfold(x) (L, C_in k^2)``."""
+    """Per-example ``Conv2d`` gradients ``(rows, numel)`` from its input ``x`` ``(rows,
+    C_in, H, W)`` and output gradient ``d`` ``(rows, C_out, H', W')``.
+
+    Example ``n``'s weight gradient is ``d_n (C_out, L) @ P_n (L, k_h k_w C_in)`` with
+    ``P_n`` its image patches (``L = H' W'`` positions), one batched matmul. The patches
+    are a strided view of the zero-padded input taken channels-last (``(n, h', w', i, j,
+    c)``, the layout conv models run in on CPU, see :mod:`._layout`), copied in sub-chunks
+    of at most :data:`_PATCH_BYTES`. The weight's gradient is left in ``(C_out, k_h, k_w,
+    C_in)`` order (:meth:`_Layout.restore` gives the weight's own).
+
+    A layer with at least :data:`_GROUPED_MIN_CHANNELS` input channels is instead
+    differentiated as one grouped convolution over the chunk (example ``n`` the group
+    ``n``, its weight gradient the group's: the backend's weight-gradient kernel, faster
+    there), in the weight's own order.
+    """
     rows = x.shape[0]
     out: dict[str, Tensor] = {}
-    flat_d = d.reshape(rows, d.shape[1], -1)
-    if weight is not None:
-        patches = torch.nn.functional.unfold(
-            x, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride
-        )
-        out[weight] = torch.einsum("nol,nil->noi", flat_d, patches).reshape(rows, -1)
+    c_out = d.shape[1]
+    # (rows, L, C_out): a view when d is channels-last
+    flat_d = d.permute(0, 2, 3, 1).reshape(rows, -1, c_out)
+    if weight is not None and _grouped(conv):
+        out[weight] = _grouped_weight_gradients(conv, x, d)
+    elif weight is not None:
+        (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+        ph, pw = conv.padding  # type: ignore[misc]  # str padding is not factored
+        c_in = x.shape[1]
+        # (rows, H + 2 p_h, W + 2 p_w, C_in), one copy (x.permute is a view when x is
+        # channels-last)
+        padded = torch.nn.functional.pad(x.permute(0, 2, 3, 1), (0, 0, pw, pw, ph, ph))
+        padded = padded.contiguous()
+        s_n, s_h, s_w, s_c = padded.stride()
+        ho, wo = d.shape[2], d.shape[3]
+        row_bytes = ho * wo * kh * kw * c_in * x.element_size()
+        step = max(1, _PATCH_BYTES // max(row_bytes, 1))
+        parts = []
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            patches = padded[start:stop].as_strided(
+                (stop - start, ho, wo, kh, kw, c_in),
+                (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c),
+            )
+            patches = patches.reshape(stop - start, ho * wo, kh * kw * c_in)
+            parts.append(torch.bmm(flat_d[start:stop].transpose(1, 2), patches))
+        grads = torch.cat(parts) if len(parts) > 1 else parts[0]
+        out[weight] = grads.reshape(rows, -1)  # (C_out, k_h, k_w, C_in) order
     if bias is not None:
-        out[bias] = flat_d.sum(dim=2)
+        out[bias] = flat_d.sum(dim=1)
     return out

@@ -24,7 +24,7 @@ from torch.nn import Module
 from torch.utils.data import DataLoader, Dataset
 
 from whybox.attr._assertion_errors import fail_assert
-from whybox.core.chunks import ChunkSize
+from whybox.core.chunks import ChunkSize, is_auto
 
 from . import _data
 from ._data import load_flexible_state_dict
@@ -312,7 +312,8 @@ class TracInCP(TracInCPBase):
 
     def _factor_chunks(self, batches: Iterable[Any], loss_fn: Callable | None) -> Iterator[Factors]:
         """Per-example gradients of the batches' examples as factors, chunk by chunk."""
-        for chunk in _data.chunks(batches, self._rows(), owner=type(self).__name__):
+        rows, by_input = self._rows(), is_auto(self.chunk_size)
+        for chunk in _data.chunks(batches, rows, owner=type(self).__name__, by_input=by_input):
             yield self._factors(chunk, loss_fn)
 
     def _all_gradients(

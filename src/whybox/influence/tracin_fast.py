@@ -28,6 +28,7 @@ from whybox.core.scope import LayerSite
 from . import _data
 from ._data import load_flexible_state_dict
 from ._grads import check_loss_fn
+from ._layout import ChannelsLast
 from .base import KMostInfluentialResults, merge_top_k
 from .nearest_neighbors import AnnoyNearestNeighbors, NearestNeighbors
 from .tracin import TracInCPBase, _Progress
@@ -91,6 +92,8 @@ class TracInCPFast(TracInCPBase):
             else check_loss_fn(owner, test_loss_fn, "test_loss_fn")
         )
         self.chunk_size = chunk_size
+        #: conv models run channels-last on CPU (faster, same values)
+        self._layout = ChannelsLast(model)
 
     @property
     def final_fc_layer(self) -> Module:
@@ -123,11 +126,16 @@ class TracInCPFast(TracInCPBase):
         the outputs (times the batch size for a mean) and the final layer's input."""
         owner = type(self).__name__
         site = LayerSite.of(self.final_fc_layer, to_input=True, owner=owner)
-        for chunk in _data.chunks(batches, self._rows(batches), owner=owner):
+
+        def forward(features: tuple[Any, ...]) -> tuple[Tensor, Tensor]:
             # the engine's checked capture: the layer must run; its first input is ``a``
             with site.checked(owner) as captured, torch.no_grad():
-                output = self.model(*chunk.features)
-            layer_input = captured.per_layer[0][0].detach()
+                output = self.model(*features)
+            return output, captured.per_layer[0][0].detach()
+
+        by_input = self.chunk_size in ("auto", None)
+        for chunk in _data.chunks(batches, self._rows(batches), owner=owner, by_input=by_input):
+            output, layer_input = self._layout.run(forward, chunk.features)
             if not isinstance(output, Tensor) or output.dim() != 2:
                 fail_assert(owner, "model", "a model returning (batch, outputs) tensors", output)
             with torch.enable_grad():
@@ -139,7 +147,8 @@ class TracInCPFast(TracInCPBase):
 
     def _rows(self, batches: Iterable[Any]) -> int:
         if self.chunk_size in ("auto", None):
-            return 4096  # forward only: big chunks, the activations of one chunk
+            # forward only: the engine's automatic chunk for the input bytes of a row
+            return 4096
         return resolve_chunk_rows(self.chunk_size, [torch.empty(1, 1)], owner=type(self).__name__)
 
     def _all_factors(
