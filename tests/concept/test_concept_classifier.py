@@ -75,3 +75,27 @@ def test_ttest_is_scipys():
         reference = stats.ttest_ind(a, b)
         assert t == pytest.approx(reference.statistic, rel=1e-10)
         assert p == pytest.approx(reference.pvalue, rel=1e-8, abs=1e-15)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sgd_fit_by_scikit_learn_equals_the_port(n_classes, dtype):
+    """scikit-learn's compiled SGDClassifier (used when installed) and the step-for-step
+    port fit the same CAVs from the same numpy seed and leave numpy's generator alike."""
+    pytest.importorskip("sklearn")
+    g = torch.Generator().manual_seed(n_classes)
+    x = torch.randn(60, 7, generator=g, dtype=dtype)
+    y = torch.arange(60) % n_classes
+    classes = list(range(n_classes))
+    np.random.seed(3)
+    fast = sgd_linear_svm(x, y, classes, use_sklearn=True)
+    after_fast = np.random.randint(1 << 30)
+    np.random.seed(3)
+    port = sgd_linear_svm(x, y, classes, use_sklearn=False)
+    after_port = np.random.randint(1 << 30)
+    assert after_fast == after_port
+    assert fast[0].dtype == port[0].dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 1e-12  # float32: the port's own rounding
+    torch.testing.assert_close(fast[0], port[0], rtol=tol, atol=tol)
+    torch.testing.assert_close(fast[1], port[1], rtol=tol, atol=tol)
+    assert fast[0].abs().sum() > 0

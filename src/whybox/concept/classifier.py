@@ -2,8 +2,9 @@
 
 Captum's default is scikit-learn's ``SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3)``,
 a linear SVM fitted by stochastic gradient descent. :class:`DefaultClassifier` runs that
-algorithm without scikit-learn (:func:`~whybox.concept._linear.sgd_linear_svm`), with
-Captum's random draws, so seeded code gives Captum's CAVs; ``solver="exact"`` solves the same
+algorithm (:func:`~whybox.concept._linear.sgd_linear_svm`: scikit-learn's own fit when it
+is installed, else a step-for-step port needing only numpy), with Captum's random draws, so
+seeded code gives Captum's CAVs; ``solver="exact"`` solves the same
 objective to optimality instead (deterministic, no random draws for the fit).
 """
 
