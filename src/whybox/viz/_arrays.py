@@ -275,7 +275,7 @@ def sign_colormap(sign: str) -> tuple[Any, float, float]:
     if sign == "all":
         from matplotlib.colors import LinearSegmentedColormap
 
-        cmap = LinearSegmentedColormap.from_list("whybox_RdWhGn", ["red", "white", "green"])
+        cmap = LinearSegmentedColormap.from_list("RdWhGn", ["red", "white", "green"])
         return cmap, -1.0, 1.0
     return {"positive": "Greens", "negative": "Reds", "absolute_value": "Blues"}[sign], 0.0, 1.0
 
@@ -303,7 +303,7 @@ def prepare_image(image: np.ndarray) -> np.ndarray:
         img = (img - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(img)
     elif hi <= 1.0:
         img = img * 255.0
-    out = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    out = np.clip(np.trunc(img), 0, 255).astype(np.uint8)  # truncation, as Captum
     if out.ndim == 3 and out.shape[2] == 1:
         out = out[:, :, 0]
     return out

@@ -54,6 +54,14 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return image[:, :, :3]
 
 
+def _grey_limits(grey: np.ndarray) -> dict[str, float]:
+    """Colour limits of a grey image: autoscaled (its own min..max, as Captum) unless the
+    image is constant, which is drawn at its true grey level instead of black."""
+    if grey.size and float(grey.min()) == float(grey.max()):
+        return {"vmin": 0.0, "vmax": 255.0}
+    return {}
+
+
 def render_image_attr(
     attr: Any,
     original_image: Any = None,
@@ -159,15 +167,18 @@ def render_image_attr(
         mappable = ax.imshow(norm, cmap=cmap, vmin=vmin, vmax=vmax)
     elif method == "blended_heat_map":
         grey = image.mean(axis=2) if image.ndim == 3 else image
-        ax.imshow(grey, cmap="gray", vmin=0, vmax=255)
+        ax.imshow(grey, cmap="gray", **_grey_limits(grey))
         mappable = ax.imshow(norm, cmap=cmap, vmin=vmin, vmax=vmax, alpha=alpha_overlay)
     elif method == "original_image":
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
+        if image.ndim == 2:
+            ax.imshow(image, cmap="gray", **_grey_limits(image))
+        else:
+            ax.imshow(image)
     elif method == "masked_image":
         masked = _rgb(image).astype(np.float64) * norm[:, :, None]
-        ax.imshow(np.clip(np.round(masked), 0, 255).astype(np.uint8))
+        ax.imshow(np.clip(np.trunc(masked), 0, 255).astype(np.uint8))
     else:  # alpha_scaling
-        alpha = np.clip(np.round(norm * 255.0), 0, 255).astype(np.uint8)
+        alpha = np.clip(np.trunc(norm * 255.0), 0, 255).astype(np.uint8)
         ax.imshow(np.concatenate([_rgb(image), alpha[:, :, None]], axis=2))
 
     if show_colorbar:
