@@ -195,3 +195,60 @@ def test_bad_options_are_refused(toy, prompt):
         LLMAttention(model, tok).attribute(_inp(tok, prompt), target="V5", chunk_size=0)
     with pytest.raises(TypeError, match="TextTokenInput"):
         LLMAttention(model, tok).attribute(prompt, target="V5")
+
+
+# -- template inputs: each feature gets the attention on its values' tokens --------------
+TEMPLATE = "d3 {} d1 <unk> {} d0 ?"  # filled with ["K5", "K2"]: the fixture's prompt
+
+
+@pytest.mark.parametrize("method", ATTENTION_METHODS)
+def test_template_input_attributes_each_key_feature(toy, prompt, method):
+    from whybox.llm import TextTemplateInput
+
+    model, tok = toy
+    explainer = LLMAttention(model, tok, method=method, layer=0 if method == "attention" else -1)
+    template = explainer.attribute(TextTemplateInput(TEMPLATE, ["K5", "K2"]), target="V5 V2")
+    tokens = explainer.attribute(TextTokenInput(prompt, tok), target="V5 V2")
+    assert template.input_tokens == ["K5", "K2"] and template.token_attr.shape == (2, 2)
+    # the features are the keys' token columns (<bos> is position 0 of the token input)
+    expected = tokens.token_attr[:, [1 + K5, 1 + K2]]
+    torch.testing.assert_close(template.token_attr, expected, atol=1e-7, rtol=0)
+    torch.testing.assert_close(template.seq_attr, expected.sum(0), atol=1e-7, rtol=0)
+    # the first value is attributed to its key rather than the other key
+    assert template.token_attr[0, 0] > template.token_attr[0, 1], method
+
+
+def test_template_values_of_several_tokens_masks_and_dicts(toy, prompt):
+    from whybox.llm import TextTemplateInput
+
+    model, tok = toy
+    explainer = LLMAttention(model, tok, method="rollout")
+    tokens = explainer.attribute(TextTokenInput(prompt, tok), target="V5 V2", step_wise=True)
+    cols = tokens.token_attr
+    # "K5 d1" covers tokens 2 and 3; the template's own text ("d3", "<unk>", ...) no feature
+    multi = explainer.attribute(
+        TextTemplateInput("d3 {} <unk> {} d0 ?", ["K5 d1", "K2"]), target="V5 V2", step_wise=True
+    )
+    n = tokens.token_attr.shape[1] - 2  # prompt token columns (step-wise: 2 generated more)
+    expected = torch.stack([cols[:, 2] + cols[:, 3], cols[:, 5]], dim=1)
+    torch.testing.assert_close(multi.token_attr[:, :2], expected, atol=1e-7, rtol=0)
+    torch.testing.assert_close(multi.token_attr[:, 2:], cols[:, n:], atol=1e-7, rtol=0)
+    assert multi.input_tokens == ["K5 d1", "K2", "V5", "V2"]
+    # values sharing a mask id form one feature; each value reports the feature's sum
+    masked = explainer.attribute(
+        TextTemplateInput(
+            "d3 {a} d1 <unk> {b} d0 ?", {"a": "K5", "b": "K2"}, mask={"a": 0, "b": 0}
+        ),
+        target="V5 V2",
+    )
+    both = (cols[:, 2] + cols[:, 5])[:, None].expand(2, 2)
+    torch.testing.assert_close(masked.token_attr, both, atol=1e-7, rtol=0)
+
+
+def test_template_function_that_repeats_a_value_is_refused(toy):
+    from whybox.llm import TextTemplateInput
+
+    model, tok = toy
+    inp = TextTemplateInput(lambda key: f"{key} d1 {key} ?", ["K5"])
+    with pytest.raises(ValueError, match="verbatim"):
+        LLMAttention(model, tok).attribute(inp, target="V5")

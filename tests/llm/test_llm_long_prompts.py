@@ -91,8 +91,11 @@ def test_gradients_of_a_long_prompt_are_memory_bounded(long_case):
         result = explainer.attribute(inp, target="V1 V2 V3", n_steps=4, chunk_size=2)
     info = result.info
     assert result.token_attr.shape == (3, N_PROMPT)
-    # one endpoint forward, then n_steps / chunk_size forwards, each shared by the 3 targets
-    assert info["shared_forwards"] and info["forwards"] == 1 + 2
+    # one endpoint forward, the same pair split before the prompt's last token on the copy
+    # with fused activations (checked against it), then n_steps / chunk_size split
+    # forwards, each shared by the 3 targets
+    assert info["prefix_split"] == N_PROMPT and info["fused_activations"]
+    assert info["shared_forwards"] and info["forwards"] == 1 + 2 + 2 * 2
     assert info["backwards"] == 3 * 2 and info["max_rows_per_forward"] == 2
     # the largest tensor: a chunk's MLP activations (rows x L x 4 hidden) or the
     # (T, L, hidden) sum of gradients, not steps x targets sequences
@@ -103,7 +106,9 @@ def test_gradients_of_a_long_prompt_are_memory_bounded(long_case):
     torch.testing.assert_close(other.token_attr, result.token_attr, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("method", ["integrated_gradients", "gradient_x_activation"])
+@pytest.mark.parametrize(
+    "method", ["integrated_gradients", "gradient_x_activation", "gradient_shap"]
+)
 @pytest.mark.parametrize("options", [{}, {"step_wise": True}, {"contrast": "V2 V5 V2"}])
 def test_shared_forwards_equal_the_per_token_engine(toy, prompt, method, options):
     model, tok = toy
@@ -162,5 +167,7 @@ def test_facade_layer_ig_runs_one_forward_per_step_chunk(toy, prompt):
         )
     finally:
         handle.remove()
-    # the endpoints, then 8 steps in chunks of 4: all 3 target tokens share them
-    assert len(calls) == 1 + 2
+    # the endpoints, their check on the copy with fused activations (the copy keeps the
+    # model's hooks), then 8 steps in chunks of 4: all 3 target tokens share them; the
+    # prompt is too short to split
+    assert len(calls) == 1 + 1 + 2

@@ -61,10 +61,10 @@ from whybox.core.chunks import ChunkSize, auto_chunk_rows, is_auto
 from whybox.core.validation import check_bool, check_choice, check_int, fail
 
 from .gradient import TokenLogProbs, token_attributions
-from .inputs import TextTokenInput
+from .inputs import TextTemplateInput, TextTokenInput
 from .result import LLMAttributionResult
 from .targets import contrast_tokens, target_tokens
-from .tokens import pretty_tokens
+from .tokens import pretty_tokens, template_token_features
 
 __all__ = ["LLMAttention", "ATTENTION_METHODS", "AttentionCounts", "IMPLEMENTATION"]
 
@@ -382,7 +382,7 @@ class LLMAttention:
 
     def attribute(
         self,
-        inp: TextTokenInput,
+        inp: TextTokenInput | TextTemplateInput,
         *,
         target: Any = None,
         contrast: Any = None,
@@ -394,7 +394,12 @@ class LLMAttention:
 
         Parameters
         ----------
-        inp : TextTokenInput
+        inp : TextTokenInput or TextTemplateInput
+            A template input is attributed per feature: the filled prompt's token columns
+            are summed into the features whose values the tokens cover
+            (:func:`whybox.llm.tokens.template_token_features`; the template's own text
+            gets none), and a feature of several values (``mask``) gives each its sum, as
+            the perturbation methods report them.
         target, gen_args, step_wise :
             As :meth:`whybox.llm.LLMPerturbation.attribute`; step-wise, the columns of the
             generated tokens hold the attention (rollout, relevance) on them.
@@ -408,13 +413,29 @@ class LLMAttention:
         -------
         LLMAttributionResult
             ``token_attr`` ``(T, M)`` (``(T, M + T)`` step-wise; the last generated token
-            is never in the context, its column is 0), ``seq_attr`` its sum over tokens,
+            is never in the context, its column is 0; ``M`` the template's values for a
+            template input), ``seq_attr`` its sum over tokens,
             ``output_probs`` ``(T,)`` (``None`` with a contrast). ``info`` holds
             :class:`AttentionCounts` as ``"counts"``.
         """
         owner = type(self).__name__
+        if isinstance(inp, TextTemplateInput):
+            return self._attribute_template(
+                inp,
+                target=target,
+                contrast=contrast,
+                gen_args=gen_args,
+                step_wise=step_wise,
+                chunk_size=chunk_size,
+            )
         if not isinstance(inp, TextTokenInput):
-            fail(owner, "inp", "a TextTokenInput (attention is over tokens)", inp, type_error=True)
+            fail(
+                owner,
+                "inp",
+                "a TextTokenInput or TextTemplateInput (attention is over tokens)",
+                inp,
+                type_error=True,
+            )
         check_bool(owner, "step_wise", step_wise)
         if not is_auto(chunk_size) and (
             isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
@@ -483,6 +504,29 @@ class LLMAttention:
             "chunk_size": chunk,
             "counts": counts,
         }
+        return result
+
+    def _attribute_template(self, inp: TextTemplateInput, **options: Any) -> LLMAttributionResult:
+        """The filled template's token attributions summed into its features."""
+        text, features = template_token_features(inp, self.tokenizer)
+        tokens = self.attribute(TextTokenInput(text, self.tokenizer), **options)
+        n_tokens = features.numel()
+        attr = tokens.token_attr  # (T, L) or, step-wise, (T, L + T)
+        onehot = torch.zeros(n_tokens, inp.n_itp_features, dtype=attr.dtype, device=attr.device)
+        kept = features >= 0
+        onehot[kept.nonzero().squeeze(1), features[kept].to(attr.device)] = 1
+        prompt = inp.format_attr(attr[:, :n_tokens] @ onehot)  # (T, n_features)
+        token = torch.cat([prompt, attr[:, n_tokens:]], dim=1)
+        step_wise = bool(options.get("step_wise"))
+        result = LLMAttributionResult(
+            input_tokens=list(inp.values) + (list(tokens.output_tokens) if step_wise else []),
+            output_tokens=tokens.output_tokens,
+            seq_attr=token.sum(dim=0),
+            token_attr=token,
+            output_probs=tokens.output_probs,
+            inp=inp,
+        )
+        result.info = dict(tokens.info, n_prompt_features=len(inp.values), prompt_tokens=n_tokens)
         return result
 
     # -- the forward and what is read from it -------------------------------------------------

@@ -12,8 +12,13 @@ target tokens, and each token's gradient is one backward pass of that graph. Cap
 one attribution (``n_steps`` forwards, each on a longer sequence) per target token; the
 generic engine, with one *example* per target token, runs ``T`` times the forwards too.
 Memory is bounded by ``chunk_size`` sequences per forward, whatever ``T`` and
-``n_steps``. GradientSHAP (random points per token) and other layers use the generic
-engine (:mod:`whybox.methods`), chunked by rows. Results are summed over the embedding
+``n_steps``. The backward passes, the cost, run on a private copy of the model with
+fused activations and split forwards (:func:`shared_path_attributions`). GradientSHAP's
+random points of all target tokens are a few distinct sequences (a token input keeps
+only entries equal to 1), each run once for all targets
+(:func:`shared_sample_attributions`; :func:`captum_gradient_shap_draws` draws Captum's
+points). Layers these paths cannot substitute use the generic engine
+(:mod:`whybox.methods`), chunked by rows. Results are summed over the embedding
 dimension, as Captum does.
 
 ``step_wise=True`` keeps the attributions of the generated positions too, with the
@@ -32,10 +37,12 @@ from torch import Tensor, nn
 from whybox import methods as native
 from whybox.core.chunks import ChunkSize, auto_chunk_rows, is_auto
 from whybox.core.paths import path_plan_tensors
-from whybox.core.validation import check_bool, check_choice, fail
+from whybox.core.validation import check_bool, check_choice, check_int, fail
 
+from ._fused import fused_twin
 from .inputs import TextTokenInput
 from .result import LLMAttributionResult
+from .scoring import forward_parameters, model_cache
 from .targets import contrast_tokens, target_tokens
 from .tokens import pretty_tokens
 
@@ -47,6 +54,8 @@ __all__ = [
     "shared_path_attributions",
     "PathCounts",
     "path_rows",
+    "shared_sample_attributions",
+    "captum_gradient_shap_draws",
 ]
 
 GRADIENT_METHODS = ("integrated_gradients", "gradient_x_activation", "gradient_shap")
@@ -88,13 +97,22 @@ class TokenLogProbs(nn.Module):
         self.n_prompt = inp.n_itp_features
         self.n_features = self.n_prompt + (target.numel() if step_wise else 0)
         self.prompt_length = inp.inp_tensor.shape[1]
-        forward = getattr(model, "forward", model)
-        try:
-            import inspect
+        names = forward_parameters(model)
+        self._keep_logits = "logits_to_keep" in names
+        # transformers 5 calls the KV cache argument ``cache``; earlier ``past_key_values``
+        self._cache_arg = "cache" if "cache" in names else "past_key_values"
+        self.can_split = self._keep_logits and self._cache_arg in names
 
-            self._keep_logits = "logits_to_keep" in inspect.signature(forward).parameters
-        except (TypeError, ValueError):
-            self._keep_logits = False
+    def on(self, model: nn.Module) -> TokenLogProbs:
+        """The same game run by another model (e.g. a private copy of this one)."""
+        return TokenLogProbs(
+            model,
+            self.inp,
+            self.target,
+            contrast=self.contrast,
+            step_wise=self.step_wise,
+            generated_baseline=self.generated_baseline,
+        )
 
     def sequence(self, rows: Tensor) -> Tensor:
         """The teacher-forced model inputs ``(R, P + T - 1)`` of interpretable rows ``(R, M')``:
@@ -109,14 +127,36 @@ class TokenLogProbs(nn.Module):
             tail = torch.where(present, tail, torch.full_like(tail, self.generated_baseline))
         return torch.cat([ids, tail], dim=1)
 
-    def scores(self, full: Tensor) -> Tensor:
-        """One forward of teacher-forced sequences ``(R, P + T - 1)``: ``(R, T)`` values
-        (target log-probabilities, minus the contrast's)."""
+    def scores(self, full: Tensor, *, split: int = 0) -> Tensor:
+        """Teacher-forced sequences ``(R, P + T - 1)`` -> ``(R, T)`` values (target
+        log-probabilities, minus the contrast's).
+
+        ``split = s > 0`` (models with :attr:`can_split`) runs the first ``s`` positions as
+        one forward whose KV cache (kept in the autograd graph) the second forward, of the
+        remaining positions, attends to: the same numbers up to float rounding, but the
+        last layer's queries, attention output and MLP at the first ``s`` positions are
+        never used, so a backward pass skips them (one layer's work out of the model's).
+        """
         t = self.target.numel()
-        kwargs = {"logits_to_keep": t} if self._keep_logits else {}
-        logits = self.model(
-            input_ids=full, attention_mask=torch.ones_like(full), use_cache=False, **kwargs
-        ).logits
+        kwargs: dict[str, Any] = {"logits_to_keep": t} if self._keep_logits else {}
+        if split:
+            head = self.model(
+                input_ids=full[:, :split],
+                attention_mask=torch.ones_like(full[:, :split]),
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            kwargs[self._cache_arg] = model_cache(head)
+            logits = self.model(
+                input_ids=full[:, split:],
+                attention_mask=torch.ones_like(full),
+                use_cache=True,
+                **kwargs,
+            ).logits
+        else:
+            logits = self.model(
+                input_ids=full, attention_mask=torch.ones_like(full), use_cache=False, **kwargs
+            ).logits
         if logits.dim() == 4:
             logits = logits[:, 0]
         log_probs = torch.log_softmax(logits[:, -t:].float(), dim=-1)
@@ -151,6 +191,10 @@ def token_attributions(layer_attr: Tensor, game: TokenLogProbs) -> Tensor:
     return torch.cat([prompt, generated, last], dim=1)
 
 
+#: shortest prompt prefix worth its own cached forward in the shared path
+_MIN_SPLIT = 16
+
+
 @dataclass
 class PathCounts:
     """What :func:`shared_path_attributions` ran (the memory bound is checked on these).
@@ -158,34 +202,50 @@ class PathCounts:
     Attributes
     ----------
     forwards : int
-        Model forwards (the endpoint forward included).
+        Model forwards (the endpoint forwards included; a split forward counts two).
     backwards : int
         Backward passes (one per target token per chunk of path points).
     max_rows : int
         The most sequences in one forward (and so in one backward's graph).
+    split : int
+        Prompt positions run as a separate cached forward (0: none; see
+        :meth:`TokenLogProbs.scores`).
+    fused : bool
+        Whether the path ran on the copy with fused activations.
     """
 
     forwards: int = 0
     backwards: int = 0
     max_rows: int = 0
+    split: int = 0
+    fused: bool = False
 
-    def saw(self, rows: int, *, backwards: int = 0) -> None:
-        """Count one forward of ``rows`` sequences and ``backwards`` backward passes."""
-        self.forwards += 1
+    def saw(self, rows: int, *, backwards: int = 0, forwards: int = 1) -> None:
+        """Count ``forwards`` forwards of ``rows`` sequences and ``backwards`` backward
+        passes."""
+        self.forwards += forwards
         self.backwards += backwards
         self.max_rows = max(self.max_rows, rows)
 
 
 class _Replace:
-    """A forward hook that records the layer's outputs, or replaces them by ``value``."""
+    """A forward hook that records the layer's outputs, or replaces them, call after call,
+    by the tensors in ``pending``."""
 
     def __init__(self) -> None:
-        self.value: Tensor | None = None
+        self.pending: list[Tensor] = []
         self.seen: list[Any] = []
+        self.leaf = False  # replace the output by a detached copy requiring a gradient
 
     def __call__(self, module: nn.Module, args: Any, output: Any) -> Any:
-        self.seen.append(output)
-        return output if self.value is None else self.value
+        if self.pending:
+            value = self.pending.pop(0)
+        elif self.leaf and isinstance(output, Tensor):
+            value = output.detach().requires_grad_(True)
+        else:
+            value = output
+        self.seen.append(value)
+        return value
 
 
 def path_rows(game: TokenLogProbs, chunk_size: ChunkSize, device: torch.device) -> int:
@@ -202,6 +262,90 @@ def path_rows(game: TokenLogProbs, chunk_size: ChunkSize, device: torch.device) 
     return auto_chunk_rows(row_bytes, device)
 
 
+def _per_position(value: Any, rows: int, length: int) -> bool:
+    return (
+        isinstance(value, Tensor)
+        and value.is_floating_point()
+        and value.dim() >= 2
+        and tuple(value.shape[:2]) == (rows, length)
+    )
+
+
+def _split_point(game: TokenLogProbs, prefix_split: bool | None) -> int:
+    """Where the shared path's forwards split (0: they do not): before the prompt's last
+    token, whose logits predict the first target token."""
+    if prefix_split is False or not game.can_split:
+        return 0
+    split = game.prompt_length - 1
+    return split if split >= (1 if prefix_split else _MIN_SPLIT) else 0
+
+
+def _agrees(
+    runner: TokenLogProbs,
+    hook: _Replace,
+    pair: Tensor,
+    split: int,
+    reference: Tensor,
+    ends: Tensor,
+) -> bool:
+    """Whether ``runner`` (a fused copy of the model, forwards split at ``split``) gives
+    the endpoint pair's values, calling the hooked layer once per forward with the whole
+    forward's per-position outputs (within float rounding): where it does not, the model
+    itself runs whole."""
+    hook.seen = []
+    try:
+        with torch.no_grad():
+            values = runner.scores(pair, split=split)
+    except (TypeError, ValueError, AttributeError, KeyError, RuntimeError, IndexError):
+        return False
+    parts, (rows, length) = hook.seen, pair.shape
+    bounds = [0, split, length] if split else [0, length]
+    if len(parts) != len(bounds) - 1 or not all(
+        _per_position(part, rows, stop - begin)
+        for part, begin, stop in zip(parts, bounds, bounds[1:])
+    ):
+        return False
+    joined = torch.cat(parts, dim=1)
+    close = {"rtol": 1e-4, "atol": 1e-5}
+    return bool(
+        joined.shape == ends.shape
+        and torch.allclose(joined, ends, **close)
+        and torch.allclose(values, reference, **close)
+    )
+
+
+def _runner(
+    game: TokenLogProbs,
+    layer: nn.Module,
+    hook: _Replace,
+    pair: Tensor,
+    reference: Tensor,
+    ends: Tensor,
+    *,
+    twin: tuple[nn.Module, nn.Module] | None,
+    prefix_split: bool | None,
+    counts: PathCounts,
+) -> tuple[TokenLogProbs, nn.Module, int]:
+    """The game, layer and split the path's forwards run: the first of (fused copy, split),
+    (fused copy, whole), (model, split) that :func:`_agrees` with the model's own whole
+    forward, else the model itself, whole."""
+    options = [] if twin is None else [(game.on(twin[0]), twin[1])]
+    options.append((game, layer))
+    for runner, runner_layer in options:
+        splits = [_split_point(runner, prefix_split)] + ([0] if runner is not game else [])
+        for split in dict.fromkeys(splits):  # distinct, in order
+            if runner is game and not split:
+                continue  # the reference itself
+            handle = runner_layer.register_forward_hook(hook)
+            try:
+                counts.saw(pair.shape[0], forwards=2 if split else 1)
+                if _agrees(runner, hook, pair, split, reference, ends):
+                    return runner, runner_layer, split
+            finally:
+                handle.remove()
+    return game, layer, 0
+
+
 def shared_path_attributions(
     game: TokenLogProbs,
     layer: nn.Module,
@@ -211,6 +355,8 @@ def shared_path_attributions(
     from_zero: bool = False,
     multiply_by_inputs: bool = True,
     chunk_size: ChunkSize = "auto",
+    prefix_split: bool | None = None,
+    fuse: bool = True,
     counts: PathCounts | None = None,
 ) -> Tensor | None:
     """Path-integrated gradients of every target token from ONE forward per path point.
@@ -229,6 +375,18 @@ def shared_path_attributions(
     (without the factor when ``multiply_by_inputs`` is False), as Layer Integrated
     Gradients over one example per target token gives it.
 
+    The backward passes are the cost. The model runs as a private copy whose
+    Python-written activations (GPT-2's ``gelu_new``) are fused kernels, so each backward
+    pass takes one elementwise pass per activation instead of about ten
+    (:mod:`whybox.llm._fused`). Each forward is split (``prefix_split``) before the
+    prompt's last token into a forward of the first ``P - 1`` positions, whose KV cache
+    stays in the graph, and one of the last ``T`` positions (:meth:`TokenLogProbs.scores`):
+    no target reads the last layer's output at the first ``P - 1`` positions, so the
+    backward passes skip that layer's MLP, attention output and queries there. The split
+    and the fused copy are checked once on the endpoint forwards (same layer values and
+    log-probabilities as the model's own whole forward, within float rounding) and dropped
+    for a model where they do not hold.
+
     Memory: one forward (and its graph) holds ``path_rows`` path points, i.e. that many
     sequences of ``P + T - 1`` tokens, whatever ``T`` and ``n_steps``; the sum of
     gradients is ``(T, P + T - 1, D)`` (the result's own size).
@@ -245,8 +403,18 @@ def shared_path_attributions(
     multiply_by_inputs : bool, keyword-only
     chunk_size : int, "auto" or None, keyword-only
         Path points (sequences) per forward; never changes the result beyond rounding.
+    prefix_split : bool or None, keyword-only
+        Split the forwards as above: ``None`` (default) for prompts of at least 17 tokens
+        on models that take ``logits_to_keep`` and a KV cache, ``True`` whatever the
+        prompt's length (still checked), ``False`` never. Never changes the result beyond
+        float rounding.
+    fuse : bool, keyword-only
+        Run the path's forwards on a private copy of the model whose Python-written
+        activations are fused kernels (:func:`whybox.llm._fused.fused_twin`; the model
+        itself is never changed), checked like the split. Default True.
     counts : PathCounts, keyword-only, optional
-        Filled with the forwards, backwards and most rows per forward run.
+        Filled with the forwards, backwards, most rows per forward, the split and whether
+        the fused copy ran.
 
     Returns
     -------
@@ -260,21 +428,36 @@ def shared_path_attributions(
     ones = torch.ones(1, n_features, dtype=torch.long, device=device)
     full = game.sequence(ones)  # (1, L)
     length, t = full.shape[1], game.target.numel()
+    # copied before the hook is registered, so the copy's layer does not carry it
+    twin = fused_twin(game.model, layer) if fuse else None
     hook = _Replace()
     handle = layer.register_forward_hook(hook)
     try:
         with torch.no_grad():
             pair = torch.cat([full, game.sequence(torch.zeros_like(ones))])
-            game.scores(pair)
+            reference = game.scores(pair)
             counts.saw(2)
-        ends = hook.seen[0] if len(hook.seen) == 1 else None
-        if not (
-            isinstance(ends, Tensor)
-            and ends.is_floating_point()
-            and ends.dim() >= 2
-            and tuple(ends.shape[:2]) == (2, length)
-        ):
-            return None
+    finally:
+        handle.remove()
+    ends = hook.seen[0] if len(hook.seen) == 1 else None
+    if not _per_position(ends, 2, length):
+        return None
+    ends = ends.detach()
+    runner, runner_layer, split = _runner(
+        game,
+        layer,
+        hook,
+        pair,
+        reference,
+        ends,
+        twin=twin,
+        prefix_split=prefix_split,
+        counts=counts,
+    )
+    counts.split, counts.fused = split, runner is not game
+    handle = runner_layer.register_forward_hook(hook)
+    try:
+        parts = 2 if split else 1
         end = ends[0:1].detach()
         start = torch.zeros_like(end) if from_zero else ends[1:2].detach()
         alphas = alphas.to(device=device, dtype=end.dtype)
@@ -288,9 +471,15 @@ def shared_path_attributions(
                 weight = weights[first : first + step]
                 rows = alpha.numel()
                 path = (start + alpha.view(shape) * (end - start)).requires_grad_(True)
-                hook.value, hook.seen = path, []
-                values = game.scores(full.expand(rows, length))  # (rows, T)
-                counts.saw(rows, backwards=t)
+                hook.pending = [path[:, :split], path[:, split:]] if split else [path]
+                hook.seen = []
+                values = runner.scores(full.expand(rows, length), split=split)  # (rows, T)
+                if hook.pending or len(hook.seen) != parts:
+                    raise RuntimeError(
+                        f"shared_path_attributions: the layer ran {len(hook.seen)} times in a "
+                        f"forward where the endpoint forward ran it {parts} time(s)."
+                    )
+                counts.saw(rows, backwards=t, forwards=parts)
                 for k in range(t):
                     (grad,) = torch.autograd.grad(
                         values[:, k],
@@ -301,10 +490,218 @@ def shared_path_attributions(
                     )
                     if grad is not None:
                         totals[k] += grad.sum(dim=0)
-                hook.value = None
     finally:
+        hook.pending = []
         handle.remove()
     return (end - start) * totals if multiply_by_inputs else totals
+
+
+def shared_sample_attributions(
+    game: TokenLogProbs,
+    layer: nn.Module,
+    *,
+    points: Tensor,
+    starts: Tensor,
+    ends: Tensor,
+    multiply_by_inputs: bool = True,
+    chunk_size: ChunkSize = "auto",
+    prefix_split: bool | None = None,
+    fuse: bool = True,
+    counts: PathCounts | None = None,
+) -> Tensor | None:
+    """Sampled layer gradients (GradientSHAP) of every target token from shared forwards.
+
+    Target ``t``'s attribution is ``mean_s (a(ends[t, s]) - a(starts[t, s])) * d value_t /
+    d a (points[t, s])``, with ``a(row)`` the layer's output on the model input of an
+    interpretable row (without the factor when ``multiply_by_inputs`` is False): Captum's
+    LayerGradientShap with one call per target token, whose random points are given. A
+    token input keeps only the entries equal to 1, so the points of all targets are a few
+    distinct sequences (usually one: the baseline prompt); each distinct sequence runs ONE
+    forward for all targets (as :func:`shared_path_attributions`, on the fused copy and
+    split where that checks out) and each target one backward pass per chunk of them,
+    where one call per target runs ``3`` forwards of ``S`` sequences and a backward pass.
+
+    Parameters
+    ----------
+    game : TokenLogProbs
+    layer : nn.Module
+        Called once per forward, returning one floating tensor ``(rows, L, ...)``.
+    points, starts, ends : Tensor, shape ``(T, S, M')``
+        Interpretable rows per target token and sample: where the gradient is taken, the
+        baseline and the (noisy) input.
+    multiply_by_inputs, chunk_size, prefix_split, fuse, counts :
+        As :func:`shared_path_attributions` (``chunk_size``: distinct sequences per
+        forward).
+
+    Returns
+    -------
+    Tensor or None
+        ``(T, L, ...)`` layer attributions; ``None`` when ``layer`` does not return one
+        per-position tensor per forward.
+    """
+    counts = counts if counts is not None else PathCounts()
+    t, n_samples = points.shape[:2]
+    if t != game.target.numel() or starts.shape != points.shape or ends.shape != points.shape:
+        fail(
+            "shared_sample_attributions",
+            "points",
+            f"(T={game.target.numel()}, S, M') rows, like starts and ends",
+            tuple(points.shape),
+        )
+    device = _device(game.model)
+    width = points.shape[-1]
+    point_ids = game.sequence(points.reshape(-1, width).to(device))  # (T S, L)
+    value_ids = game.sequence(torch.cat([starts, ends]).reshape(-1, width).to(device))
+    unique_points, point_of = torch.unique(point_ids, dim=0, return_inverse=True)
+    unique_values, value_of = torch.unique(value_ids, dim=0, return_inverse=True)
+    length = point_ids.shape[1]
+    step = max(1, path_rows(game, chunk_size, device))
+    twin = fused_twin(game.model, layer) if fuse else None  # before the hook is added
+    hook = _Replace()
+    handle = layer.register_forward_hook(hook)
+    layer_values = []
+    try:
+        with torch.no_grad():
+            for first in range(0, unique_values.shape[0], step):
+                chunk = unique_values[first : first + step]
+                hook.seen = []
+                game.scores(chunk)
+                counts.saw(chunk.shape[0])
+                if len(hook.seen) != 1 or not _per_position(hook.seen[0], chunk.shape[0], length):
+                    return None
+                layer_values.append(hook.seen[0].detach())
+            probe = unique_points[:1].expand(2, -1)
+            hook.seen = []
+            reference = game.scores(probe)
+            counts.saw(2)
+    finally:
+        handle.remove()
+    values = torch.cat(layer_values)  # (V, L, ...)
+    probe_ends = hook.seen[0].detach() if len(hook.seen) == 1 else None
+    if not _per_position(probe_ends, 2, length):
+        return None
+    runner, runner_layer, split = _runner(
+        game,
+        layer,
+        hook,
+        probe,
+        reference,
+        probe_ends,
+        twin=twin,
+        prefix_split=prefix_split,
+        counts=counts,
+    )
+    counts.split, counts.fused = split, runner is not game
+    # how often target k's samples use point sequence u, and their ends / starts
+    flat = torch.arange(t, device=device).repeat_interleave(n_samples)
+    uses = torch.zeros(t, unique_points.shape[0], dtype=values.dtype, device=device)
+    uses.index_put_((flat, point_of), torch.ones_like(flat, dtype=values.dtype), accumulate=True)
+    n_values = unique_values.shape[0]
+    start_of, end_of = value_of[: t * n_samples], value_of[t * n_samples :]
+    ends_w = torch.zeros(t, unique_points.shape[0], n_values, dtype=values.dtype, device=device)
+    starts_w = torch.zeros_like(ends_w)
+    one = torch.ones_like(flat, dtype=values.dtype)
+    ends_w.index_put_((flat, point_of, end_of), one, accumulate=True)
+    starts_w.index_put_((flat, point_of, start_of), one, accumulate=True)
+    flat_values = values.reshape(n_values, -1)
+    totals = torch.zeros((t,) + tuple(values.shape[1:]), dtype=values.dtype, device=device)
+    parts = 2 if split else 1
+    hook.leaf = True
+    handle = runner_layer.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            for first in range(0, unique_points.shape[0], step):
+                chunk = unique_points[first : first + step]
+                rows = chunk.shape[0]
+                hook.seen = []
+                scores = runner.scores(chunk, split=split)  # (rows, T)
+                leaves = list(hook.seen)
+                if len(leaves) != parts:
+                    raise RuntimeError(
+                        f"shared_sample_attributions: the layer ran {len(leaves)} times in a "
+                        f"forward where the endpoint forward ran it {parts} time(s)."
+                    )
+                counts.saw(rows, backwards=t, forwards=parts)
+                used = uses[:, first : first + step]  # (T, rows)
+                for k in range(t):
+                    if not bool((used[k] > 0).any()):
+                        continue
+                    weight = used[k] / n_samples if not multiply_by_inputs else used[k] > 0
+                    grads = torch.autograd.grad(
+                        scores[:, k],
+                        leaves,
+                        grad_outputs=weight.to(scores.dtype),
+                        retain_graph=True,
+                        allow_unused=True,
+                    )
+                    grad = torch.cat(
+                        [
+                            torch.zeros_like(leaf) if g is None else g
+                            for g, leaf in zip(grads, leaves)
+                        ],
+                        dim=1,
+                    )  # (rows, L, ...)
+                    if not multiply_by_inputs:
+                        totals[k] += grad.sum(dim=0)
+                        continue
+                    diff = ends_w[k, first : first + step] - starts_w[k, first : first + step]
+                    factor = (diff @ flat_values).view_as(grad) / n_samples
+                    totals[k] += (grad * factor).sum(dim=0)
+    finally:
+        hook.leaf = False
+        handle.remove()
+    return totals
+
+
+def captum_gradient_shap_draws(
+    rows: Tensor,
+    baselines: Tensor,
+    *,
+    n_samples: int,
+    stdevs: float,
+    n_targets: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The random rows of Captum 0.9's ``LLMGradientAttribution(LayerGradientShap)``.
+
+    Captum calls ``LayerGradientShap.attribute`` once per target token; each call draws, in
+    this order, the baselines' rows (``np.random.choice``), the input noise
+    (``torch.normal``) and the points' coefficients (``np.random.uniform``), which depend on
+    shapes only: drawing them for every target first consumes the global generators as
+    Captum does and gives its points.
+
+    Parameters
+    ----------
+    rows : Tensor, shape ``(1, M)``
+        The interpretable input (ones).
+    baselines : Tensor, shape ``(B, M)``
+        The baseline distribution.
+    n_samples : int, keyword-only
+    stdevs : float, keyword-only
+        Standard deviation of the input noise.
+    n_targets : int, keyword-only
+
+    Returns
+    -------
+    (points, starts, ends) : Tensor, each ``(T, S, M)``
+        Where the gradient is taken (``r * noisy + (1 - r) * baseline``), the drawn
+        baselines and the noisy inputs, for :func:`shared_sample_attributions`.
+    """
+    import numpy as np
+
+    points, starts, ends = [], [], []
+    size = (rows.shape[0] * n_samples,) + tuple(rows.shape[1:])
+    for _ in range(n_targets):
+        index = np.random.choice(baselines.shape[0], rows.shape[0] * n_samples).tolist()
+        base = baselines[index]
+        noise = torch.normal(0, torch.tensor(stdevs, device=rows.device).repeat(size))
+        noisy = rows.repeat_interleave(n_samples, dim=0) + noise
+        coefficient = torch.tensor(
+            np.random.uniform(0.0, 1.0, noisy.shape[0]), device=rows.device, dtype=noisy.dtype
+        ).view((-1,) + (1,) * (noisy.dim() - 1))
+        points.append(coefficient * noisy + (1.0 - coefficient) * base)
+        starts.append(base.to(noisy.dtype))
+        ends.append(noisy)
+    return torch.stack(points), torch.stack(starts), torch.stack(ends)
 
 
 class LLMGradient:
@@ -383,8 +780,10 @@ class LLMGradient:
         LLMAttributionResult
             ``token_attr`` ``(T, M)`` (``(T, M + T)`` step-wise) and ``seq_attr`` its sum
             over tokens; ``output_probs`` ``(T,)``. ``info`` says whether the shared path
-            ran (``"shared_forwards"``) and its ``"forwards"``, ``"backwards"`` and
-            ``"max_rows_per_forward"``.
+            ran (``"shared_forwards"``) and its ``"forwards"``, ``"backwards"``,
+            ``"max_rows_per_forward"``, ``"prefix_split"`` (prompt positions run as a
+            separate cached forward) and ``"fused_activations"`` (whether a copy of the
+            model with fused activations ran; :func:`shared_path_attributions`).
         """
         owner = type(self).__name__
         if not isinstance(inp, TextTokenInput):
@@ -431,6 +830,18 @@ class LLMGradient:
                 chunk_size=chunk_size,
                 counts=counts,
             )
+        else:
+            points, starts, ends = _gradient_shap_rows(game, n, n_samples, seed, device)
+            layer_attr = shared_sample_attributions(
+                game,
+                self.layer,
+                points=points,
+                starts=starts,
+                ends=ends,
+                multiply_by_inputs=self.multiply_by_inputs,
+                chunk_size=chunk_size,
+                counts=counts,
+            )
         shared = layer_attr is not None
         if layer_attr is None:
             counts = PathCounts()
@@ -458,6 +869,8 @@ class LLMGradient:
             "forwards": counts.forwards or None,
             "backwards": counts.backwards or None,
             "max_rows_per_forward": counts.max_rows or None,
+            "prefix_split": counts.split or None,
+            "fused_activations": counts.fused,
         }
         return result
 
@@ -508,6 +921,21 @@ class LLMGradient:
         if isinstance(layer_attr, (tuple, list)):
             layer_attr = layer_attr[0]
         return layer_attr
+
+
+def _gradient_shap_rows(
+    game: TokenLogProbs, n: int, n_samples: Any, seed: Any, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """GradientSHAP's random rows ``(T, S, M')``: points ``alpha * 1`` with ``alpha ~
+    U(0, 1)`` per target and sample (drawn from :func:`whybox.core.randomness.make_random`
+    of ``seed``), between the baseline rows (zeros) and the input (ones)."""
+    from whybox.core.randomness import check_seed, make_random
+
+    check_int("LLMGradient", "n_samples", n_samples, minimum=1)
+    check_seed("LLMGradient", "seed", seed)
+    ends = torch.ones(n, n_samples, game.n_features, device=device)
+    alpha = make_random(seed).uniform(n * n_samples, like=ends).view(n, n_samples, 1)
+    return alpha * ends, torch.zeros_like(ends), ends
 
 
 def _device(model: nn.Module) -> torch.device:

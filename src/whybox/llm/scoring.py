@@ -22,7 +22,7 @@ from torch import Tensor
 from whybox.core.chunks import ChunkSize, auto_chunk_rows, is_auto
 from whybox.core.validation import fail
 
-__all__ = ["TeacherForcing", "model_device", "as_model_input"]
+__all__ = ["TeacherForcing", "model_device", "as_model_input", "forward_parameters", "model_cache"]
 
 #: shortest shared prefix worth a separate cached forward (shorter ones are recomputed)
 _MIN_PREFIX = 16
@@ -37,6 +37,23 @@ def model_device(model: Any) -> torch.device:
         return next(model.parameters()).device
     except (AttributeError, StopIteration, TypeError):
         return torch.device("cpu")
+
+
+def forward_parameters(model: Any) -> set[str]:
+    """The names of the keyword arguments ``model``'s forward takes (empty when its
+    signature cannot be read)."""
+    forward = getattr(model, "forward", model)
+    try:
+        return set(inspect.signature(forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def model_cache(output: Any) -> Any:
+    """The KV cache of a forward run with ``use_cache=True`` (``output.cache`` in
+    transformers 5, ``output.past_key_values`` before)."""
+    cache = output.get("cache", None) if hasattr(output, "get") else None
+    return output.past_key_values if cache is None else cache
 
 
 def as_model_input(model_input: Any, tokenizer: Any, device: torch.device) -> dict[str, Any]:
@@ -100,11 +117,7 @@ class TeacherForcing:
         self.device = model_device(model)
         self.n_forwards = 0
         self.n_rows = 0
-        forward = getattr(model, "forward", model)
-        try:
-            names = set(inspect.signature(forward).parameters)
-        except (TypeError, ValueError):
-            names = set()
+        names = forward_parameters(model)
         self._keep_logits = "logits_to_keep" in names
         # transformers 5 calls the KV cache argument ``cache``; earlier ``past_key_values``
         self._cache_arg = "cache" if "cache" in names else "past_key_values"
@@ -251,9 +264,7 @@ class TeacherForcing:
     def _logits_with_prefix(self, rows: Tensor, t: int, prefix: int) -> Tensor:
         self.n_forwards += 1
         head = self.model(input_ids=rows[:1, :prefix], use_cache=True)
-        cache = head.get("cache", None) if hasattr(head, "get") else None
-        if cache is None:
-            cache = head.past_key_values
+        cache = model_cache(head)
         cache.batch_repeat_interleave(rows.shape[0])
         kwargs = {self._cache_arg: cache}
         if self._keep_logits:

@@ -6,7 +6,10 @@
   into words from the tokenizer's character offsets: a ``feature_mask`` that perturbs a
   word's tokens together, and the words' labels. Summing token attributions over the same
   groups (:meth:`~whybox.llm.result.LLMAttributionResult.aggregate`) is the cheap
-  alternative.
+  alternative;
+* :func:`template_token_features` maps the tokens of a filled
+  :class:`~whybox.llm.inputs.TextTemplateInput` to its features (attention attribution of
+  a template).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["pretty_tokens", "word_groups", "offsets"]
+__all__ = ["pretty_tokens", "word_groups", "offsets", "template_token_features"]
 
 
 def offsets(text: str, tokenizer: Any, *, add_special_tokens: bool) -> tuple[list[int], list]:
@@ -135,3 +138,76 @@ def word_groups(inp: Any) -> tuple[Tensor, list[str]]:
         word_of.append(len(words) - 1)
         previous_end = end
     return torch.tensor([word_of], dtype=torch.long), words
+
+
+def _value_span(text: str, other: str) -> tuple[int, int]:
+    """The span of ``text`` that differs from ``other`` (one field filled differently)."""
+    prefix = 0
+    limit = min(len(text), len(other))
+    while prefix < limit and text[prefix] == other[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and text[-1 - suffix] == other[-1 - suffix]:
+        suffix += 1
+    return prefix, len(text) - suffix
+
+
+def template_token_features(inp: Any, tokenizer: Any) -> tuple[str, Tensor]:
+    """The filled prompt of a template input and the feature each of its tokens belongs to.
+
+    Each value's characters are found by filling the template once more with that value
+    replaced by a marker: the text that changes is the value's. A token belongs to the
+    value its characters overlap most (tokens of the template's own text and special tokens
+    to none), and a value to its feature (values sharing a ``mask`` id form one).
+
+    Parameters
+    ----------
+    inp : TextTemplateInput
+    tokenizer : fast tokenizer (character offsets)
+
+    Returns
+    -------
+    (str, Tensor)
+        The prompt (``inp.to_model_input()``) and ``(L,)`` long feature ids
+        ``0..n_itp_features - 1`` of its ``L`` tokens (as ``tokenizer.encode`` gives
+        them), ``-1`` for tokens of no feature.
+
+    Raises
+    ------
+    ValueError
+        When a value does not appear verbatim, once, in the prompt (a template function
+        that transforms or repeats it), or the offsets do not match the tokens.
+    """
+    text = inp.to_model_input()
+    spans = []
+    for i, value in enumerate(inp.values):
+        marker = "\x00" * (len(value) + 1)
+        filled = list(inp.values)
+        filled[i] = marker
+        other = inp._fill(filled)
+        start, end = _value_span(text, other)
+        if text[start:end] != value or other[start : len(other) - (len(text) - end)] != marker:
+            raise ValueError(
+                f"template_token_features: value {i} ({value!r}) does not appear verbatim "
+                "and once in the filled template, so its tokens cannot be found; use a str "
+                "template or a TextTokenInput."
+            )
+        spans.append((start, end))
+    ids, token_spans = offsets(text, tokenizer, add_special_tokens=True)
+    expected = tokenizer.encode(text)
+    if ids != list(expected):
+        raise ValueError(
+            "template_token_features: the tokenizer's offsets do not match its tokens of the "
+            "prompt; use a TextTokenInput."
+        )
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    feature_of_value = inp.formatted_mask if inp.mask is not None else list(range(len(spans)))
+    features = []
+    for token, (start, end) in zip(ids, token_spans):
+        overlaps = [max(0, min(end, b) - max(start, a)) for a, b in spans]
+        best = max(range(len(spans)), key=overlaps.__getitem__) if spans else -1
+        if token in special or best < 0 or overlaps[best] == 0:
+            features.append(-1)
+        else:
+            features.append(feature_of_value[best])
+    return text, torch.tensor(features, dtype=torch.long)
