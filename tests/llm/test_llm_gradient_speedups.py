@@ -136,7 +136,7 @@ BASELINES = [
 
 @pytest.mark.parametrize("baselines, stdevs", BASELINES)
 def test_shared_gradient_shap_draws_like_captum_and_equals_the_per_token_facade(
-    toy, prompt, baselines, stdevs
+    toy, prompt, baselines, stdevs, monkeypatch
 ):
     captum = pytest.importorskip("captum.attr")
     import whybox.attr as A
@@ -146,10 +146,19 @@ def test_shared_gradient_shap_draws_like_captum_and_equals_the_per_token_facade(
     inp, game = _game(model, tok, prompt)
     options = {"baselines": baselines, "n_samples": 5, "stdevs": stdevs}
     _seed()
-    per_token = LLMGradientAttribution(
-        A.LayerGradientShap(model, model.transformer.wte), tok
-    ).attribute(inp, target=TARGET, **options)
+    facade = LLMGradientAttribution(A.LayerGradientShap(model, model.transformer.wte), tok)
+    shared_facade = facade.attribute(inp, target=TARGET, **options)  # the shared path
+    after_shared = (torch.get_rng_state(), np.random.get_state()[1].copy())
+    # the per-token path (one LayerGradientShap call per token), as when the shared one
+    # declines: the generators are rewound first
+    monkeypatch.setattr("whybox.attr._llm.shared_sample_attributions", lambda *a, **k: None)
+    _seed()
+    per_token = facade.attribute(inp, target=TARGET, **options)
+    monkeypatch.undo()
     state = (torch.get_rng_state(), np.random.get_state()[1].copy())
+    assert torch.equal(after_shared[0], state[0])
+    assert np.array_equal(after_shared[1], state[1])
+    torch.testing.assert_close(shared_facade.token_attr, per_token.token_attr, atol=1e-5, rtol=1e-4)
     _seed()
     theirs = captum.LLMGradientAttribution(
         captum.LayerGradientShap(model, model.transformer.wte), tok

@@ -36,7 +36,13 @@ import torch
 from torch import Tensor
 
 from whybox.core.paths import RULES, path_plan_tensors
-from whybox.llm.gradient import TokenLogProbs, shared_path_attributions, token_attributions
+from whybox.llm.gradient import (
+    TokenLogProbs,
+    captum_gradient_shap_draws,
+    shared_path_attributions,
+    shared_sample_attributions,
+    token_attributions,
+)
 from whybox.llm.inputs import (
     ImageMaskInput,
     InterpretableInput,
@@ -306,6 +312,8 @@ class LLMGradientAttribution(BaseLLMAttribution):
         rows = inp.to_tensor().to(self.device)
         layer_attr = self._shared_path(method, game, kwargs)
         if layer_attr is None and isinstance(method, LayerGradientShap):
+            layer_attr = self._shared_samples(method, game, rows.float(), kwargs, len(tokens))
+        if layer_attr is None and isinstance(method, LayerGradientShap):
             # its random draws are per call: one call per token, in Captum's order; its
             # random points between inputs and baselines need real-valued rows
             rows = rows.float()
@@ -373,6 +381,56 @@ class LLMGradientAttribution(BaseLLMAttribution):
             multiply_by_inputs=method.multiplies_by_inputs,
             chunk_size="auto" if chunk is None else chunk,
         )
+
+    def _shared_samples(
+        self,
+        method: Any,
+        game: TokenLogProbs,
+        rows: Tensor,
+        kwargs: dict[str, Any],
+        n_targets: int,
+    ) -> Tensor | None:
+        """LayerGradientShap with every target token's samples from shared forwards
+        (:func:`whybox.llm.gradient.shared_sample_attributions`), its random points drawn
+        as Captum's one call per token draws them; ``None`` (and the random generators as
+        they were) for the options that path does not cover."""
+        layer = getattr(method, "layer", None)
+        if not isinstance(layer, torch.nn.Module):
+            return None
+        if set(kwargs) - {"baselines", "n_samples", "stdevs", "return_convergence_delta",
+                          "attribute_to_layer_input"}:  # fmt: skip
+            return None
+        if kwargs.get("return_convergence_delta") or kwargs.get("attribute_to_layer_input"):
+            return None
+        baselines, n_samples = kwargs.get("baselines"), kwargs.get("n_samples", 5)
+        stdevs = kwargs.get("stdevs", 0.0)
+        if not isinstance(baselines, Tensor) or baselines.dim() != 2:
+            return None
+        if baselines.shape[1] != rows.shape[1] or baselines.shape[0] < 1:
+            return None
+        if not _positive_int(n_samples) or isinstance(stdevs, bool):
+            return None
+        if not isinstance(stdevs, (int, float)) or stdevs < 0:
+            return None
+        import numpy as np
+
+        saved = torch.get_rng_state(), np.random.get_state()
+        points, starts, ends = captum_gradient_shap_draws(
+            rows, baselines.to(rows.device), n_samples=n_samples, stdevs=float(stdevs),
+            n_targets=n_targets,
+        )  # fmt: skip
+        layer_attr = shared_sample_attributions(
+            game,
+            layer,
+            points=points,
+            starts=starts,
+            ends=ends,
+            multiply_by_inputs=method.multiplies_by_inputs,
+        )
+        if layer_attr is None:  # the per-token calls draw the same numbers again
+            torch.set_rng_state(saved[0])
+            np.random.set_state(saved[1])
+        return layer_attr
 
 
 def _positive_int(value: Any) -> bool:
