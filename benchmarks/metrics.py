@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/metrics.py            # full run (a few minutes, 1 thread)
     .venv/bin/python benchmarks/metrics.py --quick    # smoke run (< 1 min)
+    .venv/bin/python benchmarks/metrics.py --only random_logit --only deletion  # some cases
 
 The reference is real Quantus 0.6 (``pip install whybox[bench]``): each case calls the
 Quantus metric on the same model (a torch module, which Quantus wraps itself), the same
@@ -162,22 +163,30 @@ def loop_sparseness(a: np.ndarray) -> np.ndarray:
 
 
 # -- floors ----------------------------------------------------------------------------------
-def forward_floor(model, rows: Tensor, target: Tensor) -> Callable[[], Any]:
-    """Best-chunk forward of prebuilt rows (no grad)."""
-    chunks = [c for c in (64, 256, 1024, rows.shape[0]) if c <= rows.shape[0]] or [rows.shape[0]]
-    best, best_t = chunks[0], float("inf")
-    for c in chunks:
-        times, _ = interleaved_times(
-            {"c": lambda c=c: _forward(model, rows, target, c)},
-            repeats=3,
-            min_repeats=3,
-            budget_s=1.0,
-            device="cpu",
-        )
-        t = statistics.median(times["c"])
-        if t < best_t:
-            best, best_t = c, t
-    return lambda: _forward(model, rows, target, best)
+class forward_floor:  # noqa: N801 (used like a function)
+    """Best-chunk forward of prebuilt rows (no grad); the chunk is chosen when a case that
+    is run first asks for it (``resolve``), so ``--only`` skips the others' probes."""
+
+    def __init__(self, model, rows: Tensor, target: Tensor) -> None:
+        self.model, self.rows, self.target = model, rows, target
+
+    def resolve(self) -> Callable[[], Any]:
+        model, rows, target = self.model, self.rows, self.target
+        chunks = [c for c in (64, 256, 1024, rows.shape[0]) if c <= rows.shape[0]]
+        chunks = chunks or [rows.shape[0]]
+        best, best_t = chunks[0], float("inf")
+        for c in chunks:
+            times, _ = interleaved_times(
+                {"c": lambda c=c: _forward(model, rows, target, c)},
+                repeats=3,
+                min_repeats=3,
+                budget_s=1.0,
+                device="cpu",
+            )
+            t = statistics.median(times["c"])
+            if t < best_t:
+                best, best_t = c, t
+        return lambda: _forward(model, rows, target, best)
 
 
 def _forward(model, rows: Tensor, target: Tensor, chunk: int) -> Tensor:
@@ -196,6 +205,21 @@ def saliency_floor(model, rows: Tensor, target: Tensor) -> Callable[[], Any]:
         return torch.autograd.grad(out, leaf)[0]
 
     return run
+
+
+def randomised_floor(model, rows: Tensor, target: Tensor) -> Callable[[], Any]:
+    """The model work of a cascading randomisation check: one Saliency pass of ``rows``
+    through the model and through each cascading copy (prebuilt; no copy, no ranks)."""
+    import copy
+
+    models = [model]
+    randomised = copy.deepcopy(model)
+    for name in WM.randomisable_layers(model):
+        for p in randomised.get_submodule(name).parameters(recurse=False):
+            torch.nn.init.normal_(p.data, std=0.05)
+        models.append(copy.deepcopy(randomised))
+    passes = [saliency_floor(m, rows, target) for m in models]
+    return lambda: [run() for run in passes]
 
 
 # -- Quantus 0.6 ------------------------------------------------------------------------------
@@ -252,7 +276,7 @@ NO_DIFF = lambda o, r: float("nan")  # noqa: E731
 
 
 # -- the cases -------------------------------------------------------------------------------
-def run(quick: bool) -> list[dict[str, Any]]:
+def run(quick: bool, only: list[str] | None = None) -> list[dict[str, Any]]:
     seed_all(0)
     quantus = load_quantus()
     ref_name = "quantus" if quantus is not None else "numpy loop"
@@ -266,12 +290,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
     xn, an, yn = x.numpy(), a.numpy(), y.numpy()
     results = []
 
+    def wanted(name: str) -> bool:
+        return not only or any(part in name for part in only)
+
     def case(name, ours, ref, floor, compare, note="", reference=None):
+        if not wanted(name):
+            return
         calls = {"whybox": ours}
         if ref is not None:
             calls["ref"] = ref
         if floor is not None:
-            calls["floor"] = floor
+            calls["floor"] = floor.resolve() if isinstance(floor, forward_floor) else floor
         times, outputs = interleaved_times(
             calls,
             repeats=3 if quick else 5,
@@ -355,10 +384,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
             ).score
         ),
         ref,
-        forward_floor(model, _subset_rows(x, subsets), y.repeat(n_subsets)),
+        forward_floor(model, torch.cat([x, _subset_rows(x, subsets)]), y.repeat(n_subsets + 1)),
         NO_DIFF,
         f"{n_subsets} subsets of {size} pixels; the subsets are different draws (each side "
-        "seeded), the numbers are checked in tests",
+        "seeded), the numbers are checked in tests; floor: the subset rows and the "
+        "unperturbed ones",
     )
 
     # -- ROAD (noise 0, accuracy) ----------------------------------------------------------
@@ -511,7 +541,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     )
 
     # -- ROAD at 224 px -------------------------------------------------------------------
-    if not quick:
+    if not quick and wanted("road (224"):
         big = LargeCNN().eval()
         xb = torch.rand(2, 3, 224, 224)
         with torch.no_grad():
@@ -586,9 +616,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
             ).similarity
         ),
         ref,
-        saliency_floor(model, x.repeat(layers + 1, 1, 1, 1), y.repeat(layers + 1)),
+        randomised_floor(model, x, y),
         NO_DIFF,
-        f"cascading, {layers} layers, Spearman; the random weights are different draws",
+        f"cascading, {layers} layers, Spearman; the random weights are different draws; "
+        f"floor: {layers + 1} Saliency passes of {n} rows, one per (randomised) model",
     )
     if quantus is not None:
         rl = quantus.RandomLogit(
@@ -735,12 +766,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     parser.add_argument("--output", default=None)
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="run only the cases whose name contains NAME (repeatable); "
+        "the table is then printed, and written only with --output",
+    )
     args = parser.parse_args(argv)
     configure_threads(args.threads)
     set_clock(args.clock)
-    results = run(args.quick)
+    results = run(args.quick, args.only)
     table = report(results)
     print(table)
+    if args.only and args.output is None:
+        return 0
     output = args.output or (
         "benchmarks/results-metrics-quick.md" if args.quick else "benchmarks/results-metrics.md"
     )

@@ -41,3 +41,52 @@ def test_errors_name_the_parameter():
         WM.rank_agreement(torch.ones(1, 3), torch.ones(1, 4), k=1)
     with pytest.raises(ValueError, match="'features'"):
         WM.rank_correlation(torch.ones(1, 3), torch.ones(1, 3), features=[5])
+
+
+def _awkward_rows(dtype, length, seed):
+    """Rows with ties, signed zeros, infinities and NaNs of both signs."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((3, length)).astype(dtype)
+    rows[1] = np.round(rows[1], 1)  # many ties
+    flat = rows[2]
+    flat[:20], flat[20:30] = 0.0, -0.0
+    flat[30:35], flat[35:40] = np.nan, -np.nan
+    flat[40:45], flat[45:50] = np.inf, -np.inf
+    return rows
+
+
+@pytest.mark.parametrize("length", [12, 300, 3072])
+@pytest.mark.parametrize("descending", [False, True])
+def test_argsort_rows_is_numpy_stable_argsort(length, descending):
+    """The packed-key sort of long float32 rows is numpy's stable order, ties and NaNs
+    included (float64 and short rows take numpy's stable sort itself)."""
+    import numpy as np
+
+    from whybox.metrics._common import argsort_rows
+
+    for dtype in (np.float32, np.float64):
+        rows = _awkward_rows(dtype, length, seed=length)
+        expected = np.argsort(-rows if descending else rows, axis=-1, kind="stable")
+        got = argsort_rows(torch.from_numpy(rows), descending=descending)
+        assert got.dtype == torch.long
+        assert np.array_equal(got.numpy(), expected)
+
+
+@pytest.mark.parametrize("length", [12, 300, 3072])
+def test_average_ranks_match_scipy_with_and_without_ties(length):
+    import numpy as np
+    from scipy.stats import rankdata
+
+    from whybox.metrics._common import average_ranks
+
+    rows = _awkward_rows(np.float32, length, seed=1)[:2]  # scipy gives NaN ranks for NaNs
+    for values in (rows, np.abs(rows[:1]), rows.astype(np.float64)):
+        got = average_ranks(torch.from_numpy(values))
+        assert got.dtype == torch.from_numpy(values).dtype
+        assert np.array_equal(got.numpy(), rankdata(values, axis=-1))
+    ints = torch.randint(0, 4, (2, length))
+    torch.testing.assert_close(
+        average_ranks(ints), torch.from_numpy(rankdata(ints.numpy(), axis=-1)).float()
+    )

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from whybox.core.inputs import flatten
+from whybox.core.inputs import ForwardArgs, flatten
 from whybox.core.result import Explanation
 from whybox.core.validation import fail
 
@@ -32,6 +32,7 @@ __all__ = [
     "resolve_explain",
     "ExplainFn",
     "select_rows",
+    "forward_args_rows",
 ]
 
 #: ``explain(model, inputs, target, forward_args[, options]) -> tuple of Tensor`` (one per
@@ -137,15 +138,61 @@ def sorted_values(values: Tensor) -> Tensor:
 def argsort_rows(values: Tensor, *, descending: bool = False) -> Tensor:
     """Stable argsort along the last dimension (ties keep their positions' order).
 
-    numpy's stable sort on the CPU (see :func:`sorted_values`), ``torch.argsort``
-    elsewhere. Returns a long tensor on ``values``' device.
+    Parameters
+    ----------
+    values : Tensor, shape ``(..., D)``
+    descending : bool, keyword-only
+        Largest first (ties still in position order; ``NaN`` last either way).
+
+    Returns
+    -------
+    Tensor, shape ``(..., D)``, long, on ``values``' device
+        What ``numpy.argsort(values, kind="stable")`` (of ``-values`` when descending)
+        gives on each row.
+
+    Notes
+    -----
+    On the CPU numpy sorts (see :func:`sorted_values`). Long float32 rows are sorted as
+    one int64 key per element, the value's order-preserving bits above its position, by
+    numpy's vectorised quicksort: the same order as a stable sort (measured ~7x faster
+    than ``kind="stable"`` on ``(8, 3072)`` rows, one thread). Elsewhere, and for dtypes
+    numpy lacks, ``torch.argsort(stable=True)``.
     """
     if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
         import numpy as np
 
         array = values.detach().numpy()
-        return torch.from_numpy(np.argsort(-array if descending else array, axis=-1, kind="stable"))
+        array = -array if descending else array
+        if array.dtype == np.float32 and 256 <= array.shape[-1] < 2**31 and array.size:
+            return torch.from_numpy(_packed_argsort(array))
+        return torch.from_numpy(np.argsort(array, axis=-1, kind="stable"))
     return values.argsort(dim=-1, descending=descending, stable=True)
+
+
+def _packed_argsort(array: Any) -> Any:
+    """Stable argsort of float32 rows: sort ``key << 32 | position`` as int64.
+
+    ``key`` is the float's bit pattern made order-preserving as a signed int32 (negative
+    floats have their magnitude bits flipped); every ``NaN`` is made the one positive
+    quiet ``NaN`` first, so all sort last, and ``-0.0`` becomes ``+0.0`` (numpy counts
+    them equal), so the order is numpy's stable one.
+    """
+    import numpy as np
+
+    clean = array + np.float32(0.0)  # a copy, -0.0 -> +0.0
+    nan = np.isnan(clean)
+    if nan.any():
+        clean[nan] = np.nan
+    bits = clean.view(np.int32)
+    key = bits >> 31
+    key &= np.int32(0x7FFFFFFF)
+    key ^= bits
+    packed = key.astype(np.int64)
+    packed <<= 32
+    packed |= np.arange(array.shape[-1], dtype=np.int64)
+    packed.sort(axis=-1, kind="quicksort")
+    packed &= np.int64(0xFFFFFFFF)
+    return packed
 
 
 def average_ranks(values: Tensor) -> Tensor:
@@ -159,15 +206,28 @@ def average_ranks(values: Tensor) -> Tensor:
     -------
     Tensor, shape ``(..., D)``, floating
         What ``scipy.stats.rankdata(method="average")`` gives on each row.
+
+    Notes
+    -----
+    On the CPU a table without ties (checked on the host, where the values already are)
+    skips the run bookkeeping; on other devices the bookkeeping always runs, so there is
+    no device-to-host sync.
     """
     dtype = values.dtype if values.is_floating_point() else torch.get_default_dtype()
     order = argsort_rows(values)
     ordered = values.gather(-1, order)
     size = values.shape[-1]
     positions = torch.arange(size, device=values.device).expand_as(order)
+    different = ordered[..., 1:] != ordered[..., :-1]
+    if values.device.type == "cpu" and bool(different.all()):
+        # no ties (the usual case for real-valued maps): a run is one position, its
+        # middle the position itself (the same arithmetic as below: first = last)
+        line = torch.arange(size, device=values.device)
+        middle = ((line + line).to(dtype) / 2 + 1).expand(order.shape)
+        return torch.empty(order.shape, dtype=dtype).scatter_(-1, order, middle)
     # each run of equal sorted values spans [first, last]; its members share the middle
     starts = torch.ones_like(order, dtype=torch.bool)
-    starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    starts[..., 1:] = different
     ends = torch.ones_like(starts)
     ends[..., :-1] = starts[..., 1:]
     first = torch.where(starts, positions, 0).cummax(dim=-1).values
@@ -213,6 +273,30 @@ def select_rows(value: Any, example_index: Tensor, batch_size: int) -> Any:
     if isinstance(value, tuple):
         return tuple(select_rows(v, example_index, batch_size) for v in value)
     return value
+
+
+def forward_args_rows(extra: ForwardArgs, index: Tensor, *, owner: str) -> Any:
+    """The caller's extra forward arguments for rows ``index`` (per-example tensors follow
+    their examples), in the form an explanation call takes them (``None``, one value, a
+    tuple of positional values or a dict of keyword ones).
+
+    Parameters
+    ----------
+    extra : ForwardArgs
+        The prepared arguments (:func:`whybox.core.inputs.prepare_forward_args`).
+    index : Tensor, shape ``(rows,)``, long
+        The example of each row.
+    owner : str, keyword-only
+        Name used in error messages.
+    """
+    rows = extra.select(index)
+    if not rows.args and not rows.kwargs:
+        return None
+    if rows.kwargs and not rows.args:
+        return dict(rows.kwargs)
+    if rows.kwargs:
+        fail(owner, "forward_args", "positional or keyword arguments, not both", "both", raw=True)
+    return rows.args if len(rows.args) != 1 else rows.args[0]
 
 
 def resolve_explain(

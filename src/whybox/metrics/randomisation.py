@@ -11,7 +11,9 @@ be explaining the model (an edge detector passes no check; gradients do).
 * :func:`random_logit`: compare the map of the target class with that of a random other
   class.
 
-Randomisation happens on a deep copy: the caller's model is never changed. Layers are
+Randomisation happens on one deep copy: the caller's model is never changed (cascading
+randomises one more layer of the copy per step; independent puts each layer's values back
+from the model after its step). The original maps are ranked once. Layers are
 re-initialised by their own ``reset_parameters`` (the initialiser they were built with)
 under a seeded, forked global RNG (the global state is restored afterwards); a module
 without one gets Gaussian noise with its parameters' standard deviation.
@@ -27,11 +29,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from whybox.core.inputs import prepare_inputs
+from whybox.core.inputs import prepare_forward_args, prepare_inputs
 from whybox.core.progress import progress
 from whybox.core.validation import check_bool, check_choice, check_int, check_real, fail
 
-from ._common import check_maps, per_example, resolve_explain, spearman
+from ._common import (
+    average_ranks,
+    check_maps,
+    forward_args_rows,
+    pearson,
+    per_example,
+    resolve_explain,
+    select_rows,
+    spearman,
+)
 
 __all__ = [
     "RandomisationResult",
@@ -157,18 +168,22 @@ def model_parameter_randomisation(
     fn = resolve_explain(explain, explain_options, owner=owner, model=model)
     reference = fn(model, inputs, target, forward_args)
     check_maps(owner, reference, rows=tensors[0].shape[0])
-    base = _table(reference, absolute)
+    # the original maps' ranks, computed once for every step's correlation
+    base_ranks = average_ranks(_table(reference, absolute))
     similarities = []
+    # one copy for every step: cascading randomises one more layer of it per step;
+    # independent puts each randomised layer's values back from the model afterwards
     randomised = copy.deepcopy(model)
     bar = progress(len(names), show_progress, f"{owner} ({mode}): layers", unit="layer")
     try:
         for step, name in enumerate(names):
-            if mode == "independent":
-                randomised = copy.deepcopy(model)
-            _reinitialise(randomised.get_submodule(name), seed + step)
+            layer = randomised.get_submodule(name)
+            _reinitialise(layer, seed + step)
             maps = fn(randomised, inputs, target, forward_args)
             check_maps(owner, maps, rows=tensors[0].shape[0], like=reference)
-            similarities.append(spearman(base, _table(maps, absolute)))
+            similarities.append(pearson(base_ranks, average_ranks(_table(maps, absolute))))
+            if mode == "independent":
+                _restore(layer, model.get_submodule(name))
             if bar is not None:
                 bar.update(1)
     finally:
@@ -216,7 +231,11 @@ def random_logit(
     n_classes : int
         Number of classes (>= 2); the other class is drawn uniformly from the rest.
     explain, explain_options, forward_args : optional
-        As for :func:`model_parameter_randomisation`.
+        As for :func:`model_parameter_randomisation`. The single-pass registered methods
+        (``"saliency"``, ``"input_x_gradient"``, ``"guided_backprop"``,
+        ``"deconvolution"``, ``"grad_cam"``, ``"guided_grad_cam"``) explain both classes
+        in one call of ``2 N`` rows (per-example options and forward arguments repeated);
+        other methods and callables are called twice, once per class.
     absolute : bool
     seed : int, torch.Generator or None
 
@@ -240,11 +259,70 @@ def random_logit(
     offsets = torch.randint(1, n_classes, (batch,), generator=generator)
     others = (classes + offsets) % n_classes  # never the target itself
     fn = resolve_explain(explain, explain_options, owner=owner, model=model)
-    first = fn(model, inputs, classes.tolist(), forward_args)
-    second = fn(model, inputs, others.tolist(), forward_args)
-    check_maps(owner, first, rows=batch)
-    check_maps(owner, second, rows=batch, like=first)
+    if isinstance(explain, str) and explain in _ROW_WISE:
+        # both maps in one call of 2 N rows (each row's map depends on its row alone)
+        both = fn(
+            model,
+            _twice(inputs, owner),
+            classes.tolist() + others.tolist(),
+            _twice_forward_args(forward_args, batch, tensors[0].device),
+            _twice_options(explain_options, batch, tensors[0].device),
+        )
+        check_maps(owner, both, rows=2 * batch)
+        first = tuple(m[:batch] for m in both)
+        second = tuple(m[batch:] for m in both)
+    else:
+        first = fn(model, inputs, classes.tolist(), forward_args)
+        second = fn(model, inputs, others.tolist(), forward_args)
+        check_maps(owner, first, rows=batch)
+        check_maps(owner, second, rows=batch, like=first)
     return RandomLogitResult(spearman(_table(first, absolute), _table(second, absolute)), others)
+
+
+#: registered single-pass methods whose map of a row depends on that row (its target,
+#: baseline and forward arguments) alone and draws nothing at random: random_logit
+#: explains the target and the other class in one call of ``2 N`` rows. Multi-step
+#: methods (integrated gradients, ...) keep two calls: their model work dwarfs a call's
+#: overhead, and their chunking would change with the batch.
+_ROW_WISE = frozenset(
+    {
+        "saliency",
+        "input_x_gradient",
+        "guided_backprop",
+        "deconvolution",
+        "grad_cam",
+        "guided_grad_cam",
+    }
+)
+
+
+def _twice(inputs: Any, owner: str) -> Any:
+    """``inputs`` with every example's row repeated after the batch (``2 N`` rows)."""
+    prepared = prepare_inputs(inputs, owner=owner)
+    return prepared.restore(tuple(torch.cat([t, t]) for t in prepared.tensors))
+
+
+def _doubled_index(batch: int, device: torch.device) -> Tensor:
+    return torch.arange(batch, device=device).repeat(2)
+
+
+def _twice_forward_args(forward_args: Any, batch: int, device: torch.device) -> Any:
+    """The extra forward arguments for the ``2 N`` rows, in the caller's form."""
+    if forward_args is None:
+        return None
+    extra = prepare_forward_args(forward_args, batch)
+    return forward_args_rows(extra, _doubled_index(batch, device), owner="random_logit")
+
+
+def _twice_options(
+    options: Mapping[str, Any] | None, batch: int, device: torch.device
+) -> dict[str, Any] | None:
+    """Per-example options (first dimension ``N``, e.g. baselines) for the ``2 N`` rows."""
+    if not options:
+        return None
+    index = _doubled_index(batch, device)
+    rows = {k: select_rows(v, index, batch) for k, v in options.items()}
+    return {k: v for k, v in rows.items() if v is not options[k]} or None
 
 
 def _table(maps: tuple[Tensor, ...], absolute: bool) -> Tensor:
@@ -253,12 +331,29 @@ def _table(maps: tuple[Tensor, ...], absolute: bool) -> Tensor:
 
 
 @torch.no_grad()
+def _restore(module: nn.Module, original: nn.Module) -> None:
+    """Copy ``original``'s parameters and buffers (its whole subtree: an initialiser may
+    touch a child's, as ``nn.MultiheadAttention``'s does) back into its copy ``module``."""
+    for mine, theirs in zip(module.parameters(), original.parameters()):
+        mine.copy_(theirs)
+    for mine, theirs in zip(module.buffers(), original.buffers()):
+        mine.copy_(theirs)
+
+
+@torch.no_grad()
 def _reinitialise(module: nn.Module, seed: int) -> None:
     """Re-initialise ``module``'s own parameters, reproducibly, leaving global RNGs alone."""
     params = list(module.parameters(recurse=False))
     devices = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+        # the generators the parameters draw from, and only those: torch.manual_seed
+        # would also queue seeds for devices fork_rng does not restore (and records a
+        # stack trace per lazy device, ~1 ms a call)
+        torch.default_generator.manual_seed(seed)
+        for index in devices:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        if any(p.device.type == "mps" for p in params):
+            torch.mps.manual_seed(seed)
         reset = getattr(module, "reset_parameters", None)
         before = [p.detach().clone() for p in params]
         if callable(reset):

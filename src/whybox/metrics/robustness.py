@@ -34,7 +34,7 @@ from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.targets import prepare_target
 from whybox.core.validation import check_bool, check_int, check_real, fail
 
-from ._common import ExplainFn, check_maps, resolve_explain, select_rows
+from ._common import ExplainFn, check_maps, forward_args_rows, resolve_explain, select_rows
 
 __all__ = ["RobustnessResult", "max_sensitivity", "avg_sensitivity", "local_lipschitz"]
 
@@ -317,7 +317,7 @@ def _explain_rows(
     """Explain perturbed rows whose examples are ``index``: targets, extra forward
     arguments and per-example options follow the rows."""
     target_rows = None if target is None else call.target.repeat_for(host_index)
-    forward_rows = _forward_args_for(call, index)
+    forward_rows = forward_args_rows(call.extra, index, owner=call.owner)
     if explain_options:
         batch = call.batch_size
         # per-example options (baselines of shape (N, ...)) follow their examples
@@ -325,24 +325,6 @@ def _explain_rows(
         options = {k: v for k, v in options.items() if v is not explain_options[k]}
         return fn(model, call.inputs.restore(rows), target_rows, forward_rows, options)
     return fn(model, call.inputs.restore(rows), target_rows, forward_rows)
-
-
-def _forward_args_for(call: Call, index: Tensor) -> Any:
-    """The caller's extra forward arguments for rows ``index``, in the caller's form."""
-    extra = call.extra.select(index)
-    if not extra.args and not extra.kwargs:
-        return None
-    if extra.kwargs and not extra.args:
-        return dict(extra.kwargs)
-    if extra.kwargs:
-        fail(
-            call.owner,
-            "forward_args",
-            "positional or keyword arguments, not both",
-            "both",
-            raw=True,
-        )
-    return extra.args if len(extra.args) != 1 else extra.args[0]
 
 
 def _predictions(call: Call, rows: tuple[Tensor, ...], index: Tensor) -> Tensor:
