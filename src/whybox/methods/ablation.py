@@ -164,12 +164,12 @@ class FeatureAblation(EmptyBatchInBody, Method):
         def build(start: int, stop: int) -> RowBatch:
             items = torch.arange(start, stop)
             coalitions = torch.ones(len(items), masks.n_features, dtype=torch.bool, device=device)
-            ablated = items > 0
+            ablated = items > 0  # on the CPU: no host sync to test it
             if bool(ablated.any()):
                 picked = features[items[ablated] - 1]
-                coalitions[ablated.to(device)] = single_feature_coalitions(
-                    picked, masks.n_features, device
-                )
+                # integer rows, not a boolean mask, on the device: no sync there
+                where = ablated.nonzero().squeeze(1).to(device)
+                coalitions[where] = single_feature_coalitions(picked, masks.n_features, device)
             return space.rows(coalition_rows(tensors, base, masks, coalitions))
 
         outputs = run_items(space.call, n_items=len(features) + 1, build=build, rows_per_item=n)

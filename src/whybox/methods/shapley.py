@@ -285,8 +285,10 @@ class ShapleyValueSampling(EmptyBatchInBody, Method):
             ordering = (steps // max(inner, 1)).clamp(max=n_samples - 1)
             added = steps % max(inner, 1) + 1
             keep = ranks[ordering] < added[:, None]
-            keep[items == 0] = False
-            keep[items == last] = True
+            # the empty and the full coalition, without boolean indexing (a host sync on
+            # an accelerator)
+            keep &= (items != 0)[:, None]
+            keep |= (items == last)[:, None]
             return coalition_rows(call.tensors, base, masks, _on_present(masks, present, keep))
 
         outputs = run_items(call, n_items=last + 1, build=build, rows_per_item=n)
