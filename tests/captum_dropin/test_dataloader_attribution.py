@@ -85,8 +85,9 @@ def test_perturbations_per_pass_changes_the_traversals_not_the_result(per_pass):
     passes.clear()
     out = attr.attribute(loader, perturbations_per_pass=per_pass)
     torch.testing.assert_close(out[0], ref[0])
-    # the first batch is read once for the argument checks, then ceil((4 + 1) / k) passes
-    assert len(passes) == 1 + -(-5 // per_pass)
+    # Captum's count: the first batch once for the argument checks, the unperturbed metric
+    # once, then ceil(4 / k) passes of perturbations
+    assert len(passes) == 2 + -(-4 // per_pass)
 
 
 def test_roles_several_inputs_masks_and_baselines():

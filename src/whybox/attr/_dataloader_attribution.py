@@ -16,10 +16,8 @@ first dimension (``(metric.numel(), *element.shape[1:])`` per element, or
 ``(metric.numel(), n_features)`` with ``return_input_shape=False``).
 
 Differences from Captum, where Captum fails or wastes work: batches that are tuples work
-(Captum 0.9 raises ``UnboundLocalError``); the unperturbed metric shares the traversals
-with the perturbations (``ceil((n_features + 1) / perturbations_per_pass)`` traversals
-instead of ``1 + ceil(n_features / perturbations_per_pass)``); feature indices that no mask
-uses cost no traversal (their attribution is 0, as in Captum); ablation replaces values
+(Captum 0.9 raises ``UnboundLocalError``); feature indices that no mask uses cost no
+traversal (their attribution is 0, as in Captum); ablation replaces values
 (``torch.where``) instead of ``x * mask + baseline * (1 - mask)``, so integer inputs with
 integer baselines stay integers (a fractional baseline promotes them, as in Captum) and
 infinite inputs do not turn into NaN; a default reduction of 0-d outputs
@@ -307,11 +305,12 @@ class DataLoaderAttribution(Attribution):
         first, is_tuple = _as_tuple(first_batch)
         plan = _Plan(first, input_roles, baselines, feature_mask)
         reduce = _concat if reduce is None else reduce
-        # the unperturbed metric (None) travels with the first perturbations
-        work: list[int | None] = [None, *plan.present]
-        passes = [
-            work[i : i + perturbations_per_pass]
-            for i in range(0, len(work), perturbations_per_pass)
+        # Captum's traversals, which its users count: one for the first batch (above), one
+        # for the unperturbed metric, then ceil(n_features / perturbations_per_pass)
+        present = list(plan.present)
+        passes: list[list[int | None]] = [[None]] + [
+            present[i : i + perturbations_per_pass]
+            for i in range(0, len(present), perturbations_per_pass)
         ]
         metrics: dict[int | None, Tensor] = {}
         bar = progress(len(passes), show_progress, "DataLoaderAttribution attribution", unit="pass")
