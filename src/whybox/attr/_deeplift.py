@@ -61,7 +61,8 @@ def deeplift_spec(*, shap: bool = False, layer: bool = False, neuron: bool = Fal
     (they hold per-forward state), in input, layer or neuron scope."""
     return Spec(
         native.DeepLiftShap if shap else native.DeepLift,
-        init={**MULTIPLY, "rules": _captum_rules},
+        # Captum takes the delta's f(x) - f(b) from forwards of the inputs and baselines
+        init={**MULTIPLY, "rules": _captum_rules, "delta_forwards": lambda facade: True},
         renames={"baselines": ("baselines", baselines_distribution)} if shap else {},
         neuron=neuron,
         returns=with_delta,

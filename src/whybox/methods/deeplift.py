@@ -28,7 +28,7 @@ from whybox.core.call import Call
 from whybox.core.forward import ChunkSize, RowBatch, evaluate
 from whybox.core.hooks import module_rules
 from whybox.core.inputs import prepare_baselines
-from whybox.core.method import Check, Real
+from whybox.core.method import Bool, Check, Real
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.scope import Scope
@@ -122,11 +122,17 @@ class DeepLift(Method):
         attributing to its output (it cannot change the multipliers there).
     attribute_to_layer_input : bool
         With ``layer``, attribute to the layer's input instead of its output.
+    delta_forwards : bool
+        Take the convergence delta's ``f(x) - f(b)`` from two more forwards, of the inputs
+        and of the references alone (Captum's way: the same numbers up to the rounding of
+        a different batch, which float32 outputs of 1e6 make visible) instead of from the
+        paired forward the multipliers come from (free).
     """
 
     has_delta = True
     needs_module = True
     parameters = {
+        "delta_forwards": Bool(),
         "eps": Real(minimum=0.0),
         "rules": Check(_check_rules),
         "custom_attribution_func": Check(_check_custom),
@@ -141,6 +147,7 @@ class DeepLift(Method):
         rules: RuleSet | Rules | None = None,
         layer: Any = None,
         attribute_to_layer_input: bool = False,
+        delta_forwards: bool = False,
     ) -> None:
         super().__init__(
             model,
@@ -150,6 +157,7 @@ class DeepLift(Method):
         )
         self.eps = eps
         self.rules = rules
+        self.delta_forwards = delta_forwards
 
     def attribute(
         self,
@@ -345,7 +353,10 @@ class DeepLift(Method):
                         "model that does not return one value per row; pass return_delta=False"
                     )
                 summed = sum(a.flatten(1).sum(dim=1) if a.dim() > 1 else a for a in attrs)
-                deltas[start:stop] = summed.to(deltas.dtype) - (selected[:k] - selected[k:])
+                if self.delta_forwards:
+                    deltas[start:stop] = summed.to(deltas.dtype)  # f(x) - f(b) come later
+                else:
+                    deltas[start:stop] = summed.to(deltas.dtype) - (selected[:k] - selected[k:])
 
         try:
             with module_rules(self.model, dispatch):
@@ -366,11 +377,53 @@ class DeepLift(Method):
             rule_set.reset()  # drop references to this call's activations
             recorded.clear()
             current.clear()
+        if deltas is not None and self.delta_forwards:
+            deltas -= self._endpoint_difference(call, refs, n_refs, chunk_rows)
         if n_refs == 1:
             # ``(x - b) * m`` is a new tensor per chunk; anything else may be a view
             fresh = custom is None and self.multiply_by_inputs
             return tuple(_joined(parts, fresh) for parts in zip(*pieces)), deltas
         return tuple(t / n_refs for t in totals), deltas
+
+    def _endpoint_difference(
+        self, call: Call, refs: tuple[Tensor, ...], n_refs: int, chunk_rows: int
+    ) -> Tensor:
+        """``f(x) - f(b)`` per (example, reference) pair, ``(N * n_refs,)`` example-major,
+        from forwards of the inputs alone and of the references alone (no rules)."""
+        xs = call.tensors
+        device = xs[0].device
+        n_pairs = call.batch_size * n_refs
+        outputs: dict[str, list[Tensor]] = {"x": [], "b": []}
+
+        def rows_of(side: str) -> Callable[[int, int], RowBatch]:
+            def build(start: int, stop: int) -> RowBatch:
+                pairs = torch.arange(start, stop, device=device)
+                examples = pairs // n_refs
+                if side == "x":
+                    rows = tuple(x.index_select(0, examples) for x in xs)
+                else:
+                    references = examples if n_refs == 1 else pairs % n_refs
+                    rows = tuple(
+                        r.index_select(0, references).to(x.dtype) for r, x in zip(refs, xs)
+                    )
+                return RowBatch(rows, examples)
+
+            return build
+
+        for side in ("x", "b"):
+
+            def consume(start: int, stop: int, selected: Tensor, _: Any, side=side) -> None:
+                outputs[side].append(selected.detach())
+
+            evaluate(
+                call.evaluator,
+                n_items=n_pairs,
+                build=rows_of(side),
+                consume=consume,
+                chunk_rows=chunk_rows,
+                grad=False,
+            )
+        return torch.cat(outputs["x"]) - torch.cat(outputs["b"])
 
 
 def _modules(model: Any) -> list[nn.Module]:
