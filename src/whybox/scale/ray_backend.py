@@ -5,11 +5,13 @@ module or :class:`~whybox.scale.job.ModelFactory` it is sent), reserving ``num_c
 ``num_gpus``, so it computes exactly what the local backend computes. Two paths:
 
 * :func:`run_ray_data` -- a map-style torch ``Dataset`` or a ``ray.data.Dataset``, through
-  ``ray.data``: a dataset whose blocks are the job's shards (a map-style dataset is read by
-  Ray tasks, one task per shard still to compute; a ``ray.data.Dataset`` gets its row
-  numbers by ``zip`` with ``ray.data.range`` and is cut by a strict streaming
-  ``repartition``), then ``map_batches`` with an actor pool (``ActorPoolStrategy(size=
-  num_workers)``), one batch per shard (``batch_size=shard_rows``; the method's own
+  ``ray.data``: a map-style dataset becomes a dataset of the pending shards' indices, one
+  block each, mapped by the actor pool, each actor holding the source and reading its
+  shards' rows itself (:class:`ShardReader`: no read stage moves the rows; the batches are
+  the local backend's); a ``ray.data.Dataset`` gets its row numbers by ``zip`` with
+  ``ray.data.range``, is cut into the job's shards by a strict streaming ``repartition``
+  and mapped by an actor pool (``ActorPoolStrategy(size=num_workers)``), one batch per
+  shard (``batch_size=shard_rows``; the method's own
   ``chunk_size`` policy splits it for the forward passes). The results come back in order
   (``preserve_order``) and the driver writes the shards and the summaries, so the files are
   the local backend's, byte for byte.
@@ -38,6 +40,7 @@ __all__ = ["require_ray", "start_ray", "run_ray", "run_ray_data", "numbered_by_r
 
 _ROW = "_whybox_row"  # the example's position in the job (shard = row // shard_rows)
 _SHARD = "_whybox_shard"
+_SHARD_INDEX = "_whybox_shard_index"  # a pending shard handed to an actor that reads it
 
 
 def require_ray() -> Any:
@@ -165,51 +168,6 @@ class _Actor:
 
 
 # -- the ray.data path ------------------------------------------------------------------
-def _block(batch: Batch, first_row: int) -> dict[str, np.ndarray]:
-    """A shard as a ray.data batch: its inputs, labels, ids and row numbers."""
-    columns: dict[str, np.ndarray] = {}
-    if isinstance(batch.inputs, tuple):
-        for i, tensor in enumerate(batch.inputs):
-            columns[f"inputs_{i}"] = tensor.numpy()
-    else:
-        columns["inputs"] = batch.inputs.numpy()
-    if batch.labels is not None:
-        columns["labels"] = batch.labels.numpy()
-    columns["ids"] = batch.ids.numpy()
-    columns[_ROW] = np.arange(first_row, first_row + batch.rows, dtype=np.int64)
-    return columns
-
-
-def _shard_datasource(source: Any, shard_rows: int, pending: list[int]) -> Any:
-    """A ray.data ``Datasource`` reading one block per pending shard of a map-style
-    dataset (in Ray tasks: the dataset is put in Ray's object store once)."""
-    import ray
-    from ray.data.block import BlockAccessor, BlockMetadata
-    from ray.data.datasource import Datasource, ReadTask
-
-    n = len(source)
-    source_ref = ray.put(source)
-
-    def read(index: int) -> Iterator[Any]:
-        batch = read_shard_rows(ray.get(source_ref), index, shard_rows)
-        yield BlockAccessor.batch_to_block(_block(batch, index * shard_rows))
-
-    class ShardSource(Datasource):
-        def get_read_tasks(self, parallelism: int, **_: Any) -> list[Any]:
-            tasks = []
-            for index in pending:
-                rows = min(shard_rows, n - index * shard_rows)
-                metadata = BlockMetadata(num_rows=rows, size_bytes=None, input_files=None,
-                                         exec_stats=None)  # fmt: skip
-                tasks.append(ReadTask(lambda index=index: read(index), metadata))
-            return tasks
-
-        def estimate_inmemory_data_size(self) -> None:
-            return None
-
-    return ShardSource()
-
-
 def _drop_done(batch: dict[str, np.ndarray], shard_rows: int, done: frozenset[int]) -> Any:
     keep = ~np.isin(batch[_ROW] // shard_rows, np.fromiter(done, dtype=np.int64))
     return {name: column[keep] for name, column in batch.items()}
@@ -277,6 +235,48 @@ class ShardMapper:
             fields[_SHARD] = np.full(size, index, dtype=np.int64)
             parts.append(fields)
             start = stop
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+class ShardReader:
+    """The ``map_batches`` callable class for a map-style source: each actor holds the
+    source and one :class:`ShardWorker` (one model), and attributes the shards whose
+    indices it is handed, reading their rows itself (exactly the local backend's batches).
+
+    Parameters
+    ----------
+    source : map-style torch Dataset
+        Sent to every actor once.
+    model : nn.Module, callable or ModelFactory
+        Built into the actor's model once, when the actor starts.
+    worker_args, worker_kwargs
+        The :class:`~whybox.scale.job.ShardWorker` arguments after the model.
+    shard_rows : int
+        Examples per shard.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        model: Any,
+        worker_args: tuple[Any, ...],
+        worker_kwargs: dict[str, Any],
+        shard_rows: int,
+    ) -> None:
+        from .job import ShardWorker
+
+        self.source, self.shard_rows = source, shard_rows
+        self.worker = ShardWorker(model, *worker_args, **worker_kwargs)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Attribute the shards listed in ``batch`` (one index per row), in order."""
+        parts = []
+        for index in batch[_SHARD_INDEX].tolist():
+            fields = self.worker.compute(read_shard_rows(self.source, int(index), self.shard_rows))
+            fields[_SHARD] = np.full(len(fields["ids"]), int(index), dtype=np.int64)
+            parts.append(fields)
         if len(parts) == 1:
             return parts[0]
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
@@ -367,9 +367,21 @@ def _run_ray_data(
                                                      "done": skipped})  # fmt: skip
         dataset = dataset.repartition(target_num_rows_per_block=shard_rows, strict=True)
     else:
-        # one read task and one block per shard (no splitting of blocks for parallelism)
-        dataset = data.read_datasource(_shard_datasource(source, shard_rows, pending),
-                                       override_num_blocks=len(pending))  # fmt: skip
+        # one row per pending shard, one block each: every actor reads its shard's rows
+        # from the source itself (sent once to each actor), so no read stage moves them
+        indices = [{_SHARD_INDEX: index} for index in pending]
+        dataset = data.from_items(indices, override_num_blocks=len(pending))
+        mapped = dataset.map_batches(
+            ShardReader,
+            fn_constructor_args=(source, model, worker_args, worker_kwargs, shard_rows),
+            batch_size=1,
+            batch_format="numpy",
+            compute=data.ActorPoolStrategy(size=num_workers),
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+        )
+        yield from _in_order(mapped, total, done)
+        return
     mapped = dataset.map_batches(
         ShardMapper,
         fn_constructor_args=(model, worker_args, worker_kwargs, shard_rows, n),
@@ -379,6 +391,13 @@ def _run_ray_data(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
     )
+    yield from _in_order(mapped, total, done)
+
+
+def _in_order(
+    mapped: Any, total: int, done: Container[int]
+) -> Iterator[tuple[int, dict[str, np.ndarray] | None]]:
+    """``(index, fields)`` of every shard from the mapped dataset, in shard order."""
     with ordered(mapped):
         results = _whole_shards(mapped.iter_batches(batch_size=None, batch_format="numpy"))
         for index in range(total):
