@@ -313,15 +313,7 @@ class DeepLift(Method):
 
         def build(start: int, stop: int) -> RowBatch:
             rule_set.reset()
-            pairs = torch.arange(start, stop, device=device)
-            examples = pairs // n_refs
-            if sliced:
-                x_rows = tuple(x[start:stop] for x in xs)
-                b_rows = tuple(r[start:stop].to(x.dtype) for r, x in zip(refs, xs))
-            else:
-                references = examples if n_refs == 1 else pairs % n_refs
-                x_rows = tuple(x.index_select(0, examples) for x in xs)
-                b_rows = tuple(r.index_select(0, references).to(x.dtype) for r, x in zip(refs, xs))
+            examples, x_rows, b_rows = _pair_rows(xs, refs, n_refs, start, stop, sliced)
             rows = tuple(torch.cat([x, b]) for x, b in zip(x_rows, b_rows))
             current.update(examples=examples, rows=rows)
             return RowBatch(rows, torch.cat([examples, examples]))
@@ -391,22 +383,13 @@ class DeepLift(Method):
         """``f(x) - f(b)`` per (example, reference) pair, ``(N * n_refs,)`` example-major,
         from forwards of the inputs alone and of the references alone (no rules)."""
         xs = call.tensors
-        device = xs[0].device
         n_pairs = call.batch_size * n_refs
         outputs: dict[str, list[Tensor]] = {"x": [], "b": []}
 
         def rows_of(side: str) -> Callable[[int, int], RowBatch]:
             def build(start: int, stop: int) -> RowBatch:
-                pairs = torch.arange(start, stop, device=device)
-                examples = pairs // n_refs
-                if side == "x":
-                    rows = tuple(x.index_select(0, examples) for x in xs)
-                else:
-                    references = examples if n_refs == 1 else pairs % n_refs
-                    rows = tuple(
-                        r.index_select(0, references).to(x.dtype) for r, x in zip(refs, xs)
-                    )
-                return RowBatch(rows, examples)
+                examples, x_rows, b_rows = _pair_rows(xs, refs, n_refs, start, stop, False)
+                return RowBatch(x_rows if side == "x" else b_rows, examples)
 
             return build
 
@@ -424,6 +407,32 @@ class DeepLift(Method):
                 grad=False,
             )
         return torch.cat(outputs["x"]) - torch.cat(outputs["b"])
+
+
+def _pair_rows(
+    xs: tuple[Tensor, ...],
+    refs: tuple[Tensor, ...],
+    n_refs: int,
+    start: int,
+    stop: int,
+    sliced: bool,
+) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """The example of each pair ``[start, stop)`` and the pairs' input and reference rows.
+
+    Pair ``p`` is example ``p // n_refs`` with reference ``p`` (one reference per example)
+    or ``p % n_refs`` (a distribution); ``sliced``: one reference per example and
+    contiguous inputs, so the rows are slices (no copy).
+    """
+    pairs = torch.arange(start, stop, device=xs[0].device)
+    examples = pairs // n_refs
+    if sliced:
+        x_rows = tuple(x[start:stop] for x in xs)
+        b_rows = tuple(r[start:stop].to(x.dtype) for r, x in zip(refs, xs))
+    else:
+        references = examples if n_refs == 1 else pairs % n_refs
+        x_rows = tuple(x.index_select(0, examples) for x in xs)
+        b_rows = tuple(r.index_select(0, references).to(x.dtype) for r, x in zip(refs, xs))
+    return examples, x_rows, b_rows
 
 
 def _modules(model: Any) -> list[nn.Module]:

@@ -235,9 +235,7 @@ class ShardMapper:
             fields[_SHARD] = np.full(size, index, dtype=np.int64)
             parts.append(fields)
             start = stop
-        if len(parts) == 1:
-            return parts[0]
-        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        return _joined(parts)
 
 
 class ShardReader:
@@ -277,9 +275,7 @@ class ShardReader:
             fields = self.worker.compute(read_shard_rows(self.source, int(index), self.shard_rows))
             fields[_SHARD] = np.full(len(fields["ids"]), int(index), dtype=np.int64)
             parts.append(fields)
-        if len(parts) == 1:
-            return parts[0]
-        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        return _joined(parts)
 
 
 def run_ray_data(
@@ -366,32 +362,32 @@ def _run_ray_data(
                                           fn_kwargs={"shard_rows": shard_rows,
                                                      "done": skipped})  # fmt: skip
         dataset = dataset.repartition(target_num_rows_per_block=shard_rows, strict=True)
+        mapper, args = ShardMapper, (model, worker_args, worker_kwargs, shard_rows, n)
+        batch_size = shard_rows  # a block is a shard: one batch per shard
     else:
         # one row per pending shard, one block each: every actor reads its shard's rows
         # from the source itself (sent once to each actor), so no read stage moves them
         indices = [{_SHARD_INDEX: index} for index in pending]
         dataset = data.from_items(indices, override_num_blocks=len(pending))
-        mapped = dataset.map_batches(
-            ShardReader,
-            fn_constructor_args=(source, model, worker_args, worker_kwargs, shard_rows),
-            batch_size=1,
-            batch_format="numpy",
-            compute=data.ActorPoolStrategy(size=num_workers),
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-        )
-        yield from _in_order(mapped, total, done)
-        return
+        mapper, args = ShardReader, (source, model, worker_args, worker_kwargs, shard_rows)
+        batch_size = 1
     mapped = dataset.map_batches(
-        ShardMapper,
-        fn_constructor_args=(model, worker_args, worker_kwargs, shard_rows, n),
-        batch_size=shard_rows,  # a block is a shard: one batch per shard
+        mapper,
+        fn_constructor_args=args,
+        batch_size=batch_size,
         batch_format="numpy",
         compute=data.ActorPoolStrategy(size=num_workers),
         num_cpus=num_cpus,
         num_gpus=num_gpus,
     )
     yield from _in_order(mapped, total, done)
+
+
+def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Field dicts of consecutive rows as one (a single part as it is)."""
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def _in_order(
@@ -418,8 +414,7 @@ def _whole_shards(
     pieces: list[dict[str, np.ndarray]] = []
 
     def flush() -> tuple[int, dict[str, np.ndarray]]:
-        fields = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
-        return int(current), fields  # type: ignore[arg-type]
+        return int(current), _joined(pieces)  # type: ignore[arg-type]
 
     for batch in batches:
         shard_of = batch.pop(_SHARD)
