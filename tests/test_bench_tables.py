@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -270,3 +271,38 @@ def test_perturbation_json_with_nested_seconds(tables):
     (row,) = tables.normalise_perturbation(raw)["rows"]
     assert (row["whybox_s"], row["captum_s"], row["floor_s"]) == (0.04, 0.1, 0.032)
     assert row["key"] == "kernel_shap" and row["label"] == "CNN 3x32x32"
+
+
+def test_registry_benchmark_covers_every_registered_method(monkeypatch):
+    """A newly registered method must get a spec in benchmarks/registry.py (or a skip reason)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import registry
+    from whybox.core.registry import available_methods
+
+    covered = set(registry.SPECS) | set(registry.SKIPPED)
+    assert set(available_methods()) <= covered
+    assert not set(registry.SPECS) & set(registry.SKIPPED)
+
+
+def test_registry_benchmark_floor_replays_the_recorded_rows(monkeypatch):
+    """The floor runs exactly the rows the method fed the model (count and values)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import registry
+
+    workload = registry.build_workload("cnn32", batch=2)
+    spec = registry.SPECS["feature_ablation"]
+    native = registry._native_call("feature_ablation", spec, workload, "features.6")
+    recorded = registry._recorded_rows(workload.model, native)
+    rows = torch.cat(recorded)
+    # 64 groups + the unperturbed rows, for each of the 2 examples
+    assert rows.shape[0] == 2 * 65
+    seen = []
+    handle = workload.model.register_forward_pre_hook(lambda _m, a: seen.append(a[0].clone()))
+    try:
+        floor, chunk = registry._floor(workload.model, rows, False, budget_s=0.05)
+        seen.clear()
+        floor()
+    finally:
+        handle.remove()
+    assert torch.equal(torch.cat(seen), rows)
+    assert all(part.shape[0] <= chunk for part in seen)
