@@ -15,6 +15,8 @@ by the facade. Chunking never changes results, only speed and memory.
   (:func:`probe_bound`), the fastest is used for the rest and remembered per model and row
   signature for the process (:func:`set_probe` / ``WHYBOX_CHUNK_PROBE=0`` turn it off).
   A chunk size the caller fixed is never probed.
+* :func:`saved_bytes` measures what a gradient chunk holds between its forward and its
+  backward (the tensors autograd saved), so the bound counts activations, not inputs alone.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ __all__ = [
     "probe_enabled",
     "probe_bound",
     "probe_records",
+    "probe_memory",
     "clear_probe_cache",
+    "saved_bytes",
 ]
 
 ChunkSize = int | Literal["auto"] | None
@@ -126,7 +130,9 @@ _PROBE_SAMPLES = 2
 _PROBE_SPAN = 4
 #: the memory bound: at most this many times the byte-sized automatic chunk...
 _PROBE_GROWTH = 16
-#: ...and at most this many input bytes per chunk (never below the automatic chunk)
+#: ...and at most this many bytes per chunk (never below the automatic chunk): its input
+#: rows plus, for a gradient chunk, the activations autograd saved for its backward, measured
+#: on the first probed chunk (a 224x224 CNN saves ~10x its input per row)
 _PROBE_BYTES = {"cpu": 64 * 2**20, "other": 2**30}
 _PROBE_ENV = "WHYBOX_CHUNK_PROBE"
 
@@ -141,6 +147,8 @@ class _Measured:
     seconds: dict[int, float] = field(default_factory=dict)
     samples: dict[int, int] = field(default_factory=dict)
     bound_items: int | None = None  # the memory bound, once one chunk's bytes are known
+    #: bytes per row the bound was computed from: (input, saved activations)
+    row_bytes: tuple[int, int] | None = None
 
     def add(self, items: int, seconds_per_item: float) -> None:
         self.seconds[items] = min(self.seconds.get(items, math.inf), seconds_per_item)
@@ -183,7 +191,9 @@ def clear_probe_cache() -> None:
         _cache.clear()
 
 
-def probe_bound(default_rows: int, row_bytes: int, device: torch.device) -> int:
+def probe_bound(
+    default_rows: int, row_bytes: int, device: torch.device, *, activation_bytes: int = 0
+) -> int:
     """The most rows per chunk the probe may use: its memory bound.
 
     Parameters
@@ -194,21 +204,109 @@ def probe_bound(default_rows: int, row_bytes: int, device: torch.device) -> int:
         Input bytes of one row as built.
     device
         Where the rows live.
+    activation_bytes
+        Bytes per row a chunk holds besides its inputs until its backward: the tensors
+        autograd saved (:func:`saved_bytes` over the rows); 0 without gradients.
 
     Returns
     -------
     int
         At most ``_PROBE_GROWTH`` times ``default_rows`` and at most ``_PROBE_BYTES`` of
-        input per chunk, but never below ``default_rows``. When ``default_rows`` is well
-        below what ``row_bytes`` alone gives, the caller counted more than the rows' inputs
-        (a layer path's values beside token ids, see :func:`counting`): their bytes say
-        nothing of a chunk's memory, and the bound is ``default_rows``.
+        inputs plus activations per chunk, but never below ``default_rows`` (the chunk
+        without a probe). When ``default_rows`` is well below what ``row_bytes`` alone
+        gives, the caller counted more than the rows' inputs (a layer path's values beside
+        token ids, see :func:`counting`): their bytes say nothing of a chunk's memory, and
+        the bound is ``default_rows``.
     """
     if 2 * default_rows < auto_chunk_rows(row_bytes, device):
         return default_rows
     kind = "cpu" if device.type == "cpu" else "other"
-    by_bytes = _PROBE_BYTES[kind] // max(row_bytes, 1)
+    by_bytes = _PROBE_BYTES[kind] // max(row_bytes + activation_bytes, 1)
     return max(default_rows, min(default_rows * _PROBE_GROWTH, by_bytes))
+
+
+def saved_bytes(outputs: Tensor, *, exclude: Sequence[Tensor] = (), module: Any = None) -> int:
+    """Bytes of the tensors autograd saved for the backward of ``outputs``.
+
+    Walks the graph once (no hooks: the forward and the backward run as they would), and
+    counts each saved storage once. A chunk's activations are what this finds; leaves that
+    require grad (parameters, the input rows) and views of them, the tensors in
+    ``exclude`` and the parameters and buffers of ``module`` are not counted: they do not
+    grow with the rows.
+
+    Parameters
+    ----------
+    outputs
+        A tensor on its autograd graph (before the backward frees the saved tensors).
+    exclude
+        Tensors whose storages are not activations (e.g. the chunk's input rows).
+    module
+        The model, when it is an ``nn.Module`` (or a bound method of one): its frozen
+        parameters and buffers are saved leaves that do not require grad.
+
+    Returns
+    -------
+    int
+        Bytes, 0 when ``outputs`` has no graph.
+    """
+    skip = {_storage_key(t) for t in exclude if isinstance(t, Tensor)}
+    owner = getattr(module, "__self__", module)
+    if isinstance(owner, torch.nn.Module):
+        skip.update(_storage_key(t) for t in owner.parameters())
+        skip.update(_storage_key(t) for t in owner.buffers())
+    sizes: dict[Hashable, int] = {}
+    stack = [outputs.grad_fn] if outputs.grad_fn is not None else []
+    seen: set[int] = set()
+    nodes = []  # keeps the walked nodes alive, so their ids stay unique
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        nodes.append(node)
+        for tensor in _saved_tensors(node):
+            base = tensor._base if tensor._base is not None else tensor
+            if base.is_leaf and base.requires_grad:
+                continue
+            key = _storage_key(tensor)
+            if key is None or key in skip:
+                continue
+            sizes[key] = max(sizes.get(key, 0), _storage_bytes(tensor))
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return sum(sizes.values())
+
+
+def _saved_tensors(node: Any) -> list[Tensor]:
+    """The tensors an autograd node saved (built-in nodes expose them as ``_saved_*``
+    attributes, custom ``Function`` nodes as ``saved_tensors``)."""
+    names = [name for name in dir(node) if name.startswith("_saved_")]
+    if hasattr(node, "saved_tensors"):
+        names.append("saved_tensors")
+    found: list[Tensor] = []
+    for name in names:
+        try:
+            value = getattr(node, name)
+        except (RuntimeError, AttributeError, TypeError):  # freed or modified in place:
+            continue  # the backward reports it
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        found.extend(v for v in values if isinstance(v, Tensor))
+    return found
+
+
+def _storage_key(tensor: Tensor) -> Hashable:
+    """What identifies ``tensor``'s memory (``None``: nothing to count)."""
+    try:
+        pointer = tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # sparse, nested, ...: no plain storage
+        return ("tensor", id(tensor))
+    return None if pointer == 0 else (tensor.device, pointer)
+
+
+def _storage_bytes(tensor: Tensor) -> int:
+    try:
+        return tensor.untyped_storage().nbytes()
+    except (RuntimeError, NotImplementedError):
+        return tensor.numel() * tensor.element_size()
 
 
 def probe_records(forward_func: Callable[..., Any]) -> dict[Hashable, dict[int, float]]:
@@ -227,6 +325,29 @@ def probe_records(forward_func: Callable[..., Any]) -> dict[Hashable, dict[int, 
         except TypeError:
             return {}
         return {key[1]: m.settled() for key, m in entries.items() if key[0] is method}
+
+
+def probe_memory(forward_func: Callable[..., Any]) -> dict[Hashable, tuple[int, int, int]]:
+    """The probe's memory bounds for ``forward_func``, as measured on the first chunks.
+
+    Returns
+    -------
+    dict
+        Key (as given by the evaluation) -> ``(bound, input_bytes, activation_bytes)``:
+        the most items per chunk the probe may use, and the bytes per row (inputs, and the
+        activations autograd saved) it was computed from.
+    """
+    owner, method = _owner_of(forward_func)
+    with _lock:
+        try:
+            entries = dict(_cache.get(owner, {}))
+        except TypeError:
+            return {}
+        return {
+            key[1]: (m.bound_items, *m.row_bytes)
+            for key, m in entries.items()
+            if key[0] is method and m.bound_items is not None and m.row_bytes is not None
+        }
 
 
 def _owner_of(func: Callable[..., Any]) -> tuple[Any, Any]:
@@ -253,8 +374,10 @@ class ChunkPlan:
     Without a probe every chunk has ``items`` items. With one, the evaluation's first chunks
     are timed at a few candidate sizes (in turn, smallest first, each ``_PROBE_SAMPLES``
     times, under the memory bound :func:`probe_bound`) and the rest use the candidate that
-    was fastest per item. Probe chunks are real chunks of the evaluation, so no work is wasted and results do not
-    change (chunking never does). Measurements are kept per forward function and ``key``
+    was fastest per item. The bound is set by the first, smallest chunk: its input bytes
+    and, when the caller measures them (:attr:`measuring`), the activations it saved for
+    backward; no bigger chunk runs before. Probe chunks are real chunks of the evaluation,
+    so no work is wasted and results do not change (chunking never does). Measurements are kept per forward function and ``key``
     for the process: later evaluations with that key skip the probe (one that has too few
     items to time a candidate leaves it to a later one). A plan is private to its
     evaluation; the shared measurements are behind a lock.
@@ -290,6 +413,9 @@ class ChunkPlan:
         self.items = items
         #: whether the caller should time the next chunk and :meth:`record` it
         self.timing = False
+        #: whether the caller should also measure the next chunk's activations
+        #: (:func:`saved_bytes`) for :meth:`record`: the memory bound is not known yet
+        self.measuring = False
         self._default = items
         self._rows_per_item = rows_per_item
         self._candidates: list[int] = []
@@ -318,20 +444,35 @@ class ChunkPlan:
         with _lock:
             settled = self._measured.settled()
             samples = dict(self._measured.samples)
+            bound = self._measured.bound_items
+        if bound is not None:
+            # another evaluation (thread) of this key may have measured it meanwhile
+            self._candidates = [c for c in self._candidates if c <= bound]
         untimed = sorted(
             (samples.get(c, 0), c)
             for c in self._candidates
             if c not in settled and c <= remaining  # else a later evaluation times it
         )
         if untimed:
-            self.items, self.timing = untimed[0][1], True
+            if bound is None:  # no bigger chunk before the bound is known: measure this one
+                self.items = min(c for _, c in untimed)
+            else:
+                self.items = untimed[0][1]
+            self.timing, self.measuring = True, bound is None
             return
-        self.timing = False
+        self.timing = self.measuring = False
         timed = {c: settled[c] for c in self._candidates if c in settled}
         self.items = min(timed, key=timed.__getitem__) if timed else self._default
 
     def record(
-        self, items: int, seconds: float, *, row_bytes: int, device: torch.device, remaining: int
+        self,
+        items: int,
+        seconds: float,
+        *,
+        row_bytes: int,
+        device: torch.device,
+        remaining: int,
+        activation_bytes: int | None = None,
     ) -> None:
         """Report the time of a chunk of ``items`` items planned while :attr:`timing`.
 
@@ -342,19 +483,25 @@ class ChunkPlan:
         seconds
             Its time (build, forward, backward and the caller's consume).
         row_bytes
-            Input bytes of one of its rows (sets the memory bound on the first chunk).
+            Input bytes of one of its rows (with ``activation_bytes``, sets the memory
+            bound on the first chunk).
         device
             Where its rows live.
         remaining
             Items left to evaluate after it.
+        activation_bytes
+            Activation bytes per row (:func:`saved_bytes` over the chunk's rows) when
+            :attr:`measuring`; ``None``: not measured (an evaluation without gradients
+            saves none).
         """
         assert self._measured is not None
         with _lock:
             if self._measured.bound_items is None and row_bytes > 0:
-                rows = probe_bound(self._default * self._rows_per_item, row_bytes, device)
+                saved = activation_bytes or 0
+                rows = probe_bound(
+                    self._default * self._rows_per_item, row_bytes, device, activation_bytes=saved
+                )
                 self._measured.bound_items = max(self._default, rows // self._rows_per_item)
-            bound = self._measured.bound_items
+                self._measured.row_bytes = (row_bytes, saved)
             self._measured.add(items, seconds / max(items, 1))
-        if bound is not None:
-            self._candidates = [c for c in self._candidates if c <= bound]
         self._choose(remaining)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .chunks import ChunkPlan, ChunkSize, auto_chunk_rows, resolve_chunk_rows
+from .chunks import ChunkPlan, ChunkSize, auto_chunk_rows, resolve_chunk_rows, saved_bytes
 from .hooks import Captured, describe_layer
 from .inputs import ForwardArgs, Structure
 from .targets import Target
@@ -35,6 +35,7 @@ __all__ = [
     "evaluate",
     "autograd_options",
     "progress_bar",
+    "to_device",
 ]
 
 #: extra keyword arguments for ``torch.autograd.grad`` in this context (Captum's
@@ -175,8 +176,13 @@ class Evaluator:
         rows: RowBatch,
         *,
         tap: Callable[[], AbstractContextManager] | None = None,
+        on_graph: Callable[[Tensor], None] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Selected outputs and their gradients.
+
+        ``on_graph`` (optional) is called with the selected outputs, still on their autograd
+        graph, between the forward and the backward (the chunk probe measures the saved
+        activations there).
 
         Without ``tap`` gradients are taken with respect to the input rows; an input the
         output does not use gets zeros (as in Captum). With ``tap`` (a factory of a hook
@@ -211,6 +217,8 @@ class Evaluator:
             with context as captured:
                 selected = self.target.select(self.raw_output(rows), rows.example_index)
                 wrt = leaves if tap is None else tuple(captured.tensors)
+            if on_graph is not None:
+                on_graph(selected)
             if tap is None:
                 grads = torch.autograd.grad(
                     selected.sum(),
@@ -348,19 +356,28 @@ def evaluate(
                 _synchronize()
                 began = time.perf_counter()
             rows = build(start, stop)
+            saved: list[int] = []
             if grad:
-                outputs, grads = evaluator.gradients(rows, tap=tap)
+                # the first probed chunk: what it saves for backward sets the memory bound
+                on_graph = (
+                    _measure_saved(saved, rows, evaluator.forward_func)
+                    if timing and plan.measuring
+                    else None
+                )
+                outputs, grads = evaluator.gradients(rows, tap=tap, on_graph=on_graph)
             else:
                 outputs, grads = evaluator.outputs(rows), None
             consume(start, stop, outputs, grads)
             if timing:
                 _synchronize()
+                n_rows = _n_rows(rows)
                 plan.record(
                     stop - start,
                     time.perf_counter() - began,
                     row_bytes=_row_bytes(rows),
                     device=rows.inputs[0].device if rows.inputs else torch.device("cpu"),
                     remaining=n_items - stop,
+                    activation_bytes=-(-saved[0] // n_rows) if saved and n_rows else None,
                 )
             if bar is not None:
                 bar.update(stop - start)
@@ -374,18 +391,60 @@ def evaluate(
             bar.close()
 
 
+def to_device(tensor: Tensor, device: torch.device | str) -> Tensor:
+    """``tensor`` on ``device``; from the host to a CUDA device without a host sync.
+
+    A plain copy from pageable host memory waits for the device's queued work; staged
+    through pinned memory and ``non_blocking``, it is queued behind that work instead (the
+    pinned block is kept until the copy has run). Anything else is ``tensor.to(device)``,
+    so CPU runs are unchanged.
+
+    Parameters
+    ----------
+    tensor
+        Any shape.
+    device
+        Where it is needed.
+
+    Returns
+    -------
+    Tensor
+        Same shape, dtype and values, on ``device``.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu" and torch.cuda.is_available():
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def _measure_saved(store: list[int], rows: RowBatch, model: Any) -> Callable[[Tensor], None]:
+    """An ``on_graph`` callback putting the activation bytes of ``rows`` (their saved
+    tensors, :func:`~whybox.core.chunks.saved_bytes`) in ``store``."""
+
+    def measure(selected: Tensor) -> None:
+        store.append(saved_bytes(selected, exclude=rows.inputs, module=model))
+
+    return measure
+
+
 def _synchronize() -> None:
     """Wait for queued GPU work (only while the chunk probe times a chunk)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
 
+def _n_rows(rows: RowBatch) -> int:
+    """Rows in ``rows`` (0 for none, or no batched tensor)."""
+    tensors = [t for t in rows.inputs if isinstance(t, Tensor)]
+    return tensors[0].shape[0] if tensors and tensors[0].dim() > 0 else 0
+
+
 def _row_bytes(rows: RowBatch) -> int:
     """Input bytes of one row of ``rows`` (0 for no rows)."""
-    tensors = [t for t in rows.inputs if isinstance(t, Tensor)]
-    n_rows = tensors[0].shape[0] if tensors and tensors[0].dim() > 0 else 0
+    n_rows = _n_rows(rows)
     if n_rows == 0:
         return 0
+    tensors = [t for t in rows.inputs if isinstance(t, Tensor)]
     return sum(t.numel() * t.element_size() for t in tensors) // n_rows
 
 

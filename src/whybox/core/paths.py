@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .forward import to_device
 from .validation import check_choice, check_int
 
 __all__ = ["RULES", "path_plan", "path_plan_tensors"]
@@ -295,7 +296,8 @@ def path_plan_tensors(
     alphas, weights = path_plan(rule, n_steps)
     if not dtype.is_floating_point:
         dtype = torch.get_default_dtype()
+    # built on the host, then queued to the device without waiting for its work
     return (
-        torch.tensor(alphas, dtype=dtype, device=device),
-        torch.tensor(weights, dtype=dtype, device=device),
+        to_device(torch.tensor(alphas, dtype=dtype), device),
+        to_device(torch.tensor(weights, dtype=dtype), device),
     )

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from whybox.core.call import completeness_delta
-from whybox.core.forward import ChunkSize, RowBatch, evaluate
+from whybox.core.forward import ChunkSize, RowBatch, evaluate, to_device
 from whybox.core.inputs import prepare_baselines
 from whybox.core.method import Int
 from whybox.core.randomness import RandomSource, make_random
@@ -92,7 +92,7 @@ class GradientShap(Method):
         n_rows = batch * n_samples
         # Draw order (reference indices, noise, path points) matches Captum's, so the
         # facade reproduces Captum's results under the same global seeds.
-        ref_index = [random.choice(r.shape[0], n_rows).to(r.device) for r in refs]
+        ref_index = [to_device(random.choice(r.shape[0], n_rows), r.device) for r in refs]
         noise = [
             random.normal((n_rows,) + tuple(x.shape[1:]), sd, like=x)
             for x, sd in zip(call.tensors, sds)

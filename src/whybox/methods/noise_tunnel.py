@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from whybox.core.call import repeat_rows
+from whybox.core.forward import to_device
 from whybox.core.inputs import flatten, prepare_baselines
 from whybox.core.method import Bool, Check, Choice, Int
 from whybox.core.randomness import RandomSource, make_random
@@ -139,10 +140,15 @@ class NoiseTunnel(Method):
         squares: list[Tensor] | None = None
         deltas: list[Tensor] = []
         drawn = None
+        # target and forward args of k repeats, per k (at most two: full batches and the
+        # remainder): building them copies row indices to the host, once, not per batch
+        repeated: dict[int, tuple[Any, Any, Tensor]] = {}
         done = 0
         while done < nt_samples:
             k = min(batch_per_call, nt_samples - done)
-            target_k, args_k, example_index = repeat_rows(call, k)
+            if k not in repeated:
+                repeated[k] = repeat_rows(call, k)
+            target_k, args_k, _ = repeated[k]
             options = dict(method_options)
             if has_baselines:
                 # Like Captum: one draw serves every full-size partition; a remainder redraws.
@@ -200,7 +206,7 @@ class NoiseTunnel(Method):
             dist = prepare_baselines(baselines, call.inputs, owner=owner, distribution=True)
             picked = []
             for ref in dist.tensors:
-                index = random.choice(ref.shape[0], call.batch_size * k).to(ref.device)
+                index = to_device(random.choice(ref.shape[0], call.batch_size * k), ref.device)
                 picked.append(ref.expand((max(ref.shape[0], 1),) + tuple(ref.shape[1:]))[index])
             return call.inputs.restore(picked) if call.inputs.is_tuple else picked[0]
         base = prepare_baselines(baselines, call.inputs, owner=owner)
