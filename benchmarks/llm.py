@@ -15,14 +15,16 @@ tokens. Cases, each on the same model and input:
   whybox without the prefix cache;
 * ``LLMGradientAttribution(LayerIntegratedGradients)`` with ``n_steps=--steps``: Captum,
   whybox (every target token from the same forwards per chunk of path points, split
-  before the prompt's last token, on a copy with fused activations; one backward per
-  target token per chunk), and whybox's generic engine with one example per target token;
+  before the prompt's last token, on a private copy with fused activations and oneDNN
+  linear layers; one backward per target token per chunk), the same with the copy's
+  linear layers left on MKL (the previous state, for the before / after), and whybox's
+  generic engine with one example per target token;
 * ``LLMGradientAttribution(LayerGradientShap)`` with ``n_samples=--samples`` and a zero
-  baseline: Captum, whybox's facade (one call per target token, as Captum) and whybox's
-  shared samples (:func:`whybox.llm.gradient.captum_gradient_shap_draws` and
-  :func:`~whybox.llm.gradient.shared_sample_attributions`, not yet behind the facade).
-  Captum 0.9 scores other tokens than the targets after the first one here (it expands its
-  target tokens with the samples), so only the first token's numbers are compared.
+  baseline: Captum, whybox's facade (Captum's draws, then the shared samples) and the
+  shared samples called directly (:func:`whybox.llm.gradient.captum_gradient_shap_draws`
+  and :func:`~whybox.llm.gradient.shared_sample_attributions`). Captum 0.9 scores other
+  tokens than the targets after the first one here (it expands its target tokens with the
+  samples), so only the first token's numbers are compared.
 
 ``--cases ablation``, ``gradient`` (both gradient families) or ``shap`` run a subset
 (Captum's FeatureAblation on a 200-token prompt takes minutes).
@@ -33,15 +35,22 @@ are CPU seconds (``time.process_time``) on one torch thread, the best of interle
 rounds (every library's round 1, then round 2, ...): ``--repeats`` rounds for whybox's
 calls, ``--captum-repeats`` for the slow ones. The goal
 (issue 14): at least 5x fewer forwards and 3x less time than Captum's correct mode.
+``--write`` replaces the table in ``benchmarks/results-llm.md`` (between its
+``results:begin`` / ``results:end`` markers; the notes around it are kept).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import platform
 import random
+import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -51,6 +60,8 @@ from _harness import configure_threads, seed_all
 
 WORDS = [f"w{i}" for i in range(996)]
 GOAL_FORWARDS, GOAL_TIME = 5.0, 3.0
+RESULTS = Path(__file__).with_name("results-llm.md")
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def build(vocab_words: list[str]) -> tuple[Any, Any]:
@@ -118,6 +129,7 @@ def interleaved(
             except Exception as error:  # Captum's cached path can raise on transformers 5
                 print(f"{name} raised {type(error).__name__}: {error}")
                 out[name]["seconds"] = float("nan")
+                out[name]["error"] = type(error).__name__
                 continue
             finally:
                 counter.remove()
@@ -142,6 +154,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="60-token prompt, 8 tokens")
     parser.add_argument("--cases", choices=("all", "ablation", "gradient", "shap"), default="all")
+    parser.add_argument("--write", action="store_true", help=f"update the table in {RESULTS.name}")
     args = parser.parse_args()
     if args.quick:
         args.prompt, args.generated, args.steps = 60, 8, 8
@@ -182,14 +195,22 @@ def main() -> None:
             C.TextTokenInput(prompt, tok, **skip), target=target, n_steps=args.steps
         )
 
-    def whybox_lig(shared: bool = True) -> Any:
+    def whybox_lig(shared: bool = True, onednn: bool = True) -> Any:
+        import whybox.llm._fused as fused
+        import whybox.llm.gradient as gradient
+
         lig = W.LayerIntegratedGradients(model, model.transformer.wte)
         explainer = LLMGradientAttribution(lig, tok)
         if not shared:  # the generic engine: one example (own forwards) per target token
             explainer._shared_path = lambda *_: None  # type: ignore[method-assign]
-        return explainer.attribute(
-            TextTokenInput(prompt, tok, **skip), target=target, n_steps=args.steps
-        )
+        if not onednn:  # the private copy's linear layers left on MKL (the previous state)
+            gradient.fused_twin = functools.partial(fused.fused_twin, linears=False)
+        try:
+            return explainer.attribute(
+                TextTokenInput(prompt, tok, **skip), target=target, n_steps=args.steps
+            )
+        finally:
+            gradient.fused_twin = fused.fused_twin
 
     m = len(tok.encode(prompt)) - 1  # prompt features (<bos> skipped)
     shap_options = {"baselines": torch.zeros(1, m), "n_samples": args.samples}
@@ -200,7 +221,7 @@ def main() -> None:
             C.TextTokenInput(prompt, tok, **skip), target=target, **shap_options
         )
 
-    def whybox_shap() -> Any:  # the facade: one LayerGradientShap call per token
+    def whybox_shap() -> Any:  # the facade: Captum's draws, then the shared samples
         gs = W.LayerGradientShap(model, model.transformer.wte)
         return LLMGradientAttribution(gs, tok).attribute(
             TextTokenInput(prompt, tok, **skip), target=target, **shap_options
@@ -226,11 +247,13 @@ def main() -> None:
         token = token_attributions(layer_attr, game)
         return SimpleNamespace(token_attr=token)
 
-    print(
+    header = (
         f"GPT-2 4x256, prompt {args.prompt} tokens, target {args.generated} tokens, "
-        f"{args.threads} thread(s), CPU seconds, best of interleaved rounds "
-        f"(--repeats {args.repeats}; Captum's slow cases --captum-repeats {args.captum_repeats})"
+        f"{args.threads} thread(s), CPU seconds, best and median of interleaved rounds "
+        f"(--repeats {args.repeats}; Captum's slow cases --captum-repeats {args.captum_repeats}); "
+        f"torch {torch.__version__}, {cpu_name()}"
     )
+    print(header)
     rows = []
     goals = []  # (case, reference library, whybox library)
     slow = args.captum_repeats
@@ -259,10 +282,16 @@ def main() -> None:
             {
                 "captum": captum_lig,
                 "whybox": whybox_lig,
+                "whybox, linears on MKL": lambda: whybox_lig(onednn=False),
                 "whybox, one example per token": lambda: whybox_lig(False),
             },
             model,
-            {"captum": slow, "whybox": args.repeats, "whybox, one example per token": slow},
+            {
+                "captum": slow,
+                "whybox": args.repeats,
+                "whybox, linears on MKL": args.repeats,
+                "whybox, one example per token": slow,
+            },
         )
         case = f"LayerIG n_steps={args.steps}"
         rows += [(case, name, row, got["captum"], None) for name, row in got.items()]
@@ -271,35 +300,77 @@ def main() -> None:
         got = interleaved(
             {
                 "captum": captum_shap,
-                "whybox (facade, per token)": whybox_shap,
+                "whybox facade": whybox_shap,
                 "whybox shared samples": whybox_shap_shared,
             },
             model,
-            {"captum": slow, "whybox (facade, per token)": slow, "whybox shared samples": args.repeats},
+            {"captum": slow, "whybox facade": args.repeats, "whybox shared samples": args.repeats},
         )  # fmt: skip
         case = f"LayerGradientShap n={args.samples}"
         # Captum 0.9 scores other tokens than the targets after the first (it expands its
         # target tokens with the samples): the difference is taken on the first token
         rows += [(case, name, row, got["captum"], 1) for name, row in got.items()]
-        goals.append((case + " (shared)", got["whybox shared samples"], got["captum"]))
+        goals.append((case, got["whybox facade"], got["captum"]))
 
     print(f"{'case':<24} {'library':<34} {'forwards':>9} {'fewer':>7} {'seconds':>9} "
-          f"{'faster':>7} {'max |diff|':>11}")  # fmt: skip
+          f"{'median':>9} {'faster':>7} {'max |diff|':>11}")  # fmt: skip
+    table = [
+        "| case | library | forwards | fewer | seconds (best) | median | faster | max \\|diff\\| |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for case, name, row, ref, first in rows:
+        if "error" in row:
+            print(f"{case:<24} {name:<34} raised {row['error']}")
+            table.append(f"| {case} | {name} | raised `{row['error']}` | | | | | |")
+            continue
         fewer = ref["forwards"] / row["forwards"] if row["forwards"] else float("nan")
-        faster = ref["seconds"] / row["seconds"] if row["seconds"] == row["seconds"] else 0.0
+        faster = ref["seconds"] / row["seconds"]
+        median = statistics.median(row["times"])
         diff = float("nan")
         if row["result"] is not None and row["result"].token_attr is not None:
             ours, theirs = row["result"].token_attr, ref["result"].token_attr
             diff = float((ours[:first] - theirs[:first]).abs().max())
+        shown = "0" if diff == 0 else f"{diff:.1e}"
+        shown += " (token 0)" if first is not None else ""
         print(f"{case:<24} {name:<34} {row['forwards']:>9} {fewer:>6.1f}x "
-              f"{row['seconds']:>9.2f} {faster:>6.1f}x {diff:>11.2e}")  # fmt: skip
+              f"{row['seconds']:>9.2f} {median:>9.2f} {faster:>6.1f}x {diff:>11.2e}")  # fmt: skip
+        table.append(f"| {case} | {name} | {row['forwards']} | {fewer:.1f}x | "
+                     f"{row['seconds']:.2f} | {median:.2f} | {faster:.1f}x | {shown} |")  # fmt: skip
+    table.append("")
     for case, ours, ref in goals:
         fewer = ref["forwards"] / max(ours["forwards"], 1)
         faster = ref["seconds"] / ours["seconds"]
         met = fewer >= GOAL_FORWARDS and faster >= GOAL_TIME
-        print(f"goal {case}: {fewer:.1f}x fewer forwards (>= {GOAL_FORWARDS:.0f}x), "
-              f"{faster:.1f}x faster (>= {GOAL_TIME:.0f}x): {'met' if met else 'MISSED'}")  # fmt: skip
+        line = (f"{case}: {fewer:.1f}x fewer forwards (>= {GOAL_FORWARDS:.0f}x), "
+                f"{faster:.1f}x faster (>= {GOAL_TIME:.0f}x): {'met' if met else 'MISSED'}")  # fmt: skip
+        print(f"goal {line}")
+        table.append(f"* goal {line}")
+    if args.write:
+        write_table(table, header)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (the oneDNN / MKL gap depends on it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_table(table: list[str], header: str) -> None:
+    """Replace the text between :data:`BEGIN` and :data:`END` in :data:`RESULTS`."""
+    text = RESULTS.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{RESULTS} has no {BEGIN} ... {END} block to replace")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    command = " ".join([".venv/bin/python benchmarks/llm.py", *sys.argv[1:]])
+    block = [BEGIN, f"`{command}`: {header}.", "", *table, END]
+    RESULTS.write_text(head + "\n".join(block) + tail)
+    print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

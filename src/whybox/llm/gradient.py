@@ -13,7 +13,8 @@ one attribution (``n_steps`` forwards, each on a longer sequence) per target tok
 generic engine, with one *example* per target token, runs ``T`` times the forwards too.
 Memory is bounded by ``chunk_size`` sequences per forward, whatever ``T`` and
 ``n_steps``. The backward passes, the cost, run on a private copy of the model with
-fused activations and split forwards (:func:`shared_path_attributions`). GradientSHAP's
+fused activations and oneDNN linear layers, and split forwards
+(:func:`shared_path_attributions`). GradientSHAP's
 random points of all target tokens are a few distinct sequences (a token input keeps
 only entries equal to 1), each run once for all targets
 (:func:`shared_sample_attributions`; :func:`captum_gradient_shap_draws` draws Captum's
@@ -211,7 +212,8 @@ class PathCounts:
         Prompt positions run as a separate cached forward (0: none; see
         :meth:`TokenLogProbs.scores`).
     fused : bool
-        Whether the path ran on the copy with fused activations.
+        Whether the path ran on the private copy (fused activations, oneDNN linear
+        layers: :func:`whybox.llm._fused.fused_twin`).
     """
 
     forwards: int = 0
@@ -346,6 +348,11 @@ def _runner(
     return game, layer, 0
 
 
+def _parts(path: Tensor, split: int) -> list[Tensor]:
+    """``path`` ``(rows, L, ...)`` cut where the forward splits: ``[:split]``, ``[split:]``."""
+    return [path[:, :split], path[:, split:]] if split else [path]
+
+
 def shared_path_attributions(
     game: TokenLogProbs,
     layer: nn.Module,
@@ -377,8 +384,9 @@ def shared_path_attributions(
 
     The backward passes are the cost. The model runs as a private copy whose
     Python-written activations (GPT-2's ``gelu_new``) are fused kernels, so each backward
-    pass takes one elementwise pass per activation instead of about ten
-    (:mod:`whybox.llm._fused`). Each forward is split (``prefix_split``) before the
+    pass takes one elementwise pass per activation instead of about ten, and whose CPU
+    float32 linear layers run oneDNN's matmuls, input gradient only (about twice MKL's
+    speed on AVX-512 AMD CPUs; :mod:`whybox.llm._fused`). Each forward is split (``prefix_split``) before the
     prompt's last token into a forward of the first ``P - 1`` positions, whose KV cache
     stays in the graph, and one of the last ``T`` positions (:meth:`TokenLogProbs.scores`):
     no target reads the last layer's output at the first ``P - 1`` positions, so the
@@ -410,8 +418,9 @@ def shared_path_attributions(
         float rounding.
     fuse : bool, keyword-only
         Run the path's forwards on a private copy of the model whose Python-written
-        activations are fused kernels (:func:`whybox.llm._fused.fused_twin`; the model
-        itself is never changed), checked like the split. Default True.
+        activations are fused kernels and CPU float32 linear layers oneDNN's
+        (:func:`whybox.llm._fused.fused_twin`; the model itself is never changed), checked
+        like the split. Default True.
     counts : PathCounts, keyword-only, optional
         Filled with the forwards, backwards, most rows per forward, the split and whether
         the fused copy ran.
@@ -470,9 +479,11 @@ def shared_path_attributions(
                 alpha = alphas[first : first + step]
                 weight = weights[first : first + step]
                 rows = alpha.numel()
-                path = (start + alpha.view(shape) * (end - start)).requires_grad_(True)
-                hook.pending = [path[:, :split], path[:, split:]] if split else [path]
-                hook.seen = []
+                path = start + alpha.view(shape) * (end - start)
+                # one leaf per forward part: a slice of one leaf would cost every backward
+                # pass a zero-filled full-size gradient per part and their sum
+                leaves = [p.detach().requires_grad_(True) for p in _parts(path, split)]
+                hook.pending, hook.seen = list(leaves), []
                 values = runner.scores(full.expand(rows, length), split=split)  # (rows, T)
                 if hook.pending or len(hook.seen) != parts:
                     raise RuntimeError(
@@ -480,16 +491,18 @@ def shared_path_attributions(
                         f"forward where the endpoint forward ran it {parts} time(s)."
                     )
                 counts.saw(rows, backwards=t, forwards=parts)
+                bounds = [0, split, length] if split else [0, length]
                 for k in range(t):
-                    (grad,) = torch.autograd.grad(
+                    grads = torch.autograd.grad(
                         values[:, k],
-                        path,
+                        leaves,
                         grad_outputs=weight.to(values.dtype),
                         retain_graph=k < t - 1,
                         allow_unused=True,
                     )
-                    if grad is not None:
-                        totals[k] += grad.sum(dim=0)
+                    for grad, begin, stop in zip(grads, bounds, bounds[1:]):
+                        if grad is not None:
+                            totals[k, begin:stop] += grad.sum(dim=0)
     finally:
         hook.pending = []
         handle.remove()
@@ -782,8 +795,9 @@ class LLMGradient:
             over tokens; ``output_probs`` ``(T,)``. ``info`` says whether the shared path
             ran (``"shared_forwards"``) and its ``"forwards"``, ``"backwards"``,
             ``"max_rows_per_forward"``, ``"prefix_split"`` (prompt positions run as a
-            separate cached forward) and ``"fused_activations"`` (whether a copy of the
-            model with fused activations ran; :func:`shared_path_attributions`).
+            separate cached forward) and ``"fused_activations"`` (whether the private
+            copy of the model with fused activations and oneDNN linear layers ran;
+            :func:`shared_path_attributions`).
         """
         owner = type(self).__name__
         if not isinstance(inp, TextTokenInput):
