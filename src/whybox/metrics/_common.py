@@ -22,6 +22,8 @@ __all__ = [
     "as_tensors",
     "check_like",
     "check_maps",
+    "given_maps",
+    "check_like_given",
     "per_example",
     "rows2d",
     "average_ranks",
@@ -111,6 +113,50 @@ def check_maps(
         )
 
 
+def given_maps(owner: str, attributions: Any, *, rows: int) -> tuple[Tensor, ...]:
+    """Explanation maps the caller already has (a metric's ``attributions=``), detached.
+
+    Parameters
+    ----------
+    owner : str
+        Name used in error messages.
+    attributions : Tensor, tuple/dict of Tensor or Explanation
+        One map per explained input, each ``(rows, ...)``.
+    rows : int, keyword-only
+        The number of examples.
+
+    Returns
+    -------
+    tuple of Tensor
+    """
+    maps = tuple(t.detach() for t in as_tensors(attributions, owner=owner))
+    for index, m in enumerate(maps):
+        if m.dim() == 0 or m.shape[0] != rows:
+            fail(
+                owner,
+                "attributions",
+                f"maps with one row per input row ({rows})",
+                f"map {index} of shape {tuple(m.shape)}",
+                raw=True,
+            )
+    return maps
+
+
+def check_like_given(owner: str, maps: Sequence[Tensor], given: Sequence[Tensor]) -> None:
+    """Raise the library's error (naming ``attributions``) unless the maps ``explain``
+    returned have the per-row shapes of the caller's ``attributions``."""
+    explained = [tuple(m.shape[1:]) for m in maps]
+    passed = [tuple(m.shape[1:]) for m in given]
+    if explained != passed:
+        fail(
+            owner,
+            "attributions",
+            f"shaped like the maps 'explain' returns ({explained} per row)",
+            f"{passed} per row",
+            raw=True,
+        )
+
+
 def rows2d(t: Tensor) -> Tensor:
     """``(N, ...) -> (N, D)`` (also for ``N = 0``, where ``reshape(0, -1)`` is ambiguous)."""
     return t.reshape(t.shape[0], math.prod(t.shape[1:]))
@@ -170,12 +216,23 @@ def argsort_rows(values: Tensor, *, descending: bool = False) -> Tensor:
 
 
 def _packed_argsort(array: Any) -> Any:
-    """Stable argsort of float32 rows: sort ``key << 32 | position`` as int64.
+    """Stable argsort of float32 rows (see :func:`_packed_sorted`)."""
+    import numpy as np
+
+    packed = _packed_sorted(array)
+    packed &= np.int64(0xFFFFFFFF)
+    return packed
+
+
+def _packed_sorted(array: Any) -> Any:
+    """Float32 rows as sorted int64 ``key << 32 | position``: the high words are the
+    sorted keys, the low words a stable argsort.
 
     ``key`` is the float's bit pattern made order-preserving as a signed int32 (negative
     floats have their magnitude bits flipped); every ``NaN`` is made the one positive
     quiet ``NaN`` first, so all sort last, and ``-0.0`` becomes ``+0.0`` (numpy counts
-    them equal), so the order is numpy's stable one.
+    them equal), so the order is numpy's stable one and equal keys are equal values (or
+    both ``NaN``).
     """
     import numpy as np
 
@@ -191,8 +248,45 @@ def _packed_argsort(array: Any) -> Any:
     packed <<= 32
     packed |= np.arange(array.shape[-1], dtype=np.int64)
     packed.sort(axis=-1, kind="quicksort")
-    packed &= np.int64(0xFFFFFFFF)
     return packed
+
+
+def _host_average_ranks(array: Any) -> Tensor:
+    """``(..., D)`` float32 average ranks of float32 rows from one packed sort: its high
+    words are the sorted keys (equal keys are equal values), so no gather of the sorted
+    values is needed. The same arithmetic as :func:`average_ranks`' torch path."""
+    import numpy as np
+
+    packed = _packed_sorted(array)
+    high = packed >> 32
+    packed &= np.int64(0xFFFFFFFF)  # the order
+    size = array.shape[-1]
+    different = high[..., 1:] != high[..., :-1]
+    # NaN != NaN: each NaN is a run of its own (all NaNs share one key, the largest)
+    different |= high[..., 1:] == np.int64(0x7FC00000)
+    tied = np.flatnonzero(~different.reshape(-1, size - 1).all(axis=1))
+    line = np.arange(1, size + 1, dtype=np.float32)
+    if tied.size == 0:
+        middle = torch.from_numpy(line).expand(array.shape)
+    else:
+        # runs of equal keys in the rows that have some (real-valued maps have few):
+        # numbered over those rows flattened, each row starting a run
+        starts = np.ones((tied.size, size), dtype=bool)
+        starts[:, 1:] = different.reshape(-1, size - 1)[tied]
+        flat_starts = starts.reshape(-1)
+        run = np.cumsum(flat_starts) - 1
+        first = np.flatnonzero(flat_starts)
+        last = np.empty_like(first)
+        last[:-1] = first[1:] - 1
+        last[-1] = flat_starts.size - 1
+        offset = first - first % size  # each run's row start: positions within the row
+        mid = ((first - offset) + (last - offset)).astype(np.float32) / 2 + 1
+        table = np.broadcast_to(line, (array.size // size, size)).copy()
+        table[tied] = mid[run].reshape(tied.size, size)
+        middle = torch.from_numpy(table.reshape(array.shape))
+    # torch's scatter (measured ~5x faster than numpy's put_along_axis here)
+    ranks = torch.empty(array.shape, dtype=torch.float32)
+    return ranks.scatter_(-1, torch.from_numpy(packed), middle)
 
 
 def average_ranks(values: Tensor) -> Tensor:
@@ -210,13 +304,18 @@ def average_ranks(values: Tensor) -> Tensor:
     Notes
     -----
     On the CPU a table without ties (checked on the host, where the values already are)
-    skips the run bookkeeping; on other devices the bookkeeping always runs, so there is
-    no device-to-host sync.
+    skips the run bookkeeping; long float32 rows are ranked on the host from one packed
+    sort (:func:`_packed_sorted`), which gives the order and the runs of equal values at
+    once. On other devices the bookkeeping always runs, so there is no device-to-host
+    sync.
     """
     dtype = values.dtype if values.is_floating_point() else torch.get_default_dtype()
+    size = values.shape[-1] if values.dim() else 1
+    if values.device.type == "cpu" and values.dtype == torch.float32 and values.numel():
+        if 256 <= size <= 2**24:  # ranks exact in float32
+            return _host_average_ranks(values.detach().numpy())
     order = argsort_rows(values)
     ordered = values.gather(-1, order)
-    size = values.shape[-1]
     positions = torch.arange(size, device=values.device).expand_as(order)
     different = ordered[..., 1:] != ordered[..., :-1]
     if values.device.type == "cpu" and bool(different.all()):

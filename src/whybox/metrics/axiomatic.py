@@ -21,14 +21,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from whybox.core.call import completeness_delta
+from whybox.core.call import completeness_delta, prepare_call
 from whybox.core.chunks import ChunkSize
 from whybox.core.forward import RowBatch
-from whybox.core.inputs import prepare_inputs
+from whybox.core.inputs import prepare_baselines, prepare_inputs
 from whybox.core.perturbation import expand_to_elements
 from whybox.core.validation import check_real, fail
 
-from ._common import check_maps, per_example, resolve_explain
+from ._common import as_tensors, check_like, check_maps, per_example, resolve_explain
 from .faithfulness import _original, _rows_of, _run, _setup
 
 __all__ = [
@@ -66,24 +66,24 @@ def completeness(
     -------
     Tensor, shape ``(N,)``
     """
-    setup = _setup(
-        "completeness",
+    owner = "completeness"
+    # no feature scores here (the sums are per example): the call, maps and baselines only
+    call = prepare_call(
+        owner,
         model,
         inputs,
-        attributions,
-        baselines,
-        target,
-        forward_args,
-        None,
-        chunk_size,
-        False,
+        target=target,
+        forward_args=forward_args,
+        chunk_size=chunk_size,
+        require_float=False,
     )
-    from ._common import as_tensors
-
-    attrs = as_tensors(attributions, owner="completeness")
-    if setup.call.batch_size == 0:
-        return setup.scores.new_zeros(0)
-    return completeness_delta(setup.call, attrs, setup.baselines)
+    attrs = as_tensors(attributions, owner=owner)
+    check_like(owner, "attributions", attrs, call.tensors)
+    base = prepare_baselines(baselines, call.inputs, owner=owner, allow_callable=False).tensors
+    if call.batch_size == 0:
+        dtype = attrs[0].dtype if attrs[0].is_floating_point() else torch.get_default_dtype()
+        return torch.zeros(0, dtype=dtype, device=call.tensors[0].device)
+    return completeness_delta(call, attrs, base)
 
 
 @dataclass(frozen=True)

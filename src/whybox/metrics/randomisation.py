@@ -35,8 +35,10 @@ from whybox.core.validation import check_bool, check_choice, check_int, check_re
 
 from ._common import (
     average_ranks,
+    check_like_given,
     check_maps,
     forward_args_rows,
+    given_maps,
     pearson,
     per_example,
     resolve_explain,
@@ -108,6 +110,7 @@ def model_parameter_randomisation(
     *,
     explain: str | Callable[..., Any] = "saliency",
     explain_options: Mapping[str, Any] | None = None,
+    attributions: Any = None,
     target: Any = None,
     forward_args: Any = None,
     mode: str = "cascading",
@@ -129,6 +132,10 @@ def model_parameter_randomisation(
     explain_options : mapping, optional
         Options for every explanation; a ``layer`` module is passed by name so it names
         the same layer in each copy.
+    attributions : Tensor, tuple/dict of Tensor or Explanation, optional
+        The original model's maps when they are already at hand (what ``explain`` with
+        ``explain_options`` gives for ``inputs`` on ``model``, as Quantus' ``a_batch``):
+        used as is, saving one explanation pass. ``None``: computed.
     target, forward_args : optional
     mode : {"cascading", "independent"}
     layers : sequence of str, optional
@@ -166,8 +173,12 @@ def model_parameter_randomisation(
         )
     tensors = prepare_inputs(inputs, owner=owner).tensors
     fn = resolve_explain(explain, explain_options, owner=owner, model=model)
-    reference = fn(model, inputs, target, forward_args)
-    check_maps(owner, reference, rows=tensors[0].shape[0])
+    given = attributions is not None
+    if given:
+        reference = given_maps(owner, attributions, rows=tensors[0].shape[0])
+    else:
+        reference = fn(model, inputs, target, forward_args)
+        check_maps(owner, reference, rows=tensors[0].shape[0])
     # the original maps' ranks, computed once for every step's correlation
     base_ranks = average_ranks(_table(reference, absolute))
     similarities = []
@@ -180,7 +191,10 @@ def model_parameter_randomisation(
             layer = randomised.get_submodule(name)
             _reinitialise(layer, seed + step)
             maps = fn(randomised, inputs, target, forward_args)
-            check_maps(owner, maps, rows=tensors[0].shape[0], like=reference)
+            # a shape mismatch with given maps names 'attributions', else 'explain'
+            check_maps(owner, maps, rows=tensors[0].shape[0], like=None if given else reference)
+            if given:
+                check_like_given(owner, maps, reference)
             similarities.append(pearson(base_ranks, average_ranks(_table(maps, absolute))))
             if mode == "independent":
                 _restore(layer, model.get_submodule(name))
@@ -216,6 +230,7 @@ def random_logit(
     n_classes: int,
     explain: str | Callable[..., Any] = "saliency",
     explain_options: Mapping[str, Any] | None = None,
+    attributions: Any = None,
     forward_args: Any = None,
     absolute: bool = True,
     seed: int | torch.Generator | None = 0,
@@ -236,6 +251,11 @@ def random_logit(
         ``"deconvolution"``, ``"grad_cam"``, ``"guided_grad_cam"``) explain both classes
         in one call of ``2 N`` rows (per-example options and forward arguments repeated);
         other methods and callables are called twice, once per class.
+    attributions : Tensor, tuple/dict of Tensor or Explanation, optional
+        The maps of ``target`` when they are already at hand (what ``explain`` with
+        ``explain_options`` gives for ``inputs`` and ``target``, as Quantus' ``a_batch``):
+        used as is, so only the other class is explained (``N`` rows, not ``2 N``).
+        ``None``: computed.
     absolute : bool
     seed : int, torch.Generator or None
 
@@ -259,7 +279,12 @@ def random_logit(
     offsets = torch.randint(1, n_classes, (batch,), generator=generator)
     others = (classes + offsets) % n_classes  # never the target itself
     fn = resolve_explain(explain, explain_options, owner=owner, model=model)
-    if isinstance(explain, str) and explain in _ROW_WISE:
+    if attributions is not None:
+        first = given_maps(owner, attributions, rows=batch)
+        second = fn(model, inputs, others.tolist(), forward_args)
+        check_maps(owner, second, rows=batch)
+        check_like_given(owner, second, first)
+    elif isinstance(explain, str) and explain in _ROW_WISE:
         # both maps in one call of 2 N rows (each row's map depends on its row alone)
         both = fn(
             model,

@@ -34,7 +34,15 @@ from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.targets import prepare_target
 from whybox.core.validation import check_bool, check_int, check_real, fail
 
-from ._common import ExplainFn, check_maps, forward_args_rows, resolve_explain, select_rows
+from ._common import (
+    ExplainFn,
+    check_like_given,
+    check_maps,
+    forward_args_rows,
+    given_maps,
+    resolve_explain,
+    select_rows,
+)
 
 __all__ = ["RobustnessResult", "max_sensitivity", "avg_sensitivity", "local_lipschitz"]
 
@@ -68,6 +76,7 @@ def max_sensitivity(
     *,
     explain: str | Callable[..., Any] = "saliency",
     explain_options: Mapping[str, Any] | None = None,
+    attributions: Any = None,
     target: Any = None,
     forward_args: Any = None,
     radius: float = 0.02,
@@ -92,6 +101,10 @@ def max_sensitivity(
     explain_options : mapping, optional
         Options for every explanation (``baselines``, ``n_steps``, ...); per-example
         tensors (first dimension ``N``) follow their examples into the perturbed rows.
+    attributions : Tensor, tuple/dict of Tensor or Explanation, optional
+        The explanation of the unperturbed ``inputs`` when it is already at hand (what
+        ``explain`` with ``explain_options`` gives for them, as Quantus' ``a_batch``):
+        it is used as is, saving one explanation of ``N`` rows. ``None``: computed.
     target, forward_args : optional
         As for the attribution methods; repeated for the perturbed rows.
     radius : float
@@ -120,6 +133,7 @@ def max_sensitivity(
         inputs,
         explain,
         explain_options,
+        attributions,
         target,
         forward_args,
         radius,
@@ -138,6 +152,7 @@ def avg_sensitivity(
     *,
     explain: str | Callable[..., Any] = "saliency",
     explain_options: Mapping[str, Any] | None = None,
+    attributions: Any = None,
     target: Any = None,
     forward_args: Any = None,
     radius: float = 0.02,
@@ -159,6 +174,7 @@ def avg_sensitivity(
         inputs,
         explain,
         explain_options,
+        attributions,
         target,
         forward_args,
         radius,
@@ -177,6 +193,7 @@ def local_lipschitz(
     *,
     explain: str | Callable[..., Any] = "saliency",
     explain_options: Mapping[str, Any] | None = None,
+    attributions: Any = None,
     target: Any = None,
     forward_args: Any = None,
     radius: float = 0.1,
@@ -197,6 +214,7 @@ def local_lipschitz(
         inputs,
         explain,
         explain_options,
+        attributions,
         target,
         forward_args,
         radius,
@@ -215,6 +233,7 @@ def _robustness(
     inputs: Any,
     explain: Any,
     explain_options: Mapping[str, Any] | None,
+    attributions: Any,
     target: Any,
     forward_args: Any,
     radius: float,
@@ -248,8 +267,12 @@ def _robustness(
         return RobustnessResult(empty, empty.reshape(0, n_samples), float(radius), name)
     device = call.tensors[0].device
     every = torch.arange(batch, device=device)
-    original = fn(model, call.inputs.restore(call.tensors), target, forward_args)
-    check_maps(name, original, rows=batch)
+    given = attributions is not None
+    if given:
+        original = given_maps(name, attributions, rows=batch)
+    else:
+        original = fn(model, call.inputs.restore(call.tensors), target, forward_args)
+        check_maps(name, original, rows=batch)
     flat_original = torch.cat([e.reshape(batch, -1) for e in original], dim=1)
     if name == "local_lipschitz":
         scale = None
@@ -273,7 +296,10 @@ def _robustness(
             explained = _explain_rows(
                 fn, model, call, rows, index, host_index, explain_options, target
             )
-            check_maps(name, explained, rows=k * batch, like=original)
+            # a shape mismatch with given maps names 'attributions', else 'explain'
+            check_maps(name, explained, rows=k * batch, like=None if given else original)
+            if given:
+                check_like_given(name, explained, original)
             flat = torch.cat([e.reshape(k * batch, -1) for e in explained], dim=1)
             change = torch.norm(flat - _tile(flat_original, k), p=norm, dim=1)
             if scale is None:
