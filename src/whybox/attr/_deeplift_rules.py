@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -113,10 +112,12 @@ class CaptumRules(RuleSet):
     """
 
     def __init__(self, eps: float = 1e-10) -> None:
-        elementwise = Rescale(eps)
-        rules: dict[type, Any] = {cls: elementwise for cls in ELEMENTWISE}
-        rules[nn.Softmax] = _BatchCentred(SoftmaxRescale(eps))
-        pool = MaxPoolRescale(eps, spread=_unpool_spread)
+        # every rule is wrapped once (the wrapper holds no per-module state), so the set
+        # is a plain {type: rule} table that DeepLift hands to its hooks as it is
+        elementwise = _Adjacent(Rescale(eps), self)
+        rules: dict[type, Rule] = {cls: elementwise for cls in ELEMENTWISE}
+        rules[nn.Softmax] = _Adjacent(_BatchCentred(SoftmaxRescale(eps)), self)
+        pool = _Adjacent(MaxPoolRescale(eps, spread=_unpool_spread), self)
         rules.update({cls: pool for cls in MAX_POOLS})
         super().__init__(rules)
         self.eps = eps
@@ -125,10 +126,6 @@ class CaptumRules(RuleSet):
     def _kept(self) -> dict[int, tuple[Tensor, bool]]:
         """``id(output) -> (output, whether its module kept its rule)`` for this forward."""
         return self._local.__dict__.setdefault("kept", {})
-
-    def rule_for(self, module: nn.Module) -> Rule | None:
-        rule = super().rule_for(module)
-        return None if rule is None else _Adjacent(rule, self)
 
     def reset(self) -> None:
         self._kept().clear()

@@ -240,7 +240,7 @@ class DeepLift(Method):
     ) -> tuple[Tensor, ...]:
         if custom is None:
             if self.multiply_by_inputs:
-                return tuple((x - b) * m for x, b, m in zip(xs, bs, multipliers))
+                return tuple(_times_difference(x, b, m) for x, b, m in zip(xs, bs, multipliers))
             return multipliers
         func, arity = custom
         result = func(*(multipliers, xs, bs)[:arity])
@@ -283,39 +283,29 @@ class DeepLift(Method):
         scope), and the per-pair delta ``(N * n_refs,)`` ordered example-major.
         """
         xs = call.tensors
-        device = xs[0].device
         n_pairs = call.batch_size * n_refs
-        # one total per input (per layer tensor), allocated from the first chunk's values
-        totals: list[Tensor] = []
         delta_dtype = xs[0].dtype if xs[0].is_floating_point() else torch.get_default_dtype()
-        deltas = torch.zeros(n_pairs, dtype=delta_dtype, device=device) if return_delta else None
         rule_set = self._rule_set()
         # Captum leaves the layer itself unhooked when attributing to its output; its rule
         # cannot change the multipliers there (a stateful rule set may see its neighbours).
-        skipped = {id(m) for m in scope.output_layers}
-        # each module's rule, chosen once per call
-        chosen = {id(m): rule_set.rule_for(m) for m in _modules(self.model) if id(m) not in skipped}
-
-        def dispatch(module: nn.Module) -> Any:
-            return chosen.get(id(module))
-
-        chunk_rows = call.chunk_rows
-        if any(getattr(rule, "couples_rows", False) for rule in chosen.values()):
-            chunk_rows = max(2 * n_pairs, 2)  # a rule mixes rows: every pair in one forward
+        rules, chosen = _rule_plan(rule_set, scope.output_layers)
         # the layer's values of each chunk come from the forward that gives the multipliers
         recorded: list[Tensor] = []
         tap = scope.recording_tap(recorded)
         current: dict[str, Any] = {}
         # one reference per example: pair i is example i, so a chunk's rows are slices
         sliced = n_refs == 1 and all(x.is_contiguous() for x in xs)
-        # per-example attributions of each chunk (one reference each), joined at the end
-        pieces: list[tuple[Tensor, ...]] = []
+        # n_refs == 1: each chunk's attributions, joined at the end; n_refs > 1: each chunk
+        # of whole examples as (first example, per-example sums over its references)
+        pieces: list[Any] = []
+        # n_refs > 1: per-example sums for chunks that split an example's references
+        totals: list[Tensor] = []
+        delta_parts: list[Tensor] = []
 
         def build(start: int, stop: int) -> RowBatch:
             rule_set.reset()
-            examples, x_rows, b_rows = _pair_rows(xs, refs, n_refs, start, stop, sliced)
-            rows = tuple(torch.cat([x, b]) for x, b in zip(x_rows, b_rows))
-            current.update(examples=examples, rows=rows)
+            examples, rows = _pair_batch(xs, refs, n_refs, start, stop, sliced)
+            current["examples"], current["rows"] = examples, rows
             return RowBatch(rows, torch.cat([examples, examples]))
 
         def consume(start: int, stop: int, selected: Tensor, grads: Any) -> None:
@@ -325,33 +315,44 @@ class DeepLift(Method):
             values = scope.values(current["rows"], recorded)
             x_rows = tuple(v[:k] for v in values)
             b_rows = tuple(v[k:] for v in values)
-            attrs = self._attributions(call.owner, multipliers, x_rows, b_rows, custom)
+            raw = self._attributions(call.owner, multipliers, x_rows, b_rows, custom)
+            attrs = tuple(a if a.dtype == v.dtype else a.to(v.dtype) for a, v in zip(raw, x_rows))
             if n_refs == 1:
-                pieces.append(tuple(a.to(v.dtype) for a, v in zip(attrs, x_rows)))
+                pieces.append(attrs)
+            elif start % n_refs == 0 and k % n_refs == 0:
+                # whole examples: one sum over each example's references, no scatter
+                pieces.append(
+                    (
+                        start // n_refs,
+                        tuple(a.reshape((-1, n_refs) + a.shape[1:]).sum(1) for a in attrs),
+                    )
+                )
             else:
                 if not totals:
                     totals.extend(
                         torch.zeros(
-                            (call.batch_size,) + tuple(v.shape[1:]), dtype=v.dtype, device=v.device
+                            (call.batch_size,) + a.shape[1:], dtype=a.dtype, device=a.device
                         )
-                        for v in x_rows
+                        for a in attrs
                     )
                 for total, attr in zip(totals, attrs):
-                    total.index_add_(0, current["examples"], attr.to(total.dtype))
-            if deltas is not None:
+                    total.index_add_(0, current["examples"], attr)
+            if return_delta:
                 if selected.dim() != 1 or selected.shape[0] != 2 * k:
                     raise ValueError(
                         f"{call.owner} cannot compute a per-example convergence delta for a "
                         "model that does not return one value per row; pass return_delta=False"
                     )
-                summed = sum(a.flatten(1).sum(dim=1) if a.dim() > 1 else a for a in attrs)
-                if self.delta_forwards:
-                    deltas[start:stop] = summed.to(deltas.dtype)  # f(x) - f(b) come later
-                else:
-                    deltas[start:stop] = summed.to(deltas.dtype) - (selected[:k] - selected[k:])
+                summed = _row_sums(raw).to(delta_dtype)
+                if not self.delta_forwards:  # else f(x) - f(b) come from two more forwards
+                    summed = (summed - (selected[:k] - selected[k:])).to(delta_dtype)
+                delta_parts.append(summed)
 
         try:
-            with module_rules(self.model, dispatch):
+            with module_rules(self.model, rules) as matched:
+                chunk_rows = call.chunk_rows
+                if any(getattr(chosen(m), "couples_rows", False) for m in matched):
+                    chunk_rows = max(2 * n_pairs, 2)  # a rule mixes rows: every pair at once
                 evaluate(
                     call.evaluator,
                     n_items=n_pairs,
@@ -369,13 +370,25 @@ class DeepLift(Method):
             rule_set.reset()  # drop references to this call's activations
             recorded.clear()
             current.clear()
-        if deltas is not None and self.delta_forwards:
-            deltas -= self._endpoint_difference(call, refs, n_refs, chunk_rows)
+        deltas = None
+        if return_delta:
+            deltas = delta_parts[0] if len(delta_parts) == 1 else torch.cat(delta_parts)
+            if self.delta_forwards:
+                endpoints = self._endpoint_difference(call, refs, n_refs, chunk_rows)
+                deltas = (deltas - endpoints).to(delta_dtype)
         if n_refs == 1:
             # ``(x - b) * m`` is a new tensor per chunk; anything else may be a view
             fresh = custom is None and self.multiply_by_inputs
             return tuple(_joined(parts, fresh) for parts in zip(*pieces)), deltas
-        return tuple(t / n_refs for t in totals), deltas
+        if totals:
+            for first, sums in pieces:
+                for total, part in zip(totals, sums):
+                    total[first : first + part.shape[0]] += part
+            return tuple(t / n_refs for t in totals), deltas
+        return tuple(
+            (sums[0] if len(pieces) == 1 else torch.cat(sums)) / n_refs
+            for sums in zip(*(p[1] for p in pieces))
+        ), deltas
 
     def _endpoint_difference(
         self, call: Call, refs: tuple[Tensor, ...], n_refs: int, chunk_rows: int
@@ -435,8 +448,88 @@ def _pair_rows(
     return examples, x_rows, b_rows
 
 
-def _modules(model: Any) -> list[nn.Module]:
-    return list(model.modules()) if isinstance(model, nn.Module) else []
+def _pair_batch(
+    xs: tuple[Tensor, ...],
+    refs: tuple[Tensor, ...],
+    n_refs: int,
+    start: int,
+    stop: int,
+    sliced: bool,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """The example of each pair ``[start, stop)`` and the rows ``[inputs; references]``
+    (one ``(2 * (stop - start), ...)`` tensor per input) of those pairs.
+
+    As :func:`_pair_rows`, but each input's rows are gathered straight into one new tensor
+    (no intermediate copies of the input and reference rows).
+    """
+    examples = torch.arange(start, stop, device=xs[0].device)
+    if sliced:
+        rows = tuple(
+            torch.cat(
+                [x[start:stop], r[start:stop] if r.dtype == x.dtype else r[start:stop].to(x.dtype)]
+            )
+            for x, r in zip(xs, refs)
+        )
+        return examples, rows
+    references = examples
+    if n_refs > 1:
+        references = examples % n_refs
+        examples = examples // n_refs
+    k = stop - start
+    built = []
+    # the rows are new tensors (the gradients are taken with respect to detached copies)
+    with torch.no_grad():
+        for x, r in zip(xs, refs):
+            rows = x.new_empty((2 * k,) + tuple(x.shape[1:]))
+            torch.index_select(x, 0, examples, out=rows[:k])
+            if r.dtype == x.dtype:
+                torch.index_select(r, 0, references, out=rows[k:])
+            else:
+                rows[k:] = r.index_select(0, references)
+            built.append(rows)
+    return examples, tuple(built)
+
+
+def _rule_plan(
+    rule_set: RuleSet, skipped: tuple[nn.Module, ...]
+) -> tuple[Any, Callable[[nn.Module], Any]]:
+    """What :func:`~whybox.core.hooks.module_rules` gets for ``rule_set``, and a function
+    giving the rule it chose for a module.
+
+    A rule set by exact type (a plain ``dict`` and :meth:`RuleSet.rule_for` not overridden)
+    goes as the ``dict`` itself: ``module_rules`` then looks each module's type up in its
+    one walk of the model, with no per-module call. Otherwise each module's rule is asked
+    once per call (``module_rules`` asks once per module) and remembered.
+    """
+    table = rule_set.rules
+    if not skipped and type(table) is dict and type(rule_set).rule_for is RuleSet.rule_for:
+        return table, lambda module: table.get(type(module))
+    skipped_ids = {id(m) for m in skipped}
+    chosen: dict[int, Any] = {}
+
+    def dispatch(module: nn.Module) -> Any:
+        if id(module) in skipped_ids:
+            return None
+        rule = chosen[id(module)] = rule_set.rule_for(module)
+        return rule
+
+    return dispatch, lambda module: chosen.get(id(module))
+
+
+def _times_difference(x: Tensor, b: Tensor, m: Tensor) -> Tensor:
+    """``(x - b) * m`` as a new tensor, multiplied in place where the dtypes allow."""
+    difference = x - b
+    return difference.mul_(m) if difference.dtype == m.dtype else difference * m
+
+
+def _row_sums(attrs: tuple[Tensor, ...]) -> Tensor:
+    """The sum of each row over every attribution tensor, ``(rows,)``."""
+    total = None
+    for a in attrs:
+        part = a.flatten(1).sum(dim=1) if a.dim() > 1 else a
+        total = part if total is None else total + part
+    assert total is not None
+    return total
 
 
 def _joined(parts: tuple[Tensor, ...], fresh: bool) -> Tensor:

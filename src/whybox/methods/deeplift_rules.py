@@ -28,6 +28,7 @@ is independent of its batch mates.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -79,19 +80,26 @@ SUPPORTED_NONLINEARITIES: tuple[type[nn.Module], ...] = (
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _pairs(tensor: Tensor, module: nn.Module) -> Tensor:
-    """A ``[inputs; references]`` tensor viewed as ``(2, rows // 2, ...)`` (no copy).
-
-    ``pairs[0]`` are the input rows, ``pairs[1]`` their references; a tensor of the pairs'
-    shared values, ``(rows // 2, ...)``, broadcasts against it.
-    """
+def _pair_shape(tensor: Tensor, module: nn.Module) -> tuple[int, ...]:
+    """``(2, rows // 2, ...)``: the shape viewing a ``[inputs; references]`` tensor as
+    pairs; a clear error for a tensor whose first dimension cannot be the rows."""
     if tensor.dim() == 0 or tensor.shape[0] % 2:
         raise ValueError(
             f"DeepLift expects every {type(module).__name__} module to see the batch dimension "
             f"first (rows [inputs; baselines]); got a tensor of shape {tuple(tensor.shape)}. "
             "Models that move the batch dimension before a nonlinearity are not supported."
         )
-    return tensor.view((2, tensor.shape[0] // 2) + tuple(tensor.shape[1:]))
+    return (2, tensor.shape[0] // 2) + tuple(tensor.shape[1:])
+
+
+def _pairs(tensor: Tensor, module: nn.Module) -> Tensor:
+    """A ``[inputs; references]`` tensor viewed as ``(2, rows // 2, ...)`` (no copy).
+
+    ``pairs[0]`` are the input rows, ``pairs[1]`` their references; a tensor of the pairs'
+    shared values, ``(rows // 2, ...)`` or ``(1, rows // 2, ...)``, broadcasts against it.
+    """
+    # splitting the first dimension is a view for any strides
+    return tensor.view(_pair_shape(tensor, module))
 
 
 def _unpaired(pairs: Tensor, shape: torch.Size) -> Tensor:
@@ -99,15 +107,18 @@ def _unpaired(pairs: Tensor, shape: torch.Size) -> Tensor:
     return pairs.reshape(shape)
 
 
-def _ratio(dx: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor | None]:
-    """``dy / dx`` where ``|dx| >= eps`` (0 elsewhere) and the mask of the other positions.
+def _ratio(x: Tensor, out: Tensor, module: nn.Module, eps: float) -> tuple[Tensor, Tensor | None]:
+    """The Rescale ratio ``(out_in - out_ref) / (x_in - x_ref)``, ``(1, rows // 2, ...)``,
+    0 where ``|x_in - x_ref| < eps``, and the mask of those positions.
 
-    ``dx`` and ``dy`` are temporaries (they are overwritten). The mask is ``None`` when no
-    position is that small: checked on the CPU only (free there; most forwards have no such
-    position, and a rule then needs no local-gradient path), so a rule never waits for
-    another device.
+    Call under ``torch.no_grad()``. Both differences are taken reference minus input (one
+    op each; the signs cancel exactly). The mask is ``None`` when no position is that
+    small: checked on the CPU only (free there; most forwards have no such position, and a
+    rule then needs no local-gradient path), so a rule never waits for another device.
     """
-    ratio = dy.div_(dx) if dy.dtype == torch.result_type(dy, dx) else dy / dx
+    dx = torch.diff(x.view(_pair_shape(x, module)), dim=0)
+    dy = torch.diff(out.view(_pair_shape(out, module)), dim=0)
+    ratio = dy.div_(dx) if dy.dtype == dx.dtype else dy / dx
     size = dx.abs_() if dx.is_floating_point() else dx.abs()
     if _none_below(size, eps):
         return ratio, None
@@ -116,12 +127,20 @@ def _ratio(dx: Tensor, dy: Tensor, eps: float) -> tuple[Tensor, Tensor | None]:
     return ratio.masked_fill_(small, 0), small
 
 
+def _below(values: Tensor, eps: float) -> Tensor:
+    """``1.0`` where ``|values| < eps``, else ``0.0``, in ``values``' dtype (a float mask:
+    the sign of ``eps - |v|`` is exact)."""
+    return torch.sign(eps - values.abs()).clamp_min_(0)
+
+
 def _none_below(size: Tensor, eps: float) -> bool:
     """Whether no entry of ``size`` (``>= 0``) is below ``eps``; ``False`` (may be) off the
     CPU, so that no rule waits for the device."""
     if size.device.type != "cpu":
         return False
-    return size.numel() == 0 or bool(size.amin() >= eps)
+    # a Python comparison of the minimum: it can only say "may be small" where torch's
+    # comparison would not, and the masked path then gives the same numbers
+    return size.numel() == 0 or size.amin().item() >= eps
 
 
 class _PairMultiplier(torch.autograd.Function):
@@ -150,13 +169,17 @@ class _PairMultiplier(torch.autograd.Function):
         return _unpaired(_pairs_of(grad) * multiplier, grad.shape), None, None, None
 
 
+def _reusable(x: Tensor, out: Tensor) -> bool:
+    """Whether ``out`` is a module's own new output (not its input passed through, not a
+    view of another tensor): held by nothing but the module's graph, which a rule's node
+    replaces, so the node may return it (marked dirty) instead of a copy."""
+    return out is not x and out.grad_fn is not None and not out._is_view()
+
+
 def _multiplied(x: Tensor, out: Tensor, multiplier: Tensor) -> Tensor:
     """``out``'s value whose gradient with respect to ``x`` is ``multiplier`` times the
     incoming one (see :class:`_PairMultiplier`)."""
-    # a module's own new output (not its input passed through, not a view of another
-    # tensor) is held by nothing but the module's graph, which this node replaces
-    reuse = out is not x and not out._is_view() and out.grad_fn is not None
-    return _PairMultiplier.apply(x, out.detach(), multiplier, reuse)
+    return _PairMultiplier.apply(x, out.detach(), multiplier, _reusable(x, out))
 
 
 def _pairs_of(tensor: Tensor) -> Tensor:
@@ -198,12 +221,11 @@ class Rescale:
         # One autograd node: the value of ``out``, and a backward that multiplies by the
         # ratio (shared by both rows of a pair). Where the input barely moved the module's
         # own derivative f'(x) is used instead, row by row.
-        x_pairs, out_pairs = _pairs(x, module), _pairs(out, module)
         with torch.no_grad():
-            ratio, small = _ratio(x_pairs[0] - x_pairs[1], out_pairs[0] - out_pairs[1], self.eps)
+            ratio, small = _ratio(x, out, module, self.eps)
             if small is not None and type(module) is nn.ReLU:
                 # ReLU's derivative is the step (out > 0): one multiplier per row
-                ratio = torch.where(small, (out_pairs > 0).to(ratio.dtype), ratio)
+                ratio = torch.where(small, (_pairs(out, module) > 0).to(ratio.dtype), ratio)
                 small = None
         if small is None:
             return _multiplied(x, out, ratio)
@@ -244,9 +266,8 @@ class SoftmaxRescale:
     couples_rows: ClassVar[bool] = False
 
     def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
-        x_pairs, out_pairs = _pairs(x, module), _pairs(out, module)
         with torch.no_grad():
-            ratio, small = _ratio(x_pairs[0] - x_pairs[1], out_pairs[0] - out_pairs[1], self.eps)
+            ratio, small = _ratio(x, out, module, self.eps)
         if small is None:
             return _multiplied(x, out, ratio)
         dim = _softmax_dim(module, out.dim())
@@ -315,6 +336,78 @@ def _saved_indices(module: nn.Module, out: Tensor) -> Tensor | None:
     return indices if indices.shape == out.shape else None
 
 
+class _MaxPoolPairs(torch.autograd.Function):
+    """Value of max pooling; backward = DeepLift's max-pool multiplier from per-window weights.
+
+    The chain-rule spread of :class:`_MaxPoolRescale` (``scatter_add_spread``) is linear,
+    so dividing by ``x_in - x_ref`` commutes with it: each window's carried differences
+    are divided by the input difference at the argmax they land on, read off the pooled
+    grid in the forward. The backward is then one product and two scatters of pooled-size
+    values, the size of max pooling's own backward, instead of several passes over the
+    input. ``index`` is ``(2, planes, P)`` (the argmax of the input rows, then of the
+    references, flattened per plane); ``weights[s, t]`` (``(2, 2, planes, P)``) scales the
+    gradient of the window of the rows of ``s`` sent to row ``t`` at argmax ``s``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, out, index, weights, reuse):
+        ctx.save_for_backward(index, weights)
+        ctx.input_shape = x.shape
+        if reuse:  # as in _PairMultiplier: the module's own output becomes this node's
+            ctx.mark_dirty(out)
+            return out
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        index, weights = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        _, planes, pooled = index.shape
+        values = weights * grad.reshape(2, 1, planes, pooled)
+        shape = ctx.input_shape
+        spread = grad.new_zeros(2, planes, shape.numel() // (2 * planes))
+        for side in (0, 1):  # the input rows' argmax, then the references'
+            spread.scatter_add_(2, index[side].expand(2, planes, pooled), values[side])
+        return spread.view(shape), None, None, None, None
+
+
+def _window_weights(
+    x: Tensor, out: Tensor, indices: Tensor, n_spatial: int, eps: float
+) -> tuple[Tensor, Tensor]:
+    """``(index, weights)`` of :class:`_MaxPoolPairs` for a max pool's input ``x``, output
+    ``out`` and argmax ``indices`` (call under ``torch.no_grad()``).
+
+    For a window with ``y = max x_in`` at ``i`` and ``y_ref = max x_ref`` at ``j``,
+    ``top = max(y, y_ref)``, the input rows' part ``top - y_ref`` goes to ``i`` divided by
+    ``x_in[i] - x_ref[i]``, the references' part ``y - top`` to ``j`` divided by
+    ``x_in[j] - x_ref[j]``: both rows of the pair get it. Where that difference is below
+    ``eps`` each row gets its own max-pool gradient instead (weight 1 for its own argmax,
+    0 for the other row's), as :class:`_MaxPoolRescale` does.
+    """
+    planes = out.shape[: out.dim() - n_spatial].numel() // 2
+    values = x.reshape(2, planes, -1)
+    pooled = out.reshape(2, planes, -1)
+    index = indices.reshape(2, planes, -1)
+    y_in, y_ref = pooled[0], pooled[1]
+    # x_in at the input's argmax is y_in itself (and x_ref at the references' is y_ref)
+    dx_in = y_in - values[1].gather(1, index[0])
+    dx_ref = values[0].gather(1, index[1]).sub_(y_ref)
+    # top - y_ref and y_in - top, with top = max(y_in, y_ref)
+    carried = y_in - y_ref
+    parts = (carried.clamp_min(0), carried.clamp_max_(0))
+    weights = pooled.new_empty((4,) + tuple(y_in.shape))
+    for side, dx, part in ((0, dx_in, parts[0]), (1, dx_ref, parts[1])):
+        # float masks, not bool: masked ops are far slower on the CPU than arithmetic
+        small = _below(dx, eps)
+        # dx + 1 where it is below eps: the division stays finite there, and the product
+        # with the complement is exactly 0 (elsewhere dx + 0 and times 1 are exact)
+        across = torch.mul(part.div_(dx.add_(small)), 1 - small, out=weights[1 + side])
+        # its own row: also its plain max-pool gradient where the input did not move
+        torch.add(across, small, out=weights[3 * side])
+    return index, weights.view((2, 2) + tuple(y_in.shape))
+
+
 class _MaxPoolRescale(torch.autograd.Function):
     """Value of max pooling; backward = DeepLift's max-pool multiplier.
 
@@ -343,16 +436,17 @@ class _MaxPoolRescale(torch.autograd.Function):
         spread = _pairs_of(ctx.spread(carried, indices, module, x.shape))
         dx = x_pairs[0] - x_pairs[1]
         summed = spread[0].add_(spread[1])
-        size = dx.abs()
-        if _none_below(size, ctx.eps):
+        if _none_below(dx.abs(), ctx.eps):
             multiplier = summed.div_(dx)
             result = multiplier.expand((2,) + tuple(multiplier.shape))
         else:
-            small = size < ctx.eps
-            multiplier = summed.div_(dx.masked_fill_(small, 1))
+            # float masks, not bool ones (far slower on the CPU); dx + 1 where it is below
+            # eps keeps the division finite there, and those positions are then replaced
+            small = _below(dx, ctx.eps)
+            multiplier = summed.div_(dx.add_(small)).mul_(1 - small)
             # where the input did not move: the ordinary max-pool gradient of each row
             local = _pairs_of(scatter_add_spread(grad, indices, module, x.shape))
-            result = torch.where(small, local, multiplier)
+            result = torch.addcmul(multiplier, local, small)
         return _unpaired(result, x.shape), None, None, None, None, None
 
 
@@ -369,11 +463,11 @@ class MaxPoolRescale:
     couples_rows: ClassVar[bool] = False
 
     def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
-        _pairs(x, module)
-        pool, _ = _pool_of(module)
+        _pair_shape(x, module)
+        pool, n_spatial = _pool_of(module)
         indices = _saved_indices(module, out)
-        if indices is None:
-            with torch.no_grad():
+        with torch.no_grad():
+            if indices is None:
                 _, indices = pool(
                     x.detach(),
                     module.kernel_size,
@@ -383,7 +477,12 @@ class MaxPoolRescale:
                     ceil_mode=module.ceil_mode,
                     return_indices=True,
                 )
-        return _MaxPoolRescale.apply(x, out.detach(), indices, module, self.eps, self.spread)
+            if self.spread is scatter_add_spread:
+                index, weights = _window_weights(x, out, indices, n_spatial, self.eps)
+        if self.spread is not scatter_add_spread:
+            # another spread may not be linear: spread the carried differences, then divide
+            return _MaxPoolRescale.apply(x, out.detach(), indices, module, self.eps, self.spread)
+        return _MaxPoolPairs.apply(x, out.detach(), index, weights, _reusable(x, out))
 
 
 # -- rule sets -------------------------------------------------------------------------------
@@ -434,10 +533,17 @@ def rescale_rules(eps: float = 1e-10) -> RuleSet:
     return RuleSet(rules)
 
 
+@functools.lru_cache(maxsize=16)
+def _default_rules(eps: float) -> RuleSet:
+    # stateless (frozen rules, no per-forward state), so one set per eps serves every call
+    return rescale_rules(eps)
+
+
 def as_rule_set(rules: RuleSet | Rules | None, *, eps: float) -> RuleSet:
-    """``rules`` as a :class:`RuleSet` (``None``: :func:`rescale_rules` with ``eps``)."""
+    """``rules`` as a :class:`RuleSet` (``None``: :func:`rescale_rules` with ``eps``, one
+    shared set per ``eps``: it is stateless)."""
     if rules is None:
-        return rescale_rules(eps)
+        return _default_rules(float(eps))
     if isinstance(rules, RuleSet):
         return rules
     return RuleSet(rules)
