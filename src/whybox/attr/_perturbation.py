@@ -90,17 +90,20 @@ def _in_captum_dtype(result: Explanation, call: Call) -> Any:
     else (Captum's, whatever the inputs). Input-shaped results follow their own input; a
     ``(N, M)`` coefficient table spanning inputs is float64 when any input is.
     """
-    inputs, _ = flatten(result.inputs, owner="attribute")
-    leaves, structure = flatten(result.attributions, owner="attribute")
 
     def rule(*tensors: Tensor) -> torch.dtype:
         return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
+    def cast(a: Tensor, dtype: torch.dtype) -> Tensor:
+        return a if a.dtype == dtype else a.to(dtype)
+
+    if isinstance(result.attributions, Tensor) and isinstance(result.inputs, Tensor):
+        return cast(result.attributions, rule(result.inputs))  # one input (tiny jobs)
+    inputs, _ = flatten(result.inputs, owner="attribute")
+    leaves, structure = flatten(result.attributions, owner="attribute")
     if len(leaves) == len(inputs):
-        cast = [a.to(rule(x)) for a, x in zip(leaves, inputs)]
-    else:
-        cast = [a.to(rule(*inputs)) for a in leaves]
-    return structure.rebuild(cast)
+        return structure.rebuild([cast(a, rule(x)) for a, x in zip(leaves, inputs)])
+    return structure.rebuild([cast(a, rule(*inputs)) for a in leaves])
 
 
 def _by_output(result: Explanation, call: Call) -> Any:

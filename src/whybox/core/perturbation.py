@@ -11,7 +11,12 @@ Conventions used here:
   input's value, ``False`` puts the baseline in.
 * Feature masks are stored flat, ``(Nm, D)`` per input with ``Nm`` in ``{1, N}`` and
   ``D`` the number of elements of one example, so building a chunk of rows is a gather
-  ``coalitions[:, mask]`` plus a ``torch.where`` -- never a Python loop over features.
+  ``coalitions[:, mask]`` plus a ``torch.where`` -- never a Python loop over features. The
+  default masks (every scalar its own feature) are id ranges, so that gather is a slice;
+  a mask that broadcasts over some dimensions (one mask for every channel) is gathered at
+  its own size and broadcast by the ``torch.where``.
+* Building a chunk reads nothing back from the device: which rows a chunk holds follows
+  from its item range (``tests/core/test_host_syncs_perturbation.py``).
 * Models returning one scalar per *batch* ("aggregate" outputs, e.g. a loss) get one
   whole perturbed batch per forward: a perturbation's rows are never split.
 * Chunking has one rule here (:func:`run_items`): ``call.chunk_rows`` rows per forward,
@@ -23,6 +28,7 @@ Conventions used here:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import warnings
@@ -43,12 +49,14 @@ __all__ = [
     "EmptyBatchInBody",
     "check_aggregate_masks",
     "check_finite",
+    "check_finite_each",
     "empty_leaves",
     "FlatMasks",
     "Outputs",
     "prepare_masks",
     "run_items",
     "coalition_rows",
+    "example_index",
     "held_features",
     "expand_to_elements",
     "full_baselines",
@@ -90,6 +98,22 @@ class FlatMasks:
     flat: tuple[Tensor, ...]
     n_features: int
     present: Tensor
+    #: the default masks (every scalar its own feature): input ``i``'s ids are the range
+    #: ``starts[i] .. starts[i] + D_i``, so keep flags and per-element values are slices
+    #: of the per-feature tables, not gathers (``None`` for any other mask)
+    starts: tuple[int, ...] | None = None
+    #: per input, ``(mask, shape)`` when the caller's mask broadcasts over some of the
+    #: input's dimensions (e.g. one ``(1, 1, H, W)`` mask for every channel): the mask
+    #: flattened at its own ``shape`` (without the batch dimension), so keep flags are
+    #: gathered at that size and broadcast by ``torch.where``; ``None`` otherwise
+    compact: tuple[tuple[Tensor, tuple[int, ...]] | None, ...] | None = None
+
+    @property
+    def present_ids(self) -> Tensor:
+        """The ids in some mask, ascending: ``(M',)`` long on the CPU."""
+        if self.starts is not None:
+            return _all_ids(self.n_features)
+        return self.present.nonzero().reshape(-1)
 
     @property
     def per_example(self) -> bool:
@@ -111,18 +135,14 @@ def prepare_masks(
     LIME behaviour); otherwise negative ids are an error.
     """
     if feature_mask is None:
-        flat, start = [], 0
-        for x in tensors:
-            size = math.prod(x.shape[1:])  # elements of one example (also for N = 0)
-            flat.append(torch.arange(start, start + size, device=x.device).view(1, size))
-            start += size
-        present = torch.ones(start, dtype=torch.bool)
-        return FlatMasks(tuple(flat), start, present)
+        # elements of one example per input (also for N = 0)
+        sizes = tuple((math.prod(x.shape[1:]), x.device) for x in tensors)
+        return _default_masks(sizes)
     try:
         masks = validate_feature_mask(feature_mask, [tuple(x.shape) for x in tensors], name=name)
     except ValueError as err:
         fail(owner, name, "one integer tensor per input, broadcastable to it", str(err), raw=True)
-    flat = []
+    flat, compact = [], []
     for index, (mask, x) in enumerate(zip(masks, tensors)):
         mask = mask.to(x.device).long()
         mask = mask.reshape((1,) * (x.dim() - mask.dim()) + tuple(mask.shape))
@@ -139,7 +159,11 @@ def prepare_masks(
                 raw=True,
             )
         flat.append(mask.expand((rows,) + tuple(x.shape[1:])).reshape(rows, -1))
-    minimum = min((int(m.min()) for m in flat if m.numel()), default=0)
+        shape = tuple(mask.shape[1:])
+        compact.append((mask.reshape(rows, -1), shape) if shape != tuple(x.shape[1:]) else None)
+    # the ids' statistics from the masks at their own (possibly smaller) size
+    small = [c[0] if c is not None else m for c, m in zip(compact, flat)]
+    minimum = min((int(m.min()) for m in small if m.numel()), default=0)
     if minimum != 0 and shift_negative:
         warnings.warn(
             f"{owner}: the smallest feature id in '{name}' is {minimum}, not 0; shifting ids "
@@ -147,13 +171,35 @@ def prepare_masks(
             stacklevel=3,
         )
         flat = [m - minimum for m in flat]
+        small = [m - minimum for m in small]
+        compact = [None if c is None else (c[0] - minimum, c[1]) for c in compact]
     elif minimum < 0:
         fail(owner, name, "non-negative integer feature ids", f"minimum id {minimum}", raw=True)
-    n_features = max((int(m.max()) + 1 for m in flat if m.numel()), default=0)
+    n_features = max((int(m.max()) + 1 for m in small if m.numel()), default=0)
     present = torch.zeros(n_features, dtype=torch.bool)
-    for m in flat:
+    for m in small:
         present[m.reshape(-1).unique().cpu()] = True
-    return FlatMasks(tuple(flat), n_features, present)
+    broadcast = tuple(compact) if any(c is not None for c in compact) else None
+    return FlatMasks(tuple(flat), n_features, present, compact=broadcast)
+
+
+@functools.lru_cache(maxsize=64)
+def _default_masks(sizes: tuple[tuple[int, torch.device], ...]) -> FlatMasks:
+    """The default masks for inputs of ``sizes`` elements per example (cached: every call
+    on the same shapes shares them; they are only read)."""
+    flat, starts, start = [], [], 0
+    for size, device in sizes:
+        flat.append(torch.arange(start, start + size, device=device).view(1, size))
+        starts.append(start)
+        start += size
+    present = torch.ones(start, dtype=torch.bool)
+    return FlatMasks(tuple(flat), start, present, tuple(starts))
+
+
+@functools.lru_cache(maxsize=64)
+def _all_ids(n: int) -> Tensor:
+    """``arange(n)`` (cached; only read)."""
+    return torch.arange(n)
 
 
 def empty_leaves(tensors: Sequence[Tensor]) -> tuple[Tensor, ...]:
@@ -192,19 +238,65 @@ def check_finite(owner: str, name: str, tensors: Sequence[Tensor], *, expected: 
     One host sync for all tensors on the good path; the counts are only computed for the
     message. Integer tensors (token ids) are always finite and skipped.
     """
-    floats = [t for t in tensors if t.is_floating_point() or t.is_complex()]
+    check_finite_each(owner, ((name, tensors, expected),))
+
+
+def check_finite_each(owner: str, checks: Sequence[tuple[str, Sequence[Tensor], str]]) -> None:
+    """:func:`check_finite` for several arguments at once.
+
+    Off the CPU all the flags are read in one host sync; on the CPU, where reading a flag
+    costs nothing, each tensor is tested on its own (fewer kernel launches on tiny jobs).
+
+    Parameters
+    ----------
+    owner : str
+        The method, for the message.
+    checks : sequence of ``(name, tensors, expected)``
+        Each argument's name, its tensors (integer ones are skipped) and what it should be.
+
+    Raises
+    ------
+    ParameterError
+        Naming the first argument that holds NaN or inf, with the counts.
+    """
+    groups = [
+        (name, [t for t in tensors if t.is_floating_point() or t.is_complex()], expected)
+        for name, tensors, expected in checks
+    ]
+    floats = [t for _, group, _ in groups for t in group]
     if not floats:
         return
-    flags = torch.stack([torch.isfinite(t).all().to(floats[0].device) for t in floats])
-    if bool(flags.all()):
-        return
+    device = floats[0].device
+    if device.type == "cpu" and all(t.device == device for t in floats):
+        # a sum is finite only if every element is (one kernel instead of two); a sum that
+        # overflows is re-checked element-wise
+        if all(_finite_cpu(t) for t in floats):
+            return
+    else:
+        flags = torch.stack([torch.isfinite(t).all().to(device) for t in floats])
+        if bool(flags.all()):
+            return
+    for name, group, expected in groups:
+        _report_non_finite(owner, name, group, expected)
+
+
+def _finite_cpu(t: Tensor) -> bool:
+    """Whether a CPU tensor holds no NaN / inf (its sum first: one kernel, not two)."""
+    if not t.is_complex() and math.isfinite(float(t.sum())):
+        return True
+    return bool(torch.isfinite(t).all())
+
+
+def _report_non_finite(owner: str, name: str, floats: Sequence[Tensor], expected: str) -> None:
+    """Raise the uniform error for ``floats`` when one holds NaN or inf (else return)."""
     details = []
     for index, t in enumerate(floats):
         nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
         if nan or inf:
             where = f" in tensor {index}" if len(floats) > 1 else ""
             details.append(f"{nan} NaN and {inf} infinite value(s){where}")
-    fail(owner, name, expected, "; ".join(details), raw=True)
+    if details:
+        fail(owner, name, expected, "; ".join(details), raw=True)
 
 
 def full_baselines(baselines: Sequence[Tensor], tensors: Sequence[Tensor]) -> tuple[Tensor, ...]:
@@ -352,7 +444,9 @@ def run_items(
             state["width"] = switch.width
             state["batch_shape"] = switch.shape
             start = switch.start
-    values = torch.cat(parts, dim=0)
+    # one chunk (tiny jobs): its outputs as they are, no copy
+    single = len(parts) == 1 and not state["aggregate"]
+    values = parts[0] if single else torch.cat(parts, dim=0)
     if state["aggregate"]:
         shape = state.get("batch_shape", (1,))
     else:
@@ -395,18 +489,53 @@ def coalition_rows(
     k = coalitions.shape[0]
     n = tensors[0].shape[0]
     leaves = []
-    for x, b, mask in zip(tensors, baselines, masks.flat):
-        keep = keep_flags(coalitions.to(mask.device), mask)  # (k, Nk, D)
-        keep = keep.view((k, keep.shape[1]) + tuple(x.shape[1:]))
+    starts = masks.starts or (None,) * len(masks.flat)
+    compact = masks.compact or (None,) * len(masks.flat)
+    for x, b, mask, start, small in zip(tensors, baselines, masks.flat, starts, compact):
+        if coalitions.device != mask.device:
+            coalitions = coalitions.to(mask.device)
+        if small is not None:
+            # flags at the mask's own shape, broadcast over the dimensions it spans
+            keep = keep_flags(coalitions, small[0])
+            keep = keep.reshape((k, keep.shape[1]) + small[1])
+        else:
+            keep = keep_flags(coalitions, mask, start=start)  # (k, Nk, D)
+            keep = keep.reshape((k, keep.shape[1]) + tuple(x.shape[1:]))
         rows = torch.where(keep, x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
         # each input's own first dimension: N, or L for an input that is not batched
         leaves.append(rows.reshape((k * x.shape[0],) + tuple(x.shape[1:])))
-    index = torch.arange(n, device=tensors[0].device).repeat(k)
-    return RowBatch(tuple(leaves), index)
+    return RowBatch(tuple(leaves), example_index(n, k, tensors[0].device))
 
 
-def keep_flags(coalitions: Tensor, mask: Tensor) -> Tensor:
-    """Element-wise keep flags: ``(k, Nk, D)`` from coalitions and a flat ``(Nm, D)`` mask."""
+def example_index(n: int, k: int, device: Any) -> Tensor:
+    """The example of each row of ``k`` perturbations of a batch of ``n``.
+
+    Parameters
+    ----------
+    n, k : int
+        Batch size and number of perturbations.
+    device : torch.device
+        Where the rows live.
+
+    Returns
+    -------
+    Tensor, shape ``(k * n,)``, long
+        ``arange(n)`` repeated ``k`` times (a broadcast copy, cheaper than
+        ``Tensor.repeat`` on tiny jobs).
+    """
+    return torch.arange(n, device=device).expand(k, n).reshape(-1)
+
+
+def keep_flags(coalitions: Tensor, mask: Tensor, *, start: int | None = None) -> Tensor:
+    """Element-wise keep flags: ``(k, Nk, D)`` from coalitions and a flat ``(Nm, D)`` mask.
+
+    ``start`` (:attr:`FlatMasks.starts`): the mask is the id range ``start .. start + D``,
+    so the flags are a slice of the coalitions (a view), not a gather.
+    """
+    if start is not None:
+        if coalitions.dim() == 2:
+            return coalitions[:, start : start + mask.shape[1]].unsqueeze(1)  # (k, 1, D)
+        return coalitions[:, :, start : start + mask.shape[1]]  # (k, N, D)
     if coalitions.dim() == 2:
         return coalitions[:, mask]  # (k, Nm, D)
     k, n, m = coalitions.shape
@@ -422,6 +551,13 @@ def expand_to_elements(
     Each element gets the value of its feature (``B`` is ``N``, or 1 for aggregate models).
     """
     out = []
+    if masks.starts is not None:
+        # default masks: each input's values are a column range (copied, so results never
+        # share memory with ``values``, which callers may also return)
+        for x, mask, start in zip(tensors, masks.flat, masks.starts):
+            part = values[:, start : start + mask.shape[1]].clone()
+            out.append(part.reshape((values.shape[0],) + tuple(x.shape[1:])))
+        return tuple(out)
     for x, mask in zip(tensors, masks.flat):
         rows = max(values.shape[0], mask.shape[0])
         index = mask.to(values.device).expand(rows, mask.shape[1])
@@ -446,6 +582,8 @@ def check_aggregate_masks(masks: FlatMasks, aggregate: bool, owner: str, name: s
 def feature_order(masks: FlatMasks) -> Tensor:
     """Present feature ids in Captum's order: input 0's ids ascending, then ids first
     seen in input 1, and so on (only matters for random draws made per feature)."""
+    if masks.starts is not None:
+        return _all_ids(masks.n_features)  # the default masks: ids in input order
     seen = torch.zeros(masks.n_features, dtype=torch.bool)
     order = []
     for mask in masks.flat:

@@ -12,7 +12,9 @@ how to draw:
   so code seeded for Captum gives identical numbers on the facade.
 
 Draws are made on the CPU (as Captum does; torch's CPU and CUDA generators give different
-streams) and moved to the requested device once, outside any hot loop.
+streams, so integer seeds give the same numbers on every device) and moved to the requested
+device once, outside any hot loop; a ``torch.Generator`` on an accelerator passed as ``seed``
+draws on its own device instead.
 """
 
 from __future__ import annotations
@@ -127,23 +129,31 @@ class RandomSource(ABC):
 
 
 class GeneratorRandom(RandomSource):
-    """Draws from a private CPU ``torch.Generator``, then moves results to the device.
+    """Draws from a private ``torch.Generator``, on the generator's device, then moves the
+    results to the requested device (once per request, never per chunk).
 
-    Vectorised draws (one call per request, no Python loop over rows).
+    Integer seeds give CPU generators (the same numbers on every device); a generator on an
+    accelerator (``torch.Generator("cuda")``) draws there, so nothing is drawn on the host
+    and copied. Vectorised draws (one call per request, no Python loop over rows).
     """
 
     def __init__(self, generator: torch.Generator) -> None:
         self.generator = generator
+        self.device = generator.device
 
     def normal(self, shape: Sequence[int], std: float, *, like: Tensor) -> Tensor:
-        noise = torch.randn(tuple(shape), generator=self.generator, dtype=_float(like))
-        return (noise * std).to(like.device)
+        noise = torch.randn(
+            tuple(shape), generator=self.generator, dtype=_float(like), device=self.device
+        )
+        return _to(noise * std, like.device)
 
     def uniform(self, n: int, *, like: Tensor) -> Tensor:
-        return torch.rand(n, generator=self.generator, dtype=_float(like)).to(like.device)
+        values = torch.rand(n, generator=self.generator, dtype=_float(like), device=self.device)
+        return _to(values, like.device)
 
     def choice(self, n_options: int, size: int) -> Tensor:
-        return torch.randint(0, n_options, (size,), generator=self.generator)
+        drawn = torch.randint(0, n_options, (size,), generator=self.generator, device=self.device)
+        return _to(drawn, torch.device("cpu"))
 
     def permutations(
         self, count: int, n: int, *, exclude_identity: bool = False, device: Any = None
@@ -151,17 +161,19 @@ class GeneratorRandom(RandomSource):
         _check_permutable(count, n, exclude_identity)
         if n == 0:
             return torch.zeros(count, 0, dtype=torch.long, device=device)
-        perms = sample_permutations(n, count, self.generator)
+        perms = sample_permutations(n, count, self.generator, device=self.device)
         if exclude_identity:
             # the reversed order is never the identity for n >= 2: a cheap, deterministic
-            # re-draw that keeps the draw vectorised (probability 1/n! per row)
-            identity = torch.arange(n)
-            perms[(perms == identity).all(dim=1)] = torch.arange(n - 1, -1, -1)
-        return perms.to(device)
+            # re-draw that keeps the draw vectorised (probability 1/n! per row); selected
+            # with ``where``, not a boolean index (a host sync on an accelerator)
+            identity = torch.arange(n, device=self.device)
+            same = (perms == identity).all(dim=1, keepdim=True)
+            perms = torch.where(same, torch.arange(n - 1, -1, -1, device=self.device), perms)
+        return _to(perms, device)
 
     def bernoulli(self, shape: Sequence[int], p: float = 0.5, *, device: Any = None) -> Tensor:
-        probs = torch.full(tuple(shape), float(p))
-        return torch.bernoulli(probs, generator=self.generator).bool().to(device)
+        probs = torch.full(tuple(shape), float(p), device=self.device)
+        return _to(torch.bernoulli(probs, generator=self.generator).bool(), device)
 
 
 class GlobalRandom(RandomSource):
@@ -200,10 +212,10 @@ class GlobalRandom(RandomSource):
                 perm = torch.randperm(n)
             rows.append(perm)
         perms = torch.stack(rows) if rows else identity.repeat(0, 1)
-        return perms.to(device)
+        return _to(perms, device)
 
     def bernoulli(self, shape: Sequence[int], p: float = 0.5, *, device: Any = None) -> Tensor:
-        return torch.bernoulli(torch.full(tuple(shape), float(p))).bool().to(device)
+        return _to(torch.bernoulli(torch.full(tuple(shape), float(p))).bool(), device)
 
     def lime_samples(
         self, n_samples: int, m: int, groups: int, *, device: Any = None, fit_draws: bool = False
@@ -231,6 +243,13 @@ class GlobalRandom(RandomSource):
                 torch.empty(1, m).uniform_()
                 torch.empty(1).uniform_()
         return per_group[0] if groups == 1 else torch.stack(per_group, dim=1)
+
+
+def _to(t: Tensor, device: Any) -> Tensor:
+    """``t`` on ``device`` (``None``: where it is); no call at all when it is there."""
+    if device is None or t.device == torch.device(device):
+        return t
+    return t.to(device)
 
 
 def _float(like: Tensor) -> torch.dtype:

@@ -54,6 +54,8 @@ class Target:
     # output shapes already validated: the checks sync with the device, so run them once
     checked: set = field(default_factory=set, compare=False, repr=False)
     functions: tuple = ()  # for "per_example_callable": one callable per example
+    # ``per_example`` copied to the devices rows live on: once per call, not per chunk
+    on_device: dict = field(default_factory=dict, compare=False, repr=False)
 
     def select(self, output: Tensor, example_index: Tensor | None = None) -> Tensor:
         """Scalar per row of ``output`` (rows belong to examples ``example_index``).
@@ -121,7 +123,7 @@ class Target:
             return selected.reshape(output.shape[0]) if selected.dim() > 1 else selected
         indices = self.per_example
         if example_index is not None:
-            indices = indices.index_select(0, example_index.to(indices.device))
+            indices = self._per_example_on(example_index.device).index_select(0, example_index)
         if indices.shape[0] != output.shape[0]:
             fail(
                 self.owner,
@@ -134,9 +136,19 @@ class Target:
             # all examples' indices at once, not just this chunk's
             self._check_per_example(output, self.per_example)
             self.checked.add(tuple(output.shape[1:]))
+        if indices.device != output.device:
+            indices = indices.to(output.device)
         rows = torch.arange(output.shape[0], device=output.device)
-        index = (rows,) + tuple(indices[:, k].to(output.device) for k in range(indices.shape[1]))
-        return output[index]
+        return output[(rows,) + tuple(indices[:, k] for k in range(indices.shape[1]))]
+
+    def _per_example_on(self, device: torch.device) -> Tensor:
+        """``per_example`` on ``device`` (copied there once and kept)."""
+        indices = self.per_example
+        if indices.device == device:
+            return indices
+        if device not in self.on_device:
+            self.on_device[device] = indices.to(device)
+        return self.on_device[device]
 
     def _check_index(self, output: Tensor, index: tuple) -> None:
         dims = output.shape[1:]
@@ -167,9 +179,9 @@ class Target:
                 self.raw,
             )
         for k in range(indices.shape[1]):
-            column = indices[:, k]
             size = dims[k]
-            if bool((column >= size).any()) or bool((column < -size).any()):
+            low, high = _bounds(indices[:, k])
+            if high >= size or low < -size:
                 fail(
                     self.owner,
                     "target",
@@ -215,6 +227,19 @@ class Target:
         if self.kind == "per_example":
             return self.per_example.index_select(0, example_index).squeeze(-1)
         return self.raw
+
+
+def _bounds(column: Tensor) -> tuple[int, int]:
+    """``(min, max)`` of a 1-D integer tensor in one read from the device: small columns
+    (one target per example) are read whole, long ones reduced first."""
+    if column.numel() == 0:
+        return 0, -1
+    if column.numel() <= 4096:
+        values = column.tolist()
+        return min(values), max(values)
+    low, high = torch.aminmax(column)
+    both = torch.stack([low, high]).tolist()
+    return both[0], both[1]
 
 
 def _as_index_tuple(value: Any) -> tuple | None:

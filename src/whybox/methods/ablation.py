@@ -29,13 +29,13 @@ from whybox.core.perturbation import (
     check_aggregate_masks,
     coalition_rows,
     empty_leaves,
+    example_index,
     expand_to_elements,
     feature_order,
     held_features,
     keep_flags,
     prepare_masks,
     run_items,
-    single_feature_coalitions,
 )
 from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.registry import register
@@ -77,6 +77,21 @@ def _prepare(
     if any(call.inputs.ragged):
         call = replace(call, chunk_rows=max(call.batch_size, 1), chunk_auto=False)
     return call
+
+
+def _ablated(features: Tensor, start: int, stop: int, n_features: int, device: Any) -> Tensor:
+    """Coalitions ``(stop - start, M)`` of items ``start..stop``: item 0 keeps everything,
+    item ``j >= 1`` everything but ``features[j - 1]`` (``features`` on ``device``).
+
+    Which rows are ablated follows from the item range alone, so building a chunk reads
+    nothing back from the device.
+    """
+    coalitions = torch.ones(stop - start, n_features, dtype=torch.bool, device=device)
+    first = 1 if start == 0 else 0  # the chunk's first ablated row
+    if stop - start > first:
+        rows = torch.arange(first, stop - start, device=device)
+        coalitions[rows, features[start + first - 1 : stop - 1]] = False
+    return coalitions
 
 
 def _drops(values: Tensor) -> Tensor:
@@ -160,16 +175,11 @@ class FeatureAblation(EmptyBatchInBody, Method):
             )
         features = held_features(feature_order(masks), masks, tensors)
         device = tensors[0].device
+        on_device = features.to(device)  # once: chunks slice it (no copy, no host sync)
 
         def build(start: int, stop: int) -> RowBatch:
-            items = torch.arange(start, stop)
-            coalitions = torch.ones(len(items), masks.n_features, dtype=torch.bool, device=device)
-            ablated = items > 0  # on the CPU: no host sync to test it
-            if bool(ablated.any()):
-                picked = features[items[ablated] - 1]
-                # integer rows, not a boolean mask, on the device: no sync there
-                where = ablated.nonzero().squeeze(1).to(device)
-                coalitions[where] = single_feature_coalitions(picked, masks.n_features, device)
+            # item 0 is the original batch, item j ablates features[j - 1]
+            coalitions = _ablated(on_device, start, stop, masks.n_features, device)
             return space.rows(coalition_rows(tensors, base, masks, coalitions))
 
         outputs = run_items(space.call, n_items=len(features) + 1, build=build, rows_per_item=n)
@@ -293,18 +303,20 @@ class Occlusion(EmptyBatchInBody, Method):
                 keep = table[start:stop]
                 rows = torch.where(keep.unsqueeze(1), x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
                 leaf = rows.reshape((k * n,) + tuple(x.shape[1:]))
-                return space.rows(RowBatch((leaf,), torch.arange(n, device=device).repeat(k)))
-            items = torch.arange(start, stop) - 1  # global window id, -1 = original
+                return space.rows(RowBatch((leaf,), example_index(n, k, device)))
             leaves = []
             for i, (x, b, g) in enumerate(zip(tensors, base, windows)):
                 keep = torch.ones((k,) + tuple(x.shape[1:]), dtype=torch.bool, device=device)
-                local = items - offsets[i]
-                mine = (local >= 0) & (local < counts[i])
-                if bool(mine.any()):
-                    keep[mine.to(device)] = ~g.windows.masks(local[mine], device=device)
+                # the chunk's global window ids are start - 1 .. stop - 1 (-1: the original);
+                # input i's windows are offsets[i] .. offsets[i + 1]
+                low, high = max(start - 1, offsets[i]), min(stop - 1, offsets[i + 1])
+                if low < high:
+                    local = torch.arange(low - offsets[i], high - offsets[i], device=device)
+                    first = low - (start - 1)
+                    keep[first : first + high - low] = ~g.windows.masks(local, device=device)
                 rows = torch.where(keep.unsqueeze(1), x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
                 leaves.append(rows.reshape((k * n,) + tuple(x.shape[1:])))
-            return space.rows(RowBatch(tuple(leaves), torch.arange(n, device=device).repeat(k)))
+            return space.rows(RowBatch(tuple(leaves), example_index(n, k, device)))
 
         outputs = run_items(space.call, n_items=offsets[-1] + 1, build=build, rows_per_item=n)
         drops = _drops(outputs.values)  # (P, B)
@@ -343,7 +355,7 @@ class _Grid(NamedTuple):
 def _cached_grid(
     shape: tuple[int, ...], window: tuple[int, ...], step: Any, device: torch.device
 ) -> _Grid:
-    windows = sliding_window_masks(shape, window, step)
+    windows = _on(sliding_window_masks(shape, window, step), device)
     dims = tuple(windows.dim_masks(k, device=device) for k in range(len(shape)))
     keep = None
     if windows.n_windows * math.prod(shape) <= _KEEP_TABLE_ELEMENTS:
@@ -363,9 +375,17 @@ def _grid(shape: tuple[int, ...], window: tuple, step: Any, device: torch.device
 
     if plain(window) and (step is None or plain(step)):
         return _cached_grid(shape, window, step, device)
-    windows = sliding_window_masks(shape, window, step)
+    windows = _on(sliding_window_masks(shape, window, step), device)
     dims = tuple(windows.dim_masks(k, device=device) for k in range(len(shape)))
     return _Grid(windows, windows.coverage(device=device), dims, None)
+
+
+def _on(windows: SlidingWindows, device: torch.device) -> SlidingWindows:
+    """The windows with their starts on ``device``: each chunk's masks are built there
+    without copying the starts (and the chunk's window ids) from the host."""
+    if windows.starts.device == device:
+        return windows
+    return replace(windows, starts=windows.starts.to(device))
 
 
 def _window_sum(
@@ -485,53 +505,59 @@ class FeaturePermutation(EmptyBatchInBody, Method):
             )
         features = held_features(feature_order(masks), masks, tensors)
         device = tensors[0].device
-        orders: list[Tensor] = []
+        on_device = features.to(device)
+        sources: list[Tensor] = []
         if self.perm_func is None:
-            orders = _shuffles(make_random(seed), features, masks, tensors)
+            # per input, the source row of every row of every item ((F + 1, rows): item 0
+            # is the identity), on the device once: chunks slice it
+            sources = [
+                torch.cat([torch.arange(x.shape[0]).unsqueeze(0), shuffles]).to(device)
+                for x, shuffles in zip(
+                    tensors, _shuffles(make_random(seed), features, masks, tensors)
+                )
+            ]
 
         def build(start: int, stop: int) -> RowBatch:
             rows = _permuted_rows(start, stop) if self.perm_func is None else _custom(start, stop)
             return space.rows(rows)
 
+        if self.perm_func is not None:
+            # read once, not per item: the feature ids and which input holds which
+            feature_ids = features.tolist()
+            held = [set(mask.reshape(-1).unique().tolist()) for mask in masks.flat]
+
         def _custom(start: int, stop: int) -> RowBatch:
             leaves = []
-            for x, mask in zip(tensors, masks.flat):
+            for x, mask, ids in zip(tensors, masks.flat, held):
                 shaped = mask.view((mask.shape[0],) + tuple(x.shape[1:]))
                 rows = []
                 for item in range(start, stop):
-                    if item == 0:
+                    feature = feature_ids[item - 1] if item else None
+                    # Captum calls perm_func only for inputs holding the feature.
+                    if feature is None or feature not in ids:
                         rows.append(x)
                         continue
-                    selected = shaped == int(features[item - 1])
-                    # Captum calls perm_func only for inputs holding the feature.
-                    rows.append(self.perm_func(x, selected) if bool(selected.any()) else x)
+                    rows.append(self.perm_func(x, shaped == feature))
                 leaves.append(torch.cat(rows, dim=0))
-            index = torch.arange(n, device=device).repeat(stop - start)
+            index = example_index(n, stop - start, device)
             return RowBatch(tuple(leaves), index)
 
         def _permuted_rows(start: int, stop: int) -> RowBatch:
             # Vectorised default: row j of item t takes the permuted example's values on
             # feature t's elements (item 0 is the original batch).
-            items = torch.arange(start, stop)
-            k = len(items)
-            coalitions = torch.ones(k, masks.n_features, dtype=torch.bool, device=device)
-            moved = items > 0
-            if bool(moved.any()):
-                coalitions[moved.to(device)] = single_feature_coalitions(
-                    features[items[moved] - 1], masks.n_features, device
-                )
+            k = stop - start
+            coalitions = _ablated(on_device, start, stop, masks.n_features, device)
             leaves = []
-            for x, mask, shuffles in zip(tensors, masks.flat, orders):
+            starts = masks.starts or (None,) * len(tensors)
+            for x, mask, order, first in zip(tensors, masks.flat, sources, starts):
                 # each input's rows: the batch's N, or its own L (a sparse feature list)
-                order = torch.arange(x.shape[0]).repeat(k, 1)
-                if bool(moved.any()):
-                    order[moved] = shuffles[items[moved] - 1]
-                source_index = order.reshape(-1).to(device)
-                keep = keep_flags(coalitions, mask).view((k, mask.shape[0]) + tuple(x.shape[1:]))
+                source_index = order[start:stop].reshape(-1)
+                keep = keep_flags(coalitions, mask, start=first)
+                keep = keep.reshape((k, mask.shape[0]) + tuple(x.shape[1:]))
                 source = x.index_select(0, source_index).view((k,) + tuple(x.shape))
                 rows = torch.where(keep, x.unsqueeze(0), source)
                 leaves.append(rows.reshape((k * x.shape[0],) + tuple(x.shape[1:])))
-            return RowBatch(tuple(leaves), torch.arange(n, device=device).repeat(k))
+            return RowBatch(tuple(leaves), example_index(n, k, device))
 
         outputs = run_items(space.call, n_items=len(features) + 1, build=build, rows_per_item=n)
         check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")

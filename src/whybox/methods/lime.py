@@ -34,6 +34,7 @@ from whybox.core.perturbation import (
     FlatMasks,
     check_aggregate_masks,
     check_finite,
+    check_finite_each,
     coalition_rows,
     empty_leaves,
     expand_to_elements,
@@ -45,6 +46,7 @@ from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.surrogate import (
     ExpKernelSimilarity,
+    LinearSurrogate,
     WeightedLasso,
     get_exp_kernel_similarity_function,
 )
@@ -83,6 +85,9 @@ _FINITE_OUTPUTS = (
     "surrogate is fitted on"
 )
 _FINITE_SIMILARITIES = "a function returning finite similarities (no NaN or inf)"
+_NON_NEGATIVE_SIMILARITIES = (
+    "a function returning similarities >= 0 (they weight the linear surrogate's samples)"
+)
 
 
 def _check_surrogate(owner: str, name: str, value: Any) -> None:
@@ -205,8 +210,9 @@ class Lime(EmptyBatchInBody, Method):
         if n == 0:
             return self._empty(call, masks, return_input_shape)
         # the surrogate cannot fit NaN / inf: say which argument holds them, up front
-        check_finite(owner, "inputs", call.tensors, expected=_FINITE_INPUTS)
-        check_finite(owner, "baselines", base, expected=_FINITE_INPUTS)
+        check_finite_each(
+            owner, (("inputs", call.tensors, _FINITE_INPUTS), ("baselines", base, _FINITE_INPUTS))
+        )
         if m > 10000:
             warnings.warn(
                 f"{owner}: {m} interpretable features make the surrogate slow; group them "
@@ -220,35 +226,65 @@ class Lime(EmptyBatchInBody, Method):
         samples = self._samples(call, masks, n_samples, seed, aggregate, kwargs_of)
         n_drawn = samples.shape[0]
         groups = 1 if aggregate else n
-        similarities = torch.empty(n_drawn, groups, dtype=torch.float64)
+        device = call.tensors[0].device
+        # on the inputs' device: each chunk's similarities stay there (no copy to the host)
+        similarities = torch.empty(n_drawn, groups, dtype=torch.float64, device=device)
         similarity = self.similarity_func or get_exp_kernel_similarity_function()
+        kernel = (
+            _RowKernel(similarity, call.tensors, n if aggregate else 1)
+            if isinstance(similarity, ExpKernelSimilarity)
+            else None
+        )
+        kernel_dtypes: set[torch.dtype] = set()  # what the kernel computed in
 
         def build(start: int, stop: int) -> RowBatch:
             # samples: (S, M) shared by all examples, or (S, N, M) one per example
             return coalition_rows(call.tensors, base, masks, samples[start:stop])
 
         def on_rows(start: int, stop: int, rows: RowBatch) -> None:
+            if kernel is not None:
+                chunk = kernel(rows.inputs)
+                kernel_dtypes.add(chunk.dtype)
+                similarities[start:stop] = chunk
+                return
             similarities[start:stop] = self._similarities(
                 similarity, call, rows, samples[start:stop], aggregate, kwargs_of
             )
 
         outputs = run_items(call, n_items=n_drawn, build=build, rows_per_item=n, on_rows=on_rows)
         values = outputs.values  # (S, groups)
-        check_finite(owner, "forward_func", (values,), expected=_FINITE_OUTPUTS)
-        check_finite(owner, "similarity_func", (similarities,), expected=_FINITE_SIMILARITIES)
-        dtype = values.dtype if values.is_floating_point() else torch.get_default_dtype()
         surrogate = self.interpretable_model or WeightedLasso(alpha=0.01)
-        coefs = []
-        for g in range(groups):
-            design = samples if samples.dim() == 2 else samples[:, g]
-            coef = fit_surrogate(
-                surrogate,
-                design.to(dtype),
-                values[:, g].to(dtype),
-                similarities[:, g].to(dtype),
-            )
-            coefs.append(coef.reshape(-1).to(dtype))
-        coef = torch.stack(coefs).to(call.tensors[0].device)  # (groups, M)
+        linear = isinstance(surrogate, LinearSurrogate)
+        check_finite_each(
+            owner,
+            (
+                ("forward_func", (values,), _FINITE_OUTPUTS),
+                ("similarity_func", (similarities,), _FINITE_SIMILARITIES),
+            ),
+        )
+        if linear and kernel is None and bool((similarities < 0).any()):
+            # the linear surrogates' sample weights, checked here and not again in the fit
+            # (the exponential kernel is never negative)
+            fail(owner, "similarity_func", _NON_NEGATIVE_SIMILARITIES, "negative ones", raw=True)
+        dtype = values.dtype if values.is_floating_point() else torch.get_default_dtype()
+        if linear:
+            # similarities the kernel computed in ``dtype`` are already exact in it
+            exact = kernel is not None and kernel_dtypes <= {dtype}
+            coef = _fit_linear(surrogate, samples, values, similarities, dtype, exact=exact)
+        else:
+            coefs = []
+            for g in range(groups):
+                design = samples if samples.dim() == 2 else samples[:, g]
+                fitted = fit_surrogate(
+                    surrogate,
+                    design.to(dtype),
+                    values[:, g].to(dtype),
+                    similarities[:, g].to(dtype),
+                )
+                coefs.append(fitted.reshape(-1).to(dtype))
+            coef = torch.stack(coefs)
+        if coef.device != device:
+            coef = coef.to(device)  # (groups, M)
         parameters = {"n_samples": n_drawn}
         extras = {"aggregate_output": aggregate, "interpretable_model": surrogate}
         if not return_input_shape:
@@ -337,6 +373,58 @@ class Lime(EmptyBatchInBody, Method):
                 value = similarity(original, perturbed, sample.long().unsqueeze(0), **kwargs)
                 out[j, g] = float(torch.as_tensor(value).reshape(-1)[0])
         return out
+
+
+class _RowKernel:
+    """The exponential kernel of every chunk's perturbed rows to their originals.
+
+    The originals are flattened (and cast) once per call; a chunk's ``k * G`` rows
+    (``G`` groups of ``per`` rows each) are compared with them by broadcasting, which gives
+    the numbers of :meth:`~whybox.core.surrogate.ExpKernelSimilarity.batch` on repeated
+    originals without building them.
+    """
+
+    def __init__(self, kernel: ExpKernelSimilarity, originals: tuple[Tensor, ...], per: int):
+        self.kernel = kernel
+        self.per = per
+        self.original = _flat_rows(originals, per)  # (G, D)
+
+    def __call__(self, inputs: tuple[Tensor, ...]) -> Tensor:
+        """Similarities ``(k, G)`` of a chunk's rows."""
+        groups = self.original.shape[0]
+        perturbed = _flat_rows(inputs, self.per)  # (k * G, D)
+        perturbed = perturbed.reshape(perturbed.shape[0] // groups, groups, -1)
+        return self.kernel.grouped(self.original, perturbed)
+
+
+def _fit_linear(
+    surrogate: LinearSurrogate,
+    samples: Tensor,
+    values: Tensor,
+    weights: Tensor,
+    dtype: torch.dtype,
+    *,
+    exact: bool = False,
+) -> Tensor:
+    """One linear surrogate per group on LIME's checked data: coefficients ``(groups, M)``.
+
+    The data are what the surrogate would receive in ``dtype`` (the outputs' dtype),
+    converted to float64 as its fit does; the surrogate does not check them again.
+    ``exact``: the float64 ``weights`` hold values of ``dtype`` already.
+    """
+    design = samples.to(torch.float64)  # 0 / 1, exact in every dtype
+    if values.dtype != dtype:
+        values = values.to(dtype)
+    targets = values.to(torch.float64)
+    if dtype != torch.float64 and not exact:
+        # the similarities the fit sees are rounded to ``dtype`` first, as a fit in it does
+        weights = weights.to(dtype).to(torch.float64)
+    coefs = []
+    for g in range(values.shape[1]):
+        X = design if design.dim() == 2 else design[:, g]
+        coef = surrogate._fit_checked(X, targets[:, g], weights[:, g], dtype).reshape(-1)
+        coefs.append(coef if coef.dtype == dtype else coef.to(dtype))
+    return torch.stack(coefs)  # a new tensor: results never share the surrogate's memory
 
 
 def _is_aggregate(call: Call, base, masks: FlatMasks) -> bool:

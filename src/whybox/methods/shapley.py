@@ -19,6 +19,7 @@ source's torch generator. An empty batch (``N = 0``) gives zero-row attributions
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -35,6 +36,7 @@ from whybox.core.perturbation import (
     FlatMasks,
     check_aggregate_masks,
     check_finite,
+    check_finite_each,
     coalition_rows,
     empty_leaves,
     expand_to_elements,
@@ -44,7 +46,7 @@ from whybox.core.perturbation import (
 from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.surrogate import solve_constrained_wls
+from whybox.core.surrogate.fit import _constrained_checked
 from whybox.core.validation import fail
 
 from .base import Method
@@ -76,7 +78,7 @@ def _setup(method: Method, inputs, baselines, target, forward_args, feature_mask
     )
     base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
     masks = prepare_masks(feature_mask, call.tensors, owner=owner, shift_negative=False)
-    present = masks.present.nonzero().reshape(-1)
+    present = masks.present_ids
     if present.numel() == 0 and call.batch_size > 0:
         fail(owner, "feature_mask", "a mask with at least one feature", feature_mask)
     return owner, call, base, masks, present
@@ -113,8 +115,11 @@ def _on_present(masks: FlatMasks, present: Tensor, keep: Tensor) -> Tensor:
 
 def _finish(method, call, masks, present, phi_present, outputs, parameters, delta=None):
     """Scatter per-present-feature values to every element and wrap the result."""
-    phi = phi_present.new_zeros(phi_present.shape[0], masks.n_features)
-    phi[:, present.to(phi.device)] = phi_present
+    if present.numel() == masks.n_features and phi_present.is_contiguous():
+        phi = phi_present  # every id present (``present`` is 0..M-1): nothing to scatter
+    else:
+        phi = phi_present.new_zeros(phi_present.shape[0], masks.n_features)
+        phi[:, present.to(phi.device)] = phi_present
     leaves = expand_to_elements(phi, masks, call.tensors)
     return method._result(
         call,
@@ -318,6 +323,12 @@ class ShapleyValueSampling(EmptyBatchInBody, Method):
         )
 
 
+@functools.lru_cache(maxsize=64)
+def _empty_and_full(m: int, device: torch.device) -> Tensor:
+    """``(2, M)`` bool: the empty and the full coalition (cached; only read)."""
+    return torch.arange(2, device=device).bool().unsqueeze(1).expand(2, m).contiguous()
+
+
 def _permutations(random: RandomSource, n_features: int, n_samples: int, present: Tensor) -> Tensor:
     """``(n_samples, Mp)`` orderings of the present features (as positions in ``present``).
 
@@ -389,22 +400,17 @@ class KernelShap(EmptyBatchInBody, Method):
         if call.batch_size == 0:
             return _empty(self, call, masks, input_shape=return_input_shape)
         # the regression cannot fit NaN / inf: say which argument holds them, up front
-        check_finite(owner, "inputs", call.tensors, expected=_FINITE_INPUTS)
-        check_finite(owner, "baselines", base, expected=_FINITE_INPUTS)
+        check_finite_each(
+            owner, (("inputs", call.tensors, _FINITE_INPUTS), ("baselines", base, _FINITE_INPUTS))
+        )
         m = present.numel()
         device = call.tensors[0].device
         n = call.batch_size
         # the design's draws come from the source's torch generator (global for the facade)
         design = kernel_shap_coalitions(m, n_samples - 2, make_random(seed).generator)
-        coalitions = design.masks.to(device)
+        coalitions = design.masks if design.masks.device == device else design.masks.to(device)
         # item 0: the empty coalition, item 1: the full one, then the design's rows
-        items_keep = torch.cat(
-            [
-                torch.zeros(1, m, dtype=torch.bool, device=device),
-                torch.ones(1, m, dtype=torch.bool, device=device),
-                coalitions,
-            ]
-        )
+        items_keep = torch.cat([_empty_and_full(m, device), coalitions])
 
         def build(start: int, stop: int) -> RowBatch:
             keep = items_keep[start:stop]
@@ -419,9 +425,13 @@ class KernelShap(EmptyBatchInBody, Method):
         if coalitions.shape[0] == 0:
             phi = (total / m).unsqueeze(1).expand(-1, m)
         else:
-            phi = solve_constrained_wls(
-                coalitions.to(torch.float64), values[2:] - empty, design.weights, total
-            )  # (B, Mp)
+            # solve_constrained_wls without re-checking its data: the outputs were checked
+            # above, the design and its weights are finite by construction
+            X = coalitions.to(torch.float64)
+            y, totals = values[2:] - empty, total
+            if values.device != X.device:
+                y, totals = y.to(X.device), totals.to(X.device)
+            phi = _constrained_checked(X, y, design.weights.to(X.device), totals)  # (B, Mp)
         dtype = outputs.values.dtype
         delta = (phi.sum(dim=1) - total).to(dtype)
         phi = phi.to(dtype)

@@ -197,7 +197,8 @@ def kernel_shap_coalitions(
     n_samples : int
         Budget of coalitions (model evaluations), excluding the empty and full ones.
     generator : torch.Generator, optional
-        CPU generator for reproducible sampling.
+        Generator for reproducible sampling (default: torch's global CPU generator). The
+        draws are made on its device, and the coalitions and weights returned there.
     paired : bool, keyword-only
         Antithetic sampling; sampled rows ``2i`` and ``2i+1`` (after the enumerated
         ones) are complements. Default True.
@@ -214,29 +215,36 @@ def kernel_shap_coalitions(
             f"Got {n_samples!r}."
         )
     if m == 1 or n_samples == 0:
+        device = generator.device if generator is not None else None
         return Coalitions(
-            torch.zeros(0, m, dtype=torch.bool), torch.zeros(0, dtype=torch.float64), 0
+            torch.zeros(0, m, dtype=torch.bool, device=device),
+            torch.zeros(0, dtype=torch.float64, device=device),
+            0,
         )
     plan = _kernel_shap_plan(m, n_samples, paired)
-    blocks = list(plan.blocks)
-    weights = list(plan.weights)
+    # draws are made where the generator lives (a CPU one by default)
+    device = generator.device if generator is not None else torch.device("cpu")
+    on_host = device.type == "cpu"
+    blocks = list(plan.blocks) if on_host else [b.to(device) for b in plan.blocks]
+    weights = list(plan.weights) if on_host else [w.to(device) for w in plan.weights]
     if plan.n_draws > 0:
-        pick = torch.multinomial(plan.g_masses, plan.n_draws, replacement=True, generator=generator)
-        draw_size = plan.draw_sizes[pick]
-        keys = torch.rand(plan.n_draws, m, generator=generator, dtype=torch.float64)
+        masses = plan.g_masses if on_host else plan.g_masses.to(device)
+        pick = torch.multinomial(masses, plan.n_draws, replacement=True, generator=generator)
+        draw_size = (plan.draw_sizes if on_host else plan.draw_sizes.to(device))[pick]
+        keys = torch.rand(plan.n_draws, m, generator=generator, dtype=torch.float64, device=device)
         ranks = torch.argsort(torch.argsort(keys, dim=1), dim=1)
         first = ranks < draw_size[:, None]  # uniform subset of the drawn size
-        if paired:
+        if paired and plan.draws_half:
             # Canonical orientation for the self-complementary size M/2 so that a pair
             # and its mirror image merge as duplicates.
             flip = (draw_size * 2 == m) & ~first[:, 0]
             first = torch.where(flip[:, None], ~first, first)
-        uniq, counts = torch.unique(first, dim=0, return_counts=True)
+        uniq, counts = _unique_rows(first)
         # Merge duplicate draws (rows come back sorted, which keeps runs reproducible).
         w = counts.to(torch.float64) * plan.per_draw_w
         if paired:
             rows = torch.stack([uniq, ~uniq], dim=1).reshape(-1, m)
-            w = w.repeat_interleave(2)
+            w = w.unsqueeze(1).expand(-1, 2).reshape(-1)  # each weight twice, in place
         else:
             rows = uniq
         blocks.append(rows)
@@ -244,11 +252,34 @@ def kernel_shap_coalitions(
 
     if not blocks:
         return Coalitions(
-            torch.zeros(0, m, dtype=torch.bool), torch.zeros(0, dtype=torch.float64), 0
+            torch.zeros(0, m, dtype=torch.bool, device=device),
+            torch.zeros(0, dtype=torch.float64, device=device),
+            0,
         )
     masks = torch.cat(blocks)  # a new tensor: the plan's cached blocks are never handed out
-    w_all = torch.cat(weights).to(torch.float64)
+    w_all = torch.cat(weights)  # float64 (a new tensor too)
     return Coalitions(masks, w_all, plan.n_enumerated)
+
+
+def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.unique(rows, dim=0, return_counts=True)`` for boolean rows, faster.
+
+    Up to 62 columns each row is an int64 code whose bits, column 0 the most significant,
+    sort the way the rows sort (lexicographically, ``False`` first): the unique codes give
+    the same rows in the same order, without sorting rows as tuples (~10x slower).
+    """
+    m = rows.shape[1]
+    if m > _MAX_CODE_BITS or rows.shape[0] == 0:
+        return torch.unique(rows, dim=0, return_counts=True)
+    bits = _code_bits(m, rows.device)
+    codes, counts = torch.unique((rows.long() * bits).sum(dim=1), return_counts=True)
+    return (codes.unsqueeze(1) & bits) != 0, counts
+
+
+@functools.lru_cache(maxsize=64)
+def _code_bits(m: int, device: torch.device) -> Tensor:
+    """``2**(m-1-j)`` for column ``j`` (cached; only read)."""
+    return 2 ** torch.arange(m - 1, -1, -1, device=device)
 
 
 class _KernelShapPlan(NamedTuple):
@@ -266,6 +297,9 @@ class _KernelShapPlan(NamedTuple):
     g_masses: Tensor | None
     draw_sizes: Tensor | None
     per_draw_w: float
+    #: whether the self-complementary size ``M / 2`` can be drawn (paired draws of it are
+    #: oriented canonically)
+    draws_half: bool = False
 
 
 @functools.lru_cache(maxsize=64)
@@ -313,6 +347,7 @@ def _kernel_shap_plan(m: int, n_samples: int, paired: bool) -> _KernelShapPlan:
         # Paired: draw the smaller size of the pair; the complement provides the other one.
         draw_sizes = torch.tensor([min(g) for g in left] if paired else [g[0] for g in left])
         per_draw_w = remaining_mass / (n_draws * (2 if paired else 1)) if n_draws else 0.0
+    draws_half = draw_sizes is not None and m % 2 == 0 and any(m // 2 in g for g in left)
     return _KernelShapPlan(
-        tuple(blocks), tuple(weights), n_enum, n_draws, g_masses, draw_sizes, per_draw_w
+        tuple(blocks), tuple(weights), n_enum, n_draws, g_masses, draw_sizes, per_draw_w, draws_half
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,19 +29,21 @@ __all__ = ["weighted_least_squares", "solve_constrained_wls", "weighted_lasso"]
 
 
 def _weighted_center(
-    X: Tensor, y: Tensor, w: Tensor, fit_intercept: bool
+    X: Tensor, y: Tensor, w: Tensor, fit_intercept: bool, total: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Subtract weighted means so the intercept drops out of the fit (it is unpenalized).
 
+    ``total`` is ``w.sum()`` when the caller has it and has checked it is positive.
     Returns centred ``X`` (n, p) and ``y`` (n, k) and the means (p,) and (k,) (zeros
     when ``fit_intercept`` is false).
     """
     p, k = X.shape[1], y.shape[1]
     if not fit_intercept:
         return X, y, X.new_zeros(p), y.new_zeros(k)
-    total = w.sum()
-    if total <= 0:
-        raise ValueError("The sample weights sum to 0; cannot fit an intercept.")
+    if total is None:
+        total = w.sum()
+        if total <= 0:
+            raise ValueError("The sample weights sum to 0; cannot fit an intercept.")
     x_mean = (w @ X) / total
     y_mean = (w @ y) / total
     return X - x_mean, y - y_mean, x_mean, y_mean
@@ -52,9 +55,10 @@ def _lstsq_min_norm(A: Tensor, B: Tensor) -> Tensor:
     ``gelsd`` (SVD based) is CPU only, so other devices solve the tiny system on the CPU:
     the systems are (n_samples x n_features) with n_features small, so the copy is cheap.
     """
-    device = A.device
+    if A.device.type == "cpu":
+        return torch.linalg.lstsq(A, B, driver="gelsd").solution
     sol = torch.linalg.lstsq(A.cpu(), B.cpu(), driver="gelsd").solution
-    return sol.to(device)
+    return sol.to(A.device)
 
 
 def weighted_least_squares(
@@ -90,6 +94,15 @@ def weighted_least_squares(
     intercept : Tensor, shape (n_outputs,), float64
     """
     X, y, w, _ = check_training_data(X, y, sample_weight, caller="weighted_least_squares")
+    return _least_squares_checked(X, y, w, fit_intercept=fit_intercept, alpha=alpha)
+
+
+def _least_squares_checked(
+    X: Tensor, y: Tensor, w: Tensor, *, fit_intercept: bool, alpha: float
+) -> tuple[Tensor, Tensor]:
+    """:func:`weighted_least_squares` on data :func:`check_training_data` has returned
+    (or that the caller guarantees as such: float64, ``X`` (n, p), ``y`` (n, k), finite,
+    ``w >= 0``)."""
     Xc, yc, x_mean, y_mean = _weighted_center(X, y, w, fit_intercept)
     sw = w.sqrt().unsqueeze(1)
     if alpha == 0:
@@ -164,6 +177,15 @@ def solve_constrained_wls(
         )
     if p == 0:
         raise ValueError(f"{caller} needs at least one feature.")
+    coef = _constrained_checked(X, y, w, total_t)
+    return coef[0] if y_was_1d else coef
+
+
+def _constrained_checked(X: Tensor, y: Tensor, w: Tensor, total_t: Tensor) -> Tensor:
+    """:func:`solve_constrained_wls` on checked data: float64 ``X`` (n, p) with p >= 1,
+    ``y`` (n, k), ``w`` (n,) >= 0 and ``total_t`` (k,), all finite (KernelShap builds
+    them so). Returns ``(k, p)``."""
+    p, k = X.shape[1], y.shape[1]
     base = total_t.unsqueeze(0) / p  # (1, k): each coef starts at total / M
     coef = base.expand(p, k).clone()
     if p > 1:
@@ -173,8 +195,7 @@ def solve_constrained_wls(
         u = _lstsq_min_norm((X @ null) * sw, resid * sw)  # (p-1, k)
         coef = coef + null @ u
     coef = coef + (total_t - coef.sum(dim=0)) / p  # exact constraint up to one rounding
-    coef = coef.T.contiguous()
-    return coef[0] if y_was_1d else coef
+    return coef.T.contiguous()
 
 
 @functools.lru_cache(maxsize=32)
@@ -186,6 +207,11 @@ def _sum_zero_basis(p: int, device: torch.device) -> Tensor:
     seed[:, 0] = 1.0
     q, _ = torch.linalg.qr(seed)
     return q[:, 1:]
+
+
+#: features up to which coordinate descent updates ``gram @ coef`` element by element in
+#: Python (cheaper than a numpy call per coordinate on tiny problems)
+_SCALAR_SWEEP_MAX = 32
 
 
 def _soft_threshold(value: float, threshold: float) -> float:
@@ -214,29 +240,48 @@ def _lasso_cd(
     (p,), the number of sweeps and the final duality gap.
     """
     p = gram.shape[0]
-    coef = np.zeros(p)
-    g_coef = np.zeros(p)  # gram @ coef, kept up to date incrementally
-    diag = np.diag(gram).copy()
+    # The sweeps read and write Python floats (the same IEEE double operations, in the
+    # same order, as on numpy scalars, without numpy's per-scalar overhead); ``gram @ coef``
+    # is updated element by element for small problems and as an array otherwise. The
+    # duality gap is computed on arrays.
+    small = p <= _SCALAR_SWEEP_MAX
+    coef_l = [0.0] * p
+    # gram @ coef, kept up to date incrementally; columns[j][i] = gram[i, j]
+    g_l: Any = [0.0] * p if small else np.zeros(p)
+    columns: Any = gram.T.tolist() if small else gram.T
+    diag = [float(columns[j][j]) for j in range(p)]
+    xty_l = xty.tolist()
+    rows = range(p)
     gap_tol = tol * yty
     gap = math.inf
     n_iter = 0
+    coef = np.zeros(p)
     for n_iter in range(1, max_iter + 1):
         max_step = 0.0
         max_coef = 0.0
-        for j in range(p):
-            if diag[j] <= 0.0:  # constant (after centering) or zero-weight column
+        for j in rows:
+            d = diag[j]
+            if d <= 0.0:  # constant (after centering) or zero-weight column
                 continue
-            old = coef[j]
-            rho = xty[j] - g_coef[j] + diag[j] * old
-            new = _soft_threshold(rho, alpha) / diag[j]
+            old = coef_l[j]
+            rho = xty_l[j] - g_l[j] + d * old
+            new = _soft_threshold(rho, alpha) / d
             if new != old:
-                coef[j] = new
-                g_coef += (new - old) * gram[:, j]
-                max_step = max(max_step, abs(new - old))
+                coef_l[j] = new
+                step = new - old
+                column = columns[j]
+                if small:
+                    for i in rows:
+                        g_l[i] += step * column[i]
+                else:
+                    g_l += step * column
+                max_step = max(max_step, abs(step))
             max_coef = max(max_coef, abs(new))
         if max_coef == 0.0 or max_step / max_coef < tol or n_iter == max_iter:
             # Duality gap of the lasso: the dual point is the residual rescaled to be
             # feasible (|X^T theta|_inf <= alpha).
+            coef = np.array(coef_l)
+            g_coef = np.array(g_l)
             corr = xty - g_coef  # X^T r
             r_sq = max(yty - 2.0 * coef @ xty + coef @ g_coef, 0.0)  # ||r||^2
             corr_max = float(np.max(np.abs(corr))) if p else 0.0
@@ -291,16 +336,41 @@ def weighted_lasso(
         Largest number of sweeps over the outputs.
     """
     X, y, w, _ = check_training_data(X, y, sample_weight, caller=caller)
-    total = float(w.sum())
+    return _lasso_checked(
+        X, y, w, alpha=alpha, fit_intercept=fit_intercept, max_iter=max_iter, tol=tol, caller=caller
+    )
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    """The values of ``t`` as a numpy array (a view on the CPU)."""
+    return t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
+
+
+def _lasso_checked(
+    X: Tensor,
+    y: Tensor,
+    w: Tensor,
+    *,
+    alpha: float,
+    fit_intercept: bool,
+    max_iter: int,
+    tol: float,
+    caller: str,
+) -> tuple[Tensor, Tensor, int]:
+    """:func:`weighted_lasso` on data :func:`check_training_data` has returned (or that
+    the caller guarantees as such: float64, ``X`` (n, p), ``y`` (n, k), finite, ``w >= 0``)."""
+    total_t = w.sum()
+    total = float(total_t)
     if total <= 0:
         raise ValueError(f"The sample weights sum to 0; {caller} cannot be fitted.")
-    Xc, yc, x_mean, y_mean = _weighted_center(X, y, w, fit_intercept)
+    Xc, yc, x_mean, y_mean = _weighted_center(X, y, w, fit_intercept, total_t)
     v = (w / total).unsqueeze(1)  # normalized weights turn 1/(2 sum w) into 1/2
     # The Gram matrix is small (p x p); the CD loop runs on the CPU in numpy since
     # per-coordinate scalar work is far cheaper there than as torch kernel launches.
-    gram = ((Xc * v).T @ Xc).cpu().numpy()
-    xty_all = ((Xc * v).T @ yc).cpu().numpy()  # (p, k)
-    yty_all = (v * yc * yc).sum(dim=0).cpu().numpy()  # (k,)
+    xv = Xc * v
+    gram = _numpy(xv.T @ Xc)
+    xty_all = _numpy(xv.T @ yc)  # (p, k)
+    yty_all = _numpy((v * yc * yc).sum(dim=0))  # (k,)
     coefs = []
     n_iters = []
     for out in range(y.shape[1]):
@@ -312,7 +382,7 @@ def weighted_lasso(
                 f"{caller} did not converge in {max_iter} iterations "
                 f"(duality gap {gap:.3g}); increase max_iter or alpha.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         coefs.append(coef)
         n_iters.append(n_iter)

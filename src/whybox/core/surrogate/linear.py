@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .data import collect_batches
-from .fit import weighted_lasso, weighted_least_squares
+from .fit import _lasso_checked, _least_squares_checked, weighted_lasso, weighted_least_squares
 
 __all__ = ["LinearSurrogate", "WeightedLinearRegression", "WeightedRidge", "WeightedLasso"]
 
@@ -86,6 +86,27 @@ class LinearSurrogate:
         self._coef = coef.to(device=X.device, dtype=out_dtype)
         self._intercept = intercept.to(device=X.device, dtype=out_dtype)
         return self
+
+    def _fit_checked(self, X: Tensor, y: Tensor, w: Tensor, out_dtype: torch.dtype) -> Tensor:
+        """Fit on checked float64 data and return the coefficients ``(k, p)`` in ``out_dtype``.
+
+        ``X`` is ``(n, p)``, ``y`` ``(n,)`` or ``(n, k)``, ``w`` ``(n,)``, all float64 and
+        finite, ``w >= 0`` (what :func:`~whybox.core.surrogate.data.check_training_data`
+        returns), holding values exactly representable in ``out_dtype``.
+
+        LIME calls this after checking its samples, outputs and similarities itself: the
+        torch-native models then skip checking them again (a good part of a tiny job).
+        Every other model, including a subclass with its own ``_solve``, is fitted through
+        :meth:`fit_tensors` as usual.
+        """
+        solve = getattr(type(self), "_solve_checked", None)
+        if solve is None or type(self)._solve is not _CHECKED_SOLVES.get(solve):
+            self.fit_tensors(X.to(out_dtype), y.to(out_dtype), w.to(out_dtype))
+            return torch.as_tensor(self.representation())
+        coef, intercept = solve(self, X, y.unsqueeze(1) if y.dim() == 1 else y, w)
+        self._coef = coef.to(dtype=out_dtype)
+        self._intercept = intercept.to(dtype=out_dtype)
+        return self._coef
 
     def _solve(
         self, X: Tensor, y: Tensor, sample_weight: Tensor | None, **kwargs: Any
@@ -156,6 +177,9 @@ class WeightedLinearRegression(LinearSurrogate):
     def _solve(self, X, y, sample_weight, **kwargs):
         return weighted_least_squares(X, y, sample_weight, fit_intercept=self.fit_intercept)
 
+    def _solve_checked(self, X, y, w):
+        return _least_squares_checked(X, y, w, fit_intercept=self.fit_intercept, alpha=0.0)
+
 
 class WeightedRidge(LinearSurrogate):
     """Weighted ridge regression, closed form in float64.
@@ -180,6 +204,9 @@ class WeightedRidge(LinearSurrogate):
         return weighted_least_squares(
             X, y, sample_weight, fit_intercept=self.fit_intercept, alpha=self.alpha
         )
+
+    def _solve_checked(self, X, y, w):
+        return _least_squares_checked(X, y, w, fit_intercept=self.fit_intercept, alpha=self.alpha)
 
 
 class WeightedLasso(LinearSurrogate):
@@ -240,3 +267,25 @@ class WeightedLasso(LinearSurrogate):
             caller="WeightedLasso.fit",
         )
         return coef, intercept
+
+    def _solve_checked(self, X, y, w):
+        coef, intercept, self.n_iter_ = _lasso_checked(
+            X,
+            y,
+            w,
+            alpha=self.alpha,
+            fit_intercept=self.fit_intercept,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            caller="WeightedLasso.fit",
+        )
+        return coef, intercept
+
+
+#: ``_solve_checked`` -> the ``_solve`` it stands for: :meth:`LinearSurrogate._fit_checked`
+#: takes the short path only while a class still solves with that very ``_solve``
+_CHECKED_SOLVES = {
+    WeightedLinearRegression._solve_checked: WeightedLinearRegression._solve,
+    WeightedRidge._solve_checked: WeightedRidge._solve,
+    WeightedLasso._solve_checked: WeightedLasso._solve,
+}

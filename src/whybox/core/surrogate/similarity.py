@@ -72,12 +72,36 @@ class ExpKernelSimilarity:
         """
         pert = perturbed_inp.reshape(perturbed_inp.shape[0], -1)
         orig = original_inp.reshape(original_inp.shape[0], -1)
+        return self._similarity(orig, pert)
+
+    def grouped(self, original_inp: Tensor, perturbed_inp: Tensor) -> Tensor:
+        """Similarities of ``k`` perturbed samples of each of ``G`` originals.
+
+        Parameters
+        ----------
+        original_inp : Tensor, shape (G, D)
+        perturbed_inp : Tensor, shape (k, G, D); ``perturbed_inp[j, g]`` is compared with
+            ``original_inp[g]``
+
+        Returns
+        -------
+        Tensor, shape (k, G)
+            The numbers :meth:`batch` gives on the originals repeated ``k`` times (the
+            originals are broadcast, not copied).
+        """
+        return self._similarity(original_inp.unsqueeze(0), perturbed_inp)
+
+    def _similarity(self, orig: Tensor, pert: Tensor) -> Tensor:
+        """The kernel along the last dimension of broadcastable ``orig`` and ``pert``."""
         dtype = torch.promote_types(_float_dtype(orig), _float_dtype(pert))
-        orig, pert = orig.to(dtype), pert.to(dtype)
+        if orig.dtype != dtype:
+            orig = orig.to(dtype)
+        if pert.dtype != dtype:
+            pert = pert.to(dtype)
         if self.distance_mode == "cosine":
-            distance = 1.0 - torch.nn.functional.cosine_similarity(orig, pert, dim=1)
+            distance = 1.0 - torch.nn.functional.cosine_similarity(orig, pert, dim=-1)
         else:
-            distance = torch.linalg.vector_norm(orig - pert, dim=1)
+            distance = torch.linalg.vector_norm(orig - pert, dim=-1)
         return self._kernel(distance)
 
     def __repr__(self) -> str:
