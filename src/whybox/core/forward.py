@@ -177,6 +177,7 @@ class Evaluator:
         *,
         tap: Callable[[], AbstractContextManager] | None = None,
         on_graph: Callable[[Tensor], None] | None = None,
+        input_pass: Callable[[], AbstractContextManager] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Selected outputs and their gradients.
 
@@ -192,11 +193,17 @@ class Evaluator:
         on through autograd (a layer inside compiled code or under ``torch.no_grad``), is a
         clear error naming the layer, never a zero gradient.
 
+        With ``tap`` and ``input_pass`` (a factory of a context), the gradients with respect
+        to the floating-point input rows follow, from a second backward of the same forward
+        run inside ``input_pass()``: a context that changes what the backward computes
+        (module rules switched on) gives two kinds of gradients for one forward.
+
         Returns
         -------
         (Tensor, tuple of Tensor)
             The selected outputs ``(rows,)`` (or 0-d) and one gradient per input / tapped
-            tensor, shaped like it.
+            tensor, shaped like it (with ``input_pass``: per tapped tensor, then per
+            floating-point input).
         """
         with torch.enable_grad():
             if tap is None:
@@ -220,24 +227,22 @@ class Evaluator:
             if on_graph is not None:
                 on_graph(selected)
             if tap is None:
-                grads = torch.autograd.grad(
-                    selected.sum(),
-                    wrt,
-                    **{
-                        "allow_unused": True,
-                        "materialize_grads": True,
-                        **(_AUTOGRAD_OPTIONS.get() or {}),
-                    },
-                )
+                grads = _input_gradients(selected, wrt)
             else:
-                grads = self._tapped_gradients(selected, captured)
+                grads = self._tapped_gradients(selected, captured, retain=input_pass is not None)
+                if input_pass is not None:
+                    leaves = tuple(t for t in rows.inputs if t.requires_grad)
+                    with input_pass():
+                        grads = tuple(grads) + _input_gradients(selected, leaves)
         return selected.detach(), tuple(grads)
 
-    def _tapped_gradients(self, selected: Tensor, captured: Any) -> tuple[Tensor, ...]:
+    def _tapped_gradients(
+        self, selected: Tensor, captured: Any, *, retain: bool = False
+    ) -> tuple[Tensor, ...]:
         """Gradients of ``selected`` w.r.t. the tapped tensors, each checked to be on the graph.
 
         ``captured`` normally is a :class:`Captured`; a tap yielding something else must
-        give ``tensors``.
+        give ``tensors``. ``retain`` keeps the graph for another backward.
         """
         is_captured = isinstance(captured, Captured)
         if is_captured:
@@ -254,7 +259,11 @@ class Evaluator:
         off = [i for i, t in enumerate(wrt) if not t.requires_grad]
         if not off and selected.requires_grad:
             options = {"allow_unused": True, **(_AUTOGRAD_OPTIONS.get() or {})}
-            grads = torch.autograd.grad(selected.sum(), wrt, **options)
+            if retain:
+                options["retain_graph"] = True
+            grads = torch.autograd.grad(
+                (selected,), wrt, grad_outputs=(torch.ones_like(selected),), **options
+            )
             off = [i for i, g in enumerate(grads) if g is None]
             if not off:
                 return grads
@@ -278,6 +287,17 @@ class Evaluator:
             raw=True,
         )
         raise AssertionError  # unreachable
+
+
+def _input_gradients(selected: Tensor, leaves: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """``d selected.sum() / d leaves``, zeros for a leaf the output does not use."""
+    # ones as the output gradient: the gradient of the sum without a sum in the graph
+    return torch.autograd.grad(
+        (selected,),
+        leaves,
+        grad_outputs=(torch.ones_like(selected),),
+        **{"allow_unused": True, "materialize_grads": True, **(_AUTOGRAD_OPTIONS.get() or {})},
+    )
 
 
 def _logits_of(output: Any) -> Any:
@@ -304,6 +324,7 @@ def evaluate(
     description: str | None = None,
     auto: bool = False,
     group: int = 1,
+    input_pass: Callable[[], AbstractContextManager] | None = None,
 ) -> None:
     """Evaluate ``n_items`` items in chunks of at most ``chunk_rows`` rows.
 
@@ -320,8 +341,19 @@ def evaluate(
     the fastest is used for the rest, in whole items and, with ``group > 1``, whole groups
     of ``group`` items. An automatic chunk holding every item is kept (one forward).
     Without ``auto`` every chunk has ``chunk_rows // rows_per_item`` items (at least one).
+    ``input_pass`` (with ``grad`` and ``tap``): see :meth:`Evaluator.gradients`.
     """
     items_per_chunk = max(1, chunk_rows // rows_per_item)
+    if n_items <= items_per_chunk and not progress and _OUTER_BAR.get() is None:
+        # one chunk and no bar: nothing to plan, probe (a plan keeps an automatic chunk
+        # holding every item) or show
+        rows = build(0, n_items)
+        if grad:
+            outputs, grads = evaluator.gradients(rows, tap=tap, input_pass=input_pass)
+        else:
+            outputs, grads = evaluator.outputs(rows), None
+        consume(0, n_items, outputs, grads)
+        return
     plan = ChunkPlan(
         items_per_chunk,
         forward_func=evaluator.forward_func if auto else None,
@@ -364,7 +396,9 @@ def evaluate(
                     if timing and plan.measuring
                     else None
                 )
-                outputs, grads = evaluator.gradients(rows, tap=tap, on_graph=on_graph)
+                outputs, grads = evaluator.gradients(
+                    rows, tap=tap, on_graph=on_graph, input_pass=input_pass
+                )
             else:
                 outputs, grads = evaluator.outputs(rows), None
             consume(start, stop, outputs, grads)

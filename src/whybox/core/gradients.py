@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -23,12 +23,16 @@ def row_gradients(
     example_index: Tensor | None = None,
     tap: Callable[[], AbstractContextManager] | None = None,
     record: list | None = None,
+    input_pass: Callable[[], AbstractContextManager] | None = None,
 ) -> tuple[tuple[Tensor, ...], Tensor]:
     """Gradients at each row (default: the call's inputs), in chunks of ``call.chunk_rows``.
 
     Returns ``(grads, outputs)``: one gradient tensor per input (or tapped tensor), shaped
     like the rows, and the selected output per row. With ``tap`` and a ``record`` list, the
     tapped tensors' values (e.g. layer activations, from the same forward) are put there.
+    With ``tap`` and ``input_pass``, the gradients with respect to the floating-point
+    inputs follow the tapped ones, from a second backward of each chunk's forward run
+    inside ``input_pass()`` (see :meth:`~whybox.core.forward.Evaluator.gradients`).
     """
     rows = call.tensors if rows is None else tuple(rows)
     n_rows = rows[0].shape[0]
@@ -67,21 +71,50 @@ def row_gradients(
         grad=True,
         tap=tap,
         progress=call.progress,
+        input_pass=input_pass,
     )
-    joined = tuple(torch.cat(parts, dim=0) for parts in zip(*grads))
+    joined = tuple(_joined_gradients(parts) for parts in zip(*grads))
     if record is not None:
+        # copies: a recorded value may share memory with the caller's tensors
         record[:] = [torch.cat(parts, dim=0) for parts in zip(*chunks_of_values)]
     return joined, torch.cat(outputs)
+
+
+def _joined_gradients(parts: Sequence[Tensor]) -> Tensor:
+    """The chunks' gradients concatenated along rows; one contiguous chunk as it is.
+
+    Skipping the copy is safe for gradients only: autograd computes them (or zeros, or
+    the ones the engine passes as the output's gradient), never the caller's tensors.
+    """
+    if len(parts) == 1 and parts[0].is_contiguous():
+        return parts[0]
+    return torch.cat(list(parts), dim=0)
+
+
+class _Recorded:
+    """``tap()``, putting the tapped tensors' values in ``store`` on a successful exit."""
+
+    __slots__ = ("_context", "_store", "_captured")
+
+    def __init__(self, context: AbstractContextManager, store: list) -> None:
+        self._context, self._store = context, store
+
+    def __enter__(self) -> Any:
+        self._captured = self._context.__enter__()
+        return self._captured
+
+    def __exit__(self, exc_type: Any, *exc_info: Any) -> Any:
+        suppressed = self._context.__exit__(exc_type, *exc_info)
+        if exc_type is None:
+            self._store[:] = [t.detach() for t in self._captured.tensors]
+        return suppressed
 
 
 def recording(tap: Callable[[], AbstractContextManager], store: list) -> Callable:
     """Wrap a ``tap`` so the tapped tensors' values of the last chunk land in ``store``."""
 
-    @contextmanager
-    def recorded() -> Iterator[Any]:
-        with tap() as captured:
-            yield captured
-        store[:] = [t.detach() for t in captured.tensors]
+    def recorded() -> AbstractContextManager:
+        return _Recorded(tap(), store)
 
     return recorded
 

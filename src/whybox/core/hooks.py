@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "override",
     "module_rules",
     "iter_modules",
+    "submodules",
     "describe_layer",
 ]
 
@@ -47,29 +48,49 @@ def _on_this_thread(fn: Callable, thread: int) -> Callable:
     return guarded
 
 
-@contextmanager
-def hooks(registrations: Iterable[Registration]) -> Iterator[None]:
+class _Hooks:
+    """The context manager :func:`hooks` returns (a class: entered on every forward of
+    tiny jobs, where a generator-based one costs a microsecond more)."""
+
+    __slots__ = ("_registrations", "_handles")
+
+    def __init__(self, registrations: Iterable[Registration]) -> None:
+        self._registrations = registrations
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> None:
+        thread = threading.get_ident()
+        handles = self._handles
+        try:
+            for module, kind, fn in self._registrations:
+                guarded = _on_this_thread(fn, thread)
+                if kind == "forward":
+                    handles.append(module.register_forward_hook(guarded))
+                elif kind == "forward_pre":
+                    handles.append(module.register_forward_pre_hook(guarded))
+                else:  # pragma: no cover - internal misuse
+                    raise ValueError(f"unknown hook kind {kind!r}")
+        except BaseException:
+            self._remove()
+            raise
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+
+
+def hooks(registrations: Iterable[Registration]) -> AbstractContextManager[None]:
     """Register ``(module, kind, fn)`` hooks; kind is ``"forward"`` or ``"forward_pre"``.
 
     Every handle is removed on exit, including when registration itself fails halfway.
     Each hook acts only on forwards run by the thread that registered it, so concurrent
     calls on one shared model never see each other's hooks.
     """
-    thread = threading.get_ident()
-    handles = []
-    try:
-        for module, kind, fn in registrations:
-            guarded = _on_this_thread(fn, thread)
-            if kind == "forward":
-                handles.append(module.register_forward_hook(guarded))
-            elif kind == "forward_pre":
-                handles.append(module.register_forward_pre_hook(guarded))
-            else:  # pragma: no cover - internal misuse
-                raise ValueError(f"unknown hook kind {kind!r}")
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    return _Hooks(registrations)
 
 
 @dataclass
@@ -211,8 +232,35 @@ def _guard(value: Any) -> tuple[tuple[Tensor, ...], Any]:
     return tuple(recorded_all), tuple(items)
 
 
-@contextmanager
-def capture(layers: Sequence[nn.Module], *, inputs: bool = False) -> Iterator[Captured]:
+def _copies(value: Any) -> tuple[Tensor, ...]:
+    """Detached copies of the tensors :func:`_guard` would record from ``value``."""
+    if isinstance(value, Tensor):
+        return (_source(value).detach().clone(),)
+    if isinstance(value, (tuple, list)):
+        return tuple(_source(v).detach().clone() for v in value if isinstance(v, Tensor))
+    return ()
+
+
+class _Capture:
+    """The context manager :func:`capture` returns: its hooks, yielding the record."""
+
+    __slots__ = ("captured", "_hooks")
+
+    def __init__(self, captured: Captured, registrations: list[Registration]) -> None:
+        self.captured = captured
+        self._hooks = _Hooks(registrations)
+
+    def __enter__(self) -> Captured:
+        self._hooks.__enter__()
+        return self.captured
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._hooks.__exit__(*exc_info)
+
+
+def capture(
+    layers: Sequence[nn.Module], *, inputs: bool = False, copy: bool = False
+) -> AbstractContextManager[Captured]:
     """Record the outputs (or inputs) of ``layers`` during forwards inside the block.
 
     Each layer must run once per forward; a layer called twice keeps its last call. The
@@ -220,19 +268,33 @@ def capture(layers: Sequence[nn.Module], *, inputs: bool = False) -> Iterator[Ca
     (the rest of the forward works on clones), and stay on the autograd graph, so they serve
     as a ``tap`` for gradients (see :meth:`~whybox.core.forward.Evaluator.gradients`).
 
+    With ``copy`` the recorded tensors are detached copies instead and the model's own
+    values flow on untouched: values that are only read (no gradient with respect to them)
+    cost one copy and no change to the forward.
+
     Yields
     ------
     Captured
         ``per_layer[i]``: layer ``i``'s tensors of the last forward, each ``(rows, ...)``.
     """
     captured = Captured(per_layer=[() for _ in layers], layers=tuple(layers), to_input=inputs)
+    per_layer = captured.per_layer
 
     def make(position: int) -> Callable:
+        if copy:
+
+            def copy_hook(module: nn.Module, *values: Any) -> None:
+                # forward pre-hook ``(module, args)`` or forward hook ``(module, args, out)``
+                per_layer[position] = _copies(values[-1])
+                captured.calls += 1
+
+            return copy_hook
+
         if inputs:
 
             def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> Any:
                 recorded, passed = _guard(args)
-                captured.per_layer[position] = recorded
+                per_layer[position] = recorded
                 captured.calls += 1
                 return passed
 
@@ -240,15 +302,14 @@ def capture(layers: Sequence[nn.Module], *, inputs: bool = False) -> Iterator[Ca
 
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
             recorded, passed = _guard(output)
-            captured.per_layer[position] = recorded
+            per_layer[position] = recorded
             captured.calls += 1
             return passed
 
         return hook
 
     kind = "forward_pre" if inputs else "forward"
-    with hooks((layer, kind, make(i)) for i, layer in enumerate(layers)):
-        yield captured
+    return _Capture(captured, [(layer, kind, make(i)) for i, layer in enumerate(layers)])
 
 
 @contextmanager
@@ -272,45 +333,81 @@ def override(layer: nn.Module, replace: Callable[[Tensor], Tensor], *, inputs: b
 
 def iter_modules(model: Any) -> Iterator[nn.Module]:
     """All submodules of ``model`` if it is a module (a plain function has none)."""
-    if isinstance(model, nn.Module):
-        yield from model.modules()
+    yield from submodules(model)
+
+
+def submodules(model: Any) -> list[nn.Module]:
+    """``list(model.modules())`` (the model first, then its submodules in pre-order, each
+    once), or ``[]`` for a plain function.
+
+    The same walk as ``nn.Module.modules`` without its generators and names: about half
+    its cost, which tiny jobs pay on every call (module rules, model checks).
+    """
+    if not isinstance(model, nn.Module):
+        return []
+    found: list[nn.Module] = []
+    seen: set[int] = set()
+    stack = [model]
+    while stack:
+        module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        found.append(module)
+        children = module._modules
+        if children:
+            # reversed onto the stack, so they come off in registration order
+            stack.extend(reversed([c for c in children.values() if c is not None]))
+    return found
 
 
 @contextmanager
 def module_rules(
     model: Any,
-    rules: dict[type, Callable[[nn.Module, Tensor, Tensor], Tensor]]
-    | Callable[[nn.Module], Callable[[nn.Module, Tensor, Tensor], Tensor] | None],
+    rules: dict[type, Callable[[nn.Module, Tensor, Tensor], Tensor | None]]
+    | Callable[[nn.Module], Callable[[nn.Module, Tensor, Tensor], Tensor | None] | None],
 ) -> Iterator[list[nn.Module]]:
     """Rewrite the output of every module whose type is in ``rules``.
 
     ``rule(module, module_input, module_output)`` returns the tensor the rest of the model
-    sees; it typically keeps the value and changes the gradient (DeepLift, guided backprop).
-    The input is saved before the module runs and a clone is passed in, so in-place modules
-    (``ReLU(inplace=True)``) cannot overwrite it. Yields the modules that got a rule.
-    ``rules`` may also be a function ``module -> rule or None``, for rules chosen per module
-    instance (LRP's per-layer rules, a layer left out of DeepLift's rules).
+    sees (``None``: the output as it is); it typically keeps the value and changes the
+    gradient (DeepLift, guided backprop). ``module_input`` is the first positional input
+    the module ran on; an in-place module (``inplace=True``, e.g. ``ReLU(inplace=True)``)
+    runs on a clone instead, so it cannot overwrite the input the rule gets. Yields the
+    modules that got a rule. ``rules`` may also be a function ``module -> rule or None``,
+    for rules chosen per module instance (LRP's per-layer rules, a layer left out of
+    DeepLift's rules).
     """
-    registrations = []
-    matched = []
+    registrations: list[Registration] = []
+    matched: list[nn.Module] = []
     saved: dict[int, Tensor] = {}
     clones: dict[int, Tensor] = {}  # this call's entries of _PROTECTED, dropped on exit
-    for module in iter_modules(model):
-        rule = rules.get(type(module)) if isinstance(rules, dict) else rules(module)
+    by_type = rules.get if isinstance(rules, dict) else None
+    for module in submodules(model):
+        rule = by_type(type(module)) if by_type is not None else rules(module)
         if rule is None:
             continue
         matched.append(module)
+        if not getattr(module, "inplace", False):
+            # the forward hook receives the very input the module ran on: one hook suffices
+            def direct(module, args, output, _rule=rule):
+                if not args or not isinstance(args[0], Tensor) or not isinstance(output, Tensor):
+                    return None
+                return _rule(module, args[0], output)
 
+            registrations.append((module, "forward", direct))
+            continue
+
+        # an in-place module would overwrite its input: it runs on a clone (pre-hook), the
+        # rule gets the original (forward hook)
         def pre_hook(module, args, _key=id(module)):
             if not args or not isinstance(args[0], Tensor):
                 return None
             saved[_key] = args[0]
-            if getattr(module, "inplace", False):
-                clone = args[0].clone()
-                _PROTECTED[id(clone)] = (clone, args[0])
-                clones[_key] = clone
-                return (clone,) + tuple(args[1:])
-            return None
+            clone = args[0].clone()
+            _PROTECTED[id(clone)] = (clone, args[0])
+            clones[_key] = clone
+            return (clone,) + tuple(args[1:])
 
         def hook(module, args, output, _key=id(module), _rule=rule):
             clone = clones.pop(_key, None)

@@ -12,18 +12,21 @@ those cases into the right model (the eager module behind a compiled one) or a c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import weakref
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from .hooks import describe_layer
+from .hooks import describe_layer, submodules
 from .validation import fail
 
 __all__ = ["explainable_model", "check_layer_in_model"]
 
 
+@functools.cache
 def _optimized_module_type() -> type | None:
     """``torch._dynamo``'s compiled-module wrapper class (``None`` where unavailable)."""
     try:
@@ -38,7 +41,17 @@ def _is_compiled_module(model: Any) -> bool:
     optimized = _optimized_module_type()
     if optimized is not None and isinstance(model, optimized):
         return True
-    return isinstance(model, nn.Module) and isinstance(getattr(model, "_orig_mod", None), nn.Module)
+    if not isinstance(model, nn.Module):
+        return False
+    # where ``getattr`` finds a module attribute, without its AttributeError when absent
+    held = model.__dict__.get("_orig_mod")
+    if held is None:
+        modules = model.__dict__.get("_modules")
+        if isinstance(modules, dict):
+            held = modules.get("_orig_mod")
+        else:  # TorchScript keeps its submodules elsewhere
+            held = getattr(model, "_orig_mod", None)
+    return isinstance(held, nn.Module)
 
 
 def _is_compiled_in_place(module: Any) -> bool:
@@ -152,6 +165,18 @@ def explainable_model(
             raw=True,
         )
     if needs_module_rules and isinstance(model, nn.Module):
+        _check_eager_throughout(model, owner)
+    return model
+
+
+def _check_eager_throughout(model: nn.Module, owner: str) -> None:
+    """Fail clearly if a submodule of ``model`` is TorchScript or compiled (module rules
+    cannot act inside it); a structure found eager before is not checked again."""
+    walk = submodules(model)
+    known = _known(model, walk)
+    if known.eager_throughout:
+        return
+    if len(walk) > 1 and any(_is_opaque(module) for module in walk[1:]):
         for name, module in _submodules(model):
             if _is_torchscript(module) or _is_compiled_module(module):
                 kind = "TorchScript" if _is_torchscript(module) else "torch.compile'd"
@@ -174,7 +199,105 @@ def explainable_model(
                     type_error=True,
                     raw=True,
                 )
-    return model
+    known.eager_throughout = True
+
+
+def _is_opaque(module: nn.Module) -> bool:
+    """Whether hooks cannot act inside ``module`` (TorchScript or compiled)."""
+    return _is_torchscript(module) or _is_compiled_module(module) or _is_compiled_in_place(module)
+
+
+# -- what the checks found, per model structure ---------------------------------------------
+class _Known:
+    """What the checks found about one model with one structure (see :func:`_known`).
+
+    Attributes
+    ----------
+    fingerprint : tuple of int
+        ``id`` of every module of the walk, in order, negated for a module compiled in
+        place (``module.compile()`` changes no structure).
+    alive : bool
+        Cleared when any of those modules is garbage collected: its ``id`` may then be
+        reused by a new module, so the fingerprint no longer names the same modules.
+    eager_throughout : bool
+        No submodule is TorchScript or compiled (the module-rules check passed).
+    paths : dict of int to str, or None
+        ``id(module) -> name`` for every module (``named_modules``), built when first needed.
+    eager_layers : set of int
+        ``id`` of the layers found to be eager submodules of the model.
+    """
+
+    __slots__ = (
+        "fingerprint",
+        "alive",
+        "refs",
+        "eager_throughout",
+        "paths",
+        "eager_layers",
+        "__weakref__",
+    )
+
+    def __init__(self, fingerprint: tuple[int, ...], modules: Sequence[nn.Module]) -> None:
+        self.fingerprint = fingerprint
+        self.alive = True
+        self.eager_throughout = False
+        self.paths: dict[int, str] | None = None
+        self.eager_layers: set[int] = set()
+        this = weakref.ref(self)
+
+        def died(_: Any) -> None:
+            known = this()
+            if known is not None:
+                known.alive = False
+
+        try:
+            self.refs = [weakref.ref(module, died) for module in modules]
+        except TypeError:  # a module that cannot be weakly referenced: never trusted again
+            self.refs = []
+            self.alive = False
+
+
+#: ``id(model) -> (weak reference to the model, what is known about it)``; an entry goes
+#: with its model. A model is walked on every call (a few microseconds: the structure may
+#: have changed since), the checks on a walk run once per structure.
+_KNOWN: dict[int, tuple[weakref.ref, _Known]] = {}
+
+
+def _fingerprint(walk: Sequence[nn.Module]) -> tuple[int, ...]:
+    return tuple(
+        [-id(m) if m.__dict__.get("_compiled_call_impl") is not None else id(m) for m in walk]
+    )
+
+
+def _known(model: nn.Module, walk: Sequence[nn.Module]) -> _Known:
+    """What is known about ``model`` as ``walk`` (``submodules(model)``, just taken) shows
+    it: the remembered entry while the structure is the same, else a fresh one."""
+    fingerprint = _fingerprint(walk)
+    key = id(model)
+    entry = _KNOWN.get(key)
+    # ``alive`` is read after the walk: the walk holds every current module, so one that
+    # reuses a dead module's id was made after the death cleared ``alive``
+    if entry is not None and entry[0]() is model:
+        known = entry[1]
+        if known.alive and known.fingerprint == fingerprint:
+            return known
+    known = _Known(fingerprint, walk)
+    if not known.alive:
+        return known
+
+    def forget(_: Any) -> None:
+        # no lock: a collection may run this inside any code, also a locked section; dict
+        # operations are atomic, and another model cannot take the id before this ran
+        current = _KNOWN.get(key)
+        if current is not None and current[0]() is None:
+            _KNOWN.pop(key, None)
+
+    try:
+        root = weakref.ref(model, forget)
+    except TypeError:
+        return known
+    _KNOWN[key] = (root, known)
+    return known
 
 
 def _submodules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -218,7 +341,12 @@ def check_layer_in_model(model: Any, layer: Any, *, owner: str) -> None:
     if not isinstance(model, nn.Module):
         return
     inner = model.module if isinstance(model, _EagerCall) else model
-    paths = {id(module): name for name, module in inner.named_modules()}
+    known = _known(inner, submodules(inner))
+    if all(id(item) in known.eager_layers for item in layers):
+        return
+    paths = known.paths
+    if paths is None:
+        paths = known.paths = {id(module): name for name, module in inner.named_modules()}
     for item in layers:
         name = paths.get(id(item))
         if name is None:
@@ -250,3 +378,4 @@ def check_layer_in_model(model: Any, layer: Any, *, owner: str) -> None:
                 type_error=True,
                 raw=True,
             )
+        known.eager_layers.add(id(item))

@@ -17,7 +17,7 @@ So "LayerX" and "NeuronX" are method X with a scope, never a copy of X.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,21 +64,22 @@ class LayerSite:
             fail(owner, "layer", "an nn.Module or a list of nn.Modules of the model", layer)
         return cls(layers, to_input)
 
-    def capture(self) -> Any:
-        """Context recording the site's tensors during a forward (a ``tap`` for gradients)."""
-        return capture(self.layers, inputs=self.to_input)
+    def capture(self, *, copy: bool = False) -> Any:
+        """Context recording the site's tensors during a forward (a ``tap`` for gradients;
+        with ``copy``, detached copies of the values, for reading only)."""
+        return capture(self.layers, inputs=self.to_input, copy=copy)
 
-    @contextmanager
-    def checked(self, owner: str) -> Iterator[Captured]:
+    def checked(
+        self, owner: str, *, copy: bool = False, then: Callable[[Captured], None] | None = None
+    ) -> AbstractContextManager[Captured]:
         """:meth:`capture`, failing clearly on exit unless every layer ran and gave tensors.
 
         The one checked capture of a layer: a layer that is not called in the forward (a
         submodule of a copy, of a compiled or a scripted model) is an error naming it, never
         an empty result or a zero gradient. An error inside the block propagates unchecked.
+        ``then(captured)`` runs after a successful check.
         """
-        with self.capture() as captured:
-            yield captured
-        self._check_seen(captured, owner)
+        return _Checked(self, owner, self.capture(copy=copy), then)
 
     @contextmanager
     def substitute(self, values: Sequence[Tensor], layout: Sequence[int]) -> Iterator[Captured]:
@@ -135,24 +136,33 @@ class LayerSite:
         """
         rows = call.tensors if rows is None else tuple(rows)
         n_rows = rows[0].shape[0]
-        if example_index is None:
+        chunk = call.chunk_rows
+        # the batch's own rows in one forward need no example index (the forward args are
+        # the batch's as they are)
+        if example_index is None and not (n_rows == call.batch_size and n_rows <= chunk):
             example_index = torch.arange(n_rows, device=rows[0].device)
-        parts: list[list[Tensor]] = []
+        parts: list[tuple[Tensor, ...]] = []
         layout: list[int] = []
 
         def build(start: int, stop: int) -> RowBatch:
+            if example_index is None:
+                return RowBatch(rows, None)
             return RowBatch(tuple(r[start:stop] for r in rows), example_index[start:stop])
 
-        # a forward through the model with the site captured; the target is not needed
+        # a forward through the model with the site captured; the target is not needed.
+        # The capture copies the values (the forward itself is left as it is), so one
+        # chunk's copies are the result as they are.
         with torch.no_grad():
-            for start in range(0, n_rows, call.chunk_rows) if n_rows else [0]:
-                stop = min(n_rows, start + call.chunk_rows)
-                with self.checked(call.owner) as captured:
+            for start in range(0, n_rows, chunk) if n_rows else [0]:
+                stop = min(n_rows, start + chunk)
+                with self.checked(call.owner, copy=True) as captured:
                     call.evaluator.raw_output(build(start, stop))
                 if not layout:
                     layout = [len(t) for t in captured.per_layer]
-                parts.append([t.detach() for t in captured.tensors])
-        return tuple(torch.cat(chunk, dim=0) for chunk in zip(*parts)), layout
+                parts.append(tuple(captured.tensors))
+        if len(parts) == 1:
+            return parts[0], layout
+        return tuple(torch.cat(pieces, dim=0) for pieces in zip(*parts)), layout
 
     def _check_seen(self, captured: Captured, owner: str) -> None:
         """Fail clearly unless every layer of the site ran (and gave tensors) last forward."""
@@ -161,6 +171,32 @@ class LayerSite:
                 per_layer=captured.per_layer, layers=self.layers, to_input=self.to_input
             )
         captured.check_seen(owner)
+
+
+class _Checked:
+    """The context manager of :meth:`LayerSite.checked` (a class: entered per forward)."""
+
+    __slots__ = ("_site", "_owner", "_capture", "_then", "_captured")
+
+    def __init__(
+        self,
+        site: LayerSite,
+        owner: str,
+        capture: AbstractContextManager[Captured],
+        then: Callable[[Captured], None] | None,
+    ) -> None:
+        self._site, self._owner, self._capture, self._then = site, owner, capture, then
+
+    def __enter__(self) -> Captured:
+        self._captured = self._capture.__enter__()
+        return self._captured
+
+    def __exit__(self, exc_type: Any, *exc_info: Any) -> None:
+        self._capture.__exit__(exc_type, *exc_info)
+        if exc_type is None:
+            self._site._check_seen(self._captured, self._owner)
+            if self._then is not None:
+                self._then(self._captured)
 
 
 def select_neuron(values: Tensor | Sequence[Tensor], selector: Any, *, owner: str) -> Tensor:
@@ -589,22 +625,23 @@ class LayerScope(Scope):
     def tap(self) -> Callable[[], Any]:
         site, owner = self.site, self.owner
 
-        @contextmanager
-        def checked() -> Iterator[Captured]:
-            with site.checked(owner) as captured:
-                yield captured
+        def keep_layout(captured: Captured) -> None:
             self.layout = [len(t) for t in captured.per_layer]
+
+        def checked() -> AbstractContextManager[Captured]:
+            return site.checked(owner, then=keep_layout)
 
         return checked
 
     def recording_tap(self, store: list[Tensor]) -> Callable[[], Any]:
-        tap = self.tap
+        site, owner = self.site, self.owner
 
-        @contextmanager
-        def recorded() -> Iterator[Captured]:
-            with tap() as captured:
-                yield captured
+        def keep(captured: Captured) -> None:
+            self.layout = [len(t) for t in captured.per_layer]
             store[:] = [t.detach() for t in captured.tensors]
+
+        def recorded() -> AbstractContextManager[Captured]:
+            return site.checked(owner, then=keep)
 
         return recorded
 

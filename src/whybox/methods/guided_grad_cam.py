@@ -6,12 +6,14 @@ Grad-CAM map (ReLU applied) resized to the input's spatial size:
 
     guided_grad_cam(x) = guided_backprop(x) * resize(relu(sum_c mean(d y / d A_c) * A_c))
 
-Both factors are the native methods (:class:`~whybox.methods.layer.GradCam`,
-:class:`~whybox.methods.guided.GuidedBackprop`), each one forward and one backward.
+Both factors are what the native methods give (:class:`~whybox.methods.layer.GradCam`,
+:class:`~whybox.methods.guided.GuidedBackprop`), from one forward and two backwards: the
+layer's plain gradient, then the inputs' gradient with the guided ReLU rule switched on.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,15 +21,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whybox.core.forward import ChunkSize
-from whybox.core.inputs import flatten
+from whybox.core.gradients import row_gradients
+from whybox.core.hooks import module_rules
 from whybox.core.method import Choice
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.validation import fail
 
 from .base import Method
-from .guided import GuidedBackprop
-from .layer import GradCam
+from .guided import Switch, relu_rule
+from .layer import grad_cam_map
 
 __all__ = ["GuidedGradCam", "INTERPOLATE_MODES"]
 
@@ -119,24 +122,38 @@ class GuidedGradCam(Method):
             Grad-CAM map.
         """
         owner = self.owner
-        options = dict(forward_args=forward_args, chunk_size=chunk_size)
-        cam = (
-            GradCam(self.model, self.layer, attribute_to_layer_input=self.attribute_to_layer_input)
-            .attribute(
-                inputs,
-                target=target,
-                relu_attributions=True,
-                show_progress=show_progress,
-                **options,
-            )
-            .attributions
+        scope = self._scope()
+        # the guided factor is a gradient with respect to the inputs: real-valued inputs
+        call = scope.prepare(
+            inputs,
+            target=target,
+            forward_args=forward_args,
+            chunk_size=chunk_size,
+            show_progress=show_progress,
+            float_inputs=True,
         )
-        if isinstance(cam, (tuple, list)):
-            if len(cam) != 1:
-                fail(owner, "layer", "a layer with a single input / output tensor", self.layer)
-            cam = cam[0]
-        guided = GuidedBackprop(self.model).attribute(inputs, target=target, **options)
-        leaves, structure = flatten(guided.attributions, owner=owner)
+        # One forward, two backwards per chunk: the layer's gradient with the ReLU rules
+        # off (Grad-CAM's plain gradient), then the inputs' with them on (guided
+        # backpropagation). Each factor is what its own method gives, without a second
+        # forward.
+        switch = Switch(on=False)
+        activations: list[Tensor] = []
+        with module_rules(self.model, {nn.ReLU: relu_rule("guided", switch)}) as matched:
+            if not matched:
+                warnings.warn(
+                    f"{owner} found no nn.ReLU module in the model, so its guided factor is "
+                    "the plain gradient; ReLUs called as functions (torch.relu, F.relu) are "
+                    "not modified.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            grads, _ = row_gradients(
+                call, tap=scope.tap, record=activations, input_pass=switch.turned_on
+            )
+        if len(activations) != 1:
+            fail(owner, "layer", "a layer with a single input / output tensor", self.layer)
+        cam = grad_cam_map(grads[0], activations[0], relu=True, sum_channels=True)
+        leaves = grads[1:]
         out: list[Tensor | None] = []
         for index, grad in enumerate(leaves):
             if _resizable(cam, grad, interpolate_mode):
@@ -155,8 +172,8 @@ class GuidedGradCam(Method):
                 )
             out.append(None)
         return Explanation(
-            attributions=structure.rebuild(out),
-            inputs=guided.inputs,
+            attributions=call.inputs.restore(out),
+            inputs=call.inputs.restore(call.inputs.tensors),
             target=target,
             method=self.name,
             parameters={"layer": str(self.layer), "interpolate_mode": interpolate_mode},

@@ -21,7 +21,13 @@ from whybox.core.result import Explanation
 
 from .base import Method
 
-__all__ = ["LayerActivation", "GradCam", "InternalInfluence", "LayerConductance"]
+__all__ = [
+    "LayerActivation",
+    "GradCam",
+    "InternalInfluence",
+    "LayerConductance",
+    "grad_cam_map",
+]
 
 
 class _LayerMethod(Method):
@@ -96,16 +102,36 @@ class GradCam(_LayerMethod):
         )
         activations: list[Tensor] = []
         grads, _ = row_gradients(call, tap=scope.tap, record=activations)
-        maps = []
-        for grad, activation in zip(grads, activations):
-            weights = (
-                grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True) if grad.dim() > 2 else grad
-            )
-            cam = weights * activation
-            if attr_dim_summation:
-                cam = cam.sum(dim=1, keepdim=True)
-            maps.append(F.relu(cam) if relu_attributions else cam)
+        maps = [
+            grad_cam_map(grad, activation, relu=relu_attributions, sum_channels=attr_dim_summation)
+            for grad, activation in zip(grads, activations)
+        ]
         return scope.result(self, call, maps, parameters={"relu_attributions": relu_attributions})
+
+
+def grad_cam_map(grad: Tensor, activation: Tensor, *, relu: bool, sum_channels: bool) -> Tensor:
+    """Grad-CAM of one layer tensor: ``sum_c mean_{spatial}(grad_c) * activation_c``.
+
+    Parameters
+    ----------
+    grad, activation : Tensor
+        ``(N, C, *spatial)`` (or ``(N, C)``: the gradient is its own channel weight), the
+        target's gradient with respect to the layer tensor and its values.
+    relu : bool
+        Keep the positive part of the map.
+    sum_channels : bool
+        Sum over the channels (dim 1), else keep one map per channel.
+
+    Returns
+    -------
+    Tensor
+        ``(N, 1, *spatial)``, or ``(N, C, *spatial)`` without ``sum_channels``.
+    """
+    weights = grad.mean(dim=tuple(range(2, grad.dim())), keepdim=True) if grad.dim() > 2 else grad
+    cam = weights * activation
+    if sum_channels:
+        cam = cam.sum(dim=1, keepdim=True)
+    return F.relu(cam) if relu else cam
 
 
 def _path_setup(method: Method, inputs, baselines, target, forward_args, chunk_size, progress):

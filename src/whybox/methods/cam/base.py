@@ -132,11 +132,12 @@ def _forward_with_layer(call: Call, site: LayerSite) -> tuple[Tensor, Tensor]:
         index = torch.arange(start, stop, device=device)
         return RowBatch(tuple(t[start:stop] for t in call.tensors), index)
 
-    with site.capture() as captured:
+    # copies of the layer's values: the forward runs as it is, one chunk's copy is the result
+    with site.capture(copy=True) as captured:
 
         def consume(start: int, stop: int, selected: Tensor, grads: Any) -> None:
             captured.check_seen(call.owner)
-            values.append(_single(captured.tensors, call.owner).detach())
+            values.append(_single(captured.tensors, call.owner))
             outputs.append(selected.reshape(-1))
             # the next chunk must show its own values, not this one's
             captured.per_layer[:] = [() for _ in site.layers]
@@ -150,7 +151,7 @@ def _forward_with_layer(call: Call, site: LayerSite) -> tuple[Tensor, Tensor]:
             auto=call.chunk_auto,
             progress=call.progress,
         )
-    return torch.cat(values), torch.cat(outputs)
+    return (values[0] if len(values) == 1 else torch.cat(values)), torch.cat(outputs)
 
 
 # -- the base -------------------------------------------------------------------------------
