@@ -18,9 +18,10 @@ the same value whose vector-Jacobian product is the rule,
 
     out.detach() + (z' - z'.detach()) * (out / s(z')).detach()     ->  c_in = J'^T (c * out / s)
 
-and LRP is ``inputs * modified gradient``. ReLU, dropout and reshapes need no rewrite: their
-ordinary gradient already passes relevance unchanged in this normalisation
-(``relu(x) = x * relu'(x)``). Other elementwise activations get the identity rule
+(realised as one autograd node, :class:`_Relay`, with the ratio computed once from
+detached tensors), and LRP is ``inputs * modified gradient``. ReLU, dropout and reshapes
+need no rewrite: their ordinary gradient already passes relevance unchanged in this
+normalisation (``relu(x) = x * relu'(x)``). Other elementwise activations get the identity rule
 (``c_in = c * f(x) / x``).
 
 Defaults (by module type, leaf modules only, as Captum 0.9 where Captum has a default):
@@ -73,14 +74,61 @@ __all__ = [
 
 
 def _stabilise(z: Tensor, eps: float) -> Tensor:
-    # z + eps * sign(z) with sign(0) = 1 (Captum's convention): never divides by zero
-    return z + eps * torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
+    # z + eps * sign(z) with sign(0) = 1 (Captum's convention): never divides by zero.
+    # One where over the two sums, not a sign tensor: the same values in fewer kernels
+    return torch.where(z >= 0, z + eps, z - eps)
+
+
+#: the smallest normal number per floating dtype (``torch.finfo`` is slow to ask per layer)
+_TINY: dict[torch.dtype, float] = {}
+
+
+def _nonzero_shift(eps: float, dtype: torch.dtype) -> bool:
+    """Whether ``z + eps * sign(z)`` is never 0 in ``dtype`` (``eps`` a normal number there)."""
+    if eps <= 0 or not dtype.is_floating_point:
+        return False
+    tiny = _TINY.get(dtype)
+    if tiny is None:
+        tiny = _TINY[dtype] = torch.finfo(dtype).tiny
+    return eps >= tiny
 
 
 def _safe_ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
     # with epsilon = 0 (LRP-0) a zero output (e.g. a pool over dead units) carries nothing
     zero = denominator == 0
     return torch.where(zero, 0.0, numerator / torch.where(zero, 1.0, denominator))
+
+
+def _stabilised_ratio(numerator: Tensor, z: Tensor, eps: float) -> Tensor:
+    """``numerator / (z + eps * sign(z))``, 0 where that denominator is 0; same shape."""
+    if z is numerator and _nonzero_shift(eps, z.dtype):
+        # out / (out + eps * sign(out)) is |out| / (|out| + eps) exactly (IEEE rounding is
+        # symmetric in the sign): three kernels instead of a sign tensor, a where and a guard
+        magnitude = numerator.abs()
+        return magnitude.div_(magnitude + eps)
+    denominator = _stabilise(z, eps)
+    if _nonzero_shift(eps, z.dtype):
+        return numerator / denominator  # the denominator is never 0: no guard needed
+    return _safe_ratio(numerator, denominator)
+
+
+class _Relay(torch.autograd.Function):
+    """``value`` forward; backward ``grad * ratio`` to ``z`` (nothing to the others).
+
+    The vector-Jacobian product of ``value.detach() + (z - z.detach()) * ratio`` in one
+    autograd node and one kernel each way, instead of three nodes and three kernels.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, value: Tensor, ratio: Tensor) -> Tensor:
+        ctx.save_for_backward(ratio)
+        # a new tensor: a later in-place module (ReLU(inplace=True)) may overwrite it
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (ratio,) = ctx.saved_tensors
+        return grad * ratio, None, None
 
 
 def _forward_with(module: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -145,11 +193,13 @@ class _ZRule(PropagationRule):
 
     def rewrite(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
         parameters = self._parameters(module)
+        # the ratio from detached tensors: no graph, and no no_grad block to enter per layer
+        value = out.detach()
+        if parameters is None:
+            return _Relay.apply(out, value, _stabilised_ratio(value, value, self.epsilon))
         # z' keeps a graph to x: its vector-Jacobian product is J'^T
-        z = out if parameters is None else _forward_with(module, x, *parameters)
-        with torch.no_grad():
-            ratio = _safe_ratio(out, _stabilise(z.detach(), self.epsilon))
-        return out.detach() + (z - z.detach()) * ratio
+        z = _forward_with(module, x, *parameters)
+        return _Relay.apply(z, value, _stabilised_ratio(value, z.detach(), self.epsilon))
 
 
 class EpsilonRule(_ZRule):
@@ -211,10 +261,9 @@ class IdentityRule(PropagationRule):
                 f"{type(module).__name__} maps {tuple(x.shape)} to {tuple(out.shape)}"
             )
         x = x.reshape(out.shape)
-        with torch.no_grad():
-            # c_in = c_out * out / x, so that x * c_in = out * c_out
-            ratio = _safe_ratio(out, _stabilise(x.detach(), self.epsilon))
-        return out.detach() + (x - x.detach()) * ratio
+        value = out.detach()
+        # c_in = c_out * out / x, so that x * c_in = out * c_out
+        return _Relay.apply(x, value, _stabilised_ratio(value, x.detach(), self.epsilon))
 
 
 #: modules whose ordinary gradient already passes relevance unchanged (no rewrite needed)
@@ -307,9 +356,17 @@ def resolve_rules(
 ) -> list[tuple[nn.Module, PropagationRule | None]]:
     """The rule of every leaf module of ``model``: ``rules[module]``, ``rules[type]``, the
     module's ``rule`` attribute, then the default (in this order)."""
+    return [(module, rule) for _, module, rule in _resolve_named(model, rules, owner=owner)]
+
+
+def _resolve_named(
+    model: nn.Module, rules: Mapping[Any, Any] | None, *, owner: str
+) -> list[tuple[str, nn.Module, PropagationRule | None]]:
+    """:func:`resolve_rules` with each leaf's qualified name (``""`` for the model itself):
+    one walk of the model per call gives both the rules and the names reported."""
     rules = dict(rules or {})
     resolved = []
-    for module in model.modules():
+    for name, module in model.named_modules():
         if next(module.children(), None) is not None:
             continue  # containers: their leaves carry the rules (as in Captum)
         if module in rules:
@@ -325,7 +382,7 @@ def resolve_rules(
                 raise TypeError(f"{owner}: {error}") from None
         else:
             rule = as_rule(value, module, owner)
-        resolved.append((module, rule))
+        resolved.append((name, module, rule))
     return resolved
 
 
@@ -409,10 +466,10 @@ class LRP(Method):
         """
         owner = self.owner
         scope = self._scope()
-        resolved = resolve_rules(self.model, self.rules, owner=owner)
-        by_module = {id(module): rule for module, rule in resolved if rule is not None}
+        resolved = _resolve_named(self.model, self.rules, owner=owner)
+        by_module = {id(module): rule for _, module, rule in resolved if rule is not None}
         if verbose:
-            for module, rule in resolved:
+            for _, module, rule in resolved:
                 print(f"Applied {rule if rule is not None else 'gradient'} on layer {module}")
         call = scope.prepare(
             inputs,
@@ -434,8 +491,7 @@ class LRP(Method):
         # the layer's activations come from the same forward as the gradients
         values = scope.values(call.tensors, recorded)
         leaves = tuple(v * g for v, g in zip(values, grads))
-        names = {id(module): name for name, module in self.model.named_modules()}
-        parameters = {"rules": {names[id(m)] or "(model)": repr(r) for m, r in resolved}}
+        parameters = {"rules": {name or "(model)": repr(r) for name, _, r in resolved}}
         delta = None
         if return_delta:
             # one delta per layer for several layers (LayerLRP), else one

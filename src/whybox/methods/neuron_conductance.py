@@ -5,20 +5,25 @@ The conductance of input feature ``i`` through neuron ``y`` of a layer, for the 
     (x_i - b_i) * sum_s w_s * dF/dy(p_s) * dy/dx_i(p_s),    p_s = b + a_s (x - b)
 
 i.e. Integrated Gradients of ``F`` restricted to the paths that pass through the neuron.
-Both gradients are taken on the engine's straight path walk
-(:func:`whybox.core.gradients.walk_path`): one walk with the layer tapped gives ``dF/dy`` per
-path point (one number per row, kept), a second walk on the neuron model
-(:func:`whybox.core.scope.neuron_model`, which stops at the layer) gives ``dy/dx``.
+Both gradients come from ONE forward per chunk of the engine's straight path walk
+(:func:`whybox.core.gradients.walk_path`), as in Captum: a first backward from ``F`` to the
+tapped layer gives ``dF/dy`` (one number per row), a second one from the neuron ``y`` to the
+inputs, seeded with that number, gives ``dF/dy * dy/dx`` directly. Paths from the inputs to
+``F`` that bypass the layer (skip connections) do not count: the second backward starts at
+the neuron.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from whybox.core.forward import ChunkSize
+from whybox.core.forward import _AUTOGRAD_OPTIONS, ChunkSize, Evaluator, RowBatch
 from whybox.core.gradients import walk_path
 from whybox.core.inputs import prepare_baselines
 from whybox.core.method import Choice, Int
@@ -100,8 +105,9 @@ class NeuronConductance(Method):
             ``attributions`` shaped like ``inputs``.
         """
         owner = self.owner
-        # the layer, for dF/dy; the neuron as the model's output (fails for several layers)
         layer_scope = self._scope()
+        # the neuron scope checks the neuron's layer (one module of the model) and shapes
+        # the result; its model (the neuron as output) is not run
         neuron_scope = self._scope(neuron)
         call = layer_scope.prepare(
             inputs,
@@ -111,38 +117,98 @@ class NeuronConductance(Method):
             show_progress=show_progress,
             float_inputs=True,  # the path runs in input space
         )
-        neuron_call = neuron_scope.prepare(
-            inputs,
-            forward_args=forward_args,
-            chunk_size=call.chunk_rows,
-            show_progress=show_progress,
-        )
         base = prepare_baselines(baselines, call.inputs, owner=owner).tensors
         x0 = call.tensors[0]
         alphas, weights = path_plan_tensors(
             rule, n_steps, dtype=x0.dtype, device=x0.device, owner=owner
         )
-        batch = call.batch_size
-        # dF/dy at every path point: one number per (step, example)
-        through = torch.zeros(len(alphas), batch, dtype=x0.dtype, device=x0.device)
-
-        def keep_layer_gradient(steps: Tensor, examples: Tensor, grads, values) -> None:
-            selected = select_neuron(grads, neuron, owner=owner).to(through.dtype)
-            through.index_put_((steps, examples), selected)
-
-        walk_path(call, base, call.tensors, alphas, keep_layer_gradient, tap=layer_scope.tap)
-
+        through = _ThroughNeuron(call.evaluator, layer_scope.tap, neuron)
         totals = [torch.zeros_like(x) for x in call.tensors]
 
         def accumulate(steps: Tensor, examples: Tensor, grads, values) -> None:
-            scale = through[steps, examples] * weights.index_select(0, steps)
+            # grads are dF/dy * dy/dx per row already: only the rule's weight is missing
+            scale = weights.index_select(0, steps)
             for total, grad in zip(totals, grads):
                 weighted = grad * scale.to(grad.dtype).view((-1,) + (1,) * (grad.dim() - 1))
                 total.index_add_(0, examples, weighted)
 
-        walk_path(neuron_call, base, call.tensors, alphas, accumulate)
+        walk_path(replace(call, evaluator=through), base, call.tensors, alphas, accumulate)
         leaves: tuple[Tensor, ...] = tuple(totals)
         if self.multiply_by_inputs:
             leaves = tuple((x - b) * t for x, b, t in zip(call.tensors, base, leaves))
         parameters = {"n_steps": n_steps, "rule": rule}
         return neuron_scope.result(self, call, leaves, parameters=parameters)
+
+
+class _ThroughNeuron(Evaluator):
+    """The call's evaluator, with gradients that pass through one neuron of a layer.
+
+    :meth:`gradients` of a chunk runs the model once with the layer tapped, takes
+    ``g = dF/dy`` (``F`` the target, ``y`` the layer's tensors) and returns, per float
+    input, the gradient of the neuron ``n(y)`` seeded with ``n(g)``: ``n(g) * dn/dx`` per row.
+    A callable selector that aggregates the batch gives one seed for the chunk.
+
+    Parameters
+    ----------
+    base : Evaluator
+        The call's evaluator: its model, input structure, extra arguments and target.
+    tap : callable
+        The layer scope's checked capture of the layer (a fresh context per forward).
+    neuron : index tuple, tuple with slices, or callable
+        The neuron, as :func:`whybox.core.scope.select_neuron` takes it.
+    """
+
+    def __init__(
+        self, base: Evaluator, tap: Callable[[], AbstractContextManager], neuron: Any
+    ) -> None:
+        super().__init__(
+            base.forward_func,
+            base.structure,
+            base.extra,
+            base.target,
+            owner=base.owner,
+            # a row costs one forward and two partial backwards: its own chunk measurements
+            signature=("through_neuron", base.signature),
+        )
+        self._tap = tap
+        self._neuron = neuron
+
+    def gradients(
+        self,
+        rows: RowBatch,
+        *,
+        tap: Callable[[], AbstractContextManager] | None = None,
+        on_graph: Callable[[Tensor], None] | None = None,
+        input_pass: Callable[[], AbstractContextManager] | None = None,
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Selected outputs ``(rows,)`` and ``n(dF/dy) * dn/dx`` per input, ``(rows, ...)``.
+
+        ``tap`` and ``input_pass`` are the walk's (always ``None`` here): the layer tap is
+        this evaluator's own.
+        """
+        owner = self.owner
+        with torch.enable_grad():
+            leaves = tuple(
+                t.detach().requires_grad_(True) if t.is_floating_point() else t for t in rows.inputs
+            )
+            rows = RowBatch(leaves, rows.example_index)
+            with self._tap() as captured:
+                selected = self.target.select(self.raw_output(rows), rows.example_index)
+            if on_graph is not None:
+                on_graph(selected)
+            # dF/dy, keeping the graph below the layer for the second backward
+            layer_grads = self._tapped_gradients(selected, captured, retain=True)
+            seed = select_neuron(layer_grads, self._neuron, owner=owner)
+            value = select_neuron(tuple(captured.tensors), self._neuron, owner=owner)
+            wrt = tuple(t for t in leaves if t.requires_grad)
+            grads = torch.autograd.grad(
+                (value,),
+                wrt,
+                grad_outputs=(seed.to(value.dtype),),
+                **{
+                    "allow_unused": True,
+                    "materialize_grads": True,
+                    **(_AUTOGRAD_OPTIONS.get() or {}),
+                },
+            )
+        return selected.detach(), tuple(grads)
