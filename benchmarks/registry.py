@@ -135,9 +135,10 @@ SPECS: dict[str, Spec] = {
     "neuron_conductance": Spec(
         True,
         layer=True,
-        native={"n_steps": 20, "neuron": (0, 2, 2)},
+        native={"n_steps": 20},
         captum="NeuronConductance",
-        captum_options={"n_steps": 20, "neuron_selector": (0, 2, 2)},
+        captum_options={"n_steps": 20},
+        per_workload=("top_neuron",),
     ),
     "feature_ablation": Spec(False, captum="FeatureAblation", per_workload=("feature_mask",)),
     "feature_permutation": Spec(
@@ -191,8 +192,27 @@ def _grid(h: int, w: int, cells: int) -> Tensor:
     return (rows[:, None] * cells + cols[None, :]).view(1, 1, h, w)
 
 
-def _workload_option(key: str, workload: Any) -> dict[str, Any]:
+def _top_neuron(workload: Any, layer: str) -> tuple[int, ...]:
+    """The layer unit with the largest activation on the first example (a unit the output
+    depends on: a fixed index can sit where max-pooling passes no gradient)."""
+    seen: list[Tensor] = []
+    handle = _layer_of(workload.model, layer).register_forward_hook(
+        lambda _m, _a, out: seen.append(out.detach())
+    )
+    try:
+        with torch.no_grad():
+            workload.model(workload.inputs[:1])
+    finally:
+        handle.remove()
+    values = seen[0][0]
+    flat = int(values.flatten().argmax())
+    return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), values.shape))
+
+
+def _workload_option(key: str, workload: Any, layer: str, *, captum: bool) -> dict[str, Any]:
     h, w = workload.inputs.shape[-2:]
+    if key == "top_neuron":
+        return {("neuron_selector" if captum else "neuron"): _top_neuron(workload, layer)}
     if key == "zero_baselines":
         return {"baselines": torch.zeros_like(workload.inputs)}
     if key == "reference_baselines":
@@ -224,7 +244,7 @@ def _native_call(name: str, spec: Spec, workload: Any, layer: str) -> Callable[[
         method = get_method(name)(model)
     options = dict(spec.native)
     for key in spec.per_workload:
-        options.update(_workload_option(key, workload))
+        options.update(_workload_option(key, workload, layer, captum=False))
     if name != "layer_activation":
         options["target"] = workload.target
 
@@ -246,7 +266,7 @@ def _captum_style_call(module: Any, name: str, spec: Spec, workload: Any, layer:
         method = cls(model)
     options = dict(spec.captum_options)
     for key in spec.per_workload:
-        options.update(_workload_option(key, workload))
+        options.update(_workload_option(key, workload, layer, captum=True))
     if name != "layer_activation":
         options["target"] = workload.target
 
