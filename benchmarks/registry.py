@@ -65,6 +65,7 @@ class Spec:
     captum_options: dict[str, Any] = field(default_factory=dict)
     # name of an attribute option built per workload (see _workload_option)
     per_workload: tuple[str, ...] = ()
+    min_batch: int = 1  # smaller batches are skipped (permutation needs two examples)
 
 
 _NO_DELTA = {"return_delta": False}
@@ -146,6 +147,7 @@ SPECS: dict[str, Spec] = {
         native={"seed": 0},
         captum="FeaturePermutation",
         per_workload=("feature_mask",),
+        min_batch=2,
     ),
     "occlusion": Spec(False, captum="Occlusion", per_workload=("windows",)),
     "shapley_values": Spec(False, captum="ShapleyValues", per_workload=("four_groups",)),
@@ -342,6 +344,8 @@ def measure(
         workload = build_workload(workload_name, batch=setup["batch"])
         for name in method_names:
             spec = SPECS[name]
+            if workload.batch < spec.min_batch:
+                continue
             native = _native_call(name, spec, workload, setup["layer"])
             recorded = _recorded_rows(workload.model, native)
             all_rows = torch.cat(recorded)
