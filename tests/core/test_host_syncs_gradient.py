@@ -208,14 +208,9 @@ def test_noise_tunnel_batches_do_not_copy_to_the_host_per_batch():
     assert not reads_many - reads_few, f"host reads per batch: {dict(reads_many - reads_few)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each inner call re-checks per-example targets with bool() "
-    "(src/whybox/core/targets.py:172, Target._check_per_example): the Target built by "
-    "prepare_target (src/whybox/core/call.py:70) for every NoiseTunnel batch starts with "
-    "an empty `checked` set, so a per-example target tensor costs 2 host reads per batch",
-)
 def test_noise_tunnel_batches_with_per_example_targets_read_nothing_per_batch():
+    # the repeated target carries the bounds read once (Target.repeat_for): its inner
+    # calls check them without reading the device again
     model = _model()
 
     def call(batch: int) -> Any:

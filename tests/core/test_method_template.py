@@ -89,10 +89,54 @@ def test_binder_leaves_every_other_call_to_inspect(args, kwargs):
 def test_binder_refuses_signatures_it_does_not_know():
     def positional_option(self, inputs, n=1): ...
 
-    def var_keyword(self, inputs, *, n=1, **kwargs): ...
+    def var_positional(self, inputs, *args, n=1): ...
 
-    for func in (positional_option, var_keyword):
+    for func in (positional_option, var_positional):
         assert _Binder(inspect.signature(func)).bind(object(), (1,), {}) is None
+
+
+def _var_keyword(self, inputs, *, n: int = 3, flag: bool = True, **options: Any) -> None:
+    raise AssertionError("not called")
+
+
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        ((1,), {}),
+        ((1,), {"n": 5}),
+        ((1,), {"abs": False, "n": 5, "target": 0}),  # the method's options and others
+        ((), {"inputs": 1, "options": 2}),  # a keyword named like ``**options`` itself
+    ],
+)
+def test_binder_binds_var_keyword_signatures_as_inspect_does(args, kwargs):
+    # NoiseTunnel passes its inner method's options through ``**method_options``
+    signature = inspect.signature(_var_keyword)
+    binder = _Binder(signature)
+    runner = object()
+    got = binder.bind(runner, args, kwargs)
+    expected = _reference(signature, (runner, *args), kwargs)
+    assert got is not None
+    assert list(got) == list(expected)
+    assert got == expected
+    # calling with the keywords binds to the same arguments again
+    again = _reference(signature, (), binder.call_kwargs(got))
+    assert again == expected
+
+
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [
+        ((1,), {"self": 2}),  # the first argument twice
+        ((1,), {"inputs": 2}),  # inputs twice
+        ((1, 2), {}),  # a positional option
+    ],
+)
+def test_binder_leaves_bad_var_keyword_calls_to_inspect(args, kwargs):
+    signature = inspect.signature(_var_keyword)
+    runner = object()
+    assert _Binder(signature).bind(runner, args, kwargs) is None
+    with pytest.raises(TypeError):
+        signature.bind(runner, *args, **kwargs)
 
 
 class _Doubler(Method):

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from whybox.core.forward import autograd_options, progress_bar
+from whybox.core.forward import _AUTOGRAD_OPTIONS, autograd_options, progress_bar
 from whybox.core.inputs import flatten
 from whybox.core.perturbation import PerturbationsPerEval
 from whybox.core.randomness import GlobalRandom
@@ -210,6 +210,17 @@ class Spec:
     pass_kwargs: bool = False
     before: Callable[[Call], None] | None = None
     returns: Callable[[Explanation, Call], Any] = attributions
+    #: Captum name -> ``(native name, converter or None)`` for every renamed argument,
+    #: resolved once here rather than at every call
+    plan: Mapping[str, tuple[str, Converter | None]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        renames = {**_RENAMES, **self.renames}
+        plan = {
+            name: (rename, None) if isinstance(rename, str) else rename
+            for name, rename in renames.items()
+        }
+        object.__setattr__(self, "plan", plan)
 
 
 #: spec vocabulary: the facade's ``multiply_by_inputs``; a layer method's scope
@@ -287,25 +298,35 @@ def _call_options(native_type: type) -> frozenset[str]:
     return frozenset(inspect.signature(native_type.attribute).parameters)
 
 
+def _reworded(
+    error: ParameterError | ParameterTypeError,
+    owner: str,
+    spec: Spec,
+    captum_names: Mapping[str, str],
+) -> Exception:
+    """The native method's uniform ``error`` re-worded for the facade: its class as the
+    owner, Captum's names for the renamed arguments (``captum_names``: native -> Captum)."""
+    native_owner = getattr(spec.native, "__name__", None)
+    native_name = error.parameter
+    name = captum_names.get(native_name, native_name)
+    message = str(error)
+    prefix = f"The '{native_name}' parameter of {native_owner} "
+    if native_owner != owner and message.startswith(prefix):
+        message = f"The '{name}' parameter of {owner} " + message[len(prefix) :]
+    elif name != native_name:
+        message = message.replace(f"'{native_name}' parameter", f"'{name}' parameter")
+    # also an AssertionError: Captum asserts its arguments and its users catch that
+    kind = DropInTypeError if isinstance(error, TypeError) else DropInValueError
+    return kind(message, parameter=name)
+
+
 @contextlib.contextmanager
 def _reported_as(owner: str, spec: Spec, captum_names: Mapping[str, str]) -> Iterator[None]:
-    """Re-word the native method's uniform errors for the facade: its class as the owner,
-    Captum's names for the renamed arguments (``captum_names``: native -> Captum)."""
-    native_owner = getattr(spec.native, "__name__", None)
+    """Re-word the native method's uniform errors for the facade (see :func:`_reworded`)."""
     try:
         yield
     except (ParameterError, ParameterTypeError) as error:
-        native_name = error.parameter
-        name = captum_names.get(native_name, native_name)
-        message = str(error)
-        prefix = f"The '{native_name}' parameter of {native_owner} "
-        if native_owner != owner and message.startswith(prefix):
-            message = f"The '{name}' parameter of {owner} " + message[len(prefix) :]
-        elif name != native_name:
-            message = message.replace(f"'{native_name}' parameter", f"'{name}' parameter")
-        # also an AssertionError: Captum asserts its arguments and its users catch that
-        kind = DropInTypeError if isinstance(error, TypeError) else DropInValueError
-        raise kind(message, parameter=name) from None
+        raise _reworded(error, owner, spec, captum_names) from None
 
 
 def check(facade: Any, spec: Spec) -> None:
@@ -327,6 +348,54 @@ def check(facade: Any, spec: Spec) -> None:
     owner = type(facade).__name__
     with _reported_as(owner, spec, {}):
         spec.native(facade.forward_func, **_init_options(facade, spec))._validated()
+
+
+#: ``locals()`` entries of a facade's ``attribute`` that are not Captum arguments
+_NOT_ARGUMENTS = frozenset({"self", "__class__"})
+
+
+def _run_native(
+    facade: Any,
+    spec: Spec,
+    call: Call,
+    options: dict[str, Any],
+    inputs: Any,
+    extra: dict[str, Any],
+    future: bool,
+    captum_names: dict[str, str],
+) -> Explanation:
+    """Build the native method for one facade call and run it (see :func:`run`);
+    ``captum_names`` receives native name -> Captum name for the errors' wording."""
+    init = _init_options(facade, spec)
+    model = facade.forward_func
+    if future:
+        model = _waiting(model)
+    if spec.neuron:
+        # module rules act on the user's model: check it, not the neuron wrapper
+        spec.native(model, **init)._validated()
+        model = neuron_model(
+            model,
+            facade.layer,
+            options.pop("neuron_selector"),
+            to_input=options.pop("attribute_to_neuron_input", False),
+            owner=call.owner,
+        )
+    plan = spec.plan
+    native_call: dict[str, Any] = {}
+    for name, value in options.items():
+        native_name, convert = plan.get(name) or (name, None)
+        native_call[native_name] = value if convert is None else convert(value, call)
+        captum_names[native_name] = name
+    for name in spec.to_init:
+        init[name] = native_call.pop(name)
+    native_call.update(spec.fixed)
+    if spec.captum_random:
+        native_call["seed"] = GlobalRandom()
+    method = spec.native(model, **init)
+    if "return_delta" in _call_options(type(method)):
+        # Captum computes a convergence delta only when asked for one
+        native_call.setdefault("return_delta", False)
+    return method.attribute(inputs, **native_call, **extra)
 
 
 def run(facade: Any, spec: Spec, arguments: Mapping[str, Any], *, future: bool = False) -> Any:
@@ -358,9 +427,11 @@ def run(facade: Any, spec: Spec, arguments: Mapping[str, Any], *, future: bool =
         the Captum name of the parameter.
     """
     owner = type(facade).__name__
-    options = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
-    extra = dict(options.pop("kwargs", None) or {})
-    options.update({name: extra.pop(name, None) for name in spec.from_kwargs})
+    options = {k: v for k, v in arguments.items() if k not in _NOT_ARGUMENTS}
+    extra = options.pop("kwargs", None)
+    extra = dict(extra) if extra else {}
+    for name in spec.from_kwargs:
+        options[name] = extra.pop(name, None)
     if not spec.pass_kwargs:
         extra = {}
     call = Call(facade, owner, options["inputs"], {**options, **extra})
@@ -372,43 +443,20 @@ def run(facade: Any, spec: Spec, arguments: Mapping[str, Any], *, future: bool =
     if spec.before is not None:
         spec.before(call)
     inputs = options.pop("inputs")
-    renames = {**_RENAMES, **spec.renames}
     captum_names: dict[str, str] = {}
-    with (
-        _reported_as(owner, spec, captum_names),
-        autograd_options(grad_kwargs),
-        progress_bar(label),
-    ):
-        init = _init_options(facade, spec)
-        model = facade.forward_func
-        if future:
-            model = _waiting(model)
-        if spec.neuron:
-            # module rules act on the user's model: check it, not the neuron wrapper
-            spec.native(model, **init)._validated()
-            model = neuron_model(
-                model,
-                facade.layer,
-                options.pop("neuron_selector"),
-                to_input=options.pop("attribute_to_neuron_input", False),
-                owner=owner,
-            )
-        native_call: dict[str, Any] = {}
-        for name, value in options.items():
-            rename = renames.get(name, name)
-            native_name, convert = (rename, None) if isinstance(rename, str) else rename
-            native_call[native_name] = value if convert is None else convert(value, call)
-            captum_names[native_name] = name
-        for name in spec.to_init:
-            init[name] = native_call.pop(name)
-        native_call.update(spec.fixed)
-        if spec.captum_random:
-            native_call["seed"] = GlobalRandom()
-        method = spec.native(model, **init)
-        if "return_delta" in _call_options(type(method)):
-            # Captum computes a convergence delta only when asked for one
-            native_call.setdefault("return_delta", False)
-        result = method.attribute(inputs, **native_call, **extra)
+    # the two contexts change nothing when empty (no options set around this call, no
+    # bar): entering them costs microseconds per call, so only when they act
+    quiet = label is None and not grad_kwargs and not _AUTOGRAD_OPTIONS.get()
+    try:
+        if quiet:
+            result = _run_native(facade, spec, call, options, inputs, extra, future, captum_names)
+        else:
+            with autograd_options(grad_kwargs), progress_bar(label):
+                result = _run_native(
+                    facade, spec, call, options, inputs, extra, future, captum_names
+                )
+    except (ParameterError, ParameterTypeError) as error:
+        raise _reworded(error, owner, spec, captum_names) from None
     returned = spec.returns(result, call)
     if not future:
         return returned

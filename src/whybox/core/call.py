@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .chunks import ChunkSize, is_auto, resolve_chunk_rows
 from .forward import Evaluator, RowBatch, evaluate
-from .inputs import ForwardArgs, Inputs, prepare_forward_args, prepare_inputs
+from .inputs import TENSOR, ForwardArgs, Inputs, prepare_forward_args, prepare_inputs
 from .targets import Target, prepare_target
 from .validation import check_bool
 
@@ -64,11 +64,21 @@ def prepare_call(
         from .validation import fail
 
         fail(owner, "forward_func", "a callable (a model or a function)", forward_func)
-    prepared = prepare_inputs(inputs, owner=owner, require_float=require_float)
-    prepared = Inputs(tuple(t.detach() for t in prepared.tensors), prepared.structure)
-    check_bool(owner, "show_progress", show_progress)
-    target_ = prepare_target(target, prepared.batch_size, owner=owner)
-    extra = prepare_forward_args(forward_args, prepared.batch_size)
+    if (
+        type(inputs) is Tensor
+        and inputs.dim() > 0
+        and (not require_float or inputs.is_floating_point())
+    ):
+        # one valid tensor, the common case: what ``prepare_inputs`` gives, without flattening
+        prepared = Inputs((inputs.detach(),), TENSOR)
+    else:
+        prepared = prepare_inputs(inputs, owner=owner, require_float=require_float)
+        prepared = Inputs(tuple(t.detach() for t in prepared.tensors), prepared.structure)
+    if show_progress is not False:
+        check_bool(owner, "show_progress", show_progress)
+    batch_size = prepared.tensors[0].shape[0]
+    target_ = prepare_target(target, batch_size, owner=owner)
+    extra = prepare_forward_args(forward_args, batch_size)
     # the chunk probe's key: one row's shapes, dtypes and device
     signature = tuple((tuple(t.shape[1:]), t.dtype, t.device) for t in prepared.tensors)
     evaluator = Evaluator(
@@ -150,7 +160,7 @@ def repeat_rows(call: Call, n_repeats: int) -> tuple[Any, Any, Tensor]:
     batch = call.batch_size
     device = call.tensors[0].device
     example_index = torch.arange(batch, device=device).repeat_interleave(n_repeats)
-    target = call.target.repeat_for(example_index.to("cpu"))
+    target = call.target.repeat_for(example_index.to("cpu"), every_example=n_repeats > 0)
     extra = call.extra.select(example_index)
     forward_args = None
     if extra.args or extra.kwargs:

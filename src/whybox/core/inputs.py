@@ -21,6 +21,7 @@ from .validation import fail
 
 __all__ = [
     "Structure",
+    "TENSOR",
     "Inputs",
     "ForwardArgs",
     "Baselines",
@@ -81,6 +82,10 @@ class Structure:
         return forward_func(*rebuilt, *extra.args, **extra.kwargs)
 
 
+#: the structure of a lone tensor (immutable, so shared)
+TENSOR = Structure("tensor")
+
+
 def _flat(structure: Structure) -> bool:
     return all(child.kind == "tensor" for child in structure.children)
 
@@ -90,7 +95,7 @@ def flatten(
 ) -> tuple[tuple[Tensor, ...], Structure]:
     """Flatten a tensor or a (nested) tuple / list / dict of tensors."""
     if isinstance(value, Tensor):
-        return (value,), Structure("tensor")
+        return (value,), TENSOR
     if isinstance(value, Mapping):
         keys = tuple(value.keys())
         parts = [flatten(value[key], owner=owner, name=f"{name}[{key!r}]") for key in keys]

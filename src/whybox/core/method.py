@@ -141,30 +141,37 @@ _TEMPLATE_STATE = threading.local()
 
 
 _EMPTY = inspect.Parameter.empty
+_VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD
 
 
 class _Binder:
-    """Binds a call of an ``attribute(self, inputs, *, option=default, ...)`` without
-    ``inspect.Signature.bind`` (tens of microseconds per call on tiny jobs).
+    """Binds a call of an ``attribute(self, inputs, *, option=default, ..., **extra)``
+    (``**extra`` optional) without ``inspect.Signature.bind`` (tens of microseconds per
+    call on tiny jobs).
 
     :meth:`bind` returns what ``bind(...)`` + ``apply_defaults()`` give as
-    ``arguments`` (in signature order), or ``None`` when the call or the signature is not
-    of that plain form (positional options, unknown or missing options, ``**kwargs``):
-    the caller then binds with ``inspect``, which also words the errors.
+    ``arguments`` (in signature order; ``**extra``'s name holds the dict of the other
+    keywords), or ``None`` when the call or the signature is not of that plain form
+    (positional options, unknown options without ``**extra``, missing options): the caller
+    then binds with ``inspect``, which also words the errors. :meth:`call_kwargs` turns
+    those arguments back into the keywords to call ``attribute`` with.
     """
 
     def __init__(self, signature: inspect.Signature) -> None:
         params = list(signature.parameters.values())
+        var_keyword = params[-1].name if params and params[-1].kind is _VAR_KEYWORD else None
+        options = params[2 : len(params) - (var_keyword is not None)]
         plain = (
             len(params) >= 2
             and all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params[:2])
             and params[1].default is _EMPTY
-            and all(p.kind is p.KEYWORD_ONLY for p in params[2:])
+            and all(p.kind is p.KEYWORD_ONLY for p in options)
         )
         self.plain = plain
         self.first = params[0].name if params else ""
         self.second = params[1].name if len(params) > 1 else ""
-        self.defaults = {p.name: p.default for p in params[2:]} if plain else {}
+        self.defaults = {p.name: p.default for p in options} if plain else {}
+        self.var_keyword = var_keyword if plain else None
 
     def bind(self, runner: Any, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any] | None:
         if not self.plain:
@@ -177,15 +184,30 @@ class _Binder:
         else:
             return None
         defaults = self.defaults
+        extra = None
         if len(kwargs) > len(defaults) or not all(name in defaults for name in kwargs):
-            return None
+            if self.var_keyword is None:
+                return None
+            extra = {name: value for name, value in kwargs.items() if name not in defaults}
+            if self.first in extra:
+                return None  # "multiple values for argument": inspect says so
         arguments = {self.first: runner, self.second: inputs}
         for name, default in defaults.items():
             value = kwargs.get(name, default)
             if value is _EMPTY:
                 return None  # a required option is missing: inspect says so
             arguments[name] = value
+        if self.var_keyword is not None:
+            arguments[self.var_keyword] = extra or {}
         return arguments
+
+    def call_kwargs(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The keywords that call ``attribute`` with bound ``arguments``."""
+        if self.var_keyword is None:
+            return arguments
+        kwargs = dict(arguments)
+        kwargs.update(kwargs.pop(self.var_keyword))
+        return kwargs
 
 
 def _templated(attribute: Callable[..., Any]) -> Callable[..., Any]:
@@ -212,7 +234,7 @@ def _templated(attribute: Callable[..., Any]) -> Callable[..., Any]:
             arguments = bound.arguments
             call_args, call_kwargs = bound.args, bound.kwargs
         else:
-            call_args, call_kwargs = (), arguments
+            call_args, call_kwargs = (), binder.call_kwargs(arguments)
         # a declared option left at its default needs no check (every default is valid:
         # tests/core/test_method_template.py)
         runner._check_call_options(arguments, defaults=defaults)
