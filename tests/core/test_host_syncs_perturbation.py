@@ -16,39 +16,10 @@ from typing import Any
 import pytest
 import torch
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
 import whybox.attr as facade
+from _host_reads import HostReads
 from whybox import methods
-
-#: calls that read a tensor's values on the host (a device sync off the CPU)
-_READS = {
-    Tensor.item,
-    Tensor.tolist,
-    Tensor.cpu,
-    Tensor.numpy,
-    Tensor.__bool__,
-    Tensor.__int__,
-    Tensor.__float__,
-    Tensor.__index__,
-    Tensor.nonzero,
-    torch.nonzero,
-}
-
-
-class _Reads(TorchFunctionMode):
-    """Counts host reads (see ``_READS``) made while active."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-        self.names: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _READS:
-            self.count += 1
-            self.names.append(getattr(func, "__name__", str(func)))
-        return func(*args, **(kwargs or {}))
 
 
 class _Counted(nn.Module):
@@ -125,9 +96,9 @@ def _native_reads(name: str, per: int) -> tuple[int, int, list[str]]:
     method = getattr(methods, cls)(model)
     method.attribute(x, target=1, chunk_size=per * batch, **options)  # warm caches
     model.calls = 0
-    with _Reads() as reads:
+    with HostReads() as reads:
         method.attribute(x, target=1, chunk_size=per * batch, **options)
-    return reads.count, model.calls, reads.names
+    return reads.count, model.calls, reads.reads
 
 
 def _facade_reads(name: str, per: int) -> tuple[int, int, list[str]]:
@@ -142,9 +113,9 @@ def _facade_reads(name: str, per: int) -> tuple[int, int, list[str]]:
 
     call()
     model.calls = 0
-    with _Reads() as reads:
+    with HostReads() as reads:
         call()
-    return reads.count, model.calls, reads.names
+    return reads.count, model.calls, reads.reads
 
 
 def _check(reads: Callable[[str, int], tuple[int, int, list[str]]], name: str) -> None:
@@ -178,7 +149,7 @@ def test_facade_host_reads_do_not_grow_with_chunks(name: str) -> None:
 def test_the_counter_sees_reads() -> None:
     # the check is only as good as the counter: it must see each kind of read
     t = torch.tensor([1.0, 2.0])
-    with _Reads() as reads:
+    with HostReads() as reads:
         t.sum().item()
         t.tolist()
         bool(t.all())
