@@ -318,13 +318,8 @@ def probe_records(forward_func: Callable[..., Any]) -> dict[Hashable, dict[int, 
         Key (as given by the evaluation) -> items per chunk -> best seconds per item, for
         the candidates timed often enough to be compared.
     """
-    owner, method = _owner_of(forward_func)
     with _lock:
-        try:
-            entries = dict(_cache.get(owner, {}))
-        except TypeError:
-            return {}
-        return {key[1]: m.settled() for key, m in entries.items() if key[0] is method}
+        return {key: m.settled() for key, m in _entries(forward_func)}
 
 
 def probe_memory(forward_func: Callable[..., Any]) -> dict[Hashable, tuple[int, int, int]]:
@@ -337,17 +332,22 @@ def probe_memory(forward_func: Callable[..., Any]) -> dict[Hashable, tuple[int, 
         the most items per chunk the probe may use, and the bytes per row (inputs, and the
         activations autograd saved) it was computed from.
     """
-    owner, method = _owner_of(forward_func)
     with _lock:
-        try:
-            entries = dict(_cache.get(owner, {}))
-        except TypeError:
-            return {}
         return {
-            key[1]: (m.bound_items, *m.row_bytes)
-            for key, m in entries.items()
-            if key[0] is method and m.bound_items is not None and m.row_bytes is not None
+            key: (m.bound_items, *m.row_bytes)
+            for key, m in _entries(forward_func)
+            if m.bound_items is not None and m.row_bytes is not None
         }
+
+
+def _entries(forward_func: Callable[..., Any]) -> list[tuple[Hashable, _Measured]]:
+    """``(key, measurements)`` kept for ``forward_func`` (call with ``_lock`` held)."""
+    owner, method = _owner_of(forward_func)
+    try:
+        entries = dict(_cache.get(owner, {}))
+    except TypeError:  # an owner that cannot be a weak key has no entries
+        return []
+    return [(key[1], m) for key, m in entries.items() if key[0] is method]
 
 
 def _owner_of(func: Callable[..., Any]) -> tuple[Any, Any]:
