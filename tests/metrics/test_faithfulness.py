@@ -8,6 +8,7 @@ from torch import nn
 
 import whybox
 import whybox.metrics as WM
+from _dense_fill import dense_fill
 
 
 @pytest.fixture
@@ -129,31 +130,6 @@ def test_errors_name_the_parameter():
     assert math.isclose(WM.deletion(model, x, x).fractions[-1].item(), 1.0)
 
 
-def _dense_harmonic_fill(image: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
-    """The imputation's linear system written out densely (float64) and solved."""
-    channels, height, width = image.shape
-    unknown = removed.reshape(-1).nonzero().flatten().tolist()
-    where = {p: k for k, p in enumerate(unknown)}
-    system = torch.zeros(len(unknown), len(unknown), dtype=torch.float64)
-    rhs = torch.zeros(len(unknown), channels, dtype=torch.float64)
-    flat = image.reshape(channels, -1).double()
-    for k, p in enumerate(unknown):
-        i, j = divmod(p, width)
-        for di in (-1, 0, 1):
-            for dj in (-1, 0, 1):
-                if (di or dj) and 0 <= i + di < height and 0 <= j + dj < width:
-                    weight = 1 / 12 if di and dj else 1 / 6
-                    q = (i + di) * width + j + dj
-                    system[k, k] += weight
-                    if q in where:
-                        system[k, where[q]] -= weight
-                    else:
-                        rhs[k] += weight * flat[:, q]
-    out = flat.clone()
-    out[:, unknown] = torch.linalg.solve(system, rhs).T
-    return out.reshape(channels, height, width)
-
-
 @pytest.mark.parametrize("solver", ["direct", "cg"])
 def test_noisy_linear_imputation_solves_the_harmonic_system(solver):
     if solver == "direct":
@@ -166,14 +142,14 @@ def test_noisy_linear_imputation_solves_the_harmonic_system(solver):
     removed[1, :, 2:7, 1:6] = True  # a blob: far pixels only see other unknowns
     out = WM.noisy_linear_impute(images, removed, solver=solver)
     for r in range(3):
-        expected = _dense_harmonic_fill(images[r], removed[r, 0])
+        expected = dense_fill(images[r], removed[r, 0])
         torch.testing.assert_close(out[r].double(), expected, atol=1e-5, rtol=0)
     # per-channel masks and a wholly removed image (nothing pins it: zeros)
     per_channel = removed.expand(3, 2, 9, 7).clone()
     per_channel[0, 1] = True
     out = WM.noisy_linear_impute(images, per_channel, solver=solver)
     torch.testing.assert_close(out[0, 1], torch.zeros(9, 7))
-    expected = _dense_harmonic_fill(images[0, :1], per_channel[0, 0])
+    expected = dense_fill(images[0, :1], per_channel[0, 0])
     torch.testing.assert_close(out[0, :1].double(), expected, atol=1e-5, rtol=0)
 
 

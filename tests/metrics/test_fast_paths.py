@@ -17,33 +17,8 @@ from torch import nn
 import whybox
 import whybox.metrics as WM
 import whybox.metrics.faithfulness as faithfulness
+from _dense_fill import dense_fill
 from whybox.metrics._common import average_ranks
-
-
-def dense_fill(image: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
-    """The harmonic fill of one ``(C, H, W)`` image written out densely (float64)."""
-    channels, height, width = image.shape
-    unknown = removed.reshape(-1).nonzero().flatten().tolist()
-    where = {p: k for k, p in enumerate(unknown)}
-    system = torch.zeros(len(unknown), len(unknown), dtype=torch.float64)
-    rhs = torch.zeros(len(unknown), channels, dtype=torch.float64)
-    flat = image.reshape(channels, -1).double()
-    for k, p in enumerate(unknown):
-        i, j = divmod(p, width)
-        for di in (-1, 0, 1):
-            for dj in (-1, 0, 1):
-                if (di or dj) and 0 <= i + di < height and 0 <= j + dj < width:
-                    weight = 1 / 12 if di and dj else 1 / 6
-                    q = (i + di) * width + j + dj
-                    system[k, k] += weight
-                    if q in where:
-                        system[k, where[q]] -= weight
-                    else:
-                        rhs[k] += weight * flat[:, q]
-    out = flat.clone()
-    if unknown:
-        out[:, unknown] = torch.linalg.solve(system, rhs).T
-    return out.reshape(channels, height, width)
 
 
 def masks(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
