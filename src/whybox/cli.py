@@ -738,12 +738,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+_FIGURES = (".png", ".svg", ".pdf")
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    """``whybox benchmark``: whybox vs the bare model (whybox.metrics.benchmark)."""
+    """``whybox benchmark``: every registered method on the ground-truth tasks
+    (whybox.metrics.run_benchmark): faithfulness, agreement and time, printed as a table and
+    optionally saved (``--output``) and drawn (``--plot``)."""
     run = _optional("whybox.metrics.benchmark", "run_benchmark", "the benchmark", "dev")
     format_table = _optional("whybox.metrics.benchmark", "format_table", "the benchmark", "dev")
-    kwargs = {"quick": True} if args.quick and "quick" in inspect.signature(run).parameters else {}
-    print(format_table(run(**kwargs)))
+    for given, suffixes in ((args.output, (".csv", ".json", ".md")), (args.plot, _FIGURES)):
+        if given and not given.lower().endswith(suffixes):
+            flag = "--output" if given is args.output else "--plot"
+            raise CliError(f"{flag} must end in {', '.join(suffixes)} (got {given!r})")
+    options: dict[str, Any] = {}
+    if args.quick:
+        options.update(n_samples=8, n_steps=5)
+    if args.n_samples is not None:
+        options["n_samples"] = args.n_samples
+    if args.steps is not None:
+        options["n_steps"] = args.steps
+    if args.seed is not None:
+        options["seed"] = args.seed
+    if args.methods:
+        options["methods"] = args.methods
+    if args.tasks:
+        options["tasks"] = args.tasks
+    if args.repeats is not None:
+        options["repeats"] = args.repeats
+    if args.show_progress:
+        options["show_progress"] = True
+    accepted = inspect.signature(run).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        options = {k: v for k, v in options.items() if k in accepted}
+    rows = run(**options)
+    print(format_table(rows))
+    if args.output:
+        save = _optional("whybox.metrics.benchmark_report", "save_benchmark", "saving", "dev")
+        print(f"wrote {save(rows, args.output)}")
+    if args.plot:
+        plot = _optional("whybox.metrics.benchmark_report", "plot_benchmark", "the plot", "viz")
+        plot(rows, path=args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -838,7 +874,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "benchmark", parents=[common], help="whybox vs the bare model on small workloads"
     )
-    bench.add_argument("--quick", action="store_true")
+    bench.add_argument("--quick", action="store_true", help="8 examples per task, 5-point curves")
+    bench.add_argument("--methods", nargs="+", metavar="NAME", help="registered method names")
+    bench.add_argument(
+        "--tasks", nargs="+", metavar="TASK", help="ground-truth tasks (default: all)"
+    )
+    bench.add_argument("--n-samples", type=int, help="examples per task (default 16)")
+    bench.add_argument("--steps", type=int, help="points of the deletion / insertion curves")
+    bench.add_argument("--seed", type=int, help="seeds the tasks and the methods' sampling")
+    bench.add_argument("--repeats", type=int, help="timed calls per run; the fastest counts")
+    bench.add_argument("--output", metavar="FILE", help="also save the rows (.csv, .json or .md)")
+    bench.add_argument("--plot", metavar="FILE", help="also draw them (.png, .svg, .pdf)")
+    bench.add_argument("--show-progress", action="store_true", help="a bar over the runs")
     bench.set_defaults(run=cmd_benchmark)
     # listed for --help; main() hands its arguments to whybox.scale.cli
     commands.add_parser(

@@ -19,7 +19,8 @@ the engine's chunked evaluator on its device; curves come back with what plots t
 * agreement -- :func:`feature_agreement`, :func:`rank_agreement`, :func:`sign_agreement`,
   :func:`signed_rank_agreement`, :func:`rank_correlation`, :func:`pairwise_rank_agreement`;
 * ground truth -- tasks with known answers (:data:`TASKS`, :func:`make_task`) and
-  :func:`run_benchmark` / :func:`format_table`.
+  :func:`run_benchmark` / :func:`format_table`, saved and drawn with
+  :func:`save_benchmark` / :func:`load_benchmark` / :func:`plot_benchmark`.
 
 Note: ``whybox.metrics.infidelity`` is the function (as in Captum); its module is
 ``whybox.metrics.infidelity`` too, reachable as ``from whybox.metrics.infidelity import
@@ -42,6 +43,7 @@ from .axiomatic import (
     non_sensitivity,
 )
 from .benchmark import format_table, run_benchmark
+from .benchmark_report import load_benchmark, plot_benchmark, save_benchmark
 from .complexity import effective_complexity, entropy, sparseness
 from .faithfulness import (
     CorrelationResult,
@@ -148,4 +150,7 @@ __all__ = [
     "planted_keyword_task",
     "run_benchmark",
     "format_table",
+    "save_benchmark",
+    "load_benchmark",
+    "plot_benchmark",
 ]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from whybox.core.progress import progress
 from whybox.core.validation import check_int, fail
 
 from .agreement import feature_agreement, rank_correlation, sign_agreement
@@ -117,6 +119,8 @@ def run_benchmark(
     n_steps: int = 10,
     references: bool = True,
     warmup: bool = True,
+    repeats: int = 1,
+    show_progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Run methods on ground-truth tasks and measure faithfulness, agreement and time.
 
@@ -142,13 +146,20 @@ def run_benchmark(
         Add the ``"random"`` and ``"ground_truth"`` rows.
     warmup : bool, keyword-only
         Run each method once on one example, untimed, before the timed call.
+    repeats : int, keyword-only
+        Timed calls per method and task; ``time_s`` is the fastest (a shared machine only
+        ever adds time). The attributions are those of the first call.
+    show_progress : bool, keyword-only
+        Show a bar over the (task, method) pairs.
 
     Returns
     -------
     list of dict
         One row per task and method with the keys in :data:`COLUMNS` plus ``"note"`` (why
-        a method was skipped or failed); metric values are means over examples,
-        ``float("nan")`` where undefined or not run.
+        a method was skipped or failed, or the warnings it gave); metric values are means
+        over examples, ``float("nan")`` where undefined or not run. Save them with
+        :func:`whybox.metrics.save_benchmark`, draw them with
+        :func:`whybox.metrics.plot_benchmark`.
     """
     import whybox
 
@@ -164,16 +175,27 @@ def run_benchmark(
             f"registered method names ({whybox.available_methods()})",
             unknown[0],
         )
-    built = [
-        _task(t, n_samples, seed, device) for t in (tasks if tasks is not None else list(TASKS))
-    ]
+    check_int("run_benchmark", "repeats", repeats, minimum=1)
+    chosen = list(tasks) if tasks is not None else list(TASKS)
+    for task in chosen:
+        if isinstance(task, str) and task not in TASKS:
+            fail("run_benchmark", "tasks", f"task names from {list(TASKS)}", task)
+    built = [_task(t, n_samples, seed, device) for t in chosen]
     extra = dict(method_options or {})
+    order = list(REFERENCES if references else ()) + [m for m in names if m not in REFERENCES]
+    bar = progress(len(built) * len(order), show_progress, "benchmark", unit="run")
     rows: list[dict[str, Any]] = []
-    for task in built:
-        for name in list(REFERENCES if references else ()) + [
-            m for m in names if m not in REFERENCES
-        ]:
-            rows.append(_run_one(task, name, extra.get(name, {}), seed, n_steps, warmup))
+    try:
+        for task in built:
+            for name in order:
+                rows.append(
+                    _run_one(task, name, extra.get(name, {}), seed, n_steps, warmup, repeats)
+                )
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     return rows
 
 
@@ -275,11 +297,14 @@ def _run_one(
     seed: int,
     n_steps: int,
     warmup: bool,
+    repeats: int,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {"task": task.name, "method": name, "status": "ok", "note": ""}
     row.update({c: math.nan for c in COLUMNS[3:]})
     try:
-        attributions, seconds = _explain(task, name, overrides, seed, warmup)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            attributions, seconds = _explain(task, name, overrides, seed, warmup, repeats)
     except _Skip as skip:
         row["status"], row["note"] = "skipped", str(skip)
         return row
@@ -287,6 +312,9 @@ def _run_one(
         row["status"], row["note"] = "error", f"{type(error).__name__}: {error}"
         return row
     row["time_s"] = seconds
+    said = list(dict.fromkeys(str(w.message).splitlines()[0] for w in caught))
+    if said:  # e.g. "found no nn.ReLU module": the numbers need that context
+        row["note"] = "warning: " + "; ".join(said)
     try:
         row.update(_measure(task, attributions, n_steps))
     except Exception as error:  # noqa: BLE001
@@ -307,7 +335,12 @@ def _first_rows(options: Mapping[str, Any], batch: int) -> dict[str, Any]:
 
 
 def _explain(
-    task: GroundTruthTask, name: str, overrides: Mapping[str, Any], seed: int, warmup: bool
+    task: GroundTruthTask,
+    name: str,
+    overrides: Mapping[str, Any],
+    seed: int,
+    warmup: bool,
+    repeats: int = 1,
 ) -> tuple[Tensor, float]:
     if name == "random":
         generator = torch.Generator().manual_seed(seed)
@@ -321,6 +354,8 @@ def _explain(
     if name in _NOT_RUN:
         raise _Skip(_NOT_RUN[name])
     cls = get_method(name)
+    if cls.__module__.startswith("whybox.attention"):
+        raise _Skip("needs a transformer's attention weights (the tasks' models have none)")
     if cls.needs_layer and task.layer is None:
         raise _Skip("needs a layer (the task has no convolutional layer)")
     options = _options(task, name, seed, overrides)
@@ -336,11 +371,14 @@ def _explain(
     synchronise = task.inputs.device.type == "cuda"
     if synchronise:
         torch.cuda.synchronize(task.inputs.device)
-    start = time.perf_counter()
-    result = method.attribute(task.inputs, **call_options)
-    if synchronise:
-        torch.cuda.synchronize(task.inputs.device)
-    seconds = time.perf_counter() - start
+    result, seconds = None, math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        outcome = method.attribute(task.inputs, **call_options)
+        if synchronise:
+            torch.cuda.synchronize(task.inputs.device)
+        seconds = min(seconds, time.perf_counter() - start)
+        result = outcome if result is None else result
     attributions = result.attributions if hasattr(result, "attributions") else result
     if isinstance(attributions, (tuple, list)):
         attributions = attributions[0]
