@@ -19,6 +19,7 @@ from whybox.methods.lrp import (
     GammaRule,
     IdentityRule,
     PropagationRule,
+    _rule_attribute,
     as_rule,
     conservation_delta,
 )
@@ -67,10 +68,11 @@ def _attached_rules(facade: Any) -> dict[nn.Module, PropagationRule] | None:
     if not isinstance(model, nn.Module):
         return None  # the native check words the error
     owner = type(facade).__name__
+    attached = ((module, _rule_attribute(module)) for module in model.modules())
     return {
-        module: _whybox_rule(module.rule, module, owner)
-        for module in model.modules()
-        if getattr(module, "rule", None) is not None
+        module: _whybox_rule(value, module, owner)
+        for module, value in attached
+        if value is not None
     }
 
 

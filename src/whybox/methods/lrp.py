@@ -359,25 +359,90 @@ def resolve_rules(
     return [(module, rule) for _, module, rule in _resolve_named(model, rules, owner=owner)]
 
 
+_ABSENT = object()
+
+
+def _rule_attribute(module: nn.Module) -> Any:
+    """``getattr(module, "rule", None)`` without ``nn.Module.__getattr__``'s exception for
+    the usual module that has no ``rule`` (the same lookup, in the same order)."""
+    if hasattr(type(module), "rule"):  # a class attribute or property: the ordinary lookup
+        return getattr(module, "rule", None)
+    own = module.__dict__
+    value = own.get("rule", _ABSENT)
+    if value is not _ABSENT:
+        return value
+    for store in ("_parameters", "_buffers", "_modules"):  # where __getattr__ looks
+        entries = own.get(store)
+        if entries and "rule" in entries:
+            return entries["rule"]
+    return None
+
+
+def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of the leaf modules, in ``model.named_modules()`` order (each
+    module once), from a loop instead of its recursive generators."""
+    leaves: list[tuple[str, nn.Module]] = []
+    seen: set[int] = set()
+    stack: list[tuple[str, nn.Module]] = [("", model)]
+    while stack:
+        name, module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        children = [(key, child) for key, child in module._modules.items() if child is not None]
+        if not children:
+            leaves.append((name, module))
+            continue
+        prefix = name + "." if name else ""
+        stack.extend((prefix + key, child) for key, child in reversed(children))
+    return leaves
+
+
+#: the default rules' shared instances inside :func:`_resolve_named` (rules are data and
+#: only read there; the public :func:`default_rule` gives new ones)
+_SHARED_DEFAULTS: dict[type, PropagationRule] = {}
+
+
+def _shared_default(module: nn.Module) -> PropagationRule | None:
+    made = default_rule(module)  # the error for a module without a default
+    if made is None:
+        return None
+    return _SHARED_DEFAULTS.setdefault(type(made), made)
+
+
 def _resolve_named(
-    model: nn.Module, rules: Mapping[Any, Any] | None, *, owner: str
+    model: nn.Module,
+    rules: Mapping[Any, Any] | None,
+    *,
+    owner: str,
+    shared_defaults: bool = False,
 ) -> list[tuple[str, nn.Module, PropagationRule | None]]:
     """:func:`resolve_rules` with each leaf's qualified name (``""`` for the model itself):
-    one walk of the model per call gives both the rules and the names reported."""
+    one walk of the model per call gives both the rules and the names reported.
+
+    With ``shared_defaults`` the default rules are shared instances (for a caller that only
+    reads them), not new ones per module.
+    """
     rules = dict(rules or {})
     resolved = []
-    for name, module in model.named_modules():
-        if next(module.children(), None) is not None:
-            continue  # containers: their leaves carry the rules (as in Captum)
+    defaults: dict[type, PropagationRule | None] = {}
+    for name, module in _leaves(model):
+        # containers are skipped: their leaves carry the rules (as in Captum)
         if module in rules:
             value = rules[module]
         elif type(module) in rules:
             value = rules[type(module)]
         else:
-            value = getattr(module, "rule", None)
+            value = _rule_attribute(module)
         if value is None:
+            kind = type(module)
             try:
-                rule = default_rule(module)
+                if not shared_defaults:
+                    rule = default_rule(module)
+                elif kind in defaults:
+                    rule = defaults[kind]
+                else:
+                    rule = defaults[kind] = _shared_default(module)
             except TypeError as error:
                 raise TypeError(f"{owner}: {error}") from None
         else:
@@ -466,7 +531,7 @@ class LRP(Method):
         """
         owner = self.owner
         scope = self._scope()
-        resolved = _resolve_named(self.model, self.rules, owner=owner)
+        resolved = _resolve_named(self.model, self.rules, owner=owner, shared_defaults=True)
         by_module = {id(module): rule for _, module, rule in resolved if rule is not None}
         if verbose:
             for _, module, rule in resolved:
