@@ -108,16 +108,21 @@ def _unpaired(pairs: Tensor, shape: torch.Size) -> Tensor:
 
 
 def _ratio(x: Tensor, out: Tensor, module: nn.Module, eps: float) -> tuple[Tensor, Tensor | None]:
-    """The Rescale ratio ``(out_in - out_ref) / (x_in - x_ref)``, ``(1, rows // 2, ...)``,
-    0 where ``|x_in - x_ref| < eps``, and the mask of those positions.
+    """The Rescale ratio ``(out_in - out_ref) / (x_in - x_ref)``, ``(rows // 2, ...)``,
+    0 where ``|x_in - x_ref| < eps``, and the mask of those positions (both broadcast
+    against the ``(2, rows // 2, ...)`` pairs of :func:`_pairs`).
 
     Call under ``torch.no_grad()``. Both differences are taken reference minus input (one
-    op each; the signs cancel exactly). The mask is ``None`` when no position is that
-    small: checked on the CPU only (free there; most forwards have no such position, and a
-    rule then needs no local-gradient path), so a rule never waits for another device.
+    op each on the two halves; the signs cancel exactly). The mask is ``None`` when no
+    position is that small: checked on the CPU only (free there; most forwards have no
+    such position, and a rule then needs no local-gradient path), so a rule never waits
+    for another device.
     """
-    dx = torch.diff(x.view(_pair_shape(x, module)), dim=0)
-    dy = torch.diff(out.view(_pair_shape(out, module)), dim=0)
+    half = _pair_shape(x, module)[1]
+    if out.shape != x.shape:  # elementwise modules and softmax keep the shape
+        _pair_shape(out, module)
+    dx = x[half:] - x[:half]
+    dy = out[half:] - out[:half]
     ratio = dy.div_(dx) if dy.dtype == dx.dtype else dy / dx
     size = dx.abs_() if dx.is_floating_point() else dx.abs()
     if _none_below(size, eps):
@@ -345,8 +350,9 @@ class _MaxPoolPairs(torch.autograd.Function):
     grid in the forward. The backward is then one product and two scatters of pooled-size
     values, the size of max pooling's own backward, instead of several passes over the
     input. ``index`` is ``(2, planes, P)`` (the argmax of the input rows, then of the
-    references, flattened per plane); ``weights[s, t]`` (``(2, 2, planes, P)``) scales the
-    gradient of the window of the rows of ``s`` sent to row ``t`` at argmax ``s``.
+    references, flattened per plane: max pooling's own indices, not copied);
+    ``weights[s, t]`` (``(2, 2, planes, P)``) scales the gradient of the window of the rows
+    of ``s`` sent to row ``t`` at argmax ``s``.
     """
 
     @staticmethod
@@ -384,28 +390,38 @@ def _window_weights(
     ``x_in[j] - x_ref[j]``: both rows of the pair get it. Where that difference is below
     ``eps`` each row gets its own max-pool gradient instead (weight 1 for its own argmax,
     0 for the other row's), as :class:`_MaxPoolRescale` does.
+
+    Both sides are computed at once, ``(2, planes, P)``, in about a dozen ops (each costs
+    microseconds however small the tensor; float masks, not bool ones, which are far
+    slower on the CPU).
     """
     planes = out.shape[: out.dim() - n_spatial].numel() // 2
     values = x.reshape(2, planes, -1)
     pooled = out.reshape(2, planes, -1)
     index = indices.reshape(2, planes, -1)
-    y_in, y_ref = pooled[0], pooled[1]
-    # x_in at the input's argmax is y_in itself (and x_ref at the references' is y_ref)
-    dx_in = y_in - values[1].gather(1, index[0])
-    dx_ref = values[0].gather(1, index[1]).sub_(y_ref)
-    # top - y_ref and y_in - top, with top = max(y_in, y_ref)
+    # indexing, not tuple unpacking: iterating over a tensor costs microseconds per view
+    x_in, x_ref, y_in, y_ref = values[0], values[1], pooled[0], pooled[1]
+    # x_in - x_ref at each side's argmax, (2, planes, P): x_in at the input rows' argmax
+    # is y_in itself (and x_ref at the references' is y_ref)
+    dx = pooled.new_empty(pooled.shape)
+    dx_in, dx_ref = dx[0], dx[1]
+    torch.sub(y_in, torch.gather(x_ref, 1, index[0], out=dx_in), out=dx_in)
+    torch.gather(x_in, 1, index[1], out=dx_ref).sub_(y_ref)
+    # weights[s, t] as (4, planes, P): [1:3] are (0, 1) and (1, 0), a row's weight for
+    # the other row of its pair ("across"); [0::3] are (0, 0) and (1, 1), its own
+    weights = pooled.new_empty((4,) + tuple(index.shape[1:]))
+    across, own = weights[1:3], weights[0::3]
+    # the carried parts max(y - y_ref, 0) (input rows) and min(y - y_ref, 0) (references)
     carried = y_in - y_ref
-    parts = (carried.clamp_min(0), carried.clamp_max_(0))
-    weights = pooled.new_empty((4,) + tuple(y_in.shape))
-    for side, dx, part in ((0, dx_in, parts[0]), (1, dx_ref, parts[1])):
-        # float masks, not bool: masked ops are far slower on the CPU than arithmetic
-        small = _below(dx, eps)
-        # dx + 1 where it is below eps: the division stays finite there, and the product
-        # with the complement is exactly 0 (elsewhere dx + 0 and times 1 are exact)
-        across = torch.mul(part.div_(dx.add_(small)), 1 - small, out=weights[1 + side])
-        # its own row: also its plain max-pool gradient where the input did not move
-        torch.add(across, small, out=weights[3 * side])
-    return index, weights.view((2, 2) + tuple(y_in.shape))
+    torch.clamp_min(carried, 0, out=across[0])
+    torch.clamp_max(carried, 0, out=across[1])
+    small = dx.abs().lt_(eps)  # 1.0 where |dx| < eps, else 0.0
+    # dx + 1 where it is below eps: the division stays finite there, and the part is then
+    # exactly 0 (a - a * 1); elsewhere dx + 0 and a - a * 0 are exact
+    across.div_(dx.add_(small)).addcmul_(across, small, value=-1)
+    # its own rows: also their plain max-pool gradient where the input did not move
+    torch.add(across, small, out=own)
+    return index, weights.view((2, 2) + tuple(index.shape[1:]))
 
 
 class _MaxPoolRescale(torch.autograd.Function):
