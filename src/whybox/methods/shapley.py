@@ -23,13 +23,14 @@ import functools
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from whybox.core.call import Call, prepare_call
 from whybox.core.forward import ChunkSize, RowBatch
 from whybox.core.inputs import prepare_baselines
-from whybox.core.masks import kernel_shap_coalitions
+from whybox.core.masks import Coalitions, kernel_shap_coalitions
 from whybox.core.method import Bool, Check, Int
 from whybox.core.perturbation import (
     EmptyBatchInBody,
@@ -343,6 +344,33 @@ def _permutations(random: RandomSource, n_features: int, n_samples: int, present
     return mapped[mapped >= 0].view(n_samples, present.numel())
 
 
+#: designs of at most this many coalition cells (features x samples) are cached: tiny jobs,
+#: where drawing them is a large share of the call; an image's per-pixel design is not kept
+_CACHED_DESIGN_CELLS = 2**18
+
+
+def _design(m: int, budget: int, seed: Any) -> Coalitions:
+    """KernelSHAP's coalitions and weights for ``budget`` samples over ``m`` features.
+
+    An int seed gives a fresh generator seeded with it, so the design depends on
+    ``(m, budget, seed)`` alone and is drawn once per such triple (:func:`_seeded_design`);
+    ``None``, generators and random sources draw a new one from their state. Only small
+    designs are cached (``_CACHED_DESIGN_CELLS``).
+    """
+    small = m * max(budget, 1) <= _CACHED_DESIGN_CELLS  # the cache's memory stays bounded
+    if small and isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return _seeded_design(m, budget, int(seed))
+    return kernel_shap_coalitions(m, budget, make_random(seed).generator)
+
+
+@functools.lru_cache(maxsize=32)
+def _seeded_design(m: int, budget: int, seed: int) -> Coalitions:
+    """:func:`~whybox.core.masks.kernel_shap_coalitions` for an int seed (cached; callers
+    only read it: KernelShap copies the coalitions into its items and its solver reads the
+    weights)."""
+    return kernel_shap_coalitions(m, budget, make_random(seed).generator)
+
+
 @register("kernel_shap")
 class KernelShap(EmptyBatchInBody, Method):
     """KernelSHAP (Lundberg & Lee, 2017): Shapley values as a weighted linear regression.
@@ -407,7 +435,7 @@ class KernelShap(EmptyBatchInBody, Method):
         device = call.tensors[0].device
         n = call.batch_size
         # the design's draws come from the source's torch generator (global for the facade)
-        design = kernel_shap_coalitions(m, n_samples - 2, make_random(seed).generator)
+        design = _design(m, n_samples - 2, seed)
         coalitions = design.masks if design.masks.device == device else design.masks.to(device)
         # item 0: the empty coalition, item 1: the full one, then the design's rows
         items_keep = torch.cat([_empty_and_full(m, device), coalitions])

@@ -184,8 +184,17 @@ def solve_constrained_wls(
 def _constrained_checked(X: Tensor, y: Tensor, w: Tensor, total_t: Tensor) -> Tensor:
     """:func:`solve_constrained_wls` on checked data: float64 ``X`` (n, p) with p >= 1,
     ``y`` (n, k), ``w`` (n,) >= 0 and ``total_t`` (k,), all finite (KernelShap builds
-    them so). Returns ``(k, p)``."""
+    them so). Returns ``(k, p)``.
+
+    Small well-conditioned CPU problems (every KernelSHAP design with enough samples) are
+    solved by :func:`_constrained_normal`; the others, rank-deficient ones included, by the
+    SVD based minimum-norm least squares.
+    """
     p, k = X.shape[1], y.shape[1]
+    if 1 < p <= _NORMAL_MAX_FEATURES and _on_cpu(X, y, w, total_t):
+        coef = _constrained_normal(X.numpy(), y.numpy(), w.numpy(), total_t.numpy())
+        if coef is not None:
+            return torch.from_numpy(coef)
     base = total_t.unsqueeze(0) / p  # (1, k): each coef starts at total / M
     coef = base.expand(p, k).clone()
     if p > 1:
@@ -196,6 +205,65 @@ def _constrained_checked(X: Tensor, y: Tensor, w: Tensor, total_t: Tensor) -> Te
         coef = coef + null @ u
     coef = coef + (total_t - coef.sum(dim=0)) / p  # exact constraint up to one rounding
     return coef.T.contiguous()
+
+
+#: features up to which :func:`_constrained_checked` tries the normal equations (tiny
+#: systems: numpy's per-call cost is far below torch's there, and below an SVD's)
+_NORMAL_MAX_FEATURES = 64
+#: largest 1-norm condition number of the normal equations' matrix they are used for: the
+#: solution then carries a relative rounding error of at most about ``1e4 * 2**-52``
+#: (~2e-12), the order of the SVD path's own on such problems
+_NORMAL_MAX_COND = 1e4
+
+
+def _on_cpu(*tensors: Tensor) -> bool:
+    """Whether every tensor is a CPU tensor numpy can view (no autograd history)."""
+    return all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
+
+
+def _constrained_normal(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndarray
+) -> np.ndarray | None:
+    """KernelSHAP's constrained regression by the normal equations, in numpy float64.
+
+    The same parametrization as the SVD path (``coef = total / p + N u`` with ``N`` the
+    orthonormal sum-zero basis, then the rank-one correction), with ``u`` solving
+    ``(A^T W A) u = A^T W r`` for ``A = X N``. Returns ``(k, p)``, or ``None`` when that
+    matrix is singular or its condition number exceeds :data:`_NORMAL_MAX_COND` (its
+    solution would then lose more digits than the SVD's: the caller falls back to it).
+
+    Parameters
+    ----------
+    X : array, shape (n, p), p >= 2
+    y : array, shape (n, k)
+    w : array, shape (n,), >= 0
+    total : array, shape (k,)
+    """
+    p = X.shape[1]
+    null = _sum_zero_basis_np(p)  # (p, p-1)
+    base = total / p  # (k,)
+    resid = y - X.sum(axis=1, keepdims=True) * base  # y - X @ (total/p * 1)
+    A = X @ null  # (n, p-1)
+    Aw = A.T * w  # (p-1, n)
+    gram = Aw @ A
+    try:
+        inverse = np.linalg.inv(gram)
+    except np.linalg.LinAlgError:  # exactly singular (fewer distinct samples than features)
+        return None
+    cond = float(np.abs(gram).sum(axis=0).max()) * float(np.abs(inverse).sum(axis=0).max())
+    if not cond <= _NORMAL_MAX_COND:  # also catches NaN
+        return None
+    coef = base + null @ (inverse @ (Aw @ resid))  # (p, k)
+    coef += (total - coef.sum(axis=0)) / p  # exact constraint up to one rounding
+    return np.ascontiguousarray(coef.T)
+
+
+@functools.lru_cache(maxsize=32)
+def _sum_zero_basis_np(p: int) -> np.ndarray:
+    """:func:`_sum_zero_basis` on the CPU as a read-only numpy array (cached)."""
+    basis = _sum_zero_basis(p, torch.device("cpu")).numpy().copy()
+    basis.flags.writeable = False
+    return basis
 
 
 @functools.lru_cache(maxsize=32)
@@ -359,18 +427,7 @@ def _lasso_checked(
 ) -> tuple[Tensor, Tensor, int]:
     """:func:`weighted_lasso` on data :func:`check_training_data` has returned (or that
     the caller guarantees as such: float64, ``X`` (n, p), ``y`` (n, k), finite, ``w >= 0``)."""
-    total_t = w.sum()
-    total = float(total_t)
-    if total <= 0:
-        raise ValueError(f"The sample weights sum to 0; {caller} cannot be fitted.")
-    Xc, yc, x_mean, y_mean = _weighted_center(X, y, w, fit_intercept, total_t)
-    v = (w / total).unsqueeze(1)  # normalized weights turn 1/(2 sum w) into 1/2
-    # The Gram matrix is small (p x p); the CD loop runs on the CPU in numpy since
-    # per-coordinate scalar work is far cheaper there than as torch kernel launches.
-    xv = Xc * v
-    gram = _numpy(xv.T @ Xc)
-    xty_all = _numpy(xv.T @ yc)  # (p, k)
-    yty_all = _numpy((v * yc * yc).sum(dim=0))  # (k,)
+    gram, xty_all, yty_all, x_mean, y_mean = _lasso_moments(X, y, w, fit_intercept, caller)
     coefs = []
     n_iters = []
     for out in range(y.shape[1]):
@@ -386,6 +443,63 @@ def _lasso_checked(
             )
         coefs.append(coef)
         n_iters.append(n_iter)
-    coef_t = torch.as_tensor(np.stack(coefs), dtype=torch.float64, device=X.device)
+    coef_np = np.stack(coefs)  # (k, p)
+    if isinstance(x_mean, np.ndarray):  # the moments were computed in numpy (CPU)
+        intercept_np = y_mean - coef_np @ x_mean
+        return torch.from_numpy(coef_np), torch.from_numpy(intercept_np), max(n_iters)
+    coef_t = torch.as_tensor(coef_np, dtype=torch.float64, device=X.device)
     intercept = y_mean - coef_t @ x_mean
     return coef_t, intercept, max(n_iters)
+
+
+def _lasso_moments(
+    X: Tensor, y: Tensor, w: Tensor, fit_intercept: bool, caller: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any, Any]:
+    """The lasso's weighted, centred moments of checked float64 data.
+
+    Parameters
+    ----------
+    X : Tensor, shape (n, p)
+    y : Tensor, shape (n, k)
+    w : Tensor, shape (n,), >= 0
+
+    Returns
+    -------
+    gram : array (p, p), ``Xc^T V Xc``
+    xty : array (p, k), ``Xc^T V yc``
+    yty : array (k,), ``yc^T V yc`` per output
+    x_mean : (p,) and y_mean : (k,)
+        The weighted means (zeros without an intercept): numpy arrays on the CPU path,
+        tensors on ``X``'s device otherwise.
+
+    ``V`` holds the weights normalized to sum to 1; ``Xc``, ``yc`` are centred by the
+    weighted means. On the CPU the same operations run in numpy (LIME's problems are
+    tiny: a numpy call costs a fraction of a torch one); the sweeps read numpy arrays.
+    """
+    if _on_cpu(X, y, w):
+        Xn, yn, wn = X.numpy(), y.numpy(), w.numpy()
+        total = float(wn.sum())
+        if total <= 0:
+            raise ValueError(f"The sample weights sum to 0; {caller} cannot be fitted.")
+        if fit_intercept:
+            x_mean_n, y_mean_n = (wn @ Xn) / total, (wn @ yn) / total
+            Xn, yn = Xn - x_mean_n, yn - y_mean_n
+        else:
+            x_mean_n, y_mean_n = np.zeros(Xn.shape[1]), np.zeros(yn.shape[1])
+        v = (wn / total)[:, None]  # normalized weights turn 1/(2 sum w) into 1/2
+        xv = Xn * v
+        moments = xv.T @ Xn, xv.T @ yn, (v * yn * yn).sum(axis=0)
+        return (*moments, x_mean_n, y_mean_n)
+    total_t = w.sum()
+    total = float(total_t)
+    if total <= 0:
+        raise ValueError(f"The sample weights sum to 0; {caller} cannot be fitted.")
+    Xc, yc, x_mean, y_mean = _weighted_center(X, y, w, fit_intercept, total_t)
+    v = (w / total).unsqueeze(1)  # normalized weights turn 1/(2 sum w) into 1/2
+    # The Gram matrix is small (p x p); the CD loop runs on the CPU in numpy since
+    # per-coordinate scalar work is far cheaper there than as torch kernel launches.
+    xv = Xc * v
+    gram = _numpy(xv.T @ Xc)
+    xty = _numpy(xv.T @ yc)  # (p, k)
+    yty = _numpy((v * yc * yc).sum(dim=0))  # (k,)
+    return gram, xty, yty, x_mean, y_mean
