@@ -79,10 +79,9 @@ def prepare_call(
     batch_size = prepared.tensors[0].shape[0]
     target_ = prepare_target(target, batch_size, owner=owner)
     extra = prepare_forward_args(forward_args, batch_size)
-    # the chunk probe's key: one row's shapes, dtypes and device
-    signature = tuple((tuple(t.shape[1:]), t.dtype, t.device) for t in prepared.tensors)
+    # the chunk probe's key: one row's shapes, dtypes and device (worked out when needed)
     evaluator = Evaluator(
-        forward_func, prepared.structure, extra, target_, owner=owner, signature=signature
+        forward_func, prepared.structure, extra, target_, owner=owner, signature_of=prepared.tensors
     )
     chunk_rows = resolve_chunk_rows(chunk_size, prepared.tensors, owner=owner)
     chunk_auto = is_auto(chunk_size)

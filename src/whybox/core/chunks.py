@@ -14,7 +14,9 @@ by the facade. Chunking never changes results, only speed and memory.
   a real evaluation are timed at a few candidate sizes under a memory bound
   (:func:`probe_bound`), the fastest is used for the rest and remembered per model and row
   signature for the process (:func:`set_probe` / ``WHYBOX_CHUNK_PROBE=0`` turn it off).
-  A chunk size the caller fixed is never probed.
+  An evaluation that fits in one automatic chunk may be split into a few equal chunks
+  (:func:`probe_may_split`) once its model is known to give one output per row. A chunk
+  size the caller fixed is never probed.
 * :func:`saved_bytes` measures what a gradient chunk holds between its forward and its
   backward (the tensors autograd saved), so the bound counts activations, not inputs alone.
 """
@@ -45,6 +47,7 @@ __all__ = [
     "set_probe",
     "probe_enabled",
     "probe_bound",
+    "probe_may_split",
     "probe_records",
     "probe_memory",
     "clear_probe_cache",
@@ -120,14 +123,23 @@ def whole_groups(chunk_rows: int, group: int) -> int:
 
 
 # -- the throughput probe -----------------------------------------------------------------
-#: rows per chunk the probe may time (x4 apart), besides the byte-sized automatic chunk
-_PROBE_ROWS = (8, 32, 128, 512, 2048, 8192, 32768)
+#: rows per chunk the probe may time (x2 apart: a throughput curve can bend between x4
+#: steps, e.g. a 224x224 CNN's gradient is fastest at 4 rows and 1.5x slower at 8), besides
+#: the byte-sized automatic chunk
+_PROBE_ROWS = tuple(2**k for k in range(1, 16))
 #: timed chunks per candidate before it counts; the best one counts (the first chunk at a
 #: new shape pays warm-up, other processes only ever add time)
-_PROBE_SAMPLES = 2
+_PROBE_SAMPLES = 3
 #: candidates stay within this factor of the byte-sized chunk either way: it is rarely far
 #: off (benchmarks/chunks.py), and every candidate timed is a chunk at a possibly slow size
 _PROBE_SPAN = 4
+#: candidates within this fraction of the fastest one are as fast (a shared machine's noise
+#: is larger): of them the one nearest the chunk without a probe is used, so a flat
+#: throughput curve gives one choice, not whichever candidate was lucky
+_PROBE_TOLERANCE = 0.1
+#: an evaluation whose items all fit in the automatic chunk may be split into at most this
+#: many equal chunks (whole groups), once its model is known to give one output per row
+_PROBE_SPLITS = 4
 #: the memory bound: at most this many times the byte-sized automatic chunk...
 _PROBE_GROWTH = 16
 #: ...and at most this many bytes per chunk (never below the automatic chunk): its input
@@ -149,6 +161,10 @@ class _Measured:
     bound_items: int | None = None  # the memory bound, once one chunk's bytes are known
     #: bytes per row the bound was computed from: (input, saved activations)
     row_bytes: tuple[int, int] | None = None
+    #: whether the model gave one output per row (``None``: not seen yet); only then is an
+    #: evaluation that fits in one chunk split (a model returning one value per batch, a
+    #: loss, must see every row in one forward)
+    per_row: bool | None = None
 
     def add(self, items: int, seconds_per_item: float) -> None:
         self.seconds[items] = min(self.seconds.get(items, math.inf), seconds_per_item)
@@ -368,19 +384,65 @@ def _measurements(forward_func: Callable[..., Any], key: Hashable) -> _Measured:
         return entries.setdefault((method, key), _Measured())
 
 
+def _split_candidates(items: int, n_items: int, group: int) -> list[int]:
+    """Items per chunk that split ``n_items`` (all within one automatic chunk of ``items``)
+    into 1 to ``_PROBE_SPLITS`` equal chunks of whole groups, none far below ``items``."""
+    n_groups = -(-n_items // group)
+    sizes = set()
+    for parts in range(1, _PROBE_SPLITS + 1):
+        size = -(-n_groups // parts) * group
+        if size == n_items or size * _PROBE_SPAN >= items:
+            sizes.add(min(size, n_items))
+    return sorted(sizes)
+
+
+def probe_may_split(items: int, n_items: int, *, group: int = 1) -> bool:
+    """Whether the probe may split an evaluation whose ``n_items`` items all fit in one
+    automatic chunk of ``items`` (else it runs as one chunk, unprobed).
+
+    Parameters
+    ----------
+    items
+        Items per chunk of the byte-sized automatic chunk, ``>= n_items``.
+    n_items
+        Items in the evaluation.
+    group
+        Items per group (chunks are whole groups).
+
+    Returns
+    -------
+    bool
+        ``True`` when the probe is on and a split into a few equal chunks is near enough to
+        the automatic chunk to be timed (:class:`ChunkPlan` still keeps one forward until
+        the model is known to give one output per row).
+    """
+    return n_items > 1 and len(_split_candidates(items, n_items, group)) > 1 and probe_enabled()
+
+
 class ChunkPlan:
     """Items per chunk for one evaluation, probed for throughput when the chunk is automatic.
 
     Without a probe every chunk has ``items`` items. With one, the evaluation's first chunks
-    are timed at a few candidate sizes (in turn, smallest first, each ``_PROBE_SAMPLES``
+    are timed at a few candidate sizes (in turn, least timed first, each ``_PROBE_SAMPLES``
     times, under the memory bound :func:`probe_bound`) and the rest use the candidate that
-    was fastest per item. The bound is set by the first, smallest chunk: its input bytes
-    and, when the caller measures them (:attr:`measuring`), the activations it saved for
-    backward; no bigger chunk runs before. Probe chunks are real chunks of the evaluation,
-    so no work is wasted and results do not change (chunking never does). Measurements are kept per forward function and ``key``
-    for the process: later evaluations with that key skip the probe (one that has too few
-    items to time a candidate leaves it to a later one). A plan is private to its
-    evaluation; the shared measurements are behind a lock.
+    was fastest per item; candidates within ``_PROBE_TOLERANCE`` of the fastest count as
+    fast, and of them the one nearest the automatic chunk is used (stable on a flat
+    throughput curve). The bound is set by the first chunk timed (the smallest candidate, or
+    an evaluation within one automatic chunk): its input bytes and, when the caller
+    measures them (:attr:`measuring`), the activations it saved for backward; no bigger
+    chunk runs before. Probe chunks are real chunks of the evaluation,
+    so no work is wasted and results do not change (chunking never does). Measurements are
+    kept per forward function and ``key`` for the process: later evaluations with that key
+    skip the probe (one that has too few items to time a candidate leaves it to a later
+    one). A plan is private to its evaluation; the shared measurements are behind a lock.
+
+    Candidates are the rows in ``_PROBE_ROWS`` within ``_PROBE_SPAN`` of the automatic
+    chunk, the automatic chunk and the whole evaluation. An evaluation whose items all fit
+    in the automatic chunk is split instead into up to ``_PROBE_SPLITS`` equal chunks, but
+    only once an earlier chunk of this key showed one output per row (:meth:`record`'s
+    ``per_row``): until then, and for a model returning one value per batch, it is one
+    forward, as without a probe. A caller whose rows must share a forward for another
+    reason (a rule mixing rows) fixes its chunk instead (no ``forward_func``).
 
     Parameters
     ----------
@@ -391,8 +453,7 @@ class ChunkPlan:
     key
         What else the speed depends on (row shapes, dtype, device, grad, tap...).
     n_items
-        Items in the evaluation; an automatic chunk that holds them all is kept (one
-        forward), so callers whose rows must share a forward stay correct.
+        Items in the evaluation.
     rows_per_item
         Rows per item: candidates are whole items.
     group
@@ -417,14 +478,30 @@ class ChunkPlan:
         #: (:func:`saved_bytes`) for :meth:`record`: the memory bound is not known yet
         self.measuring = False
         self._default = items
+        self._preferred = min(items, n_items)  # what runs without a probe
         self._rows_per_item = rows_per_item
         self._candidates: list[int] = []
         self._measured: _Measured | None = None
-        if forward_func is None or n_items <= items or not probe_enabled():
+        if forward_func is None or n_items < 1 or not probe_enabled():
+            return
+        if n_items <= items:
+            splits = _split_candidates(items, n_items, max(group, 1))
+            if len(splits) < 2:
+                return
+            self._measured = _measurements(forward_func, key)
+            with _lock:
+                per_row = self._measured.per_row
+            if per_row is False:
+                self._measured = None  # one forward for every row: nothing to compare
+                return
+            self._candidates = splits if per_row else [n_items]
+            self._choose(remaining=n_items)
             return
         self._measured = _measurements(forward_func, key)
         bound = self._measured.bound_items or items * _PROBE_GROWTH
         sizes = {items}
+        if n_items <= items * _PROBE_SPAN:
+            sizes.add(n_items)  # one forward, when the bound allows
         for rows in _PROBE_ROWS:
             candidate = rows // rows_per_item
             if group > 1:
@@ -432,14 +509,16 @@ class ChunkPlan:
                     continue
                 candidate -= candidate % group
             near = items / _PROBE_SPAN <= candidate <= items * _PROBE_SPAN
-            if near and 1 <= candidate <= bound:
+            if near and 1 <= candidate:
                 sizes.add(candidate)
-        self._candidates = sorted(s for s in sizes if s <= n_items)
+        self._candidates = sorted(s for s in sizes if s <= min(n_items, bound))
         self._choose(remaining=n_items)
 
     def _choose(self, remaining: int) -> None:
-        """The next chunks: the least-timed unsettled candidate that fits (round robin, so
-        a slow spell of a shared machine hits every candidate), else the fastest."""
+        """The next chunks: the most-timed unsettled candidate that fits, so a candidate's
+        samples run back to back (the later ones see the memory the earlier ones freed, as
+        every chunk but the first does after the probe; alternating sizes would time
+        fresh allocations each time), else the fastest."""
         assert self._measured is not None
         with _lock:
             settled = self._measured.settled()
@@ -449,7 +528,7 @@ class ChunkPlan:
             # another evaluation (thread) of this key may have measured it meanwhile
             self._candidates = [c for c in self._candidates if c <= bound]
         untimed = sorted(
-            (samples.get(c, 0), c)
+            (-samples.get(c, 0), c)
             for c in self._candidates
             if c not in settled and c <= remaining  # else a later evaluation times it
         )
@@ -462,7 +541,7 @@ class ChunkPlan:
             return
         self.timing = self.measuring = False
         timed = {c: settled[c] for c in self._candidates if c in settled}
-        self.items = min(timed, key=timed.__getitem__) if timed else self._default
+        self.items = _fastest(timed, self._preferred) if timed else self._preferred
 
     def record(
         self,
@@ -473,6 +552,7 @@ class ChunkPlan:
         device: torch.device,
         remaining: int,
         activation_bytes: int | None = None,
+        per_row: bool | None = None,
     ) -> None:
         """Report the time of a chunk of ``items`` items planned while :attr:`timing`.
 
@@ -493,6 +573,10 @@ class ChunkPlan:
             Activation bytes per row (:func:`saved_bytes` over the chunk's rows) when
             :attr:`measuring`; ``None``: not measured (an evaluation without gradients
             saves none).
+        per_row
+            Whether the model's selected output had one value per row of the chunk (a
+            0-d output does not); ``None``: not known. Evaluations that fit in one chunk
+            are split only after ``True``, never after ``False``.
         """
         assert self._measured is not None
         with _lock:
@@ -503,5 +587,15 @@ class ChunkPlan:
                 )
                 self._measured.bound_items = max(self._default, rows // self._rows_per_item)
                 self._measured.row_bytes = (row_bytes, saved)
+            if per_row is not None and self._measured.per_row is not False:
+                self._measured.per_row = per_row  # once False, for good
             self._measured.add(items, seconds / max(items, 1))
         self._choose(remaining)
+
+
+def _fastest(seconds: dict[int, float], preferred: int) -> int:
+    """Of the candidates (items -> seconds per item) within ``_PROBE_TOLERANCE`` of the
+    fastest, the one nearest ``preferred`` (by ratio; the larger on a tie)."""
+    best = min(seconds.values())
+    near = [c for c, t in seconds.items() if t <= best * (1 + _PROBE_TOLERANCE)]
+    return min(near, key=lambda c: (abs(math.log(c / max(preferred, 1))), -c))

@@ -19,7 +19,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .chunks import ChunkPlan, ChunkSize, auto_chunk_rows, resolve_chunk_rows, saved_bytes
+from .chunks import (
+    ChunkPlan,
+    ChunkSize,
+    auto_chunk_rows,
+    probe_may_split,
+    resolve_chunk_rows,
+    saved_bytes,
+)
 from .hooks import Captured, describe_layer
 from .inputs import ForwardArgs, Structure
 from .targets import Target
@@ -122,6 +129,9 @@ class Evaluator:
         What the cost of a row depends on besides the model (e.g. the inputs' shapes without
         the batch dimension, dtypes and device): part of the key under which the chunk probe
         remembers its measurements. ``None``: the model and the automatic chunk only.
+    signature_of
+        Instead of ``signature``: rows whose one-row shapes, dtypes and devices are the
+        signature, worked out when first read (a call evaluated in one chunk never reads it).
     """
 
     def __init__(
@@ -133,14 +143,24 @@ class Evaluator:
         *,
         owner: str,
         signature: Hashable = None,
+        signature_of: tuple[Tensor, ...] | None = None,
     ) -> None:
         self.forward_func = forward_func
         self.structure = structure
         self.extra = extra
         self.target = target
         self.owner = owner
-        self.signature = signature
+        self._signature = signature
+        self._signature_of = signature_of
         self.n_calls = 0
+
+    @property
+    def signature(self) -> Hashable:
+        """The chunk probe's key beside the model (see the class parameters)."""
+        if self._signature_of is not None:
+            tensors, self._signature_of = self._signature_of, None
+            self._signature = tuple((tuple(t.shape[1:]), t.dtype, t.device) for t in tensors)
+        return self._signature
 
     def raw_output(self, rows: RowBatch) -> Tensor:
         self.n_calls += 1
@@ -205,7 +225,7 @@ class Evaluator:
             tensor, shaped like it (with ``input_pass``: per tapped tensor, then per
             floating-point input).
         """
-        with torch.enable_grad():
+        with _GRAD_ON if torch.is_grad_enabled() else torch.enable_grad():
             if tap is None:
                 leaves = tuple(t.detach().requires_grad_(True) for t in rows.inputs)
                 rows = RowBatch(leaves, rows.example_index)
@@ -289,6 +309,35 @@ class Evaluator:
         raise AssertionError  # unreachable
 
 
+_BATCH_NORMS = frozenset({"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm"})
+
+
+def rows_independent(forward_func: Any) -> bool:
+    """Whether ``forward_func`` is known to treat its rows independently, so a call that
+    fits in one chunk may be split by the chunk probe with the same results.
+
+    Only an ``nn.Module`` (or a bound method of one; eager or scripted) qualifies, and
+    only without a batch norm in training mode (it normalises with the chunk's own
+    statistics). Other callables may mix rows in ways that cannot be seen: their calls
+    that fit in one chunk stay one forward, as in Captum.
+    """
+    owner = getattr(forward_func, "__self__", forward_func)
+    if not isinstance(owner, torch.nn.Module):
+        return False
+    for module in owner.modules():
+        if not module.training:
+            continue
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            return False
+        if getattr(module, "original_name", None) in _BATCH_NORMS:  # scripted
+            return False
+    return True
+
+
+#: the context of a backward run where gradients are on already (nothing to switch)
+_GRAD_ON = nullcontext()
+
+
 def _input_gradients(selected: Tensor, leaves: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """``d selected.sum() / d leaves``, zeros for a leaf the output does not use."""
     # ones as the output gradient: the gradient of the sum without a sum in the graph
@@ -339,14 +388,21 @@ def evaluate(
     the byte-sized choice and the chunk size is refined by measured throughput
     (:class:`~whybox.core.chunks.ChunkPlan`): the first chunks are timed at a few sizes and
     the fastest is used for the rest, in whole items and, with ``group > 1``, whole groups
-    of ``group`` items. An automatic chunk holding every item is kept (one forward).
-    Without ``auto`` every chunk has ``chunk_rows // rows_per_item`` items (at least one).
+    of ``group`` items. An automatic chunk holding every item is kept (one forward) unless
+    the model gave one output per row in an earlier evaluation of this kind: then a split
+    into a few equal chunks is timed too. A caller whose rows must share one forward passes
+    ``auto=False``. Without ``auto`` every chunk has ``chunk_rows // rows_per_item`` items
+    (at least one).
     ``input_pass`` (with ``grad`` and ``tap``): see :meth:`Evaluator.gradients`.
     """
     items_per_chunk = max(1, chunk_rows // rows_per_item)
-    if n_items <= items_per_chunk and not progress and _OUTER_BAR.get() is None:
-        # one chunk and no bar: nothing to plan, probe (a plan keeps an automatic chunk
-        # holding every item) or show
+    if (
+        n_items <= items_per_chunk
+        and not progress
+        and _OUTER_BAR.get() is None
+        and not (auto and probe_may_split(items_per_chunk, n_items, group=group))
+    ):
+        # one chunk and no bar: nothing to plan, probe or show
         rows = build(0, n_items)
         if grad:
             outputs, grads = evaluator.gradients(rows, tap=tap, input_pass=input_pass)
@@ -412,6 +468,9 @@ def evaluate(
                     device=rows.inputs[0].device if rows.inputs else torch.device("cpu"),
                     remaining=n_items - stop,
                     activation_bytes=-(-saved[0] // n_rows) if saved and n_rows else None,
+                    per_row=outputs.dim() > 0
+                    and outputs.shape[0] == n_rows
+                    and rows_independent(evaluator.forward_func),
                 )
             if bar is not None:
                 bar.update(stop - start)

@@ -56,8 +56,8 @@ def row_gradients(
         return RowBatch(tuple(r[start:stop] for r in rows), example_index[start:stop])
 
     def consume(start: int, stop: int, selected: Tensor, chunk_grads) -> None:
-        grads.append(list(chunk_grads))
-        outputs.append(selected.reshape(-1))
+        grads.append(chunk_grads)
+        outputs.append(selected if selected.dim() == 1 else selected.reshape(-1))
         if record is not None:
             chunks_of_values.append(list(values))
 
@@ -77,7 +77,8 @@ def row_gradients(
     if record is not None:
         # copies: a recorded value may share memory with the caller's tensors
         record[:] = [torch.cat(parts, dim=0) for parts in zip(*chunks_of_values)]
-    return joined, torch.cat(outputs)
+    # one chunk's outputs as they are (detached by the evaluator; callers only read them)
+    return joined, outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
 def _joined_gradients(parts: Sequence[Tensor]) -> Tensor:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from numbers import Number
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -245,11 +246,22 @@ class ForwardArgs:
         return any(self._is_batched(value) for value in values)
 
 
+#: ``prepare_forward_args(None, n)`` per batch size ``n``, and its (read-only) keywords
+_NO_FORWARD_ARGS: dict[int, ForwardArgs] = {}
+_EMPTY_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
 def prepare_forward_args(additional_forward_args: Any, batch_size: int) -> ForwardArgs:
     """Captum convention: ``None``, one value, or a tuple of positional values; a dict is
     passed as keyword arguments (a whybox extension for models with keyword inputs)."""
     if additional_forward_args is None:
-        return ForwardArgs((), {}, batch_size)
+        # none: one shared immutable value per batch size (nothing mutates ``kwargs``)
+        shared = _NO_FORWARD_ARGS.get(batch_size)
+        if shared is None:
+            shared = ForwardArgs((), _EMPTY_KWARGS, batch_size)
+            if len(_NO_FORWARD_ARGS) < 256:
+                _NO_FORWARD_ARGS[batch_size] = shared
+        return shared
     if isinstance(additional_forward_args, Mapping):
         return ForwardArgs((), dict(additional_forward_args), batch_size)
     if isinstance(additional_forward_args, tuple):

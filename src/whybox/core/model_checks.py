@@ -126,6 +126,15 @@ def explainable_model(
     hooked = needs_hooks or needs_module_rules
     if not hooked:
         return model
+    if (
+        isinstance(model, nn.Module)
+        and _plainly_eager(model)
+        and not isinstance(model, nn.DataParallel)
+    ):
+        # the common case, in a few look-ups: an eager module is explained as it is
+        if needs_module_rules:
+            _check_eager_throughout(model, owner)
+        return model
     while _is_compiled_module(model):
         model = model._orig_mod
     if _is_compiled_in_place(model):
@@ -341,8 +350,11 @@ def check_layer_in_model(model: Any, layer: Any, *, owner: str) -> None:
     if not isinstance(model, nn.Module):
         return
     inner = model.module if isinstance(model, _EagerCall) else model
+    if _paths_still_eager(inner, layers):
+        return
     known = _known(inner, submodules(inner))
     if all(id(item) in known.eager_layers for item in layers):
+        _remember_paths(inner, layers, known)
         return
     paths = known.paths
     if paths is None:
@@ -379,3 +391,78 @@ def check_layer_in_model(model: Any, layer: Any, *, owner: str) -> None:
                 raw=True,
             )
         known.eager_layers.add(id(item))
+    _remember_paths(inner, layers, known)
+
+
+# -- a layer found eager before: its path from the root, re-checked on every call ----------
+#: ``id(model) -> (weak reference to the model, {id(layer): (weak reference to the layer,
+#: the keys from the model to it)})``; an entry goes with its model. A layer that passed
+#: :func:`check_layer_in_model` is checked again on each call along this path alone (a few
+#: dictionary look-ups, not a walk of the whole model): every module on it must still be
+#: in its place and eager. Anything else (a module replaced, removed, scripted or compiled
+#: on the way) takes the full check, with its errors.
+_LAYER_PATHS: dict[int, tuple[weakref.ref, dict[int, tuple[weakref.ref, tuple[str, ...]]]]] = {}
+
+
+def _plainly_eager(module: nn.Module) -> bool:
+    """``not _is_opaque(module)``, in a few look-ups for an eager module."""
+    held = module.__dict__
+    if held.get("_compiled_call_impl") is not None or "_orig_mod" in held:
+        return False
+    children = held.get("_modules")
+    if not isinstance(children, dict) or "_orig_mod" in children:
+        return False  # TorchScript keeps its submodules elsewhere; a compiled wrapper
+    return not _is_opaque(module) if isinstance(module, _opaque_types()) else True
+
+
+@functools.cache
+def _opaque_types() -> tuple[type, ...]:
+    """The module classes hooks cannot act inside: TorchScript and compiled wrappers."""
+    optimized = _optimized_module_type()
+    return (torch.jit.ScriptModule,) + ((optimized,) if optimized is not None else ())
+
+
+def _paths_still_eager(model: nn.Module, layers: Sequence[nn.Module]) -> bool:
+    """Whether every layer is still reached from ``model`` by its remembered path, through
+    eager modules only (``False`` when any is unknown or the path changed)."""
+    entry = _LAYER_PATHS.get(id(model))
+    if entry is None or entry[0]() is not model or not isinstance(model._modules, dict):
+        return False
+    known = entry[1]
+    for layer in layers:
+        path = known.get(id(layer))
+        if path is None or path[0]() is not layer:
+            return False
+        module: Any = model
+        for key in path[1]:
+            module = module.__dict__["_modules"].get(key)
+            if module is None or not _plainly_eager(module):
+                return False
+        if module is not layer:
+            return False
+    return True
+
+
+def _remember_paths(model: nn.Module, layers: Sequence[nn.Module], known: _Known) -> None:
+    """Remember the path (``named_modules`` name, split at dots) of each checked layer."""
+    paths = known.paths
+    if paths is None:
+        paths = known.paths = {id(module): name for name, module in model.named_modules()}
+    key = id(model)
+    entry = _LAYER_PATHS.get(key)
+    try:
+        if entry is None or entry[0]() is not model:
+
+            def forget(_: Any) -> None:
+                current = _LAYER_PATHS.get(key)
+                if current is not None and current[0]() is None:
+                    _LAYER_PATHS.pop(key, None)
+
+            entry = (weakref.ref(model, forget), {})
+            _LAYER_PATHS[key] = entry
+        for layer in layers:
+            name = paths.get(id(layer))
+            if name is not None:
+                entry[1][id(layer)] = (weakref.ref(layer), tuple(name.split(".")) if name else ())
+    except TypeError:  # not weakly referable: checked in full on every call
+        return

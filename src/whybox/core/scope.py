@@ -761,5 +761,8 @@ def scope_of(
         return NeuronScope(model, layer, neuron, to_input=to_input, owner=owner)
     if layer is None:
         return InputScope(model, owner=owner)
-    site = LayerSite.of(layer, to_input=to_input, owner=owner)
+    if isinstance(layer, nn.Module):
+        site = LayerSite((layer,), to_input)  # one module: what ``LayerSite.of`` makes
+    else:
+        site = LayerSite.of(layer, to_input=to_input, owner=owner)
     return LayerScope(model, site, several=isinstance(layer, (list, tuple)), owner=owner)

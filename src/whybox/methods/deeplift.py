@@ -350,16 +350,17 @@ class DeepLift(Method):
 
         try:
             with module_rules(self.model, rules) as matched:
-                chunk_rows = call.chunk_rows
+                chunk_rows, auto = call.chunk_rows, call.chunk_auto
                 if any(getattr(chosen(m), "couples_rows", False) for m in matched):
-                    chunk_rows = max(2 * n_pairs, 2)  # a rule mixes rows: every pair at once
+                    # a rule mixes rows: every pair at once, never split by the probe
+                    chunk_rows, auto = max(2 * n_pairs, 2), False
                 evaluate(
                     call.evaluator,
                     n_items=n_pairs,
                     build=build,
                     consume=consume,
                     chunk_rows=chunk_rows,
-                    auto=call.chunk_auto,
+                    auto=auto,
                     rows_per_item=2,
                     grad=True,
                     tap=tap,

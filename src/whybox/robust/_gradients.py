@@ -133,10 +133,11 @@ class LossGradients:
             loss,
             owner=owner,  # type: ignore[arg-type]
         )
-        chunk_rows = call.chunk_rows
+        chunk_rows, auto = call.chunk_rows, call.chunk_auto
         if loss_func is not None and is_auto(chunk_size):
-            chunk_rows = max(call.batch_size, 1)
-        self.call: Call = replace(call, evaluator=evaluator, chunk_rows=chunk_rows)
+            # a loss may reduce over the batch: one forward, never split by the chunk probe
+            chunk_rows, auto = max(call.batch_size, 1), False
+        self.call: Call = replace(call, evaluator=evaluator, chunk_rows=chunk_rows, chunk_auto=auto)
 
     @property
     def tensors(self) -> tuple[Tensor, ...]:
