@@ -87,6 +87,7 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
             "compute_gradients",
             "apply_gradient_requirements",
             "undo_gradient_requirements",
+            "compute_layer_gradients_and_eval",
             "_forward_layer_eval",
         ],
     ),
@@ -101,6 +102,9 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
             "_zeros",
             "_format_input",
             "_reduce_list",
+            "safe_div",
+            "_select_targets",
+            "_sort_key_list",
         ],
     ),
     # the activation-vector store of captum.concept (TCAV); its tests import it from here
@@ -145,6 +149,8 @@ PRIVATE: dict[str, list[tuple[str, str]]] = {
         (_UTILS, "_format_baseline"),
         (_UTILS, "_format_tensor_into_tuples as _format_input"),
         (_UTILS, "_tensorize_baseline"),
+        (_UTILS, "_validate_input"),
+        (_UTILS, "_validate_noise_tunnel_type"),
     ],
     "captum.attr._core.llm_attr": [
         (_UTILS, "_convert_ids_to_pretty_tokens"),

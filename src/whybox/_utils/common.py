@@ -11,7 +11,10 @@ from whybox.attr._captum_utils import (
     _format_tensor_into_tuples,
     _is_tuple,
     _reduce_list,
+    _select_targets,
+    _sort_key_list,
     _zeros,
+    safe_div,
 )
 from whybox.concept._utils.common import _get_module_from_name
 
@@ -24,5 +27,8 @@ __all__ = [
     "_zeros",
     "_format_input",
     "_reduce_list",
+    "safe_div",
+    "_select_targets",
+    "_sort_key_list",
     "_get_module_from_name",
 ]

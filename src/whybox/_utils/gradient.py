@@ -7,6 +7,7 @@ from whybox.attr._captum_utils import (
     _forward_layer_eval,
     apply_gradient_requirements,
     compute_gradients,
+    compute_layer_gradients_and_eval,
     undo_gradient_requirements,
 )
 
@@ -14,5 +15,6 @@ __all__ = [
     "compute_gradients",
     "apply_gradient_requirements",
     "undo_gradient_requirements",
+    "compute_layer_gradients_and_eval",
     "_forward_layer_eval",
 ]

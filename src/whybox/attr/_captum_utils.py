@@ -14,11 +14,13 @@ import torch
 from torch import Tensor
 from torch.nn import Module
 
-from whybox.attr._assertion_errors import fail_assert
+from whybox.attr._assertion_errors import fail_assert, raised_as_assertions
 from whybox.attr._base import compute_gradients  # re-exported at captum._utils.gradient
 
 __all__ = [
     "compute_gradients",
+    "compute_layer_gradients_and_eval",
+    "safe_div",
     "apply_gradient_requirements",
     "undo_gradient_requirements",
     "BaselineType",
@@ -232,6 +234,249 @@ def _tensorize_baseline(
     return tuple(one(b, i) for b, i in zip(baselines, inputs))
 
 
+# -- arithmetic, targets, devices, validation ----------------------------------------------
+def safe_div(
+    numerator: Tensor,
+    denom: Tensor | int | float,
+    default_denom: Tensor | int | float = 1.0,
+) -> Tensor:
+    """``numerator / denom``, dividing by ``default_denom`` wherever ``denom`` is zero.
+
+    Parameters
+    ----------
+    numerator : Tensor
+    denom : Tensor, int or float
+        A number, or a tensor broadcastable with ``numerator`` (zero entries are replaced
+        element by element).
+    default_denom : Tensor, int or float, default 1.0
+        The denominator used instead of zero.
+
+    Returns
+    -------
+    Tensor
+    """
+    if not isinstance(denom, Tensor):
+        return numerator / (default_denom if denom == 0 else denom)
+    if not isinstance(default_denom, Tensor):
+        default_denom = torch.tensor(default_denom, dtype=denom.dtype, device=denom.device)
+    return numerator / torch.where(denom == 0, default_denom, denom)
+
+
+def _select_column(output: Tensor, index: int | tuple) -> Tensor:
+    """``output[:, *index]``: an index into the dimensions after the batch dimension."""
+    index = (index,) if isinstance(index, int) else index
+    if len(index) > output.dim() - 1:
+        fail_assert(
+            "_select_targets",
+            "target",
+            f"an index with at most {output.dim() - 1} entries for output shape "
+            f"{tuple(output.shape)}",
+            index,
+        )
+    return output[(slice(None), *index)]
+
+
+def _select_targets(output: Tensor, target: Any) -> Tensor:
+    """The part of ``output`` that ``target`` names, in Captum's forms.
+
+    * ``None``: the output as it is;
+    * an int, a tuple or a one-element integer tensor: an index into the dimensions after
+      the batch dimension, the same for every example (``output[:, *target]``; dimensions
+      left out are kept);
+    * a 1-D tensor or a list of ints with one entry per example: per example, a column of
+      a 2-D output (``(rows,)``);
+    * a list of tuples with one entry per example: per example ``i``, ``output[i, *t]``
+      (stacked).
+
+    Parameters
+    ----------
+    output : Tensor ``(rows, ...)``
+    target : None, int, tuple, Tensor or list
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    AssertionError
+        For an index longer than the output's dimensions, a per-example target whose length
+        is not the number of rows, a per-example column target on an output that is not
+        2-D, or a target of another form.
+    """
+    if target is None:
+        return output
+    rows = output.shape[0]
+    owner = "_select_targets"
+    if isinstance(target, (int, tuple)):
+        return _select_column(output, target)
+    if isinstance(target, Tensor):
+        if target.numel() == 1 and isinstance(target.item(), int):
+            return _select_column(output, int(target.item()))
+        if target.dim() == 1 and target.numel() == rows:
+            if output.dim() != 2:
+                fail_assert(
+                    owner, "output", "2-D to select a tensor of targets", tuple(output.shape)
+                )
+            return output.gather(1, target.reshape(rows, 1)).squeeze(-1)
+        fail_assert(
+            owner,
+            "target",
+            f"a one-element tensor or a 1-D tensor with one entry per example ({rows})",
+            f"a tensor of shape {tuple(target.shape)} for output shape {tuple(output.shape)}",
+            raw=True,
+        )
+    if isinstance(target, list):
+        if len(target) != rows:
+            fail_assert(
+                owner,
+                "target",
+                f"a list with one entry per example ({rows})",
+                f"a list of length {len(target)}",
+                raw=True,
+            )
+        first = target[0]
+        if isinstance(first, int):
+            if output.dim() != 2:
+                fail_assert(owner, "output", "2-D to select a list of targets", tuple(output.shape))
+            columns = torch.tensor(target, device=output.device).reshape(rows, 1)
+            return output.gather(1, columns).squeeze(-1)
+        if isinstance(first, tuple):
+            return torch.stack([output[(row, *index)] for row, index in enumerate(target)])
+        fail_assert(
+            owner,
+            "target",
+            "a list of ints or of tuples",
+            f"a list of {type(first).__name__}",
+            type_error=True,
+            raw=True,
+        )
+    fail_assert(
+        owner, "target", "None, an int, a tuple, a tensor or a list", target, type_error=True
+    )
+
+
+def _sort_key_list(
+    keys: list[torch.device], device_ids: list[int] | None = None
+) -> list[torch.device]:
+    """Order devices ``keys`` as their indices appear in ``device_ids`` (the order in which
+    ``DataParallel`` splits a batch); a single device is returned as it is.
+
+    Parameters
+    ----------
+    keys : list of torch.device
+        The devices, with distinct indices.
+    device_ids : list of int, optional
+        Device indices in batch order; required for more than one device. Indices not in
+        ``keys`` are skipped.
+
+    Returns
+    -------
+    list of torch.device
+
+    Raises
+    ------
+    AssertionError
+        Without ``device_ids`` for several devices, for two devices with one index, or when
+        ``device_ids`` does not name every device.
+    """
+    if len(keys) == 1:
+        return keys
+    owner = "_sort_key_list"
+    if device_ids is None:
+        fail_assert(owner, "device_ids", "given when there are several devices", None)
+    by_index: dict[int | None, torch.device] = {}
+    for key in keys:
+        if key.index in by_index:
+            fail_assert(owner, "keys", "devices with distinct indices", keys)
+        by_index[key.index] = key
+    ordered = [by_index[index] for index in device_ids if index in by_index]
+    if len(ordered) != len(keys):
+        fail_assert(owner, "device_ids", f"a list naming every device of {keys}", device_ids)
+    return ordered
+
+
+def _validate_input(
+    inputs: tuple[Tensor, ...],
+    baselines: tuple[Tensor | int | float, ...],
+    n_steps: int = 50,
+    method: str = "riemann_trapezoid",
+    draw_baseline_from_distrib: bool = False,
+) -> None:
+    """Check inputs and baselines of a path method, its number of steps and its method.
+
+    Each baseline is a number, or a tensor shaped like its input, or (unless drawn from a
+    distribution) a single row ``(1, ...)``; with ``draw_baseline_from_distrib`` a tensor
+    baseline only needs the input's per-example shape.
+
+    Parameters
+    ----------
+    inputs : tuple of Tensor
+    baselines : tuple of Tensor, int or float
+        One per input.
+    n_steps : int, default 50
+        At least 0.
+    method : str, default "riemann_trapezoid"
+        One of :data:`whybox.attr._approximation.SUPPORTED_METHODS`.
+    draw_baseline_from_distrib : bool, default False
+
+    Raises
+    ------
+    AssertionError
+        When a check fails.
+    """
+    from whybox.attr._approximation import SUPPORTED_METHODS
+
+    owner = "_validate_input"
+    if len(inputs) != len(baselines):
+        fail_assert(
+            owner,
+            "baselines",
+            f"one baseline per input ({len(inputs)})",
+            f"{len(baselines)} baselines",
+            raw=True,
+        )
+    for position, (inp, baseline) in enumerate(zip(inputs, baselines)):
+        if isinstance(baseline, (int, float)):
+            continue
+        if draw_baseline_from_distrib:
+            fits = inp.shape[1:] == baseline.shape[1:]
+            shape = "the shape of the input's examples"
+        else:
+            fits = inp.shape == baseline.shape or baseline.shape[0] == 1
+            shape = "the input's shape or a single row"
+        if not fits:
+            fail_assert(
+                owner,
+                "baselines",
+                f"numbers or tensors of {shape}",
+                f"baseline {position} of shape {tuple(baseline.shape)} for an input of shape "
+                f"{tuple(inp.shape)}",
+                raw=True,
+            )
+    if n_steps < 0:
+        fail_assert(owner, "n_steps", "a non-negative integer", n_steps)
+    if method not in SUPPORTED_METHODS:
+        fail_assert(owner, "method", f"one of {SUPPORTED_METHODS}", method)
+
+
+def _validate_noise_tunnel_type(nt_type: str, supported_noise_tunnel_types: list[str]) -> None:
+    """Check that ``nt_type`` is one of ``supported_noise_tunnel_types``.
+
+    Raises
+    ------
+    AssertionError
+        When it is not.
+    """
+    if nt_type not in supported_noise_tunnel_types:
+        fail_assert(
+            "_validate_noise_tunnel_type",
+            "nt_type",
+            f"one of {list(supported_noise_tunnel_types)}",
+            nt_type,
+        )
+
+
 # -- batching ----------------------------------------------------------------------------
 def _tuple_splice_range(inputs: tuple | None, start: int, end: int) -> tuple | None:
     """Rows ``start:end`` of every tensor of ``inputs`` (other entries are kept).
@@ -407,27 +652,174 @@ def _forward_layer_eval(
         (also ``AssertionError``) when a layer does not run in the forward.
     """
     del device_ids
+    with torch.autograd.set_grad_enabled(grad_enabled):
+        per_layer, _ = _layer_forward(
+            "_forward_layer_eval",
+            forward_fn,
+            inputs,
+            layer,
+            additional_forward_args,
+            attribute_to_layer_input,
+        )
+        values = [tuple(t.clone() for t in tensors) for tensors in per_layer]
+    return values[0] if isinstance(layer, Module) else values
+
+
+def _layer_forward(
+    owner: str,
+    forward_fn: Callable[..., Any],
+    inputs: Tensor | tuple[Tensor, ...],
+    layer: Module | list[Module],
+    additional_forward_args: Any,
+    attribute_to_layer_input: bool,
+) -> tuple[list[tuple[Tensor, ...]], Any]:
+    """One forward of ``forward_fn(*inputs, *additional_forward_args)`` (``forward_fn()``
+    when it takes no arguments) with the layer(s) recorded by whybox's capture.
+
+    Returns ``(per_layer, output)``: per layer, its recorded tensors (on the autograd graph
+    when gradients are on; the rest of the model ran on clones, so in-place operations
+    after the layer leave them intact), and the forward's output.
+    """
     from whybox.core.scope import LayerSite  # the engine; imported when first needed
     from whybox.core.validation import ParameterError
 
-    owner = "_forward_layer_eval"
-    site = LayerSite.of(layer, to_input=attribute_to_layer_input, owner=owner)
+    with raised_as_assertions():
+        site = LayerSite.of(layer, to_input=attribute_to_layer_input, owner=owner)
     extra = _format_additional_forward_args(additional_forward_args) or ()
     arguments = (*_format_tensor_into_tuples(inputs), *extra)
     try:
         takes_arguments = bool(inspect.signature(forward_fn).parameters)
     except (TypeError, ValueError):
         takes_arguments = True
-    with torch.autograd.set_grad_enabled(grad_enabled):
-        try:
-            with site.checked(owner) as captured:
-                forward_fn(*arguments) if takes_arguments else forward_fn()
-        except ParameterError as error:
-            if error.parameter != "layer":
-                raise
-            fail_assert(owner, "layer", "a module that runs in the forward", layer)
-        values = [tuple(t.clone() for t in tensors) for tensors in captured.per_layer]
-    return values[0] if isinstance(layer, Module) else values
+    try:
+        with site.checked(owner) as captured:
+            output = forward_fn(*arguments) if takes_arguments else forward_fn()
+    except ParameterError as error:
+        if error.parameter != "layer":
+            raise
+        fail_assert(owner, "layer", "a module that runs in the forward", layer)
+    return list(captured.per_layer), output
+
+
+def compute_layer_gradients_and_eval(
+    forward_fn: Callable[..., Any],
+    layer: Module | list[Module],
+    inputs: Tensor | tuple[Tensor, ...],
+    target_ind: Any = None,
+    additional_forward_args: Any = None,
+    gradient_neuron_selector: Any = None,
+    device_ids: list[int] | None = None,
+    attribute_to_layer_input: bool = False,
+    output_fn: Callable[[tuple[Tensor, ...]], tuple[Tensor, ...]] | None = None,
+    grad_kwargs: dict[str, Any] | None = None,
+    offload_to_cpu: bool = False,
+) -> tuple[Any, ...]:
+    """Gradients of the selected output with respect to a layer, and the layer's values.
+
+    One forward of ``forward_fn(*inputs, *additional_forward_args)`` records the layer's
+    outputs (or, with ``attribute_to_layer_input``, its inputs) through whybox's capture;
+    the model runs on clones of them, so an in-place operation after the layer (such as
+    ``ReLU(inplace=True)``) leaves the recorded values intact. The output is reduced to one
+    value per example with :func:`_select_targets`, and ``torch.autograd.grad`` of those
+    values is taken with respect to the recorded tensors.
+
+    Parameters
+    ----------
+    forward_fn : callable
+        The model or forward function.
+    layer : nn.Module or list of nn.Module
+        The layer(s) whose gradients and values are wanted.
+    inputs : Tensor or tuple of Tensor
+        The inputs passed to ``forward_fn``.
+    target_ind : int, tuple, Tensor or list, optional
+        Which output value per example is differentiated (any form
+        :func:`_select_targets` takes); without it the output must hold one value per
+        example.
+    additional_forward_args : Any, optional
+        Extra arguments after the inputs.
+    gradient_neuron_selector : int, tuple of int / slice, or callable, optional
+        Also return the gradients of this neuron of the layer (one layer only) with
+        respect to ``inputs`` (see :func:`whybox.core.scope.select_neuron`).
+    device_ids : list of int, optional
+        Accepted for Captum's signature; whybox records the layer on the device it runs on
+        (a layer replicated over several devices keeps its last call).
+    attribute_to_layer_input : bool, default False
+        Use the layer's inputs instead of its outputs.
+    output_fn : callable, optional
+        Applied to each layer's tuple of values and to its tuple of gradients.
+    grad_kwargs : dict, optional
+        Extra keyword arguments of ``torch.autograd.grad``.
+    offload_to_cpu : bool, default False
+        Return the values (detached) and the gradients on the CPU.
+
+    Returns
+    -------
+    tuple
+        ``(gradients, values)``: each a tuple of tensors (one per tensor of the layer, each
+        ``(rows, ...)``), or a list of such tuples for a list of layers; with
+        ``gradient_neuron_selector``, ``(gradients, values, input_gradients)``.
+
+    Raises
+    ------
+    AssertionError
+        When the selected output holds more than one value per example, when a layer does
+        not run in the forward, or with a neuron selector for several layers.
+    """
+    del device_ids
+    owner = "compute_layer_gradients_and_eval"
+    with torch.autograd.set_grad_enabled(True):
+        per_layer, output = _layer_forward(
+            owner, forward_fn, inputs, layer, additional_forward_args, attribute_to_layer_input
+        )
+        selected = _select_targets(output, target_ind)
+        if selected.dim() > 0 and selected.shape[0] > 0 and selected[0].numel() != 1:
+            fail_assert(
+                owner,
+                "target_ind",
+                "given when the forward returns more than one value per example",
+                f"an output of shape {tuple(selected.shape)} after target selection",
+                raw=True,
+            )
+
+        def finish(values: tuple[Tensor, ...], *, detach: bool) -> tuple[Tensor, ...]:
+            if output_fn is not None:
+                values = output_fn(values)
+            if offload_to_cpu:
+                values = tuple((t.detach() if detach else t).cpu() for t in values)
+            return values
+
+        # the values first: with ``offload_to_cpu`` their copies leave the graph before
+        # the backward pass, which reads the recorded tensors themselves
+        evals = [finish(tensors, detach=True) for tensors in per_layer]
+        recorded = [t for tensors in per_layer for t in tensors]
+        flat = torch.autograd.grad(
+            torch.unbind(selected) if selected.dim() > 0 else selected,
+            recorded,
+            **(grad_kwargs or {}),
+        )
+        grads, start = [], 0
+        for tensors in per_layer:
+            grads.append(finish(tuple(flat[start : start + len(tensors)]), detach=False))
+            start += len(tensors)
+        if gradient_neuron_selector is None:
+            if isinstance(layer, Module):
+                return grads[0], evals[0]
+            return grads, evals
+        if not isinstance(layer, Module):
+            fail_assert(
+                owner,
+                "layer",
+                "a single module when gradient_neuron_selector is given",
+                layer,
+            )
+        from whybox.core.scope import select_neuron
+
+        with raised_as_assertions():
+            neuron = select_neuron(per_layer[0], gradient_neuron_selector, owner=owner)
+        input_grads = torch.autograd.grad(
+            torch.unbind(neuron) if neuron.numel() > 1 else neuron, inputs
+        )
+    return grads[0], evals[0], input_grads
 
 
 # -- LLM tokens --------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from whybox.attr._captum_utils import (
     _format_baseline,  # noqa: F401 - used by Captum's tests
     _format_input_baseline,  # noqa: F401 - used by Captum's tests
     _tensorize_baseline,  # noqa: F401 - used by Captum's tests
+    _validate_input,  # noqa: F401 - used by Captum's tests
+    _validate_noise_tunnel_type,  # noqa: F401 - used by Captum's tests
 )
 from whybox.attr._captum_utils import _format_tensor_into_tuples as _format_input  # noqa: F401 - used by Captum's tests
 from whybox.attr._helpers import get_total_features_from_mask

@@ -1,9 +1,12 @@
 """Alias of Captum 0.9's ``captum.influence._utils.common``: its public names, as whybox
 objects, and the private helpers Captum-style code (and Captum's tests) import from it,
-implemented by :mod:`whybox.influence._linalg` under Captum's underscore names."""
+implemented by :mod:`whybox.influence._linalg` under Captum's underscore names (the loss
+Jacobian :func:`_jacobian_loss_wrt_inputs` is defined here)."""
 
+from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.nn import Module
 
@@ -20,6 +23,7 @@ __all__ = [
     "_eig_helper",
     "_flatten_params",
     "_functional_call",
+    "_jacobian_loss_wrt_inputs",
     "_top_eigen",
     "_unflatten_params_factory",
 ]
@@ -35,3 +39,64 @@ def _functional_call(model: Module, params: dict[str, Tensor], features: Any) ->
 def _custom_functional_call(model: Module, params: dict[str, Tensor], features: Any) -> Any:
     """Captum's name for :func:`whybox.influence._linalg.custom_functional_call`."""
     return custom_functional_call(model, params, features)
+
+
+def _jacobian_loss_wrt_inputs(
+    loss_fn: Module | Callable[[Tensor, Tensor], Tensor],
+    out: Tensor,
+    targets: Tensor,
+    vectorize: bool,
+    reduction_type: str,
+) -> Tensor:
+    """The gradient of each example's loss with respect to its row of ``out``.
+
+    ``loss_fn(out, targets)`` reduces the per-example losses of the batch to one value, by
+    their sum or their mean (``reduction_type``); the derivative of that value with respect
+    to ``out`` holds, row by row, each example's own loss gradient (scaled back by the
+    number of rows for a mean). This is how TracInCP-style methods get per-example
+    gradients at the model's output from one reduction loss.
+
+    Parameters
+    ----------
+    loss_fn : nn.Module or callable
+        The reduction loss, called as ``loss_fn(out, targets)``. A module with a
+        ``reduction`` attribute must reduce as ``reduction_type`` says.
+    out : Tensor ``(rows, ...)``
+        The batch of loss inputs (typically the model's outputs).
+    targets : Tensor
+        The labels of the batch.
+    vectorize : bool
+        Accepted for Captum's signature; as in Captum it does not change the computation.
+    reduction_type : str
+        ``"sum"`` or ``"mean"``.
+
+    Returns
+    -------
+    Tensor
+        Shaped like ``out`` (for a scalar loss): row ``i`` is example ``i``'s gradient.
+
+    Raises
+    ------
+    ValueError
+        For a ``reduction_type`` other than ``"sum"`` / ``"mean"``.
+    AssertionError
+        When ``loss_fn.reduction`` differs from ``reduction_type``.
+    """
+    del vectorize
+    if reduction_type not in ("sum", "mean"):
+        # Captum's wording, which its tests compare
+        raise ValueError(
+            f"`{reduction_type}` is not a valid value for reduction_type. "
+            "Must be either 'sum' or 'mean'."
+        )
+    if isinstance(loss_fn, Module) and hasattr(loss_fn, "reduction"):
+        if loss_fn.reduction != reduction_type:
+            # Captum's wording (with its missing space), which its tests compare
+            raise AssertionError(
+                f"loss_fn.reduction `{loss_fn.reduction}` does not match"
+                f"reduction type `{reduction_type}`. Please ensure they are matching."
+            )
+    jacobian = torch.autograd.functional.jacobian(lambda rows: loss_fn(rows, targets), out)
+    if reduction_type == "mean" and jacobian.dim() > 0:
+        jacobian = jacobian * jacobian.shape[0]
+    return jacobian
