@@ -431,6 +431,7 @@ def resolve_layer(model: Any, layer: Any, *, owner: str) -> Any:
         fail(owner, "layer", f"the name of a submodule of the model (e.g. {names})", layer)
 
 
+@functools.lru_cache(maxsize=1024)  # signatures of method classes: read once, not per call
 def _option_names(func: Callable[..., Any], *, skip: int) -> frozenset[str]:
     """Names of ``func``'s options: its parameters after ``self`` and the first argument
     (the model, or the inputs), without ``*args`` / ``**kwargs``."""
@@ -438,6 +439,7 @@ def _option_names(func: Callable[..., Any], *, skip: int) -> frozenset[str]:
     return frozenset(p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
 
 
+@functools.lru_cache(maxsize=1024)
 def _takes_var_keyword(func: Callable[..., Any]) -> bool:
     return any(
         p.kind is p.VAR_KEYWORD for p in inspect.signature(inspect.unwrap(func)).parameters.values()
