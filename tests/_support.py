@@ -77,3 +77,33 @@ def assert_same_state(model: nn.Module, state) -> None:
         assert p.requires_grad == flags[name], name
         assert p.grad is None, f"{name} accumulated a gradient"
     assert [m.training for m in model.modules()] == modes
+
+
+def eigen_cam_reference(activations: torch.Tensor) -> torch.Tensor:
+    """Eigen-CAM by its definition, one image at a time: ``(N, C, H, W)`` activations ->
+    ``(N, 1, H, W)``, each image's centred ``(HW, C)`` rows projected on their first right
+    singular vector (full SVD), sign fixed by a positive third moment, then ReLU."""
+    maps = []
+    for image in activations:
+        rows = image.reshape(image.shape[0], -1).T
+        rows = rows - rows.mean(dim=0)
+        _, _, vh = torch.linalg.svd(rows, full_matrices=True)
+        projection = rows @ vh[0]
+        if (projection**3).sum() < 0:  # the documented sign convention
+            projection = -projection
+        maps.append(projection.reshape(image.shape[1:]).clamp_min(0))
+    return torch.stack(maps).unsqueeze(1)
+
+
+def deeplift_general_pool_rules() -> dict[type, object]:
+    """DeepLift's textbook rules with the max pools on the general (spread, then divide)
+    path instead of the pooled-grid fast path."""
+    from whybox.methods.deeplift_rules import MaxPoolRescale, rescale_rules, scatter_add_spread
+
+    def spread(values, indices, module, shape):
+        return scatter_add_spread(values, indices, module, shape)
+
+    rules = dict(rescale_rules().rules)
+    pool = MaxPoolRescale(spread=spread)  # not the default spread object: general path
+    rules.update({cls: pool for cls in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)})
+    return rules

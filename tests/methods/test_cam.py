@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _support import assert_same_state, model_state, module_hook_count
+from _support import assert_same_state, eigen_cam_reference, model_state, module_hook_count
 from whybox.core.registry import get_method
 from whybox.core.validation import ParameterError, ParameterTypeError
 from whybox.methods import GradCam
@@ -224,16 +224,7 @@ def test_ablation_cam_matches_per_channel_loop(deep):
 def test_eigen_cam_matches_svd_projection(deep):
     model, x = deep
     a, _, _ = layer_values(model, model.conv2, x, [0, 0, 0])
-    expected = []
-    for image in a:
-        rows = image.reshape(image.shape[0], -1).T
-        rows = rows - rows.mean(dim=0)
-        _, _, vh = torch.linalg.svd(rows, full_matrices=True)
-        projection = rows @ vh[0]
-        if (projection**3).sum() < 0:  # the documented sign convention
-            projection = -projection
-        expected.append(projection.reshape(image.shape[1:]).clamp_min(0))
-    expected = torch.stack(expected).unsqueeze(1)
+    expected = eigen_cam_reference(a)
     torch.testing.assert_close(run(EigenCam, model, model.conv2, x, None), expected)
     # the map does not depend on the target; a target is checked and its scores reported
     result = EigenCam(model, model.conv2).attribute(x, target=1, upsample=False)

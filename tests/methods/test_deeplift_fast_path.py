@@ -20,10 +20,9 @@ import torch
 from torch import Tensor, nn
 
 import whybox.attr as W
-from _support import module_hook_count
+from _support import deeplift_general_pool_rules, module_hook_count
 from whybox.methods import deeplift_rules
 from whybox.methods.deeplift import DeepLift, DeepLiftShap
-from whybox.methods.deeplift_rules import MaxPoolRescale, rescale_rules, scatter_add_spread
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -34,16 +33,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _general_rules() -> dict[type, object]:
-    """The textbook rules with the max pools on the general (spread, then divide) path."""
-
-    def spread(values: Tensor, indices: Tensor, module: nn.Module, shape: torch.Size) -> Tensor:
-        return scatter_add_spread(values, indices, module, shape)
-
-    rules = dict(rescale_rules().rules)
-    pool = MaxPoolRescale(spread=spread)  # not the default spread object: general path
-    rules.update({cls: pool for cls in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)})
-    return rules
+_general_rules = deeplift_general_pool_rules
 
 
 def _pool_nets() -> dict[str, tuple[tuple[int, ...], nn.Module]]:

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from _support import deeplift_general_pool_rules
 from whybox.methods.deeplift import DeepLift
-from whybox.methods.deeplift_rules import MaxPoolRescale, rescale_rules, scatter_add_spread
 
 
 class _OneWindow(nn.Module):
@@ -84,16 +84,7 @@ def test_one_window_below_a_large_eps_uses_only_the_plain_gradient():
     assert torch.equal(m, expected)
 
 
-def _general_rules() -> dict[type, object]:
-    """The textbook rules with the max pools on the general (spread, then divide) path."""
-
-    def spread(values: Tensor, indices: Tensor, module: nn.Module, shape: torch.Size) -> Tensor:
-        return scatter_add_spread(values, indices, module, shape)
-
-    rules = dict(rescale_rules().rules)
-    pool = MaxPoolRescale(spread=spread)  # not the default spread object: general path
-    rules.update({cls: pool for cls in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)})
-    return rules
+_general_rules = deeplift_general_pool_rules
 
 
 class _PoolThenGelu(nn.Module):

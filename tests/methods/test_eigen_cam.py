@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from _support import eigen_cam_reference
 from whybox.methods.cam import EigenCam
 from whybox.methods.cam.eigen import first_component
 
@@ -94,16 +95,7 @@ def test_eigen_cam_on_a_wide_layer_matches_the_svd_convention():
     x = torch.randn(3, 3, 8, 8)
     with torch.no_grad():
         a = model.conv(x)
-    expected = []
-    for image in a:
-        rows = image.reshape(image.shape[0], -1).T
-        rows = rows - rows.mean(dim=0)
-        _, _, vh = torch.linalg.svd(rows, full_matrices=True)
-        projection = rows @ vh[0]
-        if (projection**3).sum() < 0:  # the documented sign convention
-            projection = -projection
-        expected.append(projection.reshape(image.shape[1:]).clamp_min(0))
-    expected = torch.stack(expected).unsqueeze(1)
+    expected = eigen_cam_reference(a)
     result = EigenCam(model, model.conv).attribute(x, upsample=False)
     torch.testing.assert_close(result.attributions, expected, rtol=1e-4, atol=1e-5)
 
