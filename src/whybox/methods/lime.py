@@ -419,12 +419,8 @@ def _fit_linear(
     if dtype != torch.float64 and not exact:
         # the similarities the fit sees are rounded to ``dtype`` first, as a fit in it does
         weights = weights.to(dtype).to(torch.float64)
-    coefs = []
-    for g in range(values.shape[1]):
-        X = design if design.dim() == 2 else design[:, g]
-        coef = surrogate._fit_checked(X, targets[:, g], weights[:, g], dtype).reshape(-1)
-        coefs.append(coef if coef.dtype == dtype else coef.to(dtype))
-    return torch.stack(coefs)  # a new tensor: results never share the surrogate's memory
+    # a new tensor: results never share the surrogate's memory
+    return surrogate._fit_checked_groups(design, targets, weights, dtype)
 
 
 def _is_aggregate(call: Call, base, masks: FlatMasks) -> bool:

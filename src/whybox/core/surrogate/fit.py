@@ -428,9 +428,32 @@ def _lasso_checked(
     """:func:`weighted_lasso` on data :func:`check_training_data` has returned (or that
     the caller guarantees as such: float64, ``X`` (n, p), ``y`` (n, k), finite, ``w >= 0``)."""
     gram, xty_all, yty_all, x_mean, y_mean = _lasso_moments(X, y, w, fit_intercept, caller)
+    coef_np, n_iter = _lasso_sweeps(
+        gram, xty_all, yty_all, alpha=alpha, max_iter=max_iter, tol=tol, caller=caller
+    )
+    if isinstance(x_mean, np.ndarray):  # the moments were computed in numpy (CPU)
+        intercept_np = y_mean - coef_np @ x_mean
+        return torch.from_numpy(coef_np), torch.from_numpy(intercept_np), n_iter
+    coef_t = torch.as_tensor(coef_np, dtype=torch.float64, device=X.device)
+    intercept = y_mean - coef_t @ x_mean
+    return coef_t, intercept, n_iter
+
+
+def _lasso_sweeps(
+    gram: np.ndarray,
+    xty_all: np.ndarray,
+    yty_all: np.ndarray,
+    *,
+    alpha: float,
+    max_iter: int,
+    tol: float,
+    caller: str,
+) -> tuple[np.ndarray, int]:
+    """Coordinate descent for each output of one set of moments: ``(k, p)`` coefficients
+    and the largest number of sweeps; warns for an output that did not converge."""
     coefs = []
     n_iters = []
-    for out in range(y.shape[1]):
+    for out in range(xty_all.shape[1]):
         coef, n_iter, gap = _lasso_cd(
             gram, xty_all[:, out], float(yty_all[out]), alpha, max_iter=max_iter, tol=tol
         )
@@ -439,17 +462,67 @@ def _lasso_checked(
                 f"{caller} did not converge in {max_iter} iterations "
                 f"(duality gap {gap:.3g}); increase max_iter or alpha.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         coefs.append(coef)
         n_iters.append(n_iter)
-    coef_np = np.stack(coefs)  # (k, p)
-    if isinstance(x_mean, np.ndarray):  # the moments were computed in numpy (CPU)
-        intercept_np = y_mean - coef_np @ x_mean
-        return torch.from_numpy(coef_np), torch.from_numpy(intercept_np), max(n_iters)
-    coef_t = torch.as_tensor(coef_np, dtype=torch.float64, device=X.device)
-    intercept = y_mean - coef_t @ x_mean
-    return coef_t, intercept, max(n_iters)
+    return np.stack(coefs), max(n_iters)
+
+
+def lasso_groups(
+    X: Tensor,
+    y: Tensor,
+    w: Tensor,
+    *,
+    alpha: float,
+    fit_intercept: bool,
+    max_iter: int,
+    tol: float,
+    caller: str,
+) -> tuple[Tensor, Tensor, int] | None:
+    """One lasso per group on checked CPU data, as :func:`_lasso_checked` fits each.
+
+    LIME fits one surrogate per example (a group); this runs those fits back to back
+    without the per-fit tensor round trips: each group's moments come from the very views
+    (same memory, same strides) a single fit of that group reads, so every group's
+    numbers are bit for bit those of its own :func:`_lasso_checked` call.
+
+    Parameters
+    ----------
+    X : Tensor, shape ``(n, p)`` (shared by the groups) or ``(n, G, p)``
+    y : Tensor, shape ``(n, G)``
+    w : Tensor, shape ``(n, G)``
+        float64, finite, ``w >= 0`` (checked data).
+
+    Returns
+    -------
+    tuple or None
+        ``(G, p)`` coefficients and ``(G,)`` intercepts (float64), and the last group's
+        number of sweeps; ``None`` when a tensor is not a plain CPU tensor (the caller
+        fits the groups one by one).
+    """
+    if not _on_cpu(X, y, w):
+        return None
+    coefs, intercepts = [], []
+    n_iter = 0
+    for g in range(y.shape[1]):
+        xg = X if X.dim() == 2 else X[:, g]
+        gram, xty, yty, x_mean, y_mean = _host_lasso_moments(
+            xg.numpy(), y[:, g].unsqueeze(1).numpy(), w[:, g].numpy(), fit_intercept, caller
+        )
+        coef_np, n_iter = _lasso_sweeps(
+            gram, xty, yty, alpha=alpha, max_iter=max_iter, tol=tol, caller=caller
+        )
+        coefs.append(coef_np)
+        intercepts.append(y_mean - coef_np @ x_mean)
+    if not coefs:
+        p = X.shape[-1]
+        return torch.zeros(0, p, dtype=torch.float64), torch.zeros(0, dtype=torch.float64), 0
+    return (
+        torch.from_numpy(np.concatenate(coefs)),
+        torch.from_numpy(np.concatenate(intercepts)),
+        n_iter,
+    )
 
 
 def _lasso_moments(
@@ -477,19 +550,7 @@ def _lasso_moments(
     tiny: a numpy call costs a fraction of a torch one); the sweeps read numpy arrays.
     """
     if _on_cpu(X, y, w):
-        Xn, yn, wn = X.numpy(), y.numpy(), w.numpy()
-        total = float(wn.sum())
-        if total <= 0:
-            raise ValueError(f"The sample weights sum to 0; {caller} cannot be fitted.")
-        if fit_intercept:
-            x_mean_n, y_mean_n = (wn @ Xn) / total, (wn @ yn) / total
-            Xn, yn = Xn - x_mean_n, yn - y_mean_n
-        else:
-            x_mean_n, y_mean_n = np.zeros(Xn.shape[1]), np.zeros(yn.shape[1])
-        v = (wn / total)[:, None]  # normalized weights turn 1/(2 sum w) into 1/2
-        xv = Xn * v
-        moments = xv.T @ Xn, xv.T @ yn, (v * yn * yn).sum(axis=0)
-        return (*moments, x_mean_n, y_mean_n)
+        return _host_lasso_moments(X.numpy(), y.numpy(), w.numpy(), fit_intercept, caller)
     total_t = w.sum()
     total = float(total_t)
     if total <= 0:
@@ -503,3 +564,20 @@ def _lasso_moments(
     xty = _numpy(xv.T @ yc)  # (p, k)
     yty = _numpy((v * yc * yc).sum(dim=0))  # (k,)
     return gram, xty, yty, x_mean, y_mean
+
+
+def _host_lasso_moments(
+    Xn: np.ndarray, yn: np.ndarray, wn: np.ndarray, fit_intercept: bool, caller: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_lasso_moments` in numpy: ``X`` (n, p), ``y`` (n, k), ``w`` (n,) arrays."""
+    total = float(wn.sum())
+    if total <= 0:
+        raise ValueError(f"The sample weights sum to 0; {caller} cannot be fitted.")
+    if fit_intercept:
+        x_mean_n, y_mean_n = (wn @ Xn) / total, (wn @ yn) / total
+        Xn, yn = Xn - x_mean_n, yn - y_mean_n
+    else:
+        x_mean_n, y_mean_n = np.zeros(Xn.shape[1]), np.zeros(yn.shape[1])
+    v = (wn / total)[:, None]  # normalized weights turn 1/(2 sum w) into 1/2
+    xv = Xn * v
+    return xv.T @ Xn, xv.T @ yn, (v * yn * yn).sum(axis=0), x_mean_n, y_mean_n

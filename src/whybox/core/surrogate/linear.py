@@ -18,7 +18,13 @@ import torch
 from torch import Tensor
 
 from .data import collect_batches
-from .fit import _lasso_checked, _least_squares_checked, weighted_lasso, weighted_least_squares
+from .fit import (
+    _lasso_checked,
+    _least_squares_checked,
+    lasso_groups,
+    weighted_lasso,
+    weighted_least_squares,
+)
 
 __all__ = ["LinearSurrogate", "WeightedLinearRegression", "WeightedRidge", "WeightedLasso"]
 
@@ -107,6 +113,32 @@ class LinearSurrogate:
         self._coef = coef.to(dtype=out_dtype)
         self._intercept = intercept.to(dtype=out_dtype)
         return self._coef
+
+    def _fit_checked_groups(
+        self, X: Tensor, y: Tensor, w: Tensor, out_dtype: torch.dtype
+    ) -> Tensor:
+        """One fit per group, as :meth:`_fit_checked` makes them one at a time: group ``g``
+        fits ``X[:, g]`` (or the shared ``X``), ``y[:, g]`` and ``w[:, g]``.
+
+        Parameters
+        ----------
+        X : Tensor, shape ``(n, p)`` or ``(n, G, p)``
+        y, w : Tensor, shape ``(n, G)``
+            Checked float64 data, as for :meth:`_fit_checked`.
+
+        Returns
+        -------
+        Tensor, shape ``(G, p)``, ``out_dtype``
+            New memory; the surrogate is left holding the last group's fit.
+        """
+        coefs = []
+        for g in range(y.shape[1]):
+            xg = X if X.dim() == 2 else X[:, g]
+            coef = self._fit_checked(xg, y[:, g], w[:, g], out_dtype).reshape(-1)
+            coefs.append(coef if coef.dtype == out_dtype else coef.to(out_dtype))
+        if not coefs:
+            return torch.zeros(0, X.shape[-1], dtype=out_dtype, device=X.device)
+        return torch.stack(coefs)
 
     def _solve(
         self, X: Tensor, y: Tensor, sample_weight: Tensor | None, **kwargs: Any
@@ -267,6 +299,39 @@ class WeightedLasso(LinearSurrogate):
             caller="WeightedLasso.fit",
         )
         return coef, intercept
+
+    def _fit_checked_groups(
+        self, X: Tensor, y: Tensor, w: Tensor, out_dtype: torch.dtype
+    ) -> Tensor:
+        """:meth:`LinearSurrogate._fit_checked_groups` with the groups' fits run back to back
+        on the host (:func:`~whybox.core.surrogate.fit.lasso_groups`: the same numbers
+        as one fit per group), while the class still solves with this class's solver."""
+        kind = type(self)
+        if kind._solve is not WeightedLasso._solve or (
+            kind._solve_checked is not WeightedLasso._solve_checked
+        ):
+            return super()._fit_checked_groups(X, y, w, out_dtype)
+        fitted = lasso_groups(
+            X,
+            y,
+            w,
+            alpha=self.alpha,
+            fit_intercept=self.fit_intercept,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            caller="WeightedLasso.fit",
+        )
+        if fitted is None:
+            return super()._fit_checked_groups(X, y, w, out_dtype)
+        coef, intercept, n_iter = fitted
+        if not len(coef):
+            return coef.to(out_dtype)
+        coef = coef.to(out_dtype)
+        # the last group's fit, as one fit per group leaves it (not sharing the result)
+        self._coef = coef[-1:].clone()
+        self._intercept = intercept[-1:].to(out_dtype)
+        self.n_iter_ = n_iter
+        return coef
 
     def _solve_checked(self, X, y, w):
         coef, intercept, self.n_iter_ = _lasso_checked(
