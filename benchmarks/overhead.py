@@ -80,6 +80,8 @@ CASES = (
     Case("shapley_sampling", "ShapleyValueSampling", {"n_samples": 25}, False),
     Case("lime", "Lime", {"n_samples": 200}, False),
     Case("kernel_shap", "KernelShap", {"n_samples": 200}, False),
+    # issue 16's own tiny job: "KernelShap, 12-feature MLP, n=400"
+    Case("kernel_shap_400", "KernelShap", {"n_samples": 400}, False),
     Case("occlusion", "Occlusion", {"sliding_window_shapes": (2,)}, False),
     Case(
         "deeplift",
