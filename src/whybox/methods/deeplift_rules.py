@@ -411,16 +411,21 @@ def _window_weights(
     # the other row of its pair ("across"); [0::3] are (0, 0) and (1, 1), its own
     weights = pooled.new_empty((4,) + tuple(index.shape[1:]))
     across, own = weights[1:3], weights[0::3]
-    # the carried parts max(y - y_ref, 0) (input rows) and min(y - y_ref, 0) (references)
-    carried = y_in - y_ref
-    torch.clamp_min(carried, 0, out=across[0])
-    torch.clamp_max(carried, 0, out=across[1])
-    small = dx.abs().lt_(eps)  # 1.0 where |dx| < eps, else 0.0
+    # the carried parts max(y - y_ref, 0) (input rows) and min(y - y_ref, 0) (references),
+    # y - y_ref written straight into the first (no temporary)
+    carried_in, carried_ref = across[0], across[1]
+    torch.sub(y_in, y_ref, out=carried_in)
+    torch.clamp_max(carried_in, 0, out=carried_ref)
+    carried_in.clamp_min_(0)
+    # 1.0 where |dx| < eps, else 0.0, kept in the own rows' weights until they are due
+    # (no temporary: fewer bytes touched between the model's own ops)
+    small = torch.abs(dx, out=own).lt_(eps)
     # dx + 1 where it is below eps: the division stays finite there, and the part is then
     # exactly 0 (a - a * 1); elsewhere dx + 0 and a - a * 0 are exact
     across.div_(dx.add_(small)).addcmul_(across, small, value=-1)
     # its own rows: also their plain max-pool gradient where the input did not move
-    torch.add(across, small, out=own)
+    # (small + across: the same sum as across + small, exactly)
+    own.add_(across)
     return index, weights.view((2, 2) + tuple(index.shape[1:]))
 
 
