@@ -19,7 +19,11 @@ the same value whose vector-Jacobian product is the rule,
     out.detach() + (z' - z'.detach()) * (out / s(z')).detach()     ->  c_in = J'^T (c * out / s)
 
 (realised as one autograd node, :class:`_Relay`, with the ratio computed once from
-detached tensors), and LRP is ``inputs * modified gradient``. ReLU, dropout and reshapes
+detached tensors), and LRP is ``inputs * modified gradient``. Where the gradients are with
+respect to the inputs only and the rule keeps the parameters (``z' = out``, the epsilon
+rule) on a stock module, the output itself is kept and a pre-hook on its own autograd node
+multiplies the gradient arriving there by the ratio (the same numbers, no relay node and no
+copy of the output: :meth:`_ZRule._rewrite_on_node`). ReLU, dropout and reshapes
 need no rewrite: their ordinary gradient already passes relevance unchanged in this
 normalisation (``relu(x) = x * relu'(x)``). Other elementwise activations get the identity rule
 (``c_in = c * f(x) / x``).
@@ -201,6 +205,90 @@ class _ZRule(PropagationRule):
         z = _forward_with(module, x, *parameters)
         return _Relay.apply(z, value, _stabilised_ratio(value, z.detach(), self.epsilon))
 
+    def _rewrite_on_node(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor | None:
+        """:meth:`rewrite` for gradients with respect to the inputs only (no tapped layer),
+        for a rule that keeps the parameters (``z`` is ``out``): ``out`` is kept and a
+        pre-hook on its own autograd node scales the gradient arriving there by the ratio
+        (no relay node, no copy of the output). Anything else goes to :meth:`rewrite`.
+
+        The same gradient as the relay's: the module is a stock one and no other hook saw
+        ``out``, so every use of ``out`` is a use of the module's output, and the node
+        receives the sum of their gradients, as the relay does. An in-place module after
+        this one (``ReLU(inplace=True)``) changes ``out`` after the ratio was taken; the node
+        still receives the gradient of the value it computed.
+        """
+        node = out.grad_fn
+        if (
+            node is None
+            or self.set_bias_to_zero
+            or out._base is not None
+            or not _sole_hooks(module)
+        ):
+            return self.rewrite(module, x, out)
+        value = out.detach()
+        ratio = _stabilised_ratio(value, value, self.epsilon)
+        node.register_prehook(_scaling(ratio, out.output_nr))
+        return None
+
+
+def _scaling(ratio: Tensor, index: int) -> Any:
+    """Node pre-hook: output ``index``'s gradient times ``ratio``.
+
+    The product goes into ``ratio`` itself (``ratio * grad`` is ``grad * ratio`` exactly),
+    so the backward allocates nothing, where that is the same tensor: ``grad`` a plain
+    dense tensor off the graph (no ``create_graph``), of ``ratio``'s dtype, shape and
+    strides. The hook then lets go of it (the node's consumer frees it, as a relay frees
+    its saved ratio); a second backward through the node would be an error (the graph is
+    not retained past the gradient call that runs the hook).
+    """
+    held: Tensor | None = ratio
+    del ratio
+
+    def scale(grad_outputs: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...] | None:
+        nonlocal held
+        grad = grad_outputs[index]
+        if grad is None:
+            return None
+        ratio = held
+        if ratio is None:
+            raise RuntimeError("LRP: a rule's ratio serves one backward pass")
+        if (
+            type(grad) is not Tensor
+            or grad.requires_grad
+            or grad.dtype != ratio.dtype
+            or grad.layout != torch.strided
+            or grad.shape != ratio.shape
+            or grad.stride() != ratio.stride()
+        ):
+            scaled = grad * ratio
+        else:
+            held = None
+            scaled = ratio.mul_(grad)
+        if len(grad_outputs) == 1:
+            return (scaled,)
+        return grad_outputs[:index] + (scaled,) + grad_outputs[index + 1 :]
+
+    return scale
+
+
+#: torch's global module hooks (its dicts, changed in place by ``register_module_*_hook``)
+_GLOBAL_FORWARD_HOOKS = torch.nn.modules.module._global_forward_hooks
+_GLOBAL_BACKWARD_HOOKS = torch.nn.modules.module._global_backward_hooks
+_GLOBAL_BACKWARD_PRE_HOOKS = torch.nn.modules.module._global_backward_pre_hooks
+
+
+def _sole_hooks(module: nn.Module) -> bool:
+    """Whether the rule's forward hook is the module's only hook (no global ones either):
+    no other hook saw (or could reuse) the output, and none wraps its gradient."""
+    return not (
+        len(module._forward_hooks) != 1
+        or module._backward_hooks
+        or module._backward_pre_hooks
+        or _GLOBAL_FORWARD_HOOKS
+        or _GLOBAL_BACKWARD_HOOKS
+        or _GLOBAL_BACKWARD_PRE_HOOKS
+    )
+
 
 class EpsilonRule(_ZRule):
     """LRP-epsilon: ``R_in = a * J^T (R_out / (z + epsilon * sign(z)))``.
@@ -380,22 +468,29 @@ def _rule_attribute(module: nn.Module) -> Any:
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(name, module)`` of the leaf modules, in ``model.named_modules()`` order (each
-    module once), from a loop instead of its recursive generators."""
+    module once): its pre-order walk, recursing into containers only (no generators)."""
+    if not _has_children(model):
+        return [("", model)]
     leaves: list[tuple[str, nn.Module]] = []
-    seen: set[int] = set()
-    stack: list[tuple[str, nn.Module]] = [("", model)]
-    while stack:
-        name, module = stack.pop()
-        if id(module) in seen:
-            continue
-        seen.add(id(module))
-        children = [(key, child) for key, child in module._modules.items() if child is not None]
-        if not children:
-            leaves.append((name, module))
-            continue
-        prefix = name + "." if name else ""
-        stack.extend((prefix + key, child) for key, child in reversed(children))
+    seen = {id(model)}
+
+    def visit(prefix: str, module: nn.Module) -> None:
+        for key, child in module._modules.items():
+            if child is None or id(child) in seen:
+                continue
+            seen.add(id(child))
+            if _has_children(child):
+                visit(prefix + key + ".", child)
+            else:
+                leaves.append((prefix + key, child))
+
+    visit("", model)
     return leaves
+
+
+def _has_children(module: nn.Module) -> bool:
+    children = module._modules
+    return bool(children) and any(child is not None for child in children.values())
 
 
 #: the default rules' shared instances inside :func:`_resolve_named` (rules are data and
@@ -403,11 +498,40 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
 _SHARED_DEFAULTS: dict[type, PropagationRule] = {}
 
 
+#: ``id(rule) -> repr(rule)`` of those shared instances (they live as long as the module
+#: and are never changed: their reprs are fixed)
+_SHARED_REPRS: dict[int, str] = {}
+
+#: ``type(module) -> its shared default rule`` (:func:`default_rule` reads only the
+#: module's type); bounded, for programs that make module classes on the fly
+_DEFAULT_OF_TYPE: dict[type, PropagationRule | None] = {}
+_DEFAULT_OF_TYPE_LIMIT = 1024
+
+
 def _shared_default(module: nn.Module) -> PropagationRule | None:
+    kind = type(module)
+    try:
+        return _DEFAULT_OF_TYPE[kind]
+    except KeyError:
+        pass
     made = default_rule(module)  # the error for a module without a default
-    if made is None:
-        return None
-    return _SHARED_DEFAULTS.setdefault(type(made), made)
+    shared = None
+    if made is not None:
+        shared = _SHARED_DEFAULTS.setdefault(type(made), made)
+        if id(shared) not in _SHARED_REPRS:
+            _SHARED_REPRS[id(shared)] = repr(shared)
+    if len(_DEFAULT_OF_TYPE) >= _DEFAULT_OF_TYPE_LIMIT:
+        _DEFAULT_OF_TYPE.clear()
+    _DEFAULT_OF_TYPE[kind] = shared
+    return shared
+
+
+def _rule_repr(rule: PropagationRule | None) -> str:
+    """``repr(rule)``, looked up for the shared defaults (the same text)."""
+    text = _SHARED_REPRS.get(id(rule))
+    if text is not None and _SHARED_DEFAULTS.get(type(rule)) is rule:
+        return text
+    return repr(rule)
 
 
 def _resolve_named(
@@ -425,24 +549,19 @@ def _resolve_named(
     """
     rules = dict(rules or {})
     resolved = []
-    defaults: dict[type, PropagationRule | None] = {}
     for name, module in _leaves(model):
         # containers are skipped: their leaves carry the rules (as in Captum)
-        if module in rules:
+        if not rules:
+            value = _rule_attribute(module)
+        elif module in rules:
             value = rules[module]
         elif type(module) in rules:
             value = rules[type(module)]
         else:
             value = _rule_attribute(module)
         if value is None:
-            kind = type(module)
             try:
-                if not shared_defaults:
-                    rule = default_rule(module)
-                elif kind in defaults:
-                    rule = defaults[kind]
-                else:
-                    rule = defaults[kind] = _shared_default(module)
+                rule = _shared_default(module) if shared_defaults else default_rule(module)
             except TypeError as error:
                 raise TypeError(f"{owner}: {error}") from None
         else:
@@ -454,6 +573,26 @@ def _resolve_named(
 # --------------------------------------------------------------------------------------------
 # Method
 # --------------------------------------------------------------------------------------------
+
+
+#: module types whose (unpatched) forward returns a fresh tensor computed from the input by
+#: one differentiable operation: the output has no other use inside the module
+_STOCK: frozenset[type[nn.Module]] = frozenset(_EPSILON)
+
+
+def _node_rewritable(rule: PropagationRule, module: nn.Module) -> bool:
+    """Whether ``rule`` on ``module`` may take :meth:`_ZRule._rewrite_on_node`: a z-rule
+    with the base class's rewrite and parameters (the weight kept: ``EpsilonRule``), on a
+    stock module whose forward is the class's."""
+    kind = type(rule)
+    return (
+        isinstance(rule, _ZRule)
+        and kind.rewrite is _ZRule.rewrite
+        and kind._parameters is _ZRule._parameters
+        and kind._weight is _ZRule._weight
+        and type(module) in _STOCK
+        and "forward" not in module.__dict__
+    )
 
 
 def _check_rules(owner: str, name: str, rules: Any) -> None:
@@ -545,9 +684,17 @@ class LRP(Method):
             float_inputs=True,  # relevance starts from real-valued inputs, also for a layer
         )
 
+        # gradients with respect to the inputs only: no tapped value reads a ruled output,
+        # so z-rules on stock modules may scale the gradient at the output's own node
+        on_node = scope.tap is None
+
         def dispatch(module: nn.Module) -> Any:
             rule = by_module.get(id(module))
-            return None if rule is None else rule.rewrite
+            if rule is None:
+                return None
+            if on_node and _node_rewritable(rule, module):
+                return rule._rewrite_on_node
+            return rule.rewrite
 
         recorded: list[Tensor] = []
         with module_rules(self.model, dispatch):
@@ -556,7 +703,7 @@ class LRP(Method):
         # the layer's activations come from the same forward as the gradients
         values = scope.values(call.tensors, recorded)
         leaves = tuple(v * g for v, g in zip(values, grads))
-        parameters = {"rules": {name or "(model)": repr(r) for name, _, r in resolved}}
+        parameters = {"rules": {name or "(model)": _rule_repr(r) for name, _, r in resolved}}
         delta = None
         if return_delta:
             # one delta per layer for several layers (LayerLRP), else one
