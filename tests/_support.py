@@ -107,3 +107,29 @@ def deeplift_general_pool_rules() -> dict[type, object]:
     pool = MaxPoolRescale(spread=spread)  # not the default spread object: general path
     rules.update({cls: pool for cls in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)})
     return rules
+
+
+def run_together(*workers):
+    """Run each ``worker()`` in its own thread, started together (a barrier), and return
+    their results in order; the first exception a worker raised is raised here."""
+    import threading
+
+    results: list = [None] * len(workers)
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(workers))
+
+    def run(i: int) -> None:
+        try:
+            start.wait()
+            results[i] = workers[i]()
+        except BaseException as error:  # reported below, in the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results

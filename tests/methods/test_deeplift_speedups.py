@@ -16,13 +16,12 @@ bytes touched between the model's own ops. Checked here:
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from _support import run_together
 from whybox.methods import deeplift_rules
 from whybox.methods.deeplift import DeepLift, DeepLiftShap
 
@@ -188,25 +187,15 @@ def test_two_threads_get_their_sequential_numbers():
         lambda: DeepLiftShap(model).attribute(inputs[2], baselines=refs, target=1).attributions,
     ]
     expected = [call() for call in calls]
-    results: list[list[Tensor]] = [[], []]
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
 
-    def work(i: int) -> None:
-        try:
-            start.wait()
-            for round in range(10):
-                results[i].append(calls[i]())
-                if i == 1 and round % 3 == 0:
-                    assert torch.equal(calls[2](), expected[2])
-        except BaseException as error:  # pragma: no cover - reported below
-            errors.append(error)
+    def work(i: int) -> list[Tensor]:
+        got = []
+        for round in range(10):
+            got.append(calls[i]())
+            if i == 1 and round % 3 == 0:
+                assert torch.equal(calls[2](), expected[2])
+        return got
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    results = run_together(lambda: work(0), lambda: work(1))
     for got, want in zip(results, expected[:2]):
         assert len(got) == 10 and all(torch.equal(g, want) for g in got)

@@ -2,12 +2,11 @@
 the output's own autograd node (no relay node, no copy of the output), with the product
 written into the ratio. Same numbers as the relay path, bit for bit."""
 
-import threading
-
 import pytest
 import torch
 from torch import nn
 
+from _support import run_together
 from whybox.methods import lrp as lrp_module
 from whybox.methods.lrp import (
     LRP,
@@ -193,24 +192,13 @@ def test_two_threads_on_one_model_get_the_single_thread_result():
     model = _cnn()
     x = torch.randn(2, 3, 12, 12)
     expected = LRP(model).attribute(x, target=1, return_delta=True)
-    results, errors = [], []
-    barrier = threading.Barrier(2)
 
     def run():
-        try:
-            method = LRP(model)
-            barrier.wait()
-            for _ in range(5):
-                results.append(method.attribute(x, target=1, return_delta=True))
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
+        method = LRP(model)
+        return [method.attribute(x, target=1, return_delta=True) for _ in range(5)]
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors and len(results) == 10
+    results = [r for rounds in run_together(run, run) for r in rounds]
+    assert len(results) == 10
     for result in results:
         assert torch.equal(result.attributions, expected.attributions)
         assert torch.equal(result.delta, expected.delta)
