@@ -10,6 +10,7 @@ from torch import Tensor
 
 from whybox import methods as native
 from whybox.core.result import Explanation
+from whybox.core.validation import fail
 
 from ._adapter import MULTIPLY, Spec, run, with_delta
 from ._base import Attribution, GradientAttribution, NoFuture
@@ -151,6 +152,16 @@ class NoiseTunnel(NoFuture, Attribution):
     )
 
     def __init__(self, attribution_method: Attribution) -> None:
+        if not callable(getattr(attribution_method, "attribute", None)) or not hasattr(
+            attribution_method, "forward_func"
+        ):
+            fail(
+                "NoiseTunnel",
+                "attribution_method",
+                "an attribution object such as Saliency(model) (not the model itself)",
+                attribution_method,
+                type_error=True,
+            )
         super().__init__(attribution_method.forward_func)
         self.attribution_method = attribution_method
         self.is_delta_supported = attribution_method.has_convergence_delta()

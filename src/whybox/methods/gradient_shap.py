@@ -19,7 +19,7 @@ from whybox.core.method import Int
 from whybox.core.randomness import RandomSource, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.validation import check_per_input, check_real
+from whybox.core.validation import check_per_input, check_real, fail
 
 from .base import Method
 
@@ -87,6 +87,15 @@ class GradientShap(Method):
             item_check=lambda o, n, v: check_real(o, n, v, minimum=0.0),
         )
         refs = prepare_baselines(baselines, call.inputs, owner=owner, distribution=True).tensors
+        if any(r.shape[0] == 0 for r in refs):
+            # nothing to draw references from
+            fail(
+                owner,
+                "baselines",
+                "a reference distribution with at least one row for every input",
+                f"sizes {[r.shape[0] for r in refs]}",
+                raw=True,
+            )
         random = make_random(seed)
         batch = call.batch_size
         n_rows = batch * n_samples

@@ -16,7 +16,7 @@ from whybox.core.call import repeat_rows
 from whybox.core.forward import to_device
 from whybox.core.inputs import flatten, prepare_baselines
 from whybox.core.method import Bool, Check, Choice, Int
-from whybox.core.randomness import RandomSource, make_random
+from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.validation import check_per_input, check_real, fail
@@ -48,6 +48,7 @@ class NoiseTunnel(Method):
         "nt_samples": Int(minimum=1),
         "nt_samples_batch_size": Int(minimum=1, allow_none=True),
         "draw_baseline_from_distrib": Bool(),
+        "seed": Check(check_seed),
     }
 
     def __init__(self, method: Method) -> None:
@@ -132,6 +133,16 @@ class NoiseTunnel(Method):
             "baselines" in inspect.signature(self.method.attribute).parameters,
         )
         baselines = method_options.pop("baselines", None)
+        if baselines is not None and not accepts:
+            # Captum passes them on (and the inner method refuses them): never dropped
+            fail(
+                owner,
+                "baselines",
+                f"left out: the inner {getattr(self.method, 'name', '') or 'method'} takes no "
+                "baselines",
+                baselines,
+                type_error=True,  # Captum's inner call raises a TypeError there
+            )
         has_baselines = accepts and baselines is not None
         if draw_baseline_from_distrib and not has_baselines:
             fail(owner, "baselines", "given when draw_baseline_from_distrib=True", None)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from whybox.core.inputs import ForwardArgs, flatten
+from whybox.core.perturbation import check_finite
 from whybox.core.result import Explanation
 from whybox.core.validation import fail
 
@@ -42,13 +43,40 @@ __all__ = [
 ExplainFn = Callable[..., tuple[Tensor, ...]]
 
 
-def as_tensors(value: Any, *, owner: str, name: str = "attributions") -> tuple[Tensor, ...]:
+def as_tensors(
+    value: Any, *, owner: str, name: str = "attributions", maps: bool = False
+) -> tuple[Tensor, ...]:
     """Flatten attributions given as a tensor, a tuple / list / dict of tensors or an
-    :class:`~whybox.core.result.Explanation` to a tuple of tensors (each ``(N, ...)``)."""
+    :class:`~whybox.core.result.Explanation` to a tuple of tensors (each ``(N, ...)``).
+
+    ``maps``: the values are ranked, summed or compared as they are, so each tensor must
+    have a batch dimension and hold no NaN or inf (a NaN sorts anywhere: a score computed
+    from it would be silently arbitrary); a clear error naming ``name`` otherwise.
+    """
     if isinstance(value, Explanation):
         value = value.attributions
     tensors, _ = flatten(value, owner=owner, name=name)
+    if maps:
+        for t in tensors:
+            if t.dim() == 0:
+                fail(owner, name, "tensors with a batch dimension, each (N, ...)", t)
+        check_finite(owner, name, tensors, expected="free of NaN and inf")
     return tensors
+
+
+def check_norm(owner: str, name: str, value: Any) -> None:
+    """``value`` must be a ``p`` :func:`torch.norm` takes over one flattened dimension:
+    ``"fro"`` or a number (``inf``: the largest magnitude); a clear error otherwise."""
+    if isinstance(value, str) and value == "fro":
+        return
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+        return
+    fail(
+        owner,
+        name,
+        "'fro' or a number p (each example's p-norm; inf: its largest magnitude)",
+        value,
+    )
 
 
 def check_like(
@@ -433,6 +461,15 @@ def resolve_explain(
     options = dict(options or {})
     if not isinstance(explain, str) and not callable(explain):
         fail(owner, "explain", "a registered method name or a callable", explain, type_error=True)
+    if isinstance(explain, str):
+        from whybox.core.registry import available_methods
+
+        names = available_methods()
+        if explain not in names:
+            # up front, in the metric's words (not the registry's, on the first call)
+            fail(
+                owner, "explain", f"a callable or a registered method name, one of {names}", explain
+            )
     layer = options.get("layer")
     if model is not None and isinstance(layer, torch.nn.Module):
         options["layer"] = _module_name(model, layer, owner=owner)

@@ -41,8 +41,8 @@ _PAIR_BUDGET = 2**24  # booleans per pairwise chunk
 
 
 def _tables(a: Any, b: Any, owner: str) -> tuple[Tensor, Tensor]:
-    ta = per_example(as_tensors(a, owner=owner, name="a"))
-    tb = per_example(as_tensors(b, owner=owner, name="b"))
+    ta = per_example(as_tensors(a, owner=owner, name="a", maps=True))
+    tb = per_example(as_tensors(b, owner=owner, name="b", maps=True))
     if ta.shape != tb.shape:
         fail(
             owner,

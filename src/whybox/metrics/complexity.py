@@ -25,7 +25,7 @@ __all__ = ["sparseness", "entropy", "effective_complexity"]
 
 
 def _magnitudes(attributions: Any, owner: str) -> Tensor:
-    table = per_example(as_tensors(attributions, owner=owner)).abs()
+    table = per_example(as_tensors(attributions, owner=owner, maps=True)).abs()
     return table if table.is_floating_point() else table.to(torch.get_default_dtype())
 
 

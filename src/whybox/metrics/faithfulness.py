@@ -895,7 +895,7 @@ def _setup(
         show_progress=show_progress,
         require_float=False,
     )
-    attrs = as_tensors(attributions, owner=owner)
+    attrs = as_tensors(attributions, owner=owner, maps=True)
     check_like(owner, "attributions", attrs, call.tensors)
     base = prepare_baselines(baselines, call.inputs, owner=owner, allow_callable=False).tensors
     masks = prepare_masks(feature_mask, call.tensors, owner=owner)

@@ -39,7 +39,7 @@ __all__ = [
 
 def _map_and_mask(attributions: Any, mask: Tensor, owner: str) -> tuple[Tensor, Tensor, Tensor]:
     """``(N, D)`` attributions and mask (bool), plus the map before flattening."""
-    tensors = as_tensors(attributions, owner=owner)
+    tensors = as_tensors(attributions, owner=owner, maps=True)
     if len(tensors) != 1:
         fail(
             owner,

@@ -38,6 +38,7 @@ from ._common import (
     ExplainFn,
     check_like_given,
     check_maps,
+    check_norm,
     forward_args_rows,
     given_maps,
     resolve_explain,
@@ -111,7 +112,7 @@ def max_sensitivity(
         Half-width of the uniform perturbation (>= 0).
     n_samples : int
         Perturbations per example.
-    norm : "fro", "nuc" or a number
+    norm : "fro" or a number
         ``p`` of :func:`torch.norm` over each example's flattened explanation.
     keep_prediction : bool
         Leave out perturbations that change the predicted class.
@@ -254,6 +255,7 @@ def _robustness(
         show_progress=show_progress,
     )
     check_real(name, "radius", radius, minimum=0.0)
+    check_norm(name, "norm", norm)
     check_int(name, "n_samples", n_samples, minimum=1)
     check_bool(name, "keep_prediction", keep_prediction)
     check_seed(name, "seed", seed)

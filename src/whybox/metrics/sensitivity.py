@@ -22,8 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from whybox.core.validation import check_int, fail
+from whybox.core.validation import check_int, check_real, fail
 
+from ._common import check_norm
 from .infidelity import _captum_chunk_sizes
 
 __all__ = ["sensitivity_max", "default_perturb_func"]
@@ -103,6 +104,10 @@ def sensitivity_max(
     if not callable(perturb_func):
         fail(_OWNER, "perturb_func", "a callable", perturb_func, type_error=True)
     check_int(_OWNER, "n_perturb_samples", n_perturb_samples, minimum=1)
+    check_norm(_OWNER, "norm_ord", norm_ord)
+    if perturb_func is default_perturb_func:
+        # the default draws uniform_(-r, r): it needs a radius >= 0
+        check_real(_OWNER, "perturb_radius", perturb_radius, minimum=0.0)
     check_int(_OWNER, "max_examples_per_batch", max_examples_per_batch, minimum=1, allow_none=True)
     tensors = inputs if isinstance(inputs, tuple) else (inputs,)
     if not tensors or not all(isinstance(t, Tensor) and t.dim() >= 1 for t in tensors):
