@@ -94,7 +94,10 @@ def resolve_chunk_rows(chunk_size: ChunkSize, tensors: Sequence[Tensor], *, owne
     An automatic chunk is sized by the bytes of one row (the product of the non-batch
     dimensions), so an empty batch gets the same chunk as a full one.
     """
-    if is_auto(chunk_size):
+    if chunk_size is None or chunk_size == "auto":  # ``is_auto``
+        if len(tensors) == 1:  # one input, the common case: the same sum, no generator
+            first = tensors[0]
+            return auto_chunk_rows(math.prod(first.shape[1:]) * first.element_size(), first.device)
         example_bytes = sum(math.prod(t.shape[1:]) * t.element_size() for t in tensors)
         return auto_chunk_rows(example_bytes, tensors[0].device)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:

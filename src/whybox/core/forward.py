@@ -110,6 +110,17 @@ class RowBatch:
     example_index: Tensor | None = None
 
 
+_new_object = object.__new__
+
+
+def _row_batch(inputs: tuple[Tensor, ...], example_index: Tensor | None) -> RowBatch:
+    """``RowBatch(inputs, example_index)`` without the frozen dataclass's ``__init__`` (an
+    ``object.__setattr__`` per field, paid per chunk on tiny jobs): the same fields."""
+    made = _new_object(RowBatch)
+    made.__dict__.update({"inputs": inputs, "example_index": example_index})
+    return made
+
+
 class Evaluator:
     """Calls ``forward_func`` on rows, selects the target and optionally differentiates.
 
@@ -227,9 +238,15 @@ class Evaluator:
         """
         with _GRAD_ON if torch.is_grad_enabled() else torch.enable_grad():
             if tap is None:
-                leaves = tuple(t.detach().requires_grad_(True) for t in rows.inputs)
-                rows = RowBatch(leaves, rows.example_index)
-                context: AbstractContextManager = nullcontext()
+                inputs = rows.inputs
+                if len(inputs) == 1:  # one input: the same leaves, no generator
+                    leaves = (inputs[0].detach().requires_grad_(True),)
+                else:
+                    leaves = tuple(t.detach().requires_grad_(True) for t in inputs)
+                rows = _row_batch(leaves, rows.example_index)
+                # no hook context to enter (what ``nullcontext()`` would do)
+                selected = self.target.select(self.raw_output(rows), rows.example_index)
+                wrt = leaves
             else:
                 # a tapped layer fed directly by the inputs (its input, or an identity
                 # layer) needs a graph there too; integer inputs (token ids) cannot have one
@@ -240,10 +257,8 @@ class Evaluator:
                     ),
                     rows.example_index,
                 )
-                context = tap()
-            with context as captured:
-                selected = self.target.select(self.raw_output(rows), rows.example_index)
-                wrt = leaves if tap is None else tuple(captured.tensors)
+                with tap() as captured:
+                    selected = self.target.select(self.raw_output(rows), rows.example_index)
             if on_graph is not None:
                 on_graph(selected)
             if tap is None:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .call import Call
 from .chunks import counting, whole_groups
-from .forward import RowBatch, evaluate
+from .forward import Evaluator, RowBatch, _row_batch, evaluate
 
 __all__ = ["row_gradients", "walk_path", "path_gradients", "recording"]
 
@@ -51,7 +51,7 @@ def row_gradients(
         nonlocal example_index
         if example_index is None:
             if start == 0 and stop == n_rows:
-                return RowBatch(rows, None)
+                return _row_batch(rows, None)
             example_index = torch.arange(n_rows, device=rows[0].device)
         return RowBatch(tuple(r[start:stop] for r in rows), example_index[start:stop])
 
@@ -153,8 +153,13 @@ def walk_path(
     """
     batch = call.batch_size
     shapes = [(batch,) + tuple(e.shape[1:]) for e in ends]
-    starts = tuple(s.expand(shape) for s, shape in zip(starts, shapes))
-    diffs = tuple(e.expand(shape) - s for s, e, shape in zip(starts, ends, shapes))
+    # a tensor already of its full shape is used as it is (expanding it to its own shape
+    # gives a view with the same values: one dispatch less per input)
+    starts = tuple(s if s.shape == shape else s.expand(shape) for s, shape in zip(starts, shapes))
+    diffs = tuple(
+        (e if e.shape == shape else e.expand(shape)) - s
+        for s, e, shape in zip(starts, ends, shapes)
+    )
     device = call.tensors[0].device
     substituted: list[Tensor] = []
     values: list[Tensor] = []
@@ -170,17 +175,19 @@ def walk_path(
         index = torch.arange(start, stop, device=device)
         return index // batch, index % batch
 
+    # rows of whole steps, fed as they are, need no example index where nothing reads one
+    # (a plain evaluator, a target that ignores it and no batched forward args): then the
+    # ``(rows,)`` index tensors are not built at all
+    indexless = site is None and _ignores_example_index(call.evaluator)
+
     def build(start: int, stop: int) -> RowBatch:
+        whole = _whole(start, stop, batch)
+        if whole and indexless:
+            return _row_batch(_whole_points(start, stop), None)
         steps, examples = split(start, stop)
-        points = []
-        if _whole(start, stop, batch):
-            # whole steps: broadcast over the batch instead of gathering rows
-            k = (stop - start) // batch
-            for s, d in zip(starts, diffs):
-                alpha = alphas[start // batch : stop // batch].to(s.dtype)
-                alpha = alpha.view((k,) + (1,) * s.dim())
-                point = s.unsqueeze(0) + alpha * d.unsqueeze(0)
-                points.append(point.reshape((k * batch,) + tuple(s.shape[1:])))
+        points: list[Tensor] = []
+        if whole:
+            points.extend(_whole_points(start, stop))
         else:
             for s, d in zip(starts, diffs):
                 alpha = alphas.index_select(0, steps).to(s.dtype)
@@ -190,6 +197,17 @@ def walk_path(
             return RowBatch(tuple(points), examples)
         substituted[:] = points
         return RowBatch(tuple(x.index_select(0, examples) for x in call.tensors), examples)
+
+    def _whole_points(start: int, stop: int) -> tuple[Tensor, ...]:
+        # whole steps: broadcast over the batch instead of gathering rows
+        k = (stop - start) // batch
+        points = []
+        for s, d in zip(starts, diffs):
+            alpha = alphas[start // batch : stop // batch].to(s.dtype)
+            alpha = alpha.view((k,) + (1,) * s.dim())
+            point = s.unsqueeze(0) + alpha * d.unsqueeze(0)
+            points.append(point.reshape((k * batch,) + tuple(s.shape[1:])))
+        return tuple(points)
 
     def on_chunk(start: int, stop: int, selected: Tensor, grads) -> None:
         if consume_range is not None:
@@ -219,6 +237,21 @@ def walk_path(
         grad=True,
         tap=tap,
         progress=call.progress,
+    )
+
+
+#: target kinds whose selection never reads a row batch's example index
+_INDEX_FREE_TARGETS = frozenset({"none", "all", "index", "callable"})
+
+
+def _ignores_example_index(evaluator: Any) -> bool:
+    """Whether ``evaluator`` gives the same results for a row batch without its example
+    index: exactly an :class:`~whybox.core.forward.Evaluator` (subclasses may read it), a
+    target that ignores it and no forward argument split by example."""
+    return (
+        type(evaluator) is Evaluator
+        and evaluator.target.kind in _INDEX_FREE_TARGETS
+        and not evaluator.extra.has_batched
     )
 
 

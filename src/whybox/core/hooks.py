@@ -345,28 +345,62 @@ def submodules(model: Any) -> list[nn.Module]:
     """
     if not isinstance(model, nn.Module):
         return []
-    found: list[nn.Module] = []
-    seen: set[int] = set()
-    stack = [model]
-    while stack:
-        module = stack.pop()
-        if id(module) in seen:
-            continue
+    found: list[nn.Module] = [model]
+    seen: set[int] = {id(model)}
+    stack: list[nn.Module] = []
+    children = model._modules
+    while True:
+        if children:
+            kids = [c for c in children.values() if c is not None]
+            if kids:
+                # reversed onto the stack, so they come off in registration order
+                kids.reverse()
+                stack.extend(kids)
+        while stack:
+            module = stack.pop()
+            if id(module) not in seen:
+                break
+        else:
+            return found
         seen.add(id(module))
         found.append(module)
         children = module._modules
+
+
+def walk_with_marks(model: nn.Module) -> tuple[list[nn.Module], tuple[int, ...]]:
+    """``submodules(model)`` and, in the same walk, each module's ``id`` negated for a
+    module compiled in place (``module.compile()``): the structure's fingerprint that
+    :mod:`whybox.core.model_checks` remembers its checks under."""
+    found: list[nn.Module] = [model]
+    held = model.__dict__.get("_compiled_call_impl")
+    marks: list[int] = [id(model) if held is None else -id(model)]
+    seen: set[int] = {id(model)}
+    stack: list[nn.Module] = []
+    children = model._modules
+    while True:
         if children:
-            # reversed onto the stack, so they come off in registration order
-            stack.extend(reversed([c for c in children.values() if c is not None]))
-    return found
+            kids = [c for c in children.values() if c is not None]
+            if kids:
+                kids.reverse()
+                stack.extend(kids)
+        while stack:
+            module = stack.pop()
+            if id(module) not in seen:
+                break
+        else:
+            return found, tuple(marks)
+        seen.add(id(module))
+        found.append(module)
+        held = module.__dict__.get("_compiled_call_impl")
+        marks.append(id(module) if held is None else -id(module))
+        children = module._modules
 
 
-@contextmanager
 def module_rules(
     model: Any,
     rules: dict[type, Callable[[nn.Module, Tensor, Tensor], Tensor | None]]
     | Callable[[nn.Module], Callable[[nn.Module, Tensor, Tensor], Tensor | None] | None],
-) -> Iterator[list[nn.Module]]:
+) -> AbstractContextManager[list[nn.Module]]:
     """Rewrite the output of every module whose type is in ``rules``.
 
     ``rule(module, module_input, module_output)`` returns the tensor the rest of the model
@@ -377,7 +411,43 @@ def module_rules(
     modules that got a rule. ``rules`` may also be a function ``module -> rule or None``,
     for rules chosen per module instance (LRP's per-layer rules, a layer left out of
     DeepLift's rules).
+
+    The modules are walked and the hooks registered when the block is entered.
     """
+    return _ModuleRules(model, rules)
+
+
+class _ModuleRules:
+    """The context manager :func:`module_rules` returns (a class: entered on every call of
+    DeepLift-style methods, where a generator-based one costs microseconds more)."""
+
+    __slots__ = ("_model", "_rules", "_hooks", "_saved", "_clones")
+
+    def __init__(self, model: Any, rules: Any) -> None:
+        self._model, self._rules = model, rules
+
+    def __enter__(self) -> list[nn.Module]:
+        registrations, matched, self._saved, self._clones = _rule_hooks(self._model, self._rules)
+        self._hooks = _Hooks(registrations)
+        self._hooks.__enter__()  # removes what it registered if registration fails
+        return matched
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self._hooks.__exit__(*exc_info)
+        finally:
+            clones = self._clones
+            for clone in clones.values():
+                _PROTECTED.pop(id(clone), None)
+            clones.clear()
+            self._saved.clear()
+
+
+def _rule_hooks(
+    model: Any, rules: Any
+) -> tuple[list[Registration], list[nn.Module], dict[int, Tensor], dict[int, Tensor]]:
+    """The registrations of :func:`module_rules`, the modules given a rule, and the per-call
+    tables its in-place hooks share (inputs saved by the pre-hooks, their clones)."""
     registrations: list[Registration] = []
     matched: list[nn.Module] = []
     saved: dict[int, Tensor] = {}
@@ -420,11 +490,4 @@ def module_rules(
 
         registrations.append((module, "forward_pre", pre_hook))
         registrations.append((module, "forward", hook))
-    try:
-        with hooks(registrations):
-            yield matched
-    finally:
-        for clone in clones.values():
-            _PROTECTED.pop(id(clone), None)
-        clones.clear()
-        saved.clear()
+    return registrations, matched, saved, clones

@@ -7,8 +7,8 @@ to call the model with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from numbers import Number
@@ -54,6 +54,8 @@ class Structure:
 
     def rebuild(self, leaves: Sequence[Any]) -> Any:
         """Inverse of :func:`flatten`: put ``leaves`` back into the caller's container."""
+        if self.kind == "tensor" and type(leaves) in (tuple, list) and len(leaves) == 1:
+            return leaves[0]  # a lone tensor, the common case
         leaves = list(leaves)
         if len(leaves) != self.n_leaves:
             raise ValueError(f"expected {self.n_leaves} leaves to rebuild, got {len(leaves)}")
@@ -154,8 +156,23 @@ class Inputs:
 _RAGGED: ContextVar[bool] = ContextVar("ragged_inputs", default=False)
 
 
-@contextmanager
-def ragged_inputs(allowed: bool = True) -> Iterator[None]:
+class _RaggedInputs:
+    """The context manager :func:`ragged_inputs` returns (a class: entered on every call of
+    the perturbation methods, where a generator-based one costs microseconds more)."""
+
+    __slots__ = ("_allowed", "_token")
+
+    def __init__(self, allowed: bool) -> None:
+        self._allowed = allowed
+
+    def __enter__(self) -> None:
+        self._token = _RAGGED.set(bool(self._allowed))
+
+    def __exit__(self, *exc_info: Any) -> None:
+        _RAGGED.reset(self._token)
+
+
+def ragged_inputs(allowed: bool = True) -> AbstractContextManager[None]:
     """Inside this context :func:`prepare_inputs` accepts inputs whose first dimension
     differs from the batch size (input 0's), as Captum's perturbation methods do for sparse
     feature lists (a ``(L,)`` tensor of indices, possibly empty, next to a ``(N, ...)``
@@ -169,11 +186,7 @@ def ragged_inputs(allowed: bool = True) -> Iterator[None]:
     allowed : bool
         ``False`` keeps the usual check (a no-op context).
     """
-    token = _RAGGED.set(bool(allowed))
-    try:
-        yield
-    finally:
-        _RAGGED.reset(token)
+    return _RaggedInputs(allowed)
 
 
 def prepare_inputs(inputs: Any, *, owner: str, require_float: bool = False) -> Inputs:
@@ -311,6 +324,13 @@ def prepare_baselines(
         ``True`` for methods that draw references from a distribution: each tensor's first
         dimension is the number of references and the rest must equal one example's shape.
     """
+    if type(baselines) is Tensor and len(inputs.tensors) == 1:
+        # one tensor for one input, the common case: what the general path below gives
+        # (a tensor is no factory, and no number), without its checks of the other forms
+        return _new_baselines(
+            (_baseline_tensor(baselines, inputs.tensors[0], 0, owner, name, distribution),),
+            distribution,
+        )
     if callable(baselines) and not isinstance(baselines, Tensor) and allow_callable:
         baselines = _call_baseline_factory(baselines, inputs)
     if baselines is None:
@@ -342,6 +362,13 @@ def prepare_baselines(
     for index, (leaf, tensor) in enumerate(zip(leaves, inputs.tensors)):
         out.append(_baseline_tensor(leaf, tensor, index, owner, name, distribution))
     return Baselines(tuple(out), distribution)
+
+
+def _new_baselines(tensors: tuple[Tensor, ...], distribution: bool) -> Baselines:
+    """``Baselines(tensors, distribution)`` without the frozen dataclass's ``__init__``."""
+    made = object.__new__(Baselines)
+    made.__dict__.update({"tensors": tensors, "distribution": distribution})
+    return made
 
 
 def _call_baseline_factory(factory: Callable, inputs: Inputs) -> Any:
@@ -390,7 +417,10 @@ def _baseline_tensor(
         return value.reshape((1,) * tensor.dim()) if distribution else value
     if not isinstance(leaf, Tensor):
         fail(owner, name, "numbers or tensors", type(leaf).__name__, type_error=True, raw=True)
-    base = leaf.to(device=tensor.device, dtype=tensor.dtype if dtype else leaf.dtype)
+    if dtype is not None and leaf.dtype is not dtype or leaf.device != tensor.device:
+        base = leaf.to(device=tensor.device, dtype=tensor.dtype if dtype else leaf.dtype)
+    else:
+        base = leaf  # what ``to`` returns when nothing changes
     example_shape = tuple(tensor.shape[1:])
     if distribution:
         if base.dim() == tensor.dim() and tuple(base.shape[1:]) == example_shape:

@@ -137,7 +137,14 @@ class Check(Constraint):
 
 
 # -- the template -------------------------------------------------------------------------
-_TEMPLATE_STATE = threading.local()
+class _TemplateState(threading.local):
+    """Per thread: the method objects whose ``attribute`` is running (outermost first)."""
+
+    #: the default every thread starts from (read without ``getattr``'s default)
+    active: tuple = ()
+
+
+_TEMPLATE_STATE = _TemplateState()
 
 
 _EMPTY = inspect.Parameter.empty
@@ -171,6 +178,8 @@ class _Binder:
         self.first = params[0].name if params else ""
         self.second = params[1].name if len(params) > 1 else ""
         self.defaults = {p.name: p.default for p in options} if plain else {}
+        #: options without a default (keyword-only and required)
+        self.required = tuple(name for name, d in self.defaults.items() if d is _EMPTY)
         self.var_keyword = var_keyword if plain else None
 
     def bind(self, runner: Any, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any] | None:
@@ -184,21 +193,28 @@ class _Binder:
         else:
             return None
         defaults = self.defaults
-        extra = None
-        if len(kwargs) > len(defaults) or not all(name in defaults for name in kwargs):
-            if self.var_keyword is None:
-                return None
-            extra = {name: value for name, value in kwargs.items() if name not in defaults}
-            if self.first in extra:
-                return None  # "multiple values for argument": inspect says so
+        if kwargs.keys() <= defaults.keys():
+            # declared options only, the common case: the defaults overridden in place keep
+            # the signature's order
+            for name in self.required:
+                if name not in kwargs:
+                    return None  # a required option is missing: inspect says so
+            arguments = {self.first: runner, self.second: inputs, **defaults, **kwargs}
+            if self.var_keyword is not None:
+                arguments[self.var_keyword] = {}
+            return arguments
+        if self.var_keyword is None:
+            return None
+        extra = {name: value for name, value in kwargs.items() if name not in defaults}
+        if self.first in extra:
+            return None  # "multiple values for argument": inspect says so
         arguments = {self.first: runner, self.second: inputs}
         for name, default in defaults.items():
             value = kwargs.get(name, default)
             if value is _EMPTY:
                 return None  # a required option is missing: inspect says so
             arguments[name] = value
-        if self.var_keyword is not None:
-            arguments[self.var_keyword] = extra or {}
+        arguments[self.var_keyword] = extra
         return arguments
 
     def call_kwargs(self, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -220,7 +236,7 @@ def _templated(attribute: Callable[..., Any]) -> Callable[..., Any]:
     def run(self: Method, *args: Any, **kwargs: Any) -> Any:
         # a subclass calling ``super().attribute`` (or a method calling another's) has been
         # validated already by the outer call on the same object
-        active = getattr(_TEMPLATE_STATE, "active", ())
+        active = _TEMPLATE_STATE.active
         if active and any(obj is self for obj in active):
             return attribute(self, *args, **kwargs)
         runner = self._validated()
@@ -312,18 +328,26 @@ class Method:
         explained (a compiled module's original module) when that differs.
         """
         owner = self.owner
+        held = self.__dict__
         for name, constraint in self.parameters.items():
-            if name in self.__dict__:
-                constraint(owner, name, self.__dict__[name])
+            if name in held:
+                value = held[name]
+                # a bool passes ``Bool`` (``check_bool``): no call needed
+                if (value is True or value is False) and type(constraint) is Bool:
+                    continue
+                constraint(owner, name, value)
         model = self.model
         if not callable(model):
             fail(owner, "model", "a callable (a model or a function)", model)
         if self.needs_layer and self.layer is None:
             fail(owner, "layer", "an nn.Module of the model", None)
         needs_hooks = self.needs_module or self.layer is not None
-        explained = explainable_model(
-            model, owner=owner, needs_hooks=needs_hooks, needs_module_rules=self.needs_module
-        )
+        if needs_hooks:
+            explained = explainable_model(
+                model, owner=owner, needs_hooks=True, needs_module_rules=self.needs_module
+            )
+        else:
+            explained = model  # what ``explainable_model`` gives a method without hooks
         if self.needs_module and not isinstance(explained, nn.Module):
             fail(
                 owner,
@@ -357,6 +381,9 @@ class Method:
         for name, value in arguments.items():
             constraint = parameters.get(name)
             if constraint is not None and not (name in defaults and value is defaults[name]):
+                # a bool passes ``Bool`` (``check_bool``): no call needed
+                if (value is True or value is False) and type(constraint) is Bool:
+                    continue
                 constraint(owner, name, value)
 
     # -- empty batches: an empty result of the right shapes, never a crash ---------------

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .hooks import describe_layer, submodules
+from .hooks import describe_layer, submodules, walk_with_marks
 from .validation import fail
 
 __all__ = ["explainable_model", "check_layer_in_model"]
@@ -181,8 +181,8 @@ def explainable_model(
 def _check_eager_throughout(model: nn.Module, owner: str) -> None:
     """Fail clearly if a submodule of ``model`` is TorchScript or compiled (module rules
     cannot act inside it); a structure found eager before is not checked again."""
-    walk = submodules(model)
-    known = _known(model, walk)
+    walk, fingerprint = walk_with_marks(model)  # one walk for both
+    known = _known(model, walk, fingerprint)
     if known.eager_throughout:
         return
     if len(walk) > 1 and any(_is_opaque(module) for module in walk[1:]):
@@ -278,10 +278,14 @@ def _fingerprint(walk: Sequence[nn.Module]) -> tuple[int, ...]:
     )
 
 
-def _known(model: nn.Module, walk: Sequence[nn.Module]) -> _Known:
+def _known(
+    model: nn.Module, walk: Sequence[nn.Module], fingerprint: tuple[int, ...] | None = None
+) -> _Known:
     """What is known about ``model`` as ``walk`` (``submodules(model)``, just taken) shows
-    it: the remembered entry while the structure is the same, else a fresh one."""
-    fingerprint = _fingerprint(walk)
+    it: the remembered entry while the structure is the same, else a fresh one.
+    ``fingerprint``: ``_fingerprint(walk)`` when the walk gave it already."""
+    if fingerprint is None:
+        fingerprint = _fingerprint(walk)
     key = id(model)
     entry = _KNOWN.get(key)
     # ``alive`` is read after the walk: the walk holds every current module, so one that

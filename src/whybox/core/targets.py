@@ -292,10 +292,38 @@ def _as_index_tuple(value: Any) -> tuple | None:
     return None
 
 
+_new_object = object.__new__
+
+
+def _simple_target(kind: str, index: tuple, owner: str, raw: Any) -> Target:
+    """``Target(kind, index=index, owner=owner, raw=raw)``, the same fields (in the same
+    order, each default factory's fresh value) without the frozen dataclass's ``__init__``
+    (a ``object.__setattr__`` per field: microseconds per call on tiny jobs)."""
+    made = _new_object(Target)
+    made.__dict__.update(
+        {
+            "kind": kind,
+            "index": index,
+            "per_example": None,
+            "function": None,
+            "owner": owner,
+            "raw": raw,
+            "checked": set(),
+            "functions": (),
+            "on_device": {},
+            "bounds": [],
+        }
+    )
+    return made
+
+
 def prepare_target(target: Any, batch_size: int, *, owner: str) -> Target:
     """Normalise ``target`` for a batch of ``batch_size`` examples (see module docstring)."""
     if target is None:
-        return Target("none", owner=owner, raw=None)
+        return _simple_target("none", (), owner, None)
+    if type(target) is int:
+        # the common case first (what ``_as_index_tuple`` gives for an int)
+        return _simple_target("index", (target,), owner, target)
     if target is ALL_OUTPUTS:
         return Target("all", owner=owner, raw=None)
     if callable(target) and not isinstance(target, Tensor):

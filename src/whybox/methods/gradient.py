@@ -87,7 +87,11 @@ class Saliency(Method):
         scope, call, grads, _ = _scoped_gradients(
             self, inputs, target, forward_args, chunk_size, show_progress, neuron
         )
-        leaves = tuple(g.abs() for g in grads) if abs else grads
+        if abs:
+            # one input: the same leaves, no generator
+            leaves = (grads[0].abs(),) if len(grads) == 1 else tuple(g.abs() for g in grads)
+        else:
+            leaves = grads
         return scope.result(self, call, leaves, parameters={"abs": abs})
 
 
