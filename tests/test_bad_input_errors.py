@@ -146,3 +146,32 @@ def test_gradient_shap_needs_at_least_one_reference(cnn, x):
             cnn, x, method="gradient_shap", target=0, baselines=torch.zeros(0, 3, 8, 8)
         ),
     )
+
+
+@pytest.mark.parametrize("cls", ["LayerIntegratedGradients", "LayerGradCam", "LayerConductance"])
+def test_a_layer_method_without_its_layer_is_an_error_not_the_input_method(cnn, x, cls):
+    method = getattr(W, cls)(cnn, None)
+    _raises(TypeError, "layer", lambda: method.attribute(x, target=0))
+
+
+@pytest.mark.parametrize("layer", [False, True])
+def test_integer_outputs_are_a_clear_error_for_gradient_methods(cnn, x, layer):
+    def counts(t):
+        return cnn(t).long()
+
+    method = W.LayerIntegratedGradients(counts, cnn[0]) if layer else W.IntegratedGradients(counts)
+    error = _raises(TypeError, "forward_func", lambda: method.attribute(x, target=0))
+    assert "int64" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("options", "blamed"),
+    [
+        ({"sliding_window_shapes": (3, 2, 2), "strides": 0}, "strides"),
+        ({"sliding_window_shapes": (3, 2, 2), "strides": (1, 3, 3)}, "strides"),
+        ({"sliding_window_shapes": (3, 9, 2)}, "sliding_window_shapes"),
+    ],
+)
+def test_occlusion_blames_the_option_that_does_not_fit(cnn, x, options, blamed):
+    error = _raises(ValueError, blamed, lambda: W.Occlusion(cnn).attribute(x, target=0, **options))
+    assert "sliding_window_masks" not in str(error)

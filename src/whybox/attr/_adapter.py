@@ -37,7 +37,7 @@ from whybox.core.perturbation import PerturbationsPerEval
 from whybox.core.randomness import GlobalRandom
 from whybox.core.result import Explanation
 from whybox.core.scope import neuron_model
-from whybox.core.validation import ParameterError, ParameterTypeError, check_int
+from whybox.core.validation import ParameterError, ParameterTypeError, check_int, fail
 
 from ._assertion_errors import DropInTypeError, DropInValueError
 
@@ -234,6 +234,16 @@ def _init_options(facade: Any, spec: Spec) -> dict[str, Any]:
         for name, source in spec.init.items()
     }
     if spec.layer:
+        if facade.layer is None:
+            # a layer method without its layer is never the input-level method (Captum
+            # fails there too, with a TypeError)
+            fail(
+                type(facade).__name__,
+                "layer",
+                "a module of the model (or a list of modules)",
+                None,
+                type_error=True,
+            )
         init["layer"] = facade.layer
     return init
 

@@ -259,6 +259,17 @@ class Evaluator:
                 )
                 with tap() as captured:
                     selected = self.target.select(self.raw_output(rows), rows.example_index)
+            if not (selected.is_floating_point() or selected.is_complex()):
+                # integer outputs (counts, argmax labels) have no gradient: say so, not
+                # autograd's "does not require grad" (or a misleading layer error)
+                fail(
+                    self.owner,
+                    "forward_func",
+                    "a model with floating-point outputs for a gradient method",
+                    f"outputs of dtype {selected.dtype}",
+                    raw=True,
+                    type_error=True,
+                )
             if on_graph is not None:
                 on_graph(selected)
             if tap is None:

@@ -276,11 +276,18 @@ class Occlusion(EmptyBatchInBody, Method):
             try:
                 windows.append(_grid(tuple(x.shape[1:]), tuple(shape), step, x.device))
             except ValueError as err:
+                # the window helper names its own argument: blame the caller's one
+                strides_wrong = "'strides'" in str(err)
                 fail(
                     owner,
-                    "sliding_window_shapes",
-                    "windows and strides that fit the input",
-                    str(err),
+                    "strides" if strides_wrong else "sliding_window_shapes",
+                    (
+                        f"steps >= 1 that fit the windows for input {index}"
+                        if strides_wrong
+                        else f"windows that fit input {index} of shape {tuple(x.shape)}"
+                    ),
+                    f"{tuple(shape)} windows with strides {step!r} "
+                    f"({str(err).replace(' parameter of sliding_window_masks', '')})",
                     raw=True,
                 )
         n = tensors[0].shape[0]
