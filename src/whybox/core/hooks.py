@@ -345,11 +345,31 @@ def submodules(model: Any) -> list[nn.Module]:
     """
     if not isinstance(model, nn.Module):
         return []
-    found: list[nn.Module] = [model]
-    seen: set[int] = {id(model)}
+    return _walk(model, None)
+
+
+def walk_with_marks(model: nn.Module) -> tuple[list[nn.Module], tuple[int, ...]]:
+    """``submodules(model)`` and, in the same walk, each module's ``id`` negated for a
+    module compiled in place (``module.compile()``): the structure's fingerprint that
+    :mod:`whybox.core.model_checks` remembers its checks under."""
+    marks: list[int] = []
+    return _walk(model, marks), tuple(marks)
+
+
+def _walk(model: nn.Module, marks: list[int] | None) -> list[nn.Module]:
+    """The modules of ``model`` in ``nn.Module.modules`` order; with ``marks``, each one's
+    ``id`` is appended to it, negated for a module compiled in place."""
+    found: list[nn.Module] = []
+    seen: set[int] = set()
     stack: list[nn.Module] = []
-    children = model._modules
+    module = model
     while True:
+        seen.add(id(module))
+        found.append(module)
+        if marks is not None:
+            held = module.__dict__.get("_compiled_call_impl")
+            marks.append(id(module) if held is None else -id(module))
+        children = module._modules
         if children:
             kids = [c for c in children.values() if c is not None]
             if kids:
@@ -362,37 +382,6 @@ def submodules(model: Any) -> list[nn.Module]:
                 break
         else:
             return found
-        seen.add(id(module))
-        found.append(module)
-        children = module._modules
-
-
-def walk_with_marks(model: nn.Module) -> tuple[list[nn.Module], tuple[int, ...]]:
-    """``submodules(model)`` and, in the same walk, each module's ``id`` negated for a
-    module compiled in place (``module.compile()``): the structure's fingerprint that
-    :mod:`whybox.core.model_checks` remembers its checks under."""
-    found: list[nn.Module] = [model]
-    held = model.__dict__.get("_compiled_call_impl")
-    marks: list[int] = [id(model) if held is None else -id(model)]
-    seen: set[int] = {id(model)}
-    stack: list[nn.Module] = []
-    children = model._modules
-    while True:
-        if children:
-            kids = [c for c in children.values() if c is not None]
-            if kids:
-                kids.reverse()
-                stack.extend(kids)
-        while stack:
-            module = stack.pop()
-            if id(module) not in seen:
-                break
-        else:
-            return found, tuple(marks)
-        seen.add(id(module))
-        found.append(module)
-        held = module.__dict__.get("_compiled_call_impl")
-        marks.append(id(module) if held is None else -id(module))
         children = module._modules
 
 
