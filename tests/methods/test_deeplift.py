@@ -16,16 +16,6 @@ from whybox.methods.deeplift import DeepLift, DeepLiftShap
 RTOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These models are tiny: intra-op threads only contend on a shared 2-core machine
-    # (measured: ~100x slower per call under load). Restored after the module.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Flat(nn.Module):
     def forward(self, x):
         return x.flatten(1)

@@ -24,15 +24,6 @@ from _support import deeplift_general_pool_rules, module_hook_count
 from whybox.methods import deeplift_rules
 from whybox.methods.deeplift import DeepLift, DeepLiftShap
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 _general_rules = deeplift_general_pool_rules
 
 

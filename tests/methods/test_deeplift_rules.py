@@ -20,14 +20,6 @@ from whybox.methods.deeplift_rules import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pool_net(dtype=torch.float64):
     """ReLU -> MaxPool (adjacent: Captum loses the pool's rule) and overlapping windows."""
     torch.manual_seed(0)

@@ -25,15 +25,6 @@ from _support import run_together
 from whybox.methods import deeplift_rules
 from whybox.methods.deeplift import DeepLift, DeepLiftShap
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 #: name -> (pool function, n_spatial, kwargs, example shape (channels, *spatial))
 POOLS = {
     "2d": (F.max_pool2d, 2, {"kernel_size": 2}, (3, 8, 8)),

@@ -14,16 +14,6 @@ from whybox.methods.guided import Deconvolution, GuidedBackprop
 RTOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These models are tiny: intra-op threads only contend on a shared 2-core machine
-    # (measured: ~100x slower per call under load). Restored after the module.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _two_hidden(inplace: bool = False):
     torch.manual_seed(0)
     l1, l2, l3 = nn.Linear(4, 6), nn.Linear(6, 5), nn.Linear(5, 3)

@@ -18,11 +18,6 @@ from whybox.methods.deeplift import DeepLiftShap as NativeDeepLiftShap
 C = pytest.importorskip("captum.attr")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 def _close(ours, theirs, rtol=1e-5):
     if isinstance(theirs, (tuple, list)):
         assert type(ours) is type(theirs) and len(ours) == len(theirs)

@@ -13,11 +13,6 @@ from whybox.core.paths import path_plan_tensors
 from whybox.methods import NeuronConductance
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 class SkipNet(nn.Module):
     """A conv block with a skip connection around ``block``: the skip path bypasses it."""
 

@@ -23,14 +23,6 @@ from whybox import methods as M
 from whybox.core.hooks import module_rules
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class _Twice(nn.Module):
     """A CNN whose second ReLU module runs twice per forward, with an in-place ReLU."""
 
