@@ -417,7 +417,7 @@ def _baseline_tensor(
         return value.reshape((1,) * tensor.dim()) if distribution else value
     if not isinstance(leaf, Tensor):
         fail(owner, name, "numbers or tensors", type(leaf).__name__, type_error=True, raw=True)
-    if dtype is not None and leaf.dtype is not dtype or leaf.device != tensor.device:
+    if (dtype is not None and leaf.dtype != dtype) or leaf.device != tensor.device:
         base = leaf.to(device=tensor.device, dtype=tensor.dtype if dtype else leaf.dtype)
     else:
         base = leaf  # what ``to`` returns when nothing changes

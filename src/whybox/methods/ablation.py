@@ -277,7 +277,7 @@ class Occlusion(EmptyBatchInBody, Method):
                 windows.append(_grid(tuple(x.shape[1:]), tuple(shape), step, x.device))
             except ValueError as err:
                 # the window helper names its own argument: blame the caller's one
-                strides_wrong = "'strides'" in str(err)
+                strides_wrong = getattr(err, "parameter", None) == "strides"
                 fail(
                     owner,
                     "strides" if strides_wrong else "sliding_window_shapes",

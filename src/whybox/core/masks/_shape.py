@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..validation import ParameterError
+
 __all__ = ["as_shape"]
 
 
@@ -23,13 +25,16 @@ def as_shape(value: int | Sequence[int], ndim: int, name: str, fn: str) -> tuple
     tuple of int, length ``ndim``
     """
     if isinstance(value, bool):
-        raise ValueError(f"The '{name}' parameter of {fn} must be an int or a tuple of ints.")
+        raise ParameterError(
+            f"The '{name}' parameter of {fn} must be an int or a tuple of ints.", parameter=name
+        )
     if isinstance(value, int):
         return (value,) * ndim
     out = tuple(int(v) for v in value)
     if len(out) != ndim:
-        raise ValueError(
+        raise ParameterError(
             f"The '{name}' parameter of {fn} must have {ndim} entries (one per input "
-            f"dimension). Got {len(out)}: {tuple(value)}."
+            f"dimension). Got {len(out)}: {tuple(value)}.",
+            parameter=name,
         )
     return out

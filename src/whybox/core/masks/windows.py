@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..validation import ParameterError
 from ._shape import as_shape
 
 __all__ = ["SlidingWindows", "sliding_window_masks"]
@@ -140,16 +141,20 @@ def sliding_window_masks(
     counts = []
     for d, (size, w, s) in enumerate(zip(shape, window, stride)):
         if w < 1 or w > size:
-            raise ValueError(
+            raise ParameterError(
                 f"The 'window_shape' parameter of {fn} must be between 1 and the input size "
-                f"in every dimension. Got {window} for input shape {shape} (dimension {d})."
+                f"in every dimension. Got {window} for input shape {shape} (dimension {d}).",
+                parameter="window_shape",
             )
         if s < 1:
-            raise ValueError(f"The 'strides' parameter of {fn} must be >= 1. Got {stride}.")
+            raise ParameterError(
+                f"The 'strides' parameter of {fn} must be >= 1. Got {stride}.", parameter="strides"
+            )
         if s > w and size != w:
-            raise ValueError(
+            raise ParameterError(
                 f"The 'strides' parameter of {fn} cannot exceed the window in dimension {d} "
-                f"(stride {s} > window {w}), or some elements would never be occluded."
+                f"(stride {s} > window {w}), or some elements would never be occluded.",
+                parameter="strides",
             )
         counts.append(-(-(size - w) // s) + 1)  # ceil division
     # Mixed-radix decomposition of the window id, first dimension fastest (Captum order).
