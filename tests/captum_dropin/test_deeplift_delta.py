@@ -56,11 +56,17 @@ def test_delta_forwards_gives_the_same_delta_in_float64_with_two_more_forwards(c
     options = {"target": 2, "chunk_size": 1000}
     if refs is not None:
         options["baselines"] = torch.randn(refs, 5, dtype=torch.float64)
-    shared = cls(model).attribute(x, **options)
+    shared = cls(model, reference_pass="paired").attribute(x, **options)
     model.sizes.clear()
-    separate = cls(model, delta_forwards=True).attribute(x, **options)
+    separate = cls(model, delta_forwards=True, reference_pass="paired").attribute(x, **options)
     pairs = 4 * (refs or 1)
     assert model.sizes == [2 * pairs, pairs, pairs]  # paired forward, then x and b alone
+    # references run apart: f(x) and f(b) come from their own forwards already
+    model.sizes.clear()
+    apart = cls(model, delta_forwards=True).attribute(x, **options)
+    assert model.sizes == [pairs, pairs]
+    torch.testing.assert_close(apart.attributions, shared.attributions, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(apart.delta, separate.delta, rtol=0, atol=1e-12)
     torch.testing.assert_close(separate.attributions, shared.attributions, rtol=0, atol=0)
     torch.testing.assert_close(separate.delta, shared.delta, rtol=0, atol=1e-12)
     # and it is the delta by definition

@@ -400,6 +400,7 @@ def evaluate(
     auto: bool = False,
     group: int = 1,
     input_pass: Callable[[], AbstractContextManager] | None = None,
+    on_graph: Callable[[Tensor], None] | None = None,
 ) -> None:
     """Evaluate ``n_items`` items in chunks of at most ``chunk_rows`` rows.
 
@@ -420,6 +421,8 @@ def evaluate(
     ``auto=False``. Without ``auto`` every chunk has ``chunk_rows // rows_per_item`` items
     (at least one).
     ``input_pass`` (with ``grad`` and ``tap``): see :meth:`Evaluator.gradients`.
+    ``on_graph`` (with ``grad``): called with each chunk's selected outputs, still on their
+    autograd graph, before the backward (see :meth:`Evaluator.gradients`).
     """
     items_per_chunk = max(1, chunk_rows // rows_per_item)
     if (
@@ -431,7 +434,9 @@ def evaluate(
         # one chunk and no bar: nothing to plan, probe or show
         rows = build(0, n_items)
         if grad:
-            outputs, grads = evaluator.gradients(rows, tap=tap, input_pass=input_pass)
+            outputs, grads = evaluator.gradients(
+                rows, tap=tap, on_graph=on_graph, input_pass=input_pass
+            )
         else:
             outputs, grads = evaluator.outputs(rows), None
         consume(0, n_items, outputs, grads)
@@ -473,13 +478,11 @@ def evaluate(
             saved: list[int] = []
             if grad:
                 # the first probed chunk: what it saves for backward sets the memory bound
-                on_graph = (
-                    _measure_saved(saved, rows, evaluator.forward_func)
-                    if timing and plan.measuring
-                    else None
-                )
+                seen = on_graph
+                if timing and plan.measuring:
+                    seen = _measure_saved(saved, rows, evaluator.forward_func, on_graph)
                 outputs, grads = evaluator.gradients(
-                    rows, tap=tap, on_graph=on_graph, input_pass=input_pass
+                    rows, tap=tap, on_graph=seen, input_pass=input_pass
                 )
             else:
                 outputs, grads = evaluator.outputs(rows), None
@@ -536,12 +539,20 @@ def to_device(tensor: Tensor, device: torch.device | str) -> Tensor:
     return tensor.to(device)
 
 
-def _measure_saved(store: list[int], rows: RowBatch, model: Any) -> Callable[[Tensor], None]:
+def _measure_saved(
+    store: list[int],
+    rows: RowBatch,
+    model: Any,
+    then: Callable[[Tensor], None] | None = None,
+) -> Callable[[Tensor], None]:
     """An ``on_graph`` callback putting the activation bytes of ``rows`` (their saved
-    tensors, :func:`~whybox.core.chunks.saved_bytes`) in ``store``."""
+    tensors, :func:`~whybox.core.chunks.saved_bytes`) in ``store``, then calling the
+    caller's own ``then`` (if any)."""
 
     def measure(selected: Tensor) -> None:
         store.append(saved_bytes(selected, exclude=rows.inputs, module=model))
+        if then is not None:
+            then(selected)
 
     return measure
 

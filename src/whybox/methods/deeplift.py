@@ -18,6 +18,7 @@ Nonlinearities called as functions (``torch.relu``) are not seen by module rules
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,21 +26,26 @@ import torch
 from torch import Tensor, nn
 
 from whybox.core.call import Call
-from whybox.core.forward import ChunkSize, RowBatch, evaluate
+from whybox.core.forward import ChunkSize, RowBatch, evaluate, rows_independent
 from whybox.core.hooks import module_rules
 from whybox.core.inputs import prepare_baselines
-from whybox.core.method import Bool, Check, Real
+from whybox.core.method import Bool, Check, Choice, Real
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.scope import Scope
 from whybox.core.validation import fail
 
 from .base import Method
+from .deeplift_apart import ReferencePass, ReferencesDiffer, separable_rules
 from .deeplift_rules import SUPPORTED_NONLINEARITIES, Rules, RuleSet, as_rule_set
 
 __all__ = ["DeepLift", "DeepLiftShap", "SUPPORTED_NONLINEARITIES"]
 
 _DEFAULT_EPS = 1e-10
+
+#: models whose forward did not let the references run apart once (see
+#: :meth:`DeepLift._reference_pass`): "auto" keeps them paired without trying again
+_PAIRED_ONLY: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
 
 #: a custom attribution function and how many of (multipliers, inputs, baselines) it takes
 Custom = tuple[Callable[..., Any], int]
@@ -126,7 +132,18 @@ class DeepLift(Method):
         Take the convergence delta's ``f(x) - f(b)`` from two more forwards, of the inputs
         and of the references alone (Captum's way: the same numbers up to the rounding of
         a different batch, which float32 outputs of 1e6 make visible) instead of from the
-        paired forward the multipliers come from (free).
+        paired forward the multipliers come from (free). With the references run apart
+        (``reference_pass``) they already come from forwards of their own.
+    reference_pass : {"auto", "apart", "paired"}
+        How references go through the model. ``"paired"``: each chunk's input rows and
+        references in one forward and one backward, ``[inputs; references]``. ``"apart"``:
+        the references first, without a backward, then the input rows alone with autograd
+        (:mod:`whybox.methods.deeplift_apart`): half the backward, the same numbers up to
+        rounding when every nonlinearity of the model has a rule. It needs the textbook
+        rules (``rules=None``), input scope and a model in eval mode (an error otherwise);
+        a forward that does not retrace the references' (data-dependent control flow)
+        goes back to the paired layout. ``"auto"``: ``"apart"`` where it may run, else
+        ``"paired"``.
     """
 
     has_delta = True
@@ -134,6 +151,7 @@ class DeepLift(Method):
     parameters = {
         "delta_forwards": Bool(),
         "eps": Real(minimum=0.0),
+        "reference_pass": Choice(("auto", "apart", "paired")),
         "rules": Check(_check_rules),
         "custom_attribution_func": Check(_check_custom),
     }
@@ -148,6 +166,7 @@ class DeepLift(Method):
         layer: Any = None,
         attribute_to_layer_input: bool = False,
         delta_forwards: bool = False,
+        reference_pass: str = "auto",
     ) -> None:
         super().__init__(
             model,
@@ -158,6 +177,7 @@ class DeepLift(Method):
         self.eps = eps
         self.rules = rules
         self.delta_forwards = delta_forwards
+        self.reference_pass = reference_pass
 
     def attribute(
         self,
@@ -282,10 +302,58 @@ class DeepLift(Method):
         averaged over references, ``(N, ...)`` per input (per layer tensor for layer
         scope), and the per-pair delta ``(N * n_refs,)`` ordered example-major.
         """
+        rule_set = self._rule_set()
+        apart = self._reference_pass(scope, rule_set)
+        if apart is not None:
+            try:
+                return self._evaluate_pairs(
+                    scope, call, refs, n_refs, custom, return_delta, rule_set, apart
+                )
+            except ReferencesDiffer:
+                # the paired layout needs no retracing; this model's later calls go there
+                # straight away (its ops, or its control flow, do not change between calls)
+                _PAIRED_ONLY[self.model] = True
+        return self._evaluate_pairs(scope, call, refs, n_refs, custom, return_delta, rule_set, None)
+
+    def _reference_pass(self, scope: Scope, rule_set: RuleSet) -> ReferencePass | None:
+        """A :class:`~whybox.methods.deeplift_apart.ReferencePass` when this call may run
+        the references apart (see :mod:`whybox.methods.deeplift_apart`), else ``None``:
+        the textbook rules (``reference_pass`` not ``"paired"``), input scope, and a model
+        whose rows are independent (no batch norm in training mode)."""
+        if self.reference_pass == "paired":
+            return None
+        if self.reference_pass == "auto" and self.model in _PAIRED_ONLY:
+            return None
+        input_scope = scope.tap is None and not scope.output_layers
+        rules = separable_rules(rule_set) if input_scope else None
+        if rules is None or not rows_independent(self.model):
+            if self.reference_pass == "apart":
+                fail(
+                    self.owner,
+                    "reference_pass",
+                    "'auto' or 'paired' for this call (the references run apart only "
+                    "under the textbook rules, in input scope, on a model in eval mode)",
+                    self.reference_pass,
+                )
+            return None
+        return ReferencePass(rules)
+
+    def _evaluate_pairs(
+        self,
+        scope: Scope,
+        call: Call,
+        refs: tuple[Tensor, ...],
+        n_refs: int,
+        custom: Custom | None,
+        return_delta: bool,
+        rule_set: RuleSet,
+        apart: ReferencePass | None,
+    ) -> tuple[tuple[Tensor, ...], Tensor | None]:
+        """:meth:`_pairs` in the paired layout (``apart`` ``None``) or with the references
+        run apart through ``apart``'s rules."""
         xs = call.tensors
         n_pairs = call.batch_size * n_refs
         delta_dtype = xs[0].dtype if xs[0].is_floating_point() else torch.get_default_dtype()
-        rule_set = self._rule_set()
         # Captum leaves the layer itself unhooked when attributing to its output; its rule
         # cannot change the multipliers there (a stateful rule set may see its neighbours).
         rules, chosen = _rule_plan(rule_set, scope.output_layers)
@@ -304,17 +372,35 @@ class DeepLift(Method):
 
         def build(start: int, stop: int) -> RowBatch:
             rule_set.reset()
+            if apart is not None:
+                # the references first, keeping the ruled modules' values (no backward)
+                examples, x_rows, b_rows = _pair_rows(xs, refs, n_refs, start, stop, sliced)
+                current["examples"], current["x"], current["b"] = examples, x_rows, b_rows
+                current["reference"] = apart.reference_outputs(
+                    call.evaluator, RowBatch(b_rows, examples)
+                )
+                apart.take_inputs()
+                return RowBatch(x_rows, examples)
             examples, rows = _pair_batch(xs, refs, n_refs, start, stop, sliced)
             current["examples"], current["rows"] = examples, rows
             return RowBatch(rows, torch.cat([examples, examples]))
 
         def consume(start: int, stop: int, selected: Tensor, grads: Any) -> None:
             k = stop - start
-            multipliers = tuple(g[:k] for g in grads)
-            # the scope's values (inputs, or the layer's) of the input and reference rows
-            values = scope.values(current["rows"], recorded)
-            x_rows = tuple(v[:k] for v in values)
-            b_rows = tuple(v[k:] for v in values)
+            if apart is not None:
+                apart.check_retraced()
+                apart.clear()
+                multipliers = tuple(grads)
+                x_rows, b_rows = current["x"], current["b"]
+                # f(x) - f(b) from the two forwards, laid out as the paired one's outputs
+                if return_delta and selected.dim() == 1 and selected.shape[0] == k:
+                    selected = torch.cat([selected, current["reference"]])
+            else:
+                multipliers = tuple(g[:k] for g in grads)
+                # the scope's values (inputs, or the layer's) of the input and reference rows
+                values = scope.values(current["rows"], recorded)
+                x_rows = tuple(v[:k] for v in values)
+                b_rows = tuple(v[k:] for v in values)
             raw = self._attributions(call.owner, multipliers, x_rows, b_rows, custom)
             attrs = tuple(a if a.dtype == v.dtype else a.to(v.dtype) for a, v in zip(raw, x_rows))
             if n_refs == 1:
@@ -344,12 +430,13 @@ class DeepLift(Method):
                         "model that does not return one value per row; pass return_delta=False"
                     )
                 summed = _row_sums(raw).to(delta_dtype)
-                if not self.delta_forwards:  # else f(x) - f(b) come from two more forwards
+                # else f(x) - f(b) come from two more forwards (apart, they did already)
+                if not self.delta_forwards or apart is not None:
                     summed = (summed - (selected[:k] - selected[k:])).to(delta_dtype)
                 delta_parts.append(summed)
 
         try:
-            with module_rules(self.model, rules) as matched:
+            with module_rules(self.model, rules if apart is None else apart.table) as matched:
                 chunk_rows, auto = call.chunk_rows, call.chunk_auto
                 if any(getattr(chosen(m), "couples_rows", False) for m in matched):
                     # a rule mixes rows: every pair at once, never split by the probe
@@ -366,15 +453,19 @@ class DeepLift(Method):
                     tap=tap,
                     progress=call.progress,
                     description=call.owner,
+                    on_graph=None if apart is None else apart.check_graph,
                 )
         finally:
             rule_set.reset()  # drop references to this call's activations
             recorded.clear()
             current.clear()
+            if apart is not None:
+                apart.clear()
         deltas = None
         if return_delta:
             deltas = delta_parts[0] if len(delta_parts) == 1 else torch.cat(delta_parts)
-            if self.delta_forwards:
+            # apart, f(x) and f(b) already come from forwards of their own
+            if self.delta_forwards and apart is None:
                 endpoints = self._endpoint_difference(call, refs, n_refs, chunk_rows)
                 deltas = (deltas - endpoints).to(delta_dtype)
         if n_refs == 1:

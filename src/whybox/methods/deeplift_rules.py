@@ -121,8 +121,20 @@ def _ratio(x: Tensor, out: Tensor, module: nn.Module, eps: float) -> tuple[Tenso
     half = _pair_shape(x, module)[1]
     if out.shape != x.shape:  # elementwise modules and softmax keep the shape
         _pair_shape(out, module)
-    dx = x[half:] - x[:half]
-    dy = out[half:] - out[:half]
+    return ratio_between(x[:half], x[half:], out[:half], out[half:], eps)
+
+
+def ratio_between(
+    x_in: Tensor, x_ref: Tensor, out_in: Tensor, out_ref: Tensor, eps: float
+) -> tuple[Tensor, Tensor | None]:
+    """The Rescale ratio ``(out_in - out_ref) / (x_in - x_ref)`` of rows and their
+    references given apart (each ``(rows, ...)``), 0 where ``|x_in - x_ref| < eps``, and
+    the mask of those positions (``None`` when there is none), as :func:`_ratio`.
+
+    Call under ``torch.no_grad()``.
+    """
+    dx = x_ref - x_in
+    dy = out_ref - out_in
     ratio = dy.div_(dx) if dy.dtype == dx.dtype else dy / dx
     size = dx.abs_() if dx.is_floating_point() else dx.abs()
     if _none_below(size, eps):

@@ -1,0 +1,465 @@
+"""DeepLift with the references run apart: the textbook rules' separate forms.
+
+The paired layout (:mod:`whybox.methods.deeplift_rules`) runs each input row with its
+reference in one forward and one backward, ``[inputs; references]``, and keeps only the
+input rows' gradients. Under the textbook rules (:func:`~whybox.methods.deeplift_rules.
+rescale_rules`) the two rows of a pair share every multiplier, so the references' half of
+that backward is work thrown away. Here the references go through the model first, without
+a backward, each ruled module keeping its input and output; then the input rows alone go
+through it with autograd, each rule taking the pair's multiplier from the input row's values
+and the kept ones of its reference. The backward runs over half the rows.
+
+The numbers are the paired layout's (up to the rounding of a different batch size) when the
+two rows of a pair reach every max pool with the same gradient, which holds when every
+nonlinearity of the model has a rule. Where the paired layout gives them different ones
+(a nonlinearity called as a function, or one without a rule, below a max pool) the max-pool
+rule mixes the reference row's gradient into the input row's multiplier there, and this
+layout uses the input row's for both (the pair's multiplier is shared, as the textbook
+rules define it); neither is complete then. :class:`ReferencesDiffer` is raised, and the
+caller goes back to the paired layout, when the input rows do not retrace the references'
+forward (another module order, another shape: data-dependent control flow) or a kept
+value was changed in place after its module ran.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from whybox.core.forward import Evaluator, RowBatch
+
+from .deeplift_rules import (
+    MaxPoolRescale,
+    Rescale,
+    RuleSet,
+    SoftmaxRescale,
+    _pool_of,
+    _reusable,
+    _saved_indices,
+    _softmax_dim,
+    ratio_between,
+    scatter_add_spread,
+)
+
+__all__ = ["ReferencePass", "ReferencesDiffer", "separable_rules"]
+
+
+class ReferencesDiffer(Exception):
+    """The input rows' forward did not retrace the references' (see the module docstring)."""
+
+
+def separable_rules(rule_set: RuleSet) -> dict[type, Any] | None:
+    """``{module type: rule}`` when every rule of ``rule_set`` has a separate form here
+    (the textbook :class:`Rescale`, :class:`SoftmaxRescale` and :class:`MaxPoolRescale`
+    with the default spread, by exact type, in a plain :class:`RuleSet` chosen by exact
+    module type), else ``None``: such rule sets keep the paired layout."""
+    table = rule_set.rules
+    if type(rule_set) is not RuleSet or type(table) is not dict:
+        return None
+    for rule in table.values():
+        kind = type(rule)
+        if kind is MaxPoolRescale:
+            if rule.spread is not scatter_add_spread:
+                return None
+        elif kind is not Rescale and kind is not SoftmaxRescale:
+            return None
+    return table
+
+
+class ReferencePass:
+    """The rule table :func:`~whybox.core.hooks.module_rules` gets, for both forwards of a
+    chunk: while :meth:`keep_references` holds, each ruled module keeps its reference
+    values (the output is left as it is); after :meth:`take_inputs`, each ruled module's
+    rule is applied to the input row's values against its reference's, in the order the
+    modules ran.
+
+    Parameters
+    ----------
+    rules : dict
+        ``{module type: rule}``, from :func:`separable_rules`.
+    """
+
+    def __init__(self, rules: Mapping[type, Any]) -> None:
+        self.table = {cls: functools.partial(self._hook, rule) for cls, rule in rules.items()}
+        self._keeping = True
+        self._pooled = False
+        self._kept: dict[int, list[tuple[Any, ...]]] = {}
+        self._taken: dict[int, int] = {}
+
+    def reference_outputs(self, evaluator: Evaluator, rows: RowBatch) -> Tensor:
+        """The selected outputs of the references' forward (``(rows,)``), their ruled
+        modules' values kept. The forward builds a graph it never differentiates: a max
+        pool's node keeps the argmax indices its rule needs, which a forward without one
+        would pool for again (pooling is the costliest op of a CNN on the CPU)."""
+        self.keep_references()
+        with torch.enable_grad():
+            output = evaluator.raw_output(rows)
+        with torch.no_grad():
+            return evaluator.target.select(output, rows.example_index).detach()
+
+    def keep_references(self) -> None:
+        """The next forward runs the references: keep each ruled module's values."""
+        self._keeping = True
+        self._kept.clear()
+        self._taken.clear()
+
+    def take_inputs(self) -> None:
+        """The next forward runs the input rows: apply the rules against the kept values."""
+        self._keeping = False
+        self._pooled = False
+
+    def check_graph(self, selected: Tensor) -> None:
+        """Raise :class:`ReferencesDiffer` when the input rows' graph (from their selected
+        outputs, before the backward) could have given a reference row another gradient
+        than its input row at a ruled max pool (see :func:`_pools_see_shared_gradients`).
+        Nothing to check when no max pool ran: the other rules never mix the rows."""
+        if self._pooled and not _pools_see_shared_gradients(selected.grad_fn):
+            raise ReferencesDiffer(
+                "an op between the output and a max pool may treat the rows of a pair apart"
+            )
+
+    def check_retraced(self) -> None:
+        """Raise :class:`ReferencesDiffer` unless every kept value was used."""
+        kept, taken = self._kept, self._taken
+        if len(taken) != len(kept) or any(len(v) != taken[k] for k, v in kept.items()):
+            raise ReferencesDiffer("the input rows ran fewer ruled modules than the references")
+
+    def clear(self) -> None:
+        """Drop the kept values (references to a chunk's activations)."""
+        self._kept.clear()
+        self._taken.clear()
+
+    def _hook(self, rule: Any, module: nn.Module, x: Tensor, out: Tensor) -> Tensor | None:
+        key = id(module)
+        if self._keeping:
+            indices = _indices(module, x, out) if type(rule) is MaxPoolRescale else None
+            # versions (shared with the detached aliases): a value changed in place later in
+            # the forward is no reference; detached, the references' graph is not kept
+            x, out = x.detach(), out.detach()
+            self._kept.setdefault(key, []).append((x, out, x._version, out._version, indices))
+            return None
+        kept = self._kept.get(key)
+        at = self._taken.get(key, 0)
+        if kept is None or at >= len(kept):
+            raise ReferencesDiffer(f"{type(module).__name__} ran more often on the input rows")
+        self._taken[key] = at + 1
+        x_ref, out_ref, x_version, out_version, indices = kept[at]
+        if (
+            x_ref._version != x_version
+            or out_ref._version != out_version
+            or x_ref.shape != x.shape
+            or out_ref.shape != out.shape
+        ):
+            raise ReferencesDiffer(f"a {type(module).__name__}'s reference values changed")
+        kind = type(rule)
+        if kind is MaxPoolRescale:
+            self._pooled = True
+            return _max_pool(module, x, out, x_ref, out_ref, indices, rule.eps)
+        if kind is SoftmaxRescale:
+            return _softmax(module, x, out, x_ref, out_ref, rule.eps)
+        return _rescale(module, x, out, x_ref, out_ref, rule.eps)
+
+
+# -- elementwise and softmax ------------------------------------------------------------------
+class _Multiplier(torch.autograd.Function):
+    """The value of ``out``; backward multiplies the gradient by ``multiplier`` (the apart
+    form of the paired rules' multiplier node, with the same ``reuse``)."""
+
+    @staticmethod
+    def forward(ctx, x, out, multiplier, reuse):
+        ctx.save_for_backward(multiplier)
+        if reuse:
+            ctx.mark_dirty(out)
+            return out
+        return out.clone()  # a new tensor: the model may change it in place
+
+    @staticmethod
+    def backward(ctx, grad):
+        (multiplier,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        return grad * multiplier, None, None, None
+
+
+class _RescaleOrLocal(torch.autograd.Function):
+    """The value of ``out``; backward: the ratio, or where the input barely moved
+    (``small``) the module's own gradient, passed on to ``out``'s graph."""
+
+    @staticmethod
+    def forward(ctx, x, out, ratio, small):
+        ctx.save_for_backward(ratio, small)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        ratio, small = ctx.saved_tensors
+        grad_x = grad_out = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad * ratio).masked_fill_(small, 0)
+        if ctx.needs_input_grad[1]:
+            grad_out = grad.masked_fill(~small, 0)
+        return grad_x, grad_out, None, None
+
+
+def _rescale(
+    module: nn.Module, x: Tensor, out: Tensor, x_ref: Tensor, out_ref: Tensor, eps: float
+) -> Tensor:
+    with torch.no_grad():
+        ratio, small = ratio_between(x, x_ref, out, out_ref, eps)
+        if small is not None and type(module) is nn.ReLU:
+            # ReLU's derivative is the step (out > 0), as in the paired rule
+            ratio = torch.where(small, (out > 0).to(ratio.dtype), ratio)
+            small = None
+    if small is None:
+        return _Multiplier.apply(x, out.detach(), ratio, _reusable(x, out))
+    return _RescaleOrLocal.apply(x, out, ratio, small)
+
+
+class _Softmax(torch.autograd.Function):
+    """Value of softmax; backward = the Rescale multiplier per element, softmax's own
+    vector-Jacobian product where the input did not move."""
+
+    @staticmethod
+    def forward(ctx, x, out, ratio, small, dim):
+        ctx.save_for_backward(out, ratio, small)
+        ctx.dim = dim
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, ratio, small = ctx.saved_tensors
+        local = out * (grad - (grad * out).sum(ctx.dim, keepdim=True))
+        return torch.where(small, local, grad * ratio), None, None, None, None
+
+
+def _softmax(
+    module: nn.Module, x: Tensor, out: Tensor, x_ref: Tensor, out_ref: Tensor, eps: float
+) -> Tensor:
+    with torch.no_grad():
+        ratio, small = ratio_between(x, x_ref, out, out_ref, eps)
+    if small is None:
+        return _Multiplier.apply(x, out.detach(), ratio, _reusable(x, out))
+    dim = _softmax_dim(module, out.dim())
+    return _Softmax.apply(x, out.detach(), ratio, small, dim)
+
+
+# -- max pooling --------------------------------------------------------------------------------
+def _indices(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+    """A max-pool module's argmax indices: read off its autograd node where it saved them,
+    else computed (a forward without a graph keeps none)."""
+    indices = _saved_indices(module, out)
+    if indices is not None:
+        return indices
+    pool, _ = _pool_of(module)
+    with torch.no_grad():
+        _, indices = pool(
+            x.detach(),
+            module.kernel_size,
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            ceil_mode=module.ceil_mode,
+            return_indices=True,
+        )
+    return indices
+
+
+class _MaxPool(torch.autograd.Function):
+    """Value of max pooling; backward = DeepLift's max-pool multiplier of the input rows:
+    ``weight_in`` scales the gradient sent to each window's input argmax ``index_in``,
+    ``weight_ref`` the gradient sent to its reference argmax ``index_ref`` (each
+    ``(planes, P)``), as the paired rule's weights of the input rows."""
+
+    @staticmethod
+    def forward(ctx, x, out, index_in, index_ref, weight_in, weight_ref, reuse):
+        ctx.save_for_backward(index_in, index_ref, weight_in, weight_ref)
+        ctx.input_shape = x.shape
+        if reuse:
+            ctx.mark_dirty(out)
+            return out
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        index_in, index_ref, weight_in, weight_ref = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return (None,) * 7
+        planes, pooled = index_in.shape
+        flat = grad.reshape(planes, pooled)
+        shape = ctx.input_shape
+        spread = grad.new_zeros(planes, shape.numel() // planes)
+        spread.scatter_add_(1, index_in, weight_in * flat)
+        spread.scatter_add_(1, index_ref, weight_ref * flat)
+        return (spread.view(shape),) + (None,) * 6
+
+
+def _max_pool(
+    module: nn.Module,
+    x: Tensor,
+    out: Tensor,
+    x_ref: Tensor,
+    out_ref: Tensor,
+    indices_ref: Tensor,
+    eps: float,
+) -> Tensor:
+    _, n_spatial = _pool_of(module)
+    indices_in = _indices(module, x, out)
+    with torch.no_grad():
+        planes = out.shape[: out.dim() - n_spatial].numel()
+        x_in, x_r = x.reshape(planes, -1), x_ref.reshape(planes, -1)
+        y_in, y_ref = out.reshape(planes, -1), out_ref.reshape(planes, -1)
+        index_in, index_ref = indices_in.reshape(planes, -1), indices_ref.reshape(planes, -1)
+        # the paired rule's weights of the input rows (deeplift_rules._window_weights), in
+        # the same ops: x_in - x_ref at the input's and at the reference's argmax
+        dx = y_in.new_empty((2,) + tuple(y_in.shape))
+        torch.sub(y_in, torch.gather(x_r, 1, index_in, out=dx[0]), out=dx[0])
+        torch.gather(x_in, 1, index_ref, out=dx[1]).sub_(y_ref)
+        # the parts max(y - y_ref, 0) and min(y - y_ref, 0) each argmax carries
+        across = torch.empty_like(dx)
+        torch.sub(y_in, y_ref, out=across[0])
+        torch.clamp_max(across[0], 0, out=across[1])
+        across[0].clamp_min_(0)
+        small = dx.abs().lt_(eps)
+        across.div_(dx.add_(small)).addcmul_(across, small, value=-1)
+        # the input row's own argmax also gets its plain max-pool gradient where it did not
+        # move (small + across, the paired rule's sum)
+        weight_in = small[0].add_(across[0])
+    return _MaxPool.apply(
+        x, out.detach(), index_in, index_ref, weight_in, across[1], _reusable(x, out)
+    )
+
+
+# -- which ops give both rows of a pair the same gradient -----------------------------------
+#: autograd nodes whose gradient with respect to a row does not depend on that row's values:
+#: the same incoming gradient on both rows of a pair leaves them with the same outgoing one
+#: (linear and shape ops, and this module's rule nodes, whose multiplier is the pair's).
+#: Products, divisions, indexing by computed indices and every other nonlinearity are not
+#: here: such an op above a max pool sends the paired layout's reference row its own
+#: gradient, which the paired max-pool rule mixes into the input row's multiplier.
+SHARED_GRADIENT_NODES = frozenset(
+    {
+        "AddBackward0",
+        "AddBackward1",
+        "SubBackward0",
+        "SubBackward1",
+        "RsubBackward1",
+        "NegBackward0",
+        "MulBackward1",  # by a Python number
+        "DivBackward1",
+        "AddmmBackward0",  # a row times a matrix shared by every row
+        "MmBackward0",
+        "ConvolutionBackward0",
+        "NativeBatchNormBackward0",  # eval mode (training mode never runs apart)
+        "CudnnBatchNormBackward0",
+        "ViewBackward0",
+        "UnsafeViewBackward0",
+        "ReshapeAliasBackward0",
+        "PermuteBackward0",
+        "TransposeBackward0",
+        "TBackward0",
+        "ExpandBackward0",
+        "SqueezeBackward0",
+        "SqueezeBackward1",
+        "SqueezeBackward2",
+        "UnsqueezeBackward0",
+        "CloneBackward0",
+        "AliasBackward0",
+        "ToCopyBackward0",
+        "CatBackward0",
+        "StackBackward0",
+        "SplitBackward0",
+        "SplitWithSizesBackward0",
+        "UnbindBackward0",
+        "SliceBackward0",
+        "SelectBackward0",
+        "RepeatBackward0",
+        "FlipBackward0",
+        "SumBackward0",
+        "SumBackward1",
+        "MeanBackward0",
+        "MeanBackward1",
+        "AvgPool2DBackward0",
+        "AvgPool3DBackward0",
+        "AdaptiveAvgPool2DBackward0",
+        "AdaptiveAvgPool3DBackward0",
+        "ConstantPadNdBackward0",
+        "ReflectionPad1DBackward0",
+        "ReflectionPad2DBackward0",
+        "ReflectionPad3DBackward0",
+        "ReplicationPad1DBackward0",
+        "ReplicationPad2DBackward0",
+        "ReplicationPad3DBackward0",
+        "UpsampleNearest1DBackward0",
+        "UpsampleNearest2DBackward0",
+        "UpsampleNearest3DBackward0",
+        "UpsampleLinear1DBackward0",
+        "UpsampleBilinear2DBackward0",
+        "UpsampleTrilinear3DBackward0",
+        "PixelShuffleBackward0",
+        "PixelUnshuffleBackward0",
+        "_MultiplierBackward",
+        "_MaxPoolBackward",
+    }
+)
+
+#: rule nodes that also pass the gradient, where the input barely moved, to the module's
+#: own graph (their second edge): that is the module's own derivative at a point the two
+#: rows share to within eps, so only their first edge (the input's graph) is followed
+_LOCAL_NODES = frozenset({"_RescaleOrLocalBackward", "_SoftmaxBackward"})
+
+
+#: how a per-example target is selected (:meth:`~whybox.core.targets.Target.select`)
+_SELECTION_NODES = frozenset({"GatherBackward0", "IndexBackward0"})
+
+
+def _pools_see_shared_gradients(root: Any) -> bool:
+    """Whether every autograd node on a path from ``root`` (the selected outputs' node) to
+    a max-pool rule node is in :data:`SHARED_GRADIENT_NODES`: then both rows of a pair
+    reach every ruled max pool with the same gradient, and running the references apart
+    gives the paired layout's numbers."""
+    if root is None:
+        return True
+    # the target's selection (the same index for both rows of a pair): a view of a gather
+    # or an advanced index at the very top of the graph
+    selection = {root}
+    if root.name() in ("ViewBackward0", "ReshapeAliasBackward0") and root.next_functions:
+        selection.add(root.next_functions[0][0])
+    # the nodes and their edges, then a topological order (parents first, Kahn's)
+    edges: dict[Any, list[Any]] = {}
+    names: dict[Any, str] = {}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node in edges:
+            continue
+        name = names[node] = node.name()
+        links = node.next_functions
+        if name in _LOCAL_NODES:
+            links = links[:1]
+        kids = edges[node] = [f for f, _ in links if f is not None]
+        stack.extend(k for k in kids if k not in edges)
+    parents = dict.fromkeys(edges, 0)
+    for kids in edges.values():
+        for kid in kids:
+            parents[kid] += 1
+    order, ready = [], [root]
+    while ready:
+        node = ready.pop()
+        order.append(node)
+        for kid in edges[node]:
+            parents[kid] -= 1
+            if not parents[kid]:
+                ready.append(kid)
+    # children first: whether a node leads to a max-pool rule node
+    leads: dict[Any, bool] = {}
+    for node in reversed(order):
+        name = names[node]
+        leads[node] = name == "_MaxPoolBackward" or any(leads[k] for k in edges[node])
+        if leads[node] and name not in SHARED_GRADIENT_NODES and name not in _LOCAL_NODES:
+            if not (node in selection and name in _SELECTION_NODES):
+                return False
+    return True
