@@ -150,9 +150,12 @@ def _attribute(model, inputs, mode, *, shap=False, **options):
     finally:
         handle.remove()
     if mode == "apart":
-        # references (no grad on their rows), then inputs, per chunk: never together
-        assert forwards[0::2] == ["plain"] * (len(forwards) // 2), forwards
-        assert forwards[1::2] == ["grad"] * (len(forwards) // 2), forwards
+        # references (no grad on their rows), then inputs, per chunk, or the distinct
+        # references once, then every chunk's inputs: never together
+        half = len(forwards) // 2
+        per_chunk = forwards[0::2] == ["plain"] * half and forwards[1::2] == ["grad"] * half
+        assert forwards[0] == "plain", forwards
+        assert per_chunk or forwards[1:] == ["grad"] * (len(forwards) - 1), forwards
     else:
         # one forward of input and reference rows together (then, with delta_forwards,
         # one of each alone, without gradients)
@@ -267,7 +270,9 @@ def test_apart_is_chunk_invariant():
         torch.testing.assert_close(part.attributions, whole.attributions, rtol=1e-12, atol=1e-14)
 
 
-def _gradient_rows(model: nn.Module, mode: str, x: Tensor, **kwargs) -> tuple[list[int], list[int]]:
+def _gradient_rows(
+    model: nn.Module, mode: str, x: Tensor, *, shap: bool = False, **kwargs
+) -> tuple[list[int], list[int]]:
     """Rows of every forward the first layer ran, and rows of every gradient it got."""
     forwards: list[int] = []
     backwards: list[int] = []
@@ -279,7 +284,9 @@ def _gradient_rows(model: nn.Module, mode: str, x: Tensor, **kwargs) -> tuple[li
 
     handle = model[0].register_forward_hook(hook)
     try:
-        DeepLift(model, reference_pass=mode, **kwargs).attribute(x, target=0)
+        options = {k: kwargs.pop(k) for k in ("baselines", "chunk_size") if k in kwargs}
+        cls = DeepLiftShap if shap else DeepLift
+        cls(model, reference_pass=mode, **kwargs).attribute(x, target=0, **options)
     finally:
         handle.remove()
     return forwards, backwards
@@ -288,10 +295,47 @@ def _gradient_rows(model: nn.Module, mode: str, x: Tensor, **kwargs) -> tuple[li
 def test_references_get_no_backward():
     model, (x,) = _model("cnn", torch.float32)
     n = x.shape[0]
-    assert _gradient_rows(model, "paired", x) == ([2 * n], [2 * n])
+    b = torch.randn_like(x)
+    assert _gradient_rows(model, "paired", x, baselines=b) == ([2 * n], [2 * n])
     # the references, then the inputs: one backward, of the input rows
-    assert _gradient_rows(model, "apart", x) == ([n, n], [n])
-    assert _gradient_rows(model, "auto", x) == ([n, n], [n])
+    assert _gradient_rows(model, "apart", x, baselines=b) == ([n, n], [n])
+    assert _gradient_rows(model, "auto", x, baselines=b) == ([n, n], [n])
+
+
+def test_shared_references_run_once():
+    model, (x,) = _model("cnn", torch.float32)
+    n = x.shape[0]
+    # one baseline for every example (the zero default, a number, one row): one reference
+    # row through the model, then the inputs
+    for baselines in (None, 0.5, torch.randn(1, *x.shape[1:])):
+        assert _gradient_rows(model, "apart", x, baselines=baselines) == ([1, n], [n])
+    # a distribution of 3 references: them once, then every (example, reference) pair,
+    # also when the chunks split an example's references
+    refs = torch.randn(3, *x.shape[1:])
+    assert _gradient_rows(model, "apart", x, shap=True, baselines=refs) == ([3, 3 * n], [3 * n])
+    rows = _gradient_rows(model, "apart", x, shap=True, baselines=refs, chunk_size=8)
+    assert rows == ([3, 4, 4, 4, 3], [4, 4, 4, 3])
+
+
+@pytest.mark.parametrize("name", ["cnn", "residual", "pool3d", "elementwise"])
+@pytest.mark.parametrize("by_inputs", [True, False], ids=["attributions", "multipliers"])
+def test_shared_references_give_the_paired_numbers(name, by_inputs):
+    model, (x,) = _model(name, torch.float64)
+    refs = torch.randn(3, *x.shape[1:], dtype=torch.float64)
+    refs[1] = torch.where(torch.rand(refs[1].shape) < 0.5, x[1], refs[1])  # some equal
+    one = refs[:1]  # one reference row broadcast to every example
+    for shap, baselines in ((False, one), (False, 0.25), (True, refs)):
+        options = {
+            "baselines": baselines,
+            "target": torch.tensor([0, 1, 2, 1, 0]),
+            "multiply_by_inputs": by_inputs,
+        }
+        paired = _attribute(model, (x,), "paired", shap=shap, **dict(options))
+        # one chunk; chunks of whole examples (the references tile them); chunks that
+        # split an example's references (each pair's reference gathered)
+        for chunk in ("auto", 12, 8):
+            apart = _attribute(model, (x,), "apart", shap=shap, chunk_size=chunk, **dict(options))
+            _assert_same(paired, apart, torch.float64)
 
 
 class _Branching(nn.Module):
@@ -377,7 +421,8 @@ def test_batch_norm_in_training_keeps_paired():
 def test_textbook_rules_given_as_a_rule_set_run_apart():
     model, (x,) = _model("cnn", torch.float32)
     rules = RuleSet({nn.ReLU: Rescale(), nn.MaxPool2d: MaxPoolRescale()})
-    assert _gradient_rows(model, "auto", x, rules=rules) == ([5, 5], [5])
+    b = torch.randn_like(x)
+    assert _gradient_rows(model, "auto", x, rules=rules, baselines=b) == ([5, 5], [5])
 
 
 def test_bad_reference_pass_is_named():

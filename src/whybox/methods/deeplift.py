@@ -370,8 +370,29 @@ class DeepLift(Method):
         totals: list[Tensor] = []
         delta_parts: list[Tensor] = []
 
+        # apart, with references shared by many pairs (a distribution, or one baseline
+        # broadcast to every example) and no per-example forward arguments: one forward of
+        # the distinct references for the whole call, each pair's reference picked from it
+        shared = None
+        if apart is not None:
+            shared = _distinct_references(refs, n_refs, call)
+
         def build(start: int, stop: int) -> RowBatch:
             rule_set.reset()
+            if shared is not None:
+                examples, x_rows, b_rows = _pair_rows(xs, refs, n_refs, start, stop, sliced)
+                current["examples"], current["x"], current["b"] = examples, x_rows, b_rows
+                picked = _picked_references(start, stop, n_refs, xs[0].device)
+                if shared_outputs.dim() == 0:  # one output for the whole batch: no pairs
+                    raise ReferencesDiffer("the model returns one value for the whole batch")
+                current["reference"] = call.evaluator.target.select(
+                    shared_outputs.index_select(0, picked), examples
+                )
+                if n_refs == 1 or (start % n_refs == 0 and (stop - start) % n_refs == 0):
+                    apart.take_inputs(tiled=True)  # whole examples: the references repeat
+                else:
+                    apart.take_inputs(picked)
+                return RowBatch(x_rows, examples)
             if apart is not None:
                 # the references first, keeping the ruled modules' values (no backward)
                 examples, x_rows, b_rows = _pair_rows(xs, refs, n_refs, start, stop, sliced)
@@ -389,7 +410,8 @@ class DeepLift(Method):
             k = stop - start
             if apart is not None:
                 apart.check_retraced()
-                apart.clear()
+                if shared is None:  # shared references serve every chunk
+                    apart.clear()
                 multipliers = tuple(grads)
                 x_rows, b_rows = current["x"], current["b"]
                 # f(x) - f(b) from the two forwards, laid out as the paired one's outputs
@@ -437,6 +459,12 @@ class DeepLift(Method):
 
         try:
             with module_rules(self.model, rules if apart is None else apart.table) as matched:
+                if shared is not None:
+                    # the raw outputs: each pair's target is selected from its reference's
+                    apart.keep_references()
+                    shared_outputs = apart.reference_outputs(
+                        call.evaluator, RowBatch(shared, None), select=False
+                    )
                 chunk_rows, auto = call.chunk_rows, call.chunk_auto
                 if any(getattr(chosen(m), "couples_rows", False) for m in matched):
                     # a rule mixes rows: every pair at once, never split by the probe
@@ -512,6 +540,33 @@ class DeepLift(Method):
                 grad=False,
             )
         return torch.cat(outputs["x"]) - torch.cat(outputs["b"])
+
+
+def _distinct_references(
+    refs: tuple[Tensor, ...], n_refs: int, call: Call
+) -> tuple[Tensor, ...] | None:
+    """The distinct reference rows, when every pair's reference is one of a few rows the
+    whole call shares: a distribution (``n_refs > 1``) or one baseline row broadcast to
+    every example (an expanded tensor), with no per-example forward arguments (pair ``p``
+    runs with example ``p // n_refs``'s) and few enough rows to keep their activations for
+    the whole call (at most a chunk's pairs). ``None``: each chunk runs its own."""
+    if call.evaluator.extra.has_batched or not call.batch_size:
+        return None
+    if n_refs == 1:
+        if not all(r.dim() and r.stride(0) == 0 for r in refs):
+            return None
+        distinct = tuple(r[:1] for r in refs)
+    else:
+        distinct = refs
+    if distinct[0].shape[0] > max(1, call.chunk_rows // 2):
+        return None
+    return tuple(r.to(x.dtype) for r, x in zip(distinct, call.tensors))
+
+
+def _picked_references(start: int, stop: int, n_refs: int, device: torch.device) -> Tensor:
+    """``(stop - start,)``: the row of :func:`_distinct_references` paired with each pair."""
+    pairs = torch.arange(start, stop, device=device)
+    return pairs % n_refs if n_refs > 1 else torch.zeros_like(pairs)
 
 
 def _pair_rows(

@@ -87,17 +87,24 @@ class ReferencePass:
         self.table = {cls: functools.partial(self._hook, rule) for cls, rule in rules.items()}
         self._keeping = True
         self._pooled = False
+        self._index: Tensor | None = None
+        self._tiled = False
         self._kept: dict[int, list[tuple[Any, ...]]] = {}
         self._taken: dict[int, int] = {}
 
-    def reference_outputs(self, evaluator: Evaluator, rows: RowBatch) -> Tensor:
-        """The selected outputs of the references' forward (``(rows,)``), their ruled
-        modules' values kept. The forward builds a graph it never differentiates: a max
-        pool's node keeps the argmax indices its rule needs, which a forward without one
-        would pool for again (pooling is the costliest op of a CNN on the CPU)."""
+    def reference_outputs(
+        self, evaluator: Evaluator, rows: RowBatch, *, select: bool = True
+    ) -> Tensor:
+        """The selected outputs of the references' forward (``(rows,)``; the raw outputs
+        without ``select``), their ruled modules' values kept. The forward builds a graph
+        it never differentiates: a max pool's node keeps the argmax indices its rule needs,
+        which a forward without one would pool for again (pooling is the costliest op of a
+        CNN on the CPU)."""
         self.keep_references()
         with torch.enable_grad():
             output = evaluator.raw_output(rows)
+        if not select:
+            return output.detach()
         with torch.no_grad():
             return evaluator.target.select(output, rows.example_index).detach()
 
@@ -107,10 +114,19 @@ class ReferencePass:
         self._kept.clear()
         self._taken.clear()
 
-    def take_inputs(self) -> None:
-        """The next forward runs the input rows: apply the rules against the kept values."""
+    def take_inputs(self, index: Tensor | None = None, *, tiled: bool = False) -> None:
+        """The next forward runs the input rows: apply the rules against the kept values.
+
+        By default input row ``i`` is paired with kept row ``i``. When the references'
+        forward ran each distinct reference once (kept for several chunks): ``tiled``, the
+        input rows repeat the kept rows in order (input row ``i`` with kept row ``i % R``,
+        ``R`` kept rows: the rules broadcast, nothing is copied), else ``index``
+        (``(rows,)`` long) gives each input row's kept row (gathered)."""
         self._keeping = False
         self._pooled = False
+        self._index = None if tiled else index
+        self._tiled = tiled
+        self._taken.clear()
 
     def check_graph(self, selected: Tensor) -> None:
         """Raise :class:`ReferencesDiffer` when the input rows' graph (from their selected
@@ -148,13 +164,21 @@ class ReferencePass:
             raise ReferencesDiffer(f"{type(module).__name__} ran more often on the input rows")
         self._taken[key] = at + 1
         x_ref, out_ref, x_version, out_version, indices = kept[at]
-        if (
-            x_ref._version != x_version
-            or out_ref._version != out_version
-            or x_ref.shape != x.shape
-            or out_ref.shape != out.shape
-        ):
+        if x_ref._version != x_version or out_ref._version != out_version:
             raise ReferencesDiffer(f"a {type(module).__name__}'s reference values changed")
+        index = self._index
+        if index is not None:
+            x_ref, out_ref = x_ref.index_select(0, index), out_ref.index_select(0, index)
+            if indices is not None:
+                indices = indices.index_select(0, index)
+        rows, kept_rows = x.shape[0] if x.dim() else 0, x_ref.shape[0] if x_ref.dim() else 0
+        if (
+            x_ref.shape[1:] != x.shape[1:]
+            or out_ref.shape[1:] != out.shape[1:]
+            or out_ref.shape[:1] != x_ref.shape[:1]
+            or (kept_rows != rows and not (self._tiled and kept_rows and rows % kept_rows == 0))
+        ):
+            raise ReferencesDiffer(f"a {type(module).__name__} saw other shapes")
         kind = type(rule)
         if kind is MaxPoolRescale:
             self._pooled = True
@@ -205,11 +229,31 @@ class _RescaleOrLocal(torch.autograd.Function):
         return grad_x, grad_out, None, None
 
 
+def _tiled_ratio(
+    x: Tensor, out: Tensor, x_ref: Tensor, out_ref: Tensor, eps: float
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`ratio_between` for input rows that repeat ``R`` kept reference rows in order
+    (``R`` = all rows, one, or a divisor), shaped like ``x``: the reference rows broadcast
+    against the input rows viewed as ``(rows // R, R, ...)``."""
+    kept = x_ref.shape[0]
+    if kept in (x.shape[0], 1):
+        return ratio_between(x, x_ref, out, out_ref, eps)
+    groups = x.shape[0] // kept
+    ratio, small = ratio_between(
+        x.view((groups,) + tuple(x_ref.shape)),
+        x_ref.unsqueeze(0),
+        out.view((groups,) + tuple(out_ref.shape)),
+        out_ref.unsqueeze(0),
+        eps,
+    )
+    return ratio.view(x.shape), None if small is None else small.view(x.shape)
+
+
 def _rescale(
     module: nn.Module, x: Tensor, out: Tensor, x_ref: Tensor, out_ref: Tensor, eps: float
 ) -> Tensor:
     with torch.no_grad():
-        ratio, small = ratio_between(x, x_ref, out, out_ref, eps)
+        ratio, small = _tiled_ratio(x, out, x_ref, out_ref, eps)
         if small is not None and type(module) is nn.ReLU:
             # ReLU's derivative is the step (out > 0), as in the paired rule
             ratio = torch.where(small, (out > 0).to(ratio.dtype), ratio)
@@ -240,7 +284,7 @@ def _softmax(
     module: nn.Module, x: Tensor, out: Tensor, x_ref: Tensor, out_ref: Tensor, eps: float
 ) -> Tensor:
     with torch.no_grad():
-        ratio, small = ratio_between(x, x_ref, out, out_ref, eps)
+        ratio, small = _tiled_ratio(x, out, x_ref, out_ref, eps)
     if small is None:
         return _Multiplier.apply(x, out.detach(), ratio, _reusable(x, out))
     dim = _softmax_dim(module, out.dim())
@@ -272,7 +316,8 @@ class _MaxPool(torch.autograd.Function):
     """Value of max pooling; backward = DeepLift's max-pool multiplier of the input rows:
     ``weight_in`` scales the gradient sent to each window's input argmax ``index_in``,
     ``weight_ref`` the gradient sent to its reference argmax ``index_ref`` (each
-    ``(planes, P)``), as the paired rule's weights of the input rows."""
+    ``(G, R, planes, P)``, the input rows as ``G`` tiles of ``R``), as the paired rule's
+    weights of the input rows."""
 
     @staticmethod
     def forward(ctx, x, out, index_in, index_ref, weight_in, weight_ref, reuse):
@@ -288,12 +333,12 @@ class _MaxPool(torch.autograd.Function):
         index_in, index_ref, weight_in, weight_ref = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return (None,) * 7
-        planes, pooled = index_in.shape
-        flat = grad.reshape(planes, pooled)
+        tiles = index_in.shape
+        flat = grad.reshape(tiles)
         shape = ctx.input_shape
-        spread = grad.new_zeros(planes, shape.numel() // planes)
-        spread.scatter_add_(1, index_in, weight_in * flat)
-        spread.scatter_add_(1, index_ref, weight_ref * flat)
+        spread = grad.new_zeros(tiles[:3] + (shape.numel() // tiles[:3].numel(),))
+        spread.scatter_add_(3, index_in, weight_in * flat)
+        spread.scatter_add_(3, index_ref, weight_ref * flat)
         return (spread.view(shape),) + (None,) * 6
 
 
@@ -309,15 +354,21 @@ def _max_pool(
     _, n_spatial = _pool_of(module)
     indices_in = _indices(module, x, out)
     with torch.no_grad():
-        planes = out.shape[: out.dim() - n_spatial].numel()
-        x_in, x_r = x.reshape(planes, -1), x_ref.reshape(planes, -1)
-        y_in, y_ref = out.reshape(planes, -1), out_ref.reshape(planes, -1)
-        index_in, index_ref = indices_in.reshape(planes, -1), indices_ref.reshape(planes, -1)
+        # (G, R, planes, positions): the input rows as G tiles of the R kept references
+        kept = x_ref.shape[0]
+        groups = x.shape[0] // kept
+        planes = out.shape[1 : out.dim() - n_spatial].numel()
+        x_in = x.reshape(groups, kept, planes, -1)
+        y_in = out.reshape(groups, kept, planes, -1)
+        x_r = x_ref.reshape(1, kept, planes, -1).expand(x_in.shape)
+        y_ref = out_ref.reshape(1, kept, planes, -1)
+        index_in = indices_in.reshape(y_in.shape)
+        index_ref = indices_ref.reshape(y_ref.shape).expand(y_in.shape)
         # the paired rule's weights of the input rows (deeplift_rules._window_weights), in
         # the same ops: x_in - x_ref at the input's and at the reference's argmax
         dx = y_in.new_empty((2,) + tuple(y_in.shape))
-        torch.sub(y_in, torch.gather(x_r, 1, index_in, out=dx[0]), out=dx[0])
-        torch.gather(x_in, 1, index_ref, out=dx[1]).sub_(y_ref)
+        torch.sub(y_in, torch.gather(x_r, 3, index_in, out=dx[0]), out=dx[0])
+        torch.gather(x_in, 3, index_ref, out=dx[1]).sub_(y_ref)
         # the parts max(y - y_ref, 0) and min(y - y_ref, 0) each argmax carries
         across = torch.empty_like(dx)
         torch.sub(y_in, y_ref, out=across[0])
