@@ -16,7 +16,10 @@ CPU-time clock, one torch thread):
   forward pre-hook), replayed through the bare model at its best chunk size -- forward only
   for perturbation methods, forward+backward (gradient w.r.t. the rows) for gradient ones;
 * ``facade`` and ``captum``: ``whybox.attr`` and Captum 0.9 with the same class name and
-  arguments, where Captum has the method (CAM variants and attention flows have none).
+  arguments, where Captum has the method (CAM variants and attention flows have none);
+  ``facade/floor`` is against the floor of the facade's own rows where they differ from the
+  native call's (DeepLift: the facade runs inputs and references together, as Captum does,
+  the native method runs each distinct reference once, apart).
 
 The floor of a layer-gradient method takes the gradient w.r.t. the model's input rows,
 slightly more work than the gradient w.r.t. the layer the method needs. Attention methods
@@ -351,6 +354,7 @@ def measure(
             all_rows = torch.cat(recorded)
             floor, chunk = _floor(workload.model, all_rows, spec.gradient, budget / 4)
             calls = {"native": native, "floor": floor}
+            facade_chunk = None
             if spec.captum is not None:
                 calls["facade"] = _captum_style_call(
                     whybox_attr, name, spec, workload, setup["layer"]
@@ -358,6 +362,13 @@ def measure(
                 calls["captum"] = _captum_style_call(
                     captum_attr, name, spec, workload, setup["layer"]
                 )
+                # the facade may push other rows than the native method (DeepLift's facade
+                # runs inputs and references together, the native one apart): its own floor
+                facade_rows = torch.cat(_recorded_rows(workload.model, calls["facade"]))
+                if facade_rows.shape != all_rows.shape or not torch.equal(facade_rows, all_rows):
+                    calls["facade floor"], facade_chunk = _floor(
+                        workload.model, facade_rows, spec.gradient, budget / 4
+                    )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 seconds = interleaved(calls, rounds=rounds, budget_s=budget, min_sample_s=0.02)
@@ -370,8 +381,11 @@ def measure(
                 **{f"{key}_s": value for key, value in seconds.items()},
             }
             row["native/floor"] = seconds["native"] / seconds["floor"]
+            row["facade_floor_chunk"] = facade_chunk
             if "captum" in seconds:
-                row["facade/floor"] = seconds["facade"] / seconds["floor"]
+                row["facade/floor"] = seconds["facade"] / seconds.get(
+                    "facade floor", seconds["floor"]
+                )
                 row["facade/captum"] = seconds["facade"] / seconds["captum"]
                 row["native/captum"] = seconds["native"] / seconds["captum"]
             rows.append(row)
