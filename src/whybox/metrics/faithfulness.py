@@ -965,8 +965,18 @@ def _removal(
         rows = []
         for x, b, er in zip(call.tensors, setup.baselines, element_ranks):
             tail = (1,) * (x.dim() - 1)
-            chosen = er[first:last].unsqueeze(1) < counts.view((1, points) + tail)
+            er_block = er[first:last].unsqueeze(1)
+            step_counts = counts.view((1, points) + tail)
             x_block = x[first:last].unsqueeze(1)
+            if fill is None and b.dim() == 0 and b.dtype == x.dtype and b.device == x.device:
+                # one baseline value (the default zeros): fill the removed (deletion) or
+                # not yet inserted elements of broadcast copies of the inputs; the same
+                # values as torch.where's three-way broadcast, measured ~2x faster
+                hidden = er_block >= step_counts if insert else er_block < step_counts
+                block = x_block.masked_fill(hidden, b)
+                rows.append(block.reshape((-1,) + block.shape[2:])[low:high])
+                continue
+            chosen = er_block < step_counts
             if fill is not None:
                 block = chosen.shape
                 x_rows = x_block.expand(block).reshape((-1,) + block[2:])[low:high]

@@ -22,6 +22,7 @@ without one gets Gaussian noise with its parameters' standard deviation.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ from ._common import (
     pearson,
     per_example,
     resolve_explain,
+    rows2d,
     select_rows,
     spearman,
 )
@@ -179,12 +181,11 @@ def model_parameter_randomisation(
     else:
         reference = fn(model, inputs, target, forward_args)
         check_maps(owner, reference, rows=tensors[0].shape[0])
-    # the original maps' ranks, computed once for every step's correlation
-    base_ranks = average_ranks(_table(reference, absolute))
+    base_table = _table(reference, absolute)
     tables: list[Tensor] = []
     # one copy for every step: cascading randomises one more layer of it per step;
     # independent puts each randomised layer's values back from the model afterwards
-    randomised = copy.deepcopy(model)
+    randomised = _deep_copy(model)
     bar = progress(len(names), show_progress, f"{owner} ({mode}): layers", unit="layer")
     try:
         for step, name in enumerate(names):
@@ -203,9 +204,17 @@ def model_parameter_randomisation(
     finally:
         if bar is not None:
             bar.close()
-    # every step's maps ranked in one call (ranks are per row, so the numbers are those of
-    # one call per step; measured ~0.8 ms less per call, 5 steps of (8, 3072) maps)
-    ranks = average_ranks(torch.cat(tables)).split([t.shape[0] for t in tables])
+    # the original maps and every step's maps ranked in one call (ranks are per row, so
+    # the numbers are those of one call per table; measured ~0.8 ms less per call, 5 steps
+    # of (8, 3072) maps); original maps of another dtype or width are ranked on their own
+    sizes = [t.shape[0] for t in tables]
+    if all(t.dtype == base_table.dtype and t.shape[1] == base_table.shape[1] for t in tables):
+        base_ranks, *ranks = average_ranks(torch.cat([base_table, *tables])).split(
+            [base_table.shape[0], *sizes]
+        )
+    else:
+        base_ranks = average_ranks(base_table)
+        ranks = list(average_ranks(torch.cat(tables)).split(sizes))
     similarities = [pearson(base_ranks, r) for r in ranks]
     return RandomisationResult(names, torch.stack(similarities), mode, float(threshold))
 
@@ -270,7 +279,8 @@ def random_logit(
     owner = "random_logit"
     check_int(owner, "n_classes", n_classes, minimum=2)
     check_bool(owner, "absolute", absolute)
-    tensors = prepare_inputs(inputs, owner=owner).tensors
+    prepared = prepare_inputs(inputs, owner=owner)
+    tensors = prepared.tensors
     batch = tensors[0].shape[0]
     classes = torch.as_tensor(target, dtype=torch.long).reshape(-1)
     if classes.numel() == 1:
@@ -292,7 +302,7 @@ def random_logit(
         # both maps in one call of 2 N rows (each row's map depends on its row alone)
         both = fn(
             model,
-            _twice(inputs, owner),
+            _twice(prepared),
             classes.tolist() + others.tolist(),
             _twice_forward_args(forward_args, batch, tensors[0].device),
             _twice_options(explain_options, batch, tensors[0].device),
@@ -305,7 +315,7 @@ def random_logit(
         second = fn(model, inputs, others.tolist(), forward_args)
         check_maps(owner, first, rows=batch)
         check_maps(owner, second, rows=batch, like=first)
-    return RandomLogitResult(spearman(_table(first, absolute), _table(second, absolute)), others)
+    return RandomLogitResult(_spearman(_table(first, absolute), _table(second, absolute)), others)
 
 
 #: registered single-pass methods whose map of a row depends on that row (its target,
@@ -325,9 +335,9 @@ _ROW_WISE = frozenset(
 )
 
 
-def _twice(inputs: Any, owner: str) -> Any:
-    """``inputs`` with every example's row repeated after the batch (``2 N`` rows)."""
-    prepared = prepare_inputs(inputs, owner=owner)
+def _twice(prepared: Any) -> Any:
+    """The prepared inputs, every example's row repeated after the batch (``2 N`` rows),
+    in the caller's form."""
     return prepared.restore(tuple(torch.cat([t, t]) for t in prepared.tensors))
 
 
@@ -355,8 +365,37 @@ def _twice_options(
 
 
 def _table(maps: tuple[Tensor, ...], absolute: bool) -> Tensor:
-    table = per_example(maps)
+    """``(N, D)`` values to rank; only read (ranked or concatenated), so one map's table
+    may be a view of it (no copy before ``abs``)."""
+    table = rows2d(maps[0]) if len(maps) == 1 else per_example(maps)
     return table.abs() if absolute else table
+
+
+def _spearman(a: Tensor, b: Tensor) -> Tensor:
+    """:func:`spearman`, both tables ranked in one call when they share dtype and width
+    (ranks are per row: the same numbers, one call's fixed cost less)."""
+    if a.dtype != b.dtype or a.shape[1:] != b.shape[1:]:
+        return spearman(a, b)
+    ranks_a, ranks_b = average_ranks(torch.cat([a, b])).split([a.shape[0], b.shape[0]])
+    return pearson(ranks_a, ranks_b)
+
+
+def _deep_copy(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy(model)``, with the modules' empty hook and state containers
+    (about a dozen per module, most of a module's copying time) made up front.
+
+    Each empty ``dict`` / ``OrderedDict`` / ``set`` a module holds directly is given to
+    ``deepcopy`` in its memo as a new empty container of the same type, which is what
+    ``deepcopy`` would make of it; everything else is ``deepcopy``'s own (measured
+    ~0.6 -> 0.26 ms for a 16-module CNN).
+    """
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for value in vars(module).values():
+            kind = type(value)
+            if (kind is dict or kind is OrderedDict or kind is set) and not value:
+                memo[id(value)] = kind()
+    return copy.deepcopy(model, memo)
 
 
 @torch.no_grad()

@@ -289,9 +289,13 @@ def _robustness(
         for start in range(0, n_samples, per_chunk):
             k = min(per_chunk, n_samples - start)
             # one draw per sample and input, in sample order: chunking never changes them
-            draws = [[_uniform(x, radius, random) for x in call.tensors] for _ in range(k)]
-            noise = tuple(torch.cat([d[i] for d in draws]) for i in range(len(call.tensors)))
-            rows = tuple(_tile(x, k) + e.to(x.dtype) for x, e in zip(call.tensors, noise))
+            noise = _uniform_rows(call.tensors, k, radius, random)
+            # sample-major rows: each input broadcast over the k samples, no tiled copy (the
+            # contiguous noise first, so the rows are contiguous as the tiled ones were,
+            # whatever the input's memory format)
+            rows = tuple(
+                _unsample(_by_sample(e.to(x.dtype), k) + x) for x, e in zip(call.tensors, noise)
+            )
             # built on the host (targets are selected there) and copied once, no sync
             host_index = torch.arange(batch).repeat(k)
             index = host_index.to(device)
@@ -302,12 +306,14 @@ def _robustness(
             check_maps(name, explained, rows=k * batch, like=None if given else original)
             if given:
                 check_like_given(name, explained, original)
-            flat = torch.cat([e.reshape(k * batch, -1) for e in explained], dim=1)
-            change = torch.norm(flat - _tile(flat_original, k), p=norm, dim=1)
+            flat = _flat_rows([e.reshape(k * batch, -1) for e in explained])
+            change = torch.norm(_unsample(_by_sample(flat, k) - flat_original), p=norm, dim=1)
             if scale is None:
-                step = torch.cat(
-                    [(r - _tile(x, k)).reshape(k * batch, -1) for r, x in zip(rows, call.tensors)],
-                    dim=1,
+                step = _flat_rows(
+                    [
+                        _unsample(_by_sample(r, k) - x).reshape(k * batch, -1)
+                        for r, x in zip(rows, call.tensors)
+                    ]
                 )
                 distance = torch.linalg.vector_norm(step, ord=2, dim=1)
                 ratio = change / torch.where(distance == 0, torch.ones_like(distance), distance)
@@ -368,10 +374,37 @@ def _predictions(call: Call, rows: tuple[Tensor, ...], index: Tensor) -> Tensor:
     return rows_outputs(replace(call, target=argmax, evaluator=evaluator), rows, index)
 
 
-def _uniform(x: Tensor, radius: float, random: Any) -> Tensor:
-    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
-    noise = torch.empty(tuple(x.shape), dtype=dtype)
-    return noise.uniform_(-radius, radius, generator=random.generator).to(x.device)
+def _uniform_rows(tensors: tuple[Tensor, ...], k: int, radius: float, random: Any) -> list[Tensor]:
+    """``k`` samples of ``uniform_(-radius, radius)`` noise per input, ``(k * N, ...)``
+    each, on the host in the input's float dtype (the default dtype for other inputs),
+    then on its device. Drawn in sample order, input by input within a sample, straight
+    into each input's rows: the values of ``k`` separate draws concatenated, no copy."""
+    out = []
+    for x in tensors:
+        dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+        out.append(torch.empty((k * x.shape[0],) + tuple(x.shape[1:]), dtype=dtype))
+    for sample in range(k):
+        for x, noise in zip(tensors, out):
+            rows = noise[sample * x.shape[0] : (sample + 1) * x.shape[0]]
+            rows.uniform_(-radius, radius, generator=random.generator)
+    return [noise.to(x.device) for x, noise in zip(tensors, out)]
+
+
+def _by_sample(rows: Tensor, k: int) -> Tensor:
+    """Sample-major ``(k * N, ...)`` rows as ``(k, N, ...)``: an op with an ``(N, ...)``
+    tensor broadcasts it over the samples, the values of the op with its :func:`_tile`
+    copy, without the copy."""
+    return rows.reshape((k, rows.shape[0] // k) + tuple(rows.shape[1:]))
+
+
+def _unsample(values: Tensor) -> Tensor:
+    """``(k, N, ...) -> (k * N, ...)``, sample-major (the inverse of :func:`_by_sample`)."""
+    return values.reshape((values.shape[0] * values.shape[1],) + tuple(values.shape[2:]))
+
+
+def _flat_rows(tables: list[Tensor]) -> Tensor:
+    """The ``(rows, D_i)`` tables side by side (one table: itself, not a copy)."""
+    return tables[0] if len(tables) == 1 else torch.cat(tables, dim=1)
 
 
 def _tile(x: Tensor, k: int) -> Tensor:
