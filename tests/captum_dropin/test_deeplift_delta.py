@@ -63,7 +63,7 @@ def test_delta_forwards_gives_the_same_delta_in_float64_with_two_more_forwards(c
     assert model.sizes == [2 * pairs, pairs, pairs]  # paired forward, then x and b alone
     # references run apart: f(x) and f(b) come from their own forwards already
     model.sizes.clear()
-    apart = cls(model, delta_forwards=True).attribute(x, **options)
+    apart = cls(model, delta_forwards=True, reference_pass="apart").attribute(x, **options)
     # (the references once: the zero baseline, or the distribution's rows)
     assert model.sizes == [refs or 1, pairs]
     torch.testing.assert_close(apart.attributions, shared.attributions, rtol=1e-12, atol=1e-14)

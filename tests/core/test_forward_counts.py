@@ -48,8 +48,7 @@ def _cases(n: int) -> dict[str, tuple]:
         # one forward + backward of the rows
         "saliency": (lambda m, x: M.Saliency(m).attribute(x, target=1), n),
         "input_x_gradient": (lambda m, x: M.InputXGradient(m).attribute(x, target=1), n),
-        # a row per example and per reference (in the paired layout: the two together in one
-        # forward; the delta reuses its outputs)
+        # inputs and baselines in one forward; the delta reuses its outputs
         "deeplift": (
             lambda m, x: M.DeepLift(m).attribute(x, target=1, chunk_size=BIG),
             2 * n,
@@ -121,13 +120,8 @@ def test_rows_through_the_model_are_the_minimum(name, batch):
     call, needed = _cases(batch)[name]
     model, x = Counting(), _x(batch)
     call(model, x)
-    if name.startswith("deeplift"):
-        # the references run apart, each distinct one once (the zero baseline, or the
-        # distribution's 4 rows), then the inputs of every pair
-        assert model.sizes == [1 if name == "deeplift" else 4, needed // 2], model.sizes
-    else:
-        assert sum(model.sizes) == needed, model.sizes
-        assert len(model.sizes) == 1  # a chunk that holds them all: one forward
+    assert sum(model.sizes) == needed, model.sizes
+    assert len(model.sizes) == 1  # a chunk that holds them all: one forward
 
 
 @pytest.mark.parametrize("chunk", [2, 5])

@@ -26,8 +26,35 @@ import torch
 from torch import Tensor, nn
 
 from _support import run_together
+from whybox.methods import deeplift as deeplift_module
 from whybox.methods.deeplift import DeepLift, DeepLiftShap
 from whybox.methods.deeplift_rules import MaxPoolRescale, Rescale, RuleSet
+
+
+@pytest.fixture(autouse=True)
+def _apart_from_any_size(monkeypatch):
+    """These models are small: let ``"auto"`` run the references apart at any size (the
+    size rule has its own test)."""
+    monkeypatch.setattr(deeplift_module, "APART_MIN_ELEMENTS", 0)
+
+
+def test_auto_keeps_small_calls_paired(monkeypatch):
+    monkeypatch.setattr(deeplift_module, "APART_MIN_ELEMENTS", 16384)
+    model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+    seen: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[0]))
+    try:
+        DeepLift(model).attribute(torch.randn(32, 12), target=0)  # 384 elements: paired
+        assert seen == [64]
+        seen.clear()
+        # 4 examples x 8 references of 512 elements = 16384: apart (the 8 references once)
+        wide = nn.Sequential(nn.Linear(512, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+        handle.remove()
+        handle = wide.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[0]))
+        DeepLiftShap(wide).attribute(torch.randn(4, 512), baselines=torch.randn(8, 512), target=0)
+        assert seen == [8, 32]
+    finally:
+        handle.remove()
 
 
 def _cnn(inplace: bool = False) -> nn.Module:
