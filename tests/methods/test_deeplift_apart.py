@@ -609,3 +609,93 @@ def test_frozen_parameters_pool_indices_computed():
     paired = _attribute(model, (x,), "paired", baselines=b, target=1, multiply_by_inputs=False)
     apart = _attribute(model, (x,), "apart", baselines=b, target=1, multiply_by_inputs=False)
     _assert_same(paired, apart, torch.float64)
+
+
+# -- the Captum facade: Captum's rules run apart too -----------------------------------------
+class _PoolAfterConv(nn.Module):
+    """A max pool right after a convolution keeps Captum's rule (its ``max_unpool`` spread);
+    the ReLU after the next convolution keeps its rule too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.head = nn.Linear(6 * 4 * 4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.relu(self.conv2(self.pool(self.conv1(x))))
+        return self.head(h.flatten(1))
+
+
+class _WithSoftmax(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 5)
+        self.relu = nn.ReLU()
+        self.out = nn.Linear(5, 3)
+        self.softmax = nn.Softmax(dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.softmax(self.out(self.relu(self.lin(x))))
+
+
+def _layouts(model: nn.Module, call) -> tuple[object, list[tuple[str, int]]]:
+    forwards: list[str] = []
+    handle = model.register_forward_pre_hook(
+        lambda m, a: forwards.append(("grad" if a[0].requires_grad else "plain", a[0].shape[0]))
+    )
+    try:
+        return call(), forwards
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("name", ["cnn", "cnn_inplace", "pool_after_conv"])
+@pytest.mark.parametrize("shap", [False, True])
+def test_facade_runs_captums_rules_apart(name, shap):
+    captum_attr = pytest.importorskip("captum.attr")
+    import whybox.attr as W
+
+    torch.manual_seed(6)
+    if name == "pool_after_conv":
+        model, x = _PoolAfterConv().eval(), torch.randn(4, 3, 8, 8)
+    else:
+        model, (x,) = _model(name, torch.float32)
+    if shap:
+        baselines = torch.randn(3, *x.shape[1:])
+        ours, theirs = W.DeepLiftShap(model), captum_attr.DeepLiftShap(model)
+    else:
+        baselines = 0.3 * torch.randn_like(x)
+        baselines[1] = torch.where(torch.rand(x[1].shape) < 0.5, x[1], baselines[1])
+        ours, theirs = W.DeepLift(model), captum_attr.DeepLift(model)
+    target = torch.tensor([0, 1, 2, 1, 0])[: x.shape[0]]
+    (got, delta), forwards = _layouts(
+        model,
+        lambda: ours.attribute(
+            x, baselines=baselines, target=target, return_convergence_delta=True
+        ),
+    )
+    # Captum's rules ran apart (the references' forward without gradients on its rows, then
+    # the inputs), and did not go back to the paired layout
+    pairs = x.shape[0] * (3 if shap else 1)
+    assert forwards == [("plain", 3 if shap else pairs), ("grad", pairs)], forwards
+    want, want_delta = theirs.attribute(
+        x, baselines=baselines, target=target, return_convergence_delta=True
+    )
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(delta, want_delta, rtol=1e-5, atol=1e-5)
+
+
+def test_facade_keeps_softmax_paired_and_captums_numbers():
+    captum_attr = pytest.importorskip("captum.attr")
+    import whybox.attr as W
+
+    torch.manual_seed(7)
+    model, x = _WithSoftmax().eval(), torch.randn(4, 6)
+    (got, forwards) = _layouts(model, lambda: W.DeepLift(model).attribute(x, target=1))
+    # the softmax rule centres over the whole batch: one paired forward, no wasted one
+    assert forwards[0] == ("grad", 8), forwards
+    want = captum_attr.DeepLift(model).attribute(x, target=1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

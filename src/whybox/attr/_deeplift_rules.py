@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from whybox.methods.deeplift_apart import register_wrapper_form
 from whybox.methods.deeplift_rules import (
     ELEMENTWISE,
     MAX_POOLS,
@@ -91,12 +92,26 @@ class _Adjacent:
         self.couples_rows = getattr(rule, "couples_rows", False)
 
     def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+        return self.applied(x, out, lambda rule: rule(module, x, out))
+
+    def applied(self, x: Tensor, out: Tensor, apply: Callable[[Rule], Tensor]) -> Tensor:
+        """``apply(self.rule)``, or ``out`` where the rule is skipped; the result is
+        remembered for the modules that run on it. ``apply`` is the paired call of the rule
+        or, with the references run apart, its apart form
+        (:func:`~whybox.methods.deeplift_apart.register_wrapper_form`)."""
         kept = self.rules._kept()
         producer = kept.get(id(x))
         keep = producer is None or producer[0] is not x or not producer[1]
-        result = self.rule(module, x, out) if keep else out
+        result = apply(self.rule) if keep else out
         kept[id(result)] = (result, keep)
         return result
+
+
+register_wrapper_form(
+    _Adjacent,
+    lambda rule, module, x, out, apply: rule.applied(x, out, apply),
+    inner=lambda rule: rule.rule,
+)
 
 
 class CaptumRules(RuleSet):

@@ -472,16 +472,18 @@ class DeepLift(Method):
 
         try:
             with module_rules(self.model, rules if apart is None else apart.table) as matched:
+                chunk_rows, auto = call.chunk_rows, call.chunk_auto
+                if any(getattr(chosen(m), "couples_rows", False) for m in matched):
+                    if apart is not None:  # each forward would see only some rows
+                        raise ReferencesDiffer("a rule mixes the rows of the batch")
+                    # a rule mixes rows: every pair at once, never split by the probe
+                    chunk_rows, auto = max(2 * n_pairs, 2), False
                 if shared is not None:
                     # the raw outputs: each pair's target is selected from its reference's
                     apart.keep_references()
                     shared_outputs = apart.reference_outputs(
                         call.evaluator, RowBatch(shared, None), select=False
                     )
-                chunk_rows, auto = call.chunk_rows, call.chunk_auto
-                if any(getattr(chosen(m), "couples_rows", False) for m in matched):
-                    # a rule mixes rows: every pair at once, never split by the probe
-                    chunk_rows, auto = max(2 * n_pairs, 2), False
                 evaluate(
                     call.evaluator,
                     n_items=n_pairs,

@@ -24,7 +24,7 @@ value was changed in place after its module ran.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -37,6 +37,8 @@ from .deeplift_rules import (
     Rescale,
     RuleSet,
     SoftmaxRescale,
+    _below,
+    _none_below,
     _pool_of,
     _reusable,
     _saved_indices,
@@ -45,28 +47,72 @@ from .deeplift_rules import (
     scatter_add_spread,
 )
 
-__all__ = ["ReferencePass", "ReferencesDiffer", "separable_rules"]
+__all__ = [
+    "ReferencePass",
+    "ReferencesDiffer",
+    "WRAPPER_FORMS",
+    "register_wrapper_form",
+    "separable_rules",
+]
 
 
 class ReferencesDiffer(Exception):
     """The input rows' forward did not retrace the references' (see the module docstring)."""
 
 
+#: rule wrapper type -> (form, inner): ``form(rule, module, x, out, apply)`` is the
+#: wrapper's behaviour in the input rows' forward, where ``apply(inner_rule)`` applies a
+#: rule against the module's kept reference values (its apart form), and ``inner(rule)``
+#: is the wrapped rule (see :func:`register_wrapper_form`)
+WRAPPER_FORMS: dict[type, tuple[Callable[..., Any], Callable[[Any], Any]]] = {}
+
+
+def register_wrapper_form(
+    kind: type, form: Callable[..., Any], inner: Callable[[Any], Any]
+) -> None:
+    """Let rules of type ``kind``, which wrap another rule, run with the references apart.
+
+    Parameters
+    ----------
+    kind : type
+        The wrapper rule's exact type.
+    form : callable
+        ``form(rule, module, x, out, apply) -> Tensor``: what the wrapper does in the
+        input rows' forward; ``apply(inner_rule)`` gives the inner rule's result there.
+    inner : callable
+        ``inner(rule)``: the rule it wraps (checked to have an apart form itself).
+    """
+    WRAPPER_FORMS[kind] = (form, inner)
+
+
+def _innermost(rule: Any) -> Any:
+    while type(rule) in WRAPPER_FORMS:
+        rule = WRAPPER_FORMS[type(rule)][1](rule)
+    return rule
+
+
+def _has_form(rule: Any) -> bool:
+    """Whether ``rule`` runs apart: a textbook rule, or registered wrappers around one,
+    or a rule that mixes rows (it refuses when it runs, see :meth:`ReferencePass._apply`)."""
+    if getattr(rule, "couples_rows", False):
+        return True
+    inner = _innermost(rule)
+    return type(inner) in (Rescale, SoftmaxRescale, MaxPoolRescale)
+
+
 def separable_rules(rule_set: RuleSet) -> dict[type, Any] | None:
-    """``{module type: rule}`` when every rule of ``rule_set`` has a separate form here
-    (the textbook :class:`Rescale`, :class:`SoftmaxRescale` and :class:`MaxPoolRescale`
-    with the default spread, by exact type, in a plain :class:`RuleSet` chosen by exact
-    module type), else ``None``: such rule sets keep the paired layout."""
+    """``{module type: rule}`` when every rule of ``rule_set`` has an apart form here (the
+    textbook :class:`Rescale`, :class:`SoftmaxRescale` and :class:`MaxPoolRescale`, by
+    exact type, or wrappers of them registered with :func:`register_wrapper_form`), the
+    set chosen by exact module type (a ``dict``, :meth:`RuleSet.rule_for` not overridden),
+    else ``None``: such rule sets keep the paired layout. Rules that mix rows
+    (``couples_rows``) are allowed here; DeepLift keeps the paired layout when the model
+    has a module they apply to."""
     table = rule_set.rules
-    if type(rule_set) is not RuleSet or type(table) is not dict:
+    if type(table) is not dict or type(rule_set).rule_for is not RuleSet.rule_for:
         return None
-    for rule in table.values():
-        kind = type(rule)
-        if kind is MaxPoolRescale:
-            if rule.spread is not scatter_add_spread:
-                return None
-        elif kind is not Rescale and kind is not SoftmaxRescale:
-            return None
+    if not all(_has_form(rule) for rule in table.values()):
+        return None
     return table
 
 
@@ -152,7 +198,8 @@ class ReferencePass:
     def _hook(self, rule: Any, module: nn.Module, x: Tensor, out: Tensor) -> Tensor | None:
         key = id(module)
         if self._keeping:
-            indices = _indices(module, x, out) if type(rule) is MaxPoolRescale else None
+            pool = type(_innermost(rule)) is MaxPoolRescale
+            indices = _indices(module, x, out) if pool else None
             # versions (shared with the detached aliases): a value changed in place later in
             # the forward is no reference; detached, the references' graph is not kept
             x, out = x.detach(), out.detach()
@@ -179,13 +226,31 @@ class ReferencePass:
             or (kept_rows != rows and not (self._tiled and kept_rows and rows % kept_rows == 0))
         ):
             raise ReferencesDiffer(f"a {type(module).__name__} saw other shapes")
+        return self._apply(rule, module, x, out, (x_ref, out_ref, indices))
+
+    def _apply(
+        self, rule: Any, module: nn.Module, x: Tensor, out: Tensor, kept: tuple[Any, ...]
+    ) -> Tensor:
+        """``rule``'s apart form for the input rows ``x`` / ``out`` against the kept
+        ``(x_ref, out_ref, argmax indices or None)``."""
+        x_ref, out_ref, indices = kept
         kind = type(rule)
         if kind is MaxPoolRescale:
             self._pooled = True
-            return _max_pool(module, x, out, x_ref, out_ref, indices, rule.eps)
+            if rule.spread is scatter_add_spread:
+                return _max_pool(module, x, out, x_ref, out_ref, indices, rule.eps)
+            return _max_pool_spread(module, x, out, x_ref, out_ref, indices, rule)
         if kind is SoftmaxRescale:
             return _softmax(module, x, out, x_ref, out_ref, rule.eps)
-        return _rescale(module, x, out, x_ref, out_ref, rule.eps)
+        if kind is Rescale:
+            return _rescale(module, x, out, x_ref, out_ref, rule.eps)
+        if kind in WRAPPER_FORMS:
+            form = WRAPPER_FORMS[kind][0]
+            return form(
+                rule, module, x, out, lambda inner: self._apply(inner, module, x, out, kept)
+            )
+        # a rule mixing the rows of the evaluated batch (DeepLift checks before a forward)
+        raise ReferencesDiffer(f"the rule of {type(module).__name__} mixes rows")
 
 
 # -- elementwise and softmax ------------------------------------------------------------------
@@ -384,6 +449,68 @@ def _max_pool(
     )
 
 
+def _repeated(tensor: Tensor, rows: int) -> Tensor:
+    """Kept reference rows repeated in order to ``rows`` rows (input row ``i`` with kept
+    row ``i % R``): the layout a spread function sees in the paired layout."""
+    kept = tensor.shape[0]
+    if kept == rows:
+        return tensor
+    return tensor.repeat((rows // kept,) + (1,) * (tensor.dim() - 1))
+
+
+class _MaxPoolSpread(torch.autograd.Function):
+    """Value of max pooling; backward = the paired :class:`MaxPoolRescale` multiplier of the
+    input rows for a spread other than the chain rule's (which may not be linear: the
+    carried differences are spread, then divided), both rows' parts spread apart."""
+
+    @staticmethod
+    def forward(ctx, x, out, x_ref, out_ref, index_in, index_ref, module, eps, spread):
+        ctx.save_for_backward(x, out, x_ref, out_ref, index_in, index_ref)
+        ctx.module, ctx.eps, ctx.spread = module, eps, spread
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out, x_ref, out_ref, index_in, index_ref = ctx.saved_tensors
+        module, spread = ctx.module, ctx.spread
+        # the paired rule's steps (deeplift_rules._MaxPoolRescale) on each row's part
+        top = torch.max(out, out_ref)
+        summed = spread(grad * (top - out_ref), index_in, module, x.shape)
+        summed = summed.add_(spread(grad * (out - top), index_ref, module, x.shape))
+        dx = x - x_ref
+        if _none_below(dx.abs(), ctx.eps):
+            result = summed.div_(dx)
+        else:
+            small = _below(dx, ctx.eps)
+            multiplier = summed.div_(dx.add_(small)).mul_(1 - small)
+            local = scatter_add_spread(grad, index_in, module, x.shape)
+            result = torch.addcmul(multiplier, local, small)
+        return (result,) + (None,) * 8
+
+
+def _max_pool_spread(
+    module: nn.Module,
+    x: Tensor,
+    out: Tensor,
+    x_ref: Tensor,
+    out_ref: Tensor,
+    indices_ref: Tensor,
+    rule: MaxPoolRescale,
+) -> Tensor:
+    rows = x.shape[0]
+    return _MaxPoolSpread.apply(
+        x,
+        out.detach(),
+        _repeated(x_ref, rows),
+        _repeated(out_ref, rows),
+        _indices(module, x, out),
+        _repeated(indices_ref, rows),
+        module,
+        rule.eps,
+        rule.spread,
+    )
+
+
 # -- which ops give both rows of a pair the same gradient -----------------------------------
 #: autograd nodes whose gradient with respect to a row does not depend on that row's values:
 #: the same incoming gradient on both rows of a pair leaves them with the same outgoing one
@@ -454,8 +581,12 @@ SHARED_GRADIENT_NODES = frozenset(
         "PixelUnshuffleBackward0",
         "_MultiplierBackward",
         "_MaxPoolBackward",
+        "_MaxPoolSpreadBackward",
     }
 )
+
+#: the nodes of the max-pool rules, which mix the two rows' gradients in the paired layout
+_POOL_RULE_NODES = frozenset({"_MaxPoolBackward", "_MaxPoolSpreadBackward"})
 
 #: rule nodes that also pass the gradient, where the input barely moved, to the module's
 #: own graph (their second edge): that is the module's own derivative at a point the two
@@ -509,7 +640,7 @@ def _pools_see_shared_gradients(root: Any) -> bool:
     leads: dict[Any, bool] = {}
     for node in reversed(order):
         name = names[node]
-        leads[node] = name == "_MaxPoolBackward" or any(leads[k] for k in edges[node])
+        leads[node] = name in _POOL_RULE_NODES or any(leads[k] for k in edges[node])
         if leads[node] and name not in SHARED_GRADIENT_NODES and name not in _LOCAL_NODES:
             if not (node in selection and name in _SELECTION_NODES):
                 return False
