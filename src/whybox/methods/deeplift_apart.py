@@ -39,7 +39,9 @@ from .deeplift_rules import (
     SoftmaxRescale,
     _below,
     _none_below,
+    _PairMultiplier,
     _pool_of,
+    _RescaleOrLocal,
     _reusable,
     _saved_indices,
     _softmax_dim,
@@ -254,46 +256,6 @@ class ReferencePass:
 
 
 # -- elementwise and softmax ------------------------------------------------------------------
-class _Multiplier(torch.autograd.Function):
-    """The value of ``out``; backward multiplies the gradient by ``multiplier`` (the apart
-    form of the paired rules' multiplier node, with the same ``reuse``)."""
-
-    @staticmethod
-    def forward(ctx, x, out, multiplier, reuse):
-        ctx.save_for_backward(multiplier)
-        if reuse:
-            ctx.mark_dirty(out)
-            return out
-        return out.clone()  # a new tensor: the model may change it in place
-
-    @staticmethod
-    def backward(ctx, grad):
-        (multiplier,) = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return None, None, None, None
-        return grad * multiplier, None, None, None
-
-
-class _RescaleOrLocal(torch.autograd.Function):
-    """The value of ``out``; backward: the ratio, or where the input barely moved
-    (``small``) the module's own gradient, passed on to ``out``'s graph."""
-
-    @staticmethod
-    def forward(ctx, x, out, ratio, small):
-        ctx.save_for_backward(ratio, small)
-        return out.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        ratio, small = ctx.saved_tensors
-        grad_x = grad_out = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (grad * ratio).masked_fill_(small, 0)
-        if ctx.needs_input_grad[1]:
-            grad_out = grad.masked_fill(~small, 0)
-        return grad_x, grad_out, None, None
-
-
 def _tiled_ratio(
     x: Tensor, out: Tensor, x_ref: Tensor, out_ref: Tensor, eps: float
 ) -> tuple[Tensor, Tensor | None]:
@@ -324,8 +286,8 @@ def _rescale(
             ratio = torch.where(small, (out > 0).to(ratio.dtype), ratio)
             small = None
     if small is None:
-        return _Multiplier.apply(x, out.detach(), ratio, _reusable(x, out))
-    return _RescaleOrLocal.apply(x, out, ratio, small)
+        return _PairMultiplier.apply(x, out.detach(), ratio, _reusable(x, out), False)
+    return _RescaleOrLocal.apply(x, out, ratio, small, False)
 
 
 class _Softmax(torch.autograd.Function):
@@ -351,7 +313,7 @@ def _softmax(
     with torch.no_grad():
         ratio, small = _tiled_ratio(x, out, x_ref, out_ref, eps)
     if small is None:
-        return _Multiplier.apply(x, out.detach(), ratio, _reusable(x, out))
+        return _PairMultiplier.apply(x, out.detach(), ratio, _reusable(x, out), False)
     dim = _softmax_dim(module, out.dim())
     return _Softmax.apply(x, out.detach(), ratio, small, dim)
 
@@ -579,7 +541,7 @@ SHARED_GRADIENT_NODES = frozenset(
         "UpsampleTrilinear3DBackward0",
         "PixelShuffleBackward0",
         "PixelUnshuffleBackward0",
-        "_MultiplierBackward",
+        "_PairMultiplierBackward",
         "_MaxPoolBackward",
         "_MaxPoolSpreadBackward",
     }

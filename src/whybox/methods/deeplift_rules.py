@@ -171,8 +171,9 @@ class _PairMultiplier(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, out, multiplier, reuse):
+    def forward(ctx, x, out, multiplier, reuse, paired=True):
         ctx.save_for_backward(multiplier)
+        ctx.paired = paired
         if reuse:
             ctx.mark_dirty(out)
             return out
@@ -182,8 +183,10 @@ class _PairMultiplier(torch.autograd.Function):
     def backward(ctx, grad):
         (multiplier,) = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None
-        return _unpaired(_pairs_of(grad) * multiplier, grad.shape), None, None, None
+            return None, None, None, None, None
+        if not ctx.paired:  # the input rows alone (deeplift_apart): one multiplier per row
+            return grad * multiplier, None, None, None, None
+        return _unpaired(_pairs_of(grad) * multiplier, grad.shape), None, None, None, None
 
 
 def _reusable(x: Tensor, out: Tensor) -> bool:
@@ -207,23 +210,25 @@ def _pairs_of(tensor: Tensor) -> Tensor:
 class _RescaleOrLocal(torch.autograd.Function):
     """The value of ``out``; backward: the Rescale multiplier, or where the input barely
     moved (``small``) the module's own gradient, by passing the gradient on to ``out``'s
-    graph."""
+    graph. ``paired=False``: the input rows alone (:mod:`whybox.methods.deeplift_apart`),
+    ``ratio`` and ``small`` shaped like them."""
 
     @staticmethod
-    def forward(ctx, x, out, ratio, small):
+    def forward(ctx, x, out, ratio, small, paired=True):
         ctx.save_for_backward(ratio, small)
+        ctx.paired = paired
         return out.clone()
 
     @staticmethod
     def backward(ctx, grad):
         ratio, small = ctx.saved_tensors
-        pairs = _pairs_of(grad)
+        pairs = _pairs_of(grad) if ctx.paired else grad
         grad_x = grad_out = None
         if ctx.needs_input_grad[0]:
             grad_x = _unpaired((pairs * ratio).masked_fill_(small, 0), grad.shape)
         if ctx.needs_input_grad[1]:
             grad_out = _unpaired(pairs.masked_fill(~small, 0), grad.shape)
-        return grad_x, grad_out, None, None
+        return grad_x, grad_out, None, None, None
 
 
 # -- elementwise -----------------------------------------------------------------------------
