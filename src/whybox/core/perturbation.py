@@ -501,10 +501,35 @@ def coalition_rows(
         else:
             keep = keep_flags(coalitions, mask, start=start)  # (k, Nk, D)
             keep = keep.reshape((k, keep.shape[1]) + tuple(x.shape[1:]))
-        rows = torch.where(keep, x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
+        rows = keep_or_baseline(keep, x, b)
         # each input's own first dimension: N, or L for an input that is not batched
         leaves.append(rows.reshape((k * x.shape[0],) + tuple(x.shape[1:])))
     return RowBatch(tuple(leaves), example_index(n, k, tensors[0].device))
+
+
+def keep_or_baseline(keep: Tensor, x: Tensor, b: Tensor) -> Tensor:
+    """``torch.where(keep, x.unsqueeze(0), b.expand_as(x).unsqueeze(0))``: ``x`` where
+    ``keep``, its baseline elsewhere, for ``keep`` of shape ``(k, Nk, ...)``.
+
+    Broadcasting does the unsqueezes and the expansion, and a 0-dim baseline of ``x``'s
+    dtype stays 0-dim (``where`` then runs on a scalar: fewer ops, a faster kernel). A
+    0-dim baseline of another dtype is expanded first: a 0-dim tensor would not take part
+    in the dtype promotion the expanded one takes part in.
+
+    Parameters
+    ----------
+    keep : Tensor, bool, ``(k, Nk, ...)`` with ``Nk`` 1 or ``x``'s first dimension
+    x : Tensor, ``(N, ...)``
+    b : Tensor, broadcastable to ``x``
+
+    Returns
+    -------
+    Tensor
+        ``(k, N, ...)``, the dtype ``where`` promotes ``x`` and the expanded ``b`` to.
+    """
+    if b.dim() == 0 and b.dtype != x.dtype:
+        b = b.expand_as(x)
+    return torch.where(keep, x, b)
 
 
 def example_index(n: int, k: int, device: Any) -> Tensor:

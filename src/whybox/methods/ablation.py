@@ -34,6 +34,7 @@ from whybox.core.perturbation import (
     feature_order,
     held_features,
     keep_flags,
+    keep_or_baseline,
     prepare_masks,
     run_items,
 )
@@ -185,8 +186,13 @@ class FeatureAblation(EmptyBatchInBody, Method):
         outputs = run_items(space.call, n_items=len(features) + 1, build=build, rows_per_item=n)
         check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")
         drops = _drops(outputs.values)  # (P, B)
-        per_feature = drops.new_zeros(drops.shape[1], masks.n_features)
-        per_feature[:, features.to(drops.device)] = drops.T
+        if masks.starts is not None and features.shape[0] == masks.n_features:
+            # the default masks with every feature held: ``features`` is 0..M-1, so the
+            # scatter below is a plain (contiguous) transpose
+            per_feature = drops.T.contiguous()
+        else:
+            per_feature = drops.new_zeros(drops.shape[1], masks.n_features)
+            per_feature[:, features.to(drops.device)] = drops.T
         leaves = expand_to_elements(per_feature, masks, tensors)
         return scope.result(self, call, leaves, extras={"aggregate_output": outputs.aggregate})
 
@@ -308,7 +314,7 @@ class Occlusion(EmptyBatchInBody, Method):
             if table is not None:
                 x, b = tensors[0], base[0]
                 keep = table[start:stop]
-                rows = torch.where(keep.unsqueeze(1), x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
+                rows = keep_or_baseline(keep.unsqueeze(1), x, b)
                 leaf = rows.reshape((k * n,) + tuple(x.shape[1:]))
                 return space.rows(RowBatch((leaf,), example_index(n, k, device)))
             leaves = []
@@ -321,7 +327,7 @@ class Occlusion(EmptyBatchInBody, Method):
                     local = torch.arange(low - offsets[i], high - offsets[i], device=device)
                     first = low - (start - 1)
                     keep[first : first + high - low] = ~g.windows.masks(local, device=device)
-                rows = torch.where(keep.unsqueeze(1), x.unsqueeze(0), b.expand_as(x).unsqueeze(0))
+                rows = keep_or_baseline(keep.unsqueeze(1), x, b)
                 leaves.append(rows.reshape((k * n,) + tuple(x.shape[1:])))
             return space.rows(RowBatch(tuple(leaves), example_index(n, k, device)))
 

@@ -211,7 +211,12 @@ class Lime(EmptyBatchInBody, Method):
             return self._empty(call, masks, return_input_shape)
         # the surrogate cannot fit NaN / inf: say which argument holds them, up front
         check_finite_each(
-            owner, (("inputs", call.tensors, _FINITE_INPUTS), ("baselines", base, _FINITE_INPUTS))
+            owner,
+            (
+                ("inputs", call.tensors, _FINITE_INPUTS),
+                # no baselines: zeros, finite without a look
+                ("baselines", () if baselines is None else base, _FINITE_INPUTS),
+            ),
         )
         if m > 10000:
             warnings.warn(

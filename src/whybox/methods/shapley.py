@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -47,7 +47,12 @@ from whybox.core.perturbation import (
 from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
-from whybox.core.surrogate.fit import _constrained_checked
+from whybox.core.surrogate.fit import (
+    _NORMAL_MAX_FEATURES,
+    NormalFactor,
+    _constrained_checked,
+    normal_factor,
+)
 from whybox.core.validation import fail
 
 from .base import Method
@@ -281,11 +286,17 @@ class ShapleyValueSampling(EmptyBatchInBody, Method):
         device = call.tensors[0].device
         n = call.batch_size
         orders = _permutations(make_random(seed), masks.n_features, n_samples, present)  # (S, Mp)
-        ranks = orders.argsort(dim=1).to(device)  # rank of each present feature per ordering
+        positions = orders.argsort(dim=1)  # (S, Mp): step at which each present feature joins
+        ranks = positions.to(device)  # rank of each present feature per ordering
         inner = m - 1  # evaluated steps per ordering; the full coalition is shared
         last = 1 + n_samples * inner  # item index of the full coalition (f(x))
+        # small jobs: every item's coalition at once (a few ops instead of a dozen per chunk)
+        table = _walk_coalitions(ranks, inner) if (last + 1) * m <= _WALK_TABLE_CELLS else None
 
         def build(start: int, stop: int) -> RowBatch:
+            if table is not None:
+                keep = table[start:stop]
+                return coalition_rows(call.tensors, base, masks, _on_present(masks, present, keep))
             items = torch.arange(start, stop, device=device)
             steps = (items - 1).clamp(min=0)
             ordering = (steps // max(inner, 1)).clamp(max=n_samples - 1)
@@ -307,7 +318,7 @@ class ShapleyValueSampling(EmptyBatchInBody, Method):
         end_v = values[last].expand(n_samples, 1, -1)
         path = torch.cat([start_v, walk, end_v], dim=1)  # (S, Mp + 1, B)
         gains = path[:, 1:] - path[:, :-1]  # (S, Mp, B): gain of adding orders[s, j]
-        position = orders.argsort(dim=1).to(gains.device)  # present-feature index -> step
+        position = positions.to(gains.device)  # present-feature index -> step
         # gains per present feature: gather along the step axis by each feature's step
         index = position.unsqueeze(-1).expand(-1, -1, gains.shape[2])
         per_feature = torch.gather(gains, 1, index).mean(dim=0).T  # (B, Mp)
@@ -324,6 +335,25 @@ class ShapleyValueSampling(EmptyBatchInBody, Method):
         )
 
 
+#: ShapleyValueSampling builds every item's coalition up front when there are at most this
+#: many (items x features) cells, instead of a dozen small ops per chunk
+_WALK_TABLE_CELLS = 2**22
+
+
+def _walk_coalitions(ranks: Tensor, inner: int) -> Tensor:
+    """Every item's coalition of ShapleyValueSampling: ``(2 + S * inner, Mp)`` bool.
+
+    Item 0 is the empty coalition, item ``1 + s * inner + j`` keeps the first ``j + 1``
+    features of ordering ``s`` (``ranks[s] < j + 1``), the last item the full coalition:
+    the rows :meth:`ShapleyValueSampling.attribute`'s per-chunk build makes.
+    """
+    m = ranks.shape[1]
+    steps = torch.arange(1, inner + 1, device=ranks.device).view(1, inner, 1)
+    walk = (ranks.unsqueeze(1) < steps).reshape(-1, m)  # (S * inner, Mp)
+    ends = _empty_and_full(m, ranks.device)
+    return torch.cat([ends[:1], walk, ends[1:]])
+
+
 @functools.lru_cache(maxsize=64)
 def _empty_and_full(m: int, device: torch.device) -> Tensor:
     """``(2, M)`` bool: the empty and the full coalition (cached; only read)."""
@@ -338,6 +368,8 @@ def _permutations(random: RandomSource, n_features: int, n_samples: int, present
     dropped, which leaves the relative order of present features unchanged.
     """
     perms = random.permutations(n_samples, n_features)
+    if present.numel() == n_features:
+        return perms  # every id present (``present`` is 0..M-1): positions are the ids
     position_of = torch.full((n_features,), -1, dtype=torch.long)
     position_of[present.cpu()] = torch.arange(present.numel())
     mapped = position_of[perms]
@@ -349,7 +381,20 @@ def _permutations(random: RandomSource, n_features: int, n_samples: int, present
 _CACHED_DESIGN_CELLS = 2**18
 
 
-def _design(m: int, budget: int, seed: Any) -> Coalitions:
+class _Design(NamedTuple):
+    """KernelSHAP's coalitions with what its regression reads of them.
+
+    ``X``: the coalitions as float64 (the regression's design matrix); ``factor``: its
+    normal-equations factor (:func:`~whybox.core.surrogate.fit.normal_factor`) for a
+    cached design on the CPU, ``None`` otherwise (the solver then computes it).
+    """
+
+    coalitions: Coalitions
+    X: Tensor
+    factor: NormalFactor | None = None
+
+
+def _design(m: int, budget: int, seed: Any) -> _Design:
     """KernelSHAP's coalitions and weights for ``budget`` samples over ``m`` features.
 
     An int seed gives a fresh generator seeded with it, so the design depends on
@@ -360,15 +405,21 @@ def _design(m: int, budget: int, seed: Any) -> Coalitions:
     small = m * max(budget, 1) <= _CACHED_DESIGN_CELLS  # the cache's memory stays bounded
     if small and isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         return _seeded_design(m, budget, int(seed))
-    return kernel_shap_coalitions(m, budget, make_random(seed).generator)
+    coalitions = kernel_shap_coalitions(m, budget, make_random(seed).generator)
+    return _Design(coalitions, coalitions.masks.to(torch.float64))
 
 
 @functools.lru_cache(maxsize=32)
-def _seeded_design(m: int, budget: int, seed: int) -> Coalitions:
-    """:func:`~whybox.core.masks.kernel_shap_coalitions` for an int seed (cached; callers
-    only read it: KernelShap copies the coalitions into its items and its solver reads the
-    weights)."""
-    return kernel_shap_coalitions(m, budget, make_random(seed).generator)
+def _seeded_design(m: int, budget: int, seed: int) -> _Design:
+    """:func:`_design` for an int seed (cached; callers only read it: KernelShap copies the
+    coalitions into its items and its solver reads the weights, ``X`` and the factor)."""
+    coalitions = kernel_shap_coalitions(m, budget, make_random(seed).generator)
+    X = coalitions.masks.to(torch.float64)
+    factor = None
+    if 1 < m <= _NORMAL_MAX_FEATURES and X.device.type == "cpu" and X.shape[0] > 0:
+        # the regression's design part, computed once for every call on this design
+        factor = normal_factor(X.numpy(), coalitions.weights.numpy())
+    return _Design(coalitions, X, factor)
 
 
 @register("kernel_shap")
@@ -429,14 +480,21 @@ class KernelShap(EmptyBatchInBody, Method):
             return _empty(self, call, masks, input_shape=return_input_shape)
         # the regression cannot fit NaN / inf: say which argument holds them, up front
         check_finite_each(
-            owner, (("inputs", call.tensors, _FINITE_INPUTS), ("baselines", base, _FINITE_INPUTS))
+            owner,
+            (
+                ("inputs", call.tensors, _FINITE_INPUTS),
+                # no baselines: zeros, finite without a look
+                ("baselines", () if baselines is None else base, _FINITE_INPUTS),
+            ),
         )
         m = present.numel()
         device = call.tensors[0].device
         n = call.batch_size
         # the design's draws come from the source's torch generator (global for the facade)
-        design = _design(m, n_samples - 2, seed)
+        design, X, factor = _design(m, n_samples - 2, seed)
         coalitions = design.masks if design.masks.device == device else design.masks.to(device)
+        if X.device != device:
+            X = X.to(device)  # the regression runs where the inputs are, as the rows
         # item 0: the empty coalition, item 1: the full one, then the design's rows
         items_keep = torch.cat([_empty_and_full(m, device), coalitions])
 
@@ -455,11 +513,11 @@ class KernelShap(EmptyBatchInBody, Method):
         else:
             # solve_constrained_wls without re-checking its data: the outputs were checked
             # above, the design and its weights are finite by construction
-            X = coalitions.to(torch.float64)
             y, totals = values[2:] - empty, total
             if values.device != X.device:
                 y, totals = y.to(X.device), totals.to(X.device)
-            phi = _constrained_checked(X, y, design.weights.to(X.device), totals)  # (B, Mp)
+            weights = design.weights.to(X.device)
+            phi = _constrained_checked(X, y, weights, totals, factor)  # (B, Mp)
         dtype = outputs.values.dtype
         delta = (phi.sum(dim=1) - total).to(dtype)
         phi = phi.to(dtype)

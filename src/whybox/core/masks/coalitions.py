@@ -226,17 +226,21 @@ def kernel_shap_coalitions(
     # draws are made where the generator lives (a CPU one by default)
     device = generator.device if generator is not None else torch.device("cpu")
     on_host = device.type == "cpu"
-    blocks = list(plan.blocks) if on_host else [b.to(device) for b in plan.blocks]
-    weights = list(plan.weights) if on_host else [w.to(device) for w in plan.weights]
     if plan.n_draws > 0 and on_host and m <= _MAX_CODE_BITS:
         # same draws, post-processed in numpy: a handful of tiny ops, each ~5x cheaper
         # there than as torch ops (the facade draws a design on every call)
         pick = torch.multinomial(plan.g_masses, plan.n_draws, replacement=True, generator=generator)
         keys = torch.rand(plan.n_draws, m, generator=generator, dtype=torch.float64)
-        rows, w = _host_draws(plan, m, pick.numpy(), keys.numpy(), paired)
-        blocks.append(torch.from_numpy(rows))
-        weights.append(torch.from_numpy(w))
-    elif plan.n_draws > 0:
+        tables = _host_tables(m, n_samples, paired)
+        codes, w = _host_draws(plan, m, pick.numpy(), keys.numpy(), paired, tables)
+        # the enumerated rows as codes too: one expansion to rows for the whole design
+        codes = np.concatenate((tables.enumerated, codes))
+        w = np.concatenate((tables.enumerated_w, w))
+        rows = (codes[:, None] & tables.bits) != 0
+        return Coalitions(torch.from_numpy(rows), torch.from_numpy(w), plan.n_enumerated)
+    blocks = list(plan.blocks) if on_host else [b.to(device) for b in plan.blocks]
+    weights = list(plan.weights) if on_host else [w.to(device) for w in plan.weights]
+    if plan.n_draws > 0:
         masses = plan.g_masses if on_host else plan.g_masses.to(device)
         pick = torch.multinomial(masses, plan.n_draws, replacement=True, generator=generator)
         draw_size = (plan.draw_sizes if on_host else plan.draw_sizes.to(device))[pick]
@@ -270,29 +274,94 @@ def kernel_shap_coalitions(
     return Coalitions(masks, w_all, plan.n_enumerated)
 
 
+class _HostTables(NamedTuple):
+    """Read-only numpy tables of :func:`_host_draws` for one ``(M, budget, paired)`` plan.
+
+    ``bits``: ``2**(M-1-j)`` for column ``j`` (column 0 the most significant bit);
+    ``prefix``: ``(M + 1, M)`` int64, row ``s`` is 1 in its first ``s`` columns;
+    ``draw_sizes`` / ``half``: per size group, the drawn size and whether it is the
+    self-complementary ``M / 2``; ``enumerated`` / ``enumerated_w``: the plan's enumerated
+    rows as codes and their weights.
+    """
+
+    bits: np.ndarray
+    prefix: np.ndarray
+    draw_sizes: np.ndarray
+    half: np.ndarray
+    enumerated: np.ndarray
+    enumerated_w: np.ndarray
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array``, marked read-only (cached tables: a write would change later designs)."""
+    array.flags.writeable = False
+    return array
+
+
+@functools.lru_cache(maxsize=64)
+def _host_tables(m: int, n_samples: int, paired: bool) -> _HostTables:
+    """:class:`_HostTables` of the plan ``(m, n_samples, paired)`` (cached; only read)."""
+    plan = _kernel_shap_plan(m, n_samples, paired)
+    bits = np.left_shift(np.int64(1), np.arange(m - 1, -1, -1, dtype=np.int64))
+    prefix = (np.arange(m)[None, :] < np.arange(m + 1)[:, None]).astype(np.int64)
+    sizes = plan.draw_sizes.numpy().copy() if plan.draw_sizes is not None else np.zeros(0, int)
+    blocks = [b.numpy().astype(np.int64) @ bits for b in plan.blocks]
+    weights = [w.numpy() for w in plan.weights]
+    return _HostTables(
+        _read_only(bits),
+        _read_only(prefix),
+        _read_only(sizes),
+        _read_only(sizes * 2 == m),
+        _read_only(np.concatenate(blocks) if blocks else np.zeros(0, np.int64)),
+        _read_only(np.concatenate(weights) if weights else np.zeros(0, np.float64)),
+    )
+
+
 def _host_draws(
-    plan: _KernelShapPlan, m: int, pick: np.ndarray, keys: np.ndarray, paired: bool
+    plan: _KernelShapPlan,
+    m: int,
+    pick: np.ndarray,
+    keys: np.ndarray,
+    paired: bool,
+    tables: _HostTables,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The torch path's post-processing of ``pick`` / ``keys`` in numpy, on int64 codes
-    (column 0 the most significant bit), giving the same rows, order and weights."""
-    draw_size = plan.draw_sizes.numpy()[pick]
+    (column 0 the most significant bit): the sampled rows' codes, in the torch path's row
+    order, and their weights.
+
+    Array methods and ufuncs only (no ``np.unique`` / ``np.stack``, whose Python layers
+    cost more than their work on these few dozen codes: the facade draws on every call).
+    """
+    draw_size = tables.draw_sizes[pick]
     # the columns of the ``draw_size`` smallest keys (rank < size in the torch path's double
     # argsort), summed as their code bits straight from one stable argsort: integer sums,
     # so the same codes without the second sort
-    order = np.argsort(keys, axis=1, kind="stable")
-    bits = np.left_shift(np.int64(1), np.arange(m - 1, -1, -1, dtype=np.int64))
-    codes = (bits[order] * (np.arange(m) < draw_size[:, None])).sum(axis=1)
-    full = np.int64(2**m - 1)
+    order = keys.argsort(axis=1, kind="stable")
+    codes = np.add.reduce(tables.bits[order] * tables.prefix[draw_size], axis=1)
+    full = (1 << m) - 1
     if paired and plan.draws_half:
-        # canonical orientation of the self-complementary size (column 0 kept)
-        flip = (draw_size * 2 == m) & ((codes & bits[0]) == 0)
+        # canonical orientation of the self-complementary size (column 0 kept): codes
+        # below ``2**(M-1)`` have column 0 unset
+        flip = tables.half[pick] & (codes < tables.bits[0])
         codes = np.where(flip, codes ^ full, codes)
-    uniq, counts = np.unique(codes, return_counts=True)
-    w = counts.astype(np.float64) * plan.per_draw_w
-    if paired:
-        uniq = np.stack([uniq, uniq ^ full], axis=1).reshape(-1)
-        w = np.repeat(w, 2)
-    return (uniq[:, None] & bits) != 0, w
+    # np.unique(codes, return_counts=True): sorted distinct codes and their counts
+    codes.sort()
+    first = np.empty(codes.shape[0], dtype=bool)
+    first[:1] = True
+    np.not_equal(codes[1:], codes[:-1], out=first[1:])
+    starts = first.nonzero()[0]
+    counts = np.empty(starts.shape[0], dtype=np.int64)
+    np.subtract(starts[1:], starts[:-1], out=counts[:-1])
+    counts[-1:] = codes.shape[0] - starts[-1:]
+    uniq = codes[starts]
+    w = counts * plan.per_draw_w  # float64, as ``counts.astype(float64) * per_draw_w``
+    if not paired:
+        return uniq, w
+    # each code followed by its complement, each weight twice
+    pairs = np.empty((uniq.shape[0], 2), dtype=np.int64)
+    pairs[:, 0] = uniq
+    np.bitwise_xor(uniq, full, out=pairs[:, 1])
+    return pairs.reshape(-1), w.repeat(2)
 
 
 def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:

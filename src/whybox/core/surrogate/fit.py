@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -181,20 +181,24 @@ def solve_constrained_wls(
     return coef[0] if y_was_1d else coef
 
 
-def _constrained_checked(X: Tensor, y: Tensor, w: Tensor, total_t: Tensor) -> Tensor:
+def _constrained_checked(
+    X: Tensor, y: Tensor, w: Tensor, total_t: Tensor, factor: NormalFactor | None = None
+) -> Tensor:
     """:func:`solve_constrained_wls` on checked data: float64 ``X`` (n, p) with p >= 1,
     ``y`` (n, k), ``w`` (n,) >= 0 and ``total_t`` (k,), all finite (KernelShap builds
     them so). Returns ``(k, p)``.
 
     Small well-conditioned CPU problems (every KernelSHAP design with enough samples) are
     solved by :func:`_constrained_normal`; the others, rank-deficient ones included, by the
-    SVD based minimum-norm least squares.
+    SVD based minimum-norm least squares. ``factor``: :func:`normal_factor` of this very
+    ``X`` and ``w`` (a caller that solves on one design many times keeps it).
     """
     p, k = X.shape[1], y.shape[1]
     if 1 < p <= _NORMAL_MAX_FEATURES and _on_cpu(X, y, w, total_t):
-        coef = _constrained_normal(X.numpy(), y.numpy(), w.numpy(), total_t.numpy())
-        if coef is not None:
-            return torch.from_numpy(coef)
+        if factor is None:
+            factor = normal_factor(X.numpy(), w.numpy())
+        if factor.inverse is not None:
+            return torch.from_numpy(_normal_apply(factor, y.numpy(), total_t.numpy()))
     base = total_t.unsqueeze(0) / p  # (1, k): each coef starts at total / M
     coef = base.expand(p, k).clone()
     if p > 1:
@@ -221,6 +225,58 @@ def _on_cpu(*tensors: Tensor) -> bool:
     return all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
 
 
+class NormalFactor(NamedTuple):
+    """What :func:`_constrained_normal` computes from the design alone (``X``, ``w``).
+
+    ``x_sum``: ``X.sum(axis=1, keepdims=True)`` (n, 1); ``aw``: ``(X N)^T W`` (p-1, n);
+    ``inverse``: the inverse of ``(X N)^T W (X N)``, or ``None`` when the normal equations
+    are not used (singular, or condition number above :data:`_NORMAL_MAX_COND`).
+    """
+
+    x_sum: np.ndarray
+    aw: np.ndarray
+    inverse: np.ndarray | None
+
+
+def normal_factor(X: np.ndarray, w: np.ndarray) -> NormalFactor:
+    """The design's part of :func:`_constrained_normal`: ``X`` (n, p), p >= 2, ``w`` (n,).
+
+    A KernelSHAP design drawn once and solved on every call (an int seed) keeps it: the
+    solves then only do the targets' part (:func:`_normal_apply`), the same operations
+    on the same arrays as one whole solve.
+    """
+    # ufunc reductions (``np.add.reduce`` is what ``ndarray.sum`` runs) without the array
+    # methods' Python layers: this runs on every facade call
+    null = _sum_zero_basis_np(X.shape[1])  # (p, p-1)
+    A = X @ null  # (n, p-1)
+    Aw = A.T * w  # (p-1, n)
+    gram = Aw @ A
+    x_sum = np.add.reduce(X, axis=1, keepdims=True)
+    try:
+        inverse = np.linalg.inv(gram)
+    except np.linalg.LinAlgError:  # exactly singular (fewer distinct samples than features)
+        return NormalFactor(x_sum, Aw, None)
+    # the 1-norm condition number: largest column sum of |gram| times that of |inverse|
+    cond = float(np.maximum.reduce(np.add.reduce(np.abs(gram), axis=0))) * float(
+        np.maximum.reduce(np.add.reduce(np.abs(inverse), axis=0))
+    )
+    if not cond <= _NORMAL_MAX_COND:  # also catches NaN
+        return NormalFactor(x_sum, Aw, None)
+    return NormalFactor(x_sum, Aw, inverse)
+
+
+def _normal_apply(factor: NormalFactor, y: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """The targets' part of :func:`_constrained_normal` (``factor.inverse`` not ``None``):
+    ``(k, p)`` coefficients for ``y`` (n, k) and ``total`` (k,)."""
+    null = _sum_zero_basis_np(factor.aw.shape[0] + 1)
+    p = null.shape[0]
+    base = total / p  # (k,)
+    resid = y - factor.x_sum * base  # y - X @ (total/p * 1)
+    coef = base + null @ (factor.inverse @ (factor.aw @ resid))  # (p, k)
+    coef += (total - np.add.reduce(coef, axis=0)) / p  # exact constraint up to one rounding
+    return np.ascontiguousarray(coef.T)
+
+
 def _constrained_normal(
     X: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndarray
 ) -> np.ndarray | None:
@@ -231,6 +287,7 @@ def _constrained_normal(
     ``(A^T W A) u = A^T W r`` for ``A = X N``. Returns ``(k, p)``, or ``None`` when that
     matrix is singular or its condition number exceeds :data:`_NORMAL_MAX_COND` (its
     solution would then lose more digits than the SVD's: the caller falls back to it).
+    The design's part is :func:`normal_factor`, the targets' part :func:`_normal_apply`.
 
     Parameters
     ----------
@@ -239,23 +296,10 @@ def _constrained_normal(
     w : array, shape (n,), >= 0
     total : array, shape (k,)
     """
-    p = X.shape[1]
-    null = _sum_zero_basis_np(p)  # (p, p-1)
-    base = total / p  # (k,)
-    resid = y - X.sum(axis=1, keepdims=True) * base  # y - X @ (total/p * 1)
-    A = X @ null  # (n, p-1)
-    Aw = A.T * w  # (p-1, n)
-    gram = Aw @ A
-    try:
-        inverse = np.linalg.inv(gram)
-    except np.linalg.LinAlgError:  # exactly singular (fewer distinct samples than features)
+    factor = normal_factor(X, w)
+    if factor.inverse is None:
         return None
-    cond = float(np.abs(gram).sum(axis=0).max()) * float(np.abs(inverse).sum(axis=0).max())
-    if not cond <= _NORMAL_MAX_COND:  # also catches NaN
-        return None
-    coef = base + null @ (inverse @ (Aw @ resid))  # (p, k)
-    coef += (total - coef.sum(axis=0)) / p  # exact constraint up to one rounding
-    return np.ascontiguousarray(coef.T)
+    return _normal_apply(factor, y, total)
 
 
 @functools.lru_cache(maxsize=32)
@@ -352,9 +396,10 @@ def _lasso_cd(
             g_coef = np.array(g_l)
             corr = xty - g_coef  # X^T r
             r_sq = max(yty - 2.0 * coef @ xty + coef @ g_coef, 0.0)  # ||r||^2
-            corr_max = float(np.max(np.abs(corr))) if p else 0.0
+            # ufunc reductions (what np.max / ndarray.sum run), without their Python layers
+            corr_max = float(np.maximum.reduce(np.abs(corr))) if p else 0.0
             scale = 1.0 if corr_max <= alpha else alpha / corr_max
-            primal = 0.5 * r_sq + alpha * float(np.abs(coef).sum())
+            primal = 0.5 * r_sq + alpha * float(np.add.reduce(np.abs(coef)))
             dual = scale * (yty - coef @ xty) - 0.5 * scale * scale * r_sq
             gap = primal - dual
             if gap <= gap_tol:
@@ -466,7 +511,7 @@ def _lasso_sweeps(
             )
         coefs.append(coef)
         n_iters.append(n_iter)
-    return np.stack(coefs), max(n_iters)
+    return np.array(coefs), max(n_iters)  # (k, p), as np.stack
 
 
 def lasso_groups(
@@ -505,10 +550,15 @@ def lasso_groups(
         return None
     coefs, intercepts = [], []
     n_iter = 0
-    for g in range(y.shape[1]):
-        xg = X if X.dim() == 2 else X[:, g]
+    # numpy views of the whole tensors, sliced per group: the same memory and strides as
+    # ``X[:, g]``, ``y[:, g].unsqueeze(1)`` and ``w[:, g]`` (no torch op per group); the
+    # unsqueezed dimension has stride 1, as ``y``'s columns when it is row-major
+    Xn, yn, wn = X.numpy(), y.numpy(), w.numpy()
+    for g in range(yn.shape[1]):
+        xg = Xn if Xn.ndim == 2 else Xn[:, g]
+        yg = yn[:, g : g + 1] if y.stride(1) == 1 else y[:, g].unsqueeze(1).numpy()
         gram, xty, yty, x_mean, y_mean = _host_lasso_moments(
-            xg.numpy(), y[:, g].unsqueeze(1).numpy(), w[:, g].numpy(), fit_intercept, caller
+            xg, yg, wn[:, g], fit_intercept, caller
         )
         coef_np, n_iter = _lasso_sweeps(
             gram, xty, yty, alpha=alpha, max_iter=max_iter, tol=tol, caller=caller
@@ -570,7 +620,7 @@ def _host_lasso_moments(
     Xn: np.ndarray, yn: np.ndarray, wn: np.ndarray, fit_intercept: bool, caller: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_lasso_moments` in numpy: ``X`` (n, p), ``y`` (n, k), ``w`` (n,) arrays."""
-    total = float(wn.sum())
+    total = float(np.add.reduce(wn))  # ``wn.sum()`` without the method's Python layer
     if total <= 0:
         raise ValueError(f"The sample weights sum to 0; {caller} cannot be fitted.")
     if fit_intercept:
@@ -580,4 +630,4 @@ def _host_lasso_moments(
         x_mean_n, y_mean_n = np.zeros(Xn.shape[1]), np.zeros(yn.shape[1])
     v = (wn / total)[:, None]  # normalized weights turn 1/(2 sum w) into 1/2
     xv = Xn * v
-    return xv.T @ Xn, xv.T @ yn, (v * yn * yn).sum(axis=0), x_mean_n, y_mean_n
+    return xv.T @ Xn, xv.T @ yn, np.add.reduce(v * yn * yn, axis=0), x_mean_n, y_mean_n
