@@ -440,3 +440,27 @@ def test_layer_hooks_removed_after_an_error(method):
     with pytest.raises(RuntimeError, match="boom"):
         method(model, layer=model[1]).attribute(torch.randn(3, 6), target=0, chunk_size=3)
     assert module_hook_count(model) == before
+
+
+def test_feature_ablation_per_example_masks_with_several_outputs_per_example():
+    """Captum's ``target=None`` on a model with O outputs gives ``(N * O, ...)`` rows,
+    example-major; per-example masks used to fail there with a raw expand error (Captum
+    fails too). Each example's O rows equal the example explained alone."""
+    import whybox.attr as W
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    x = torch.randn(3, 4)
+    mask = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 2], [1, 1, 2, 2]])
+    together = W.FeatureAblation(model).attribute(x, target=None, feature_mask=mask)
+    assert together.shape == (9, 4)
+    for i in range(3):
+        alone = W.FeatureAblation(model).attribute(
+            x[i : i + 1], target=None, feature_mask=mask[i : i + 1]
+        )
+        torch.testing.assert_close(together[3 * i : 3 * i + 3], alone)
+    # a mask shared by the examples: Captum's numbers
+    captum_attr = pytest.importorskip("captum.attr")
+    shared = W.FeatureAblation(model).attribute(x, target=None, feature_mask=mask[:1])
+    want = captum_attr.FeatureAblation(model).attribute(x, target=None, feature_mask=mask[:1])
+    torch.testing.assert_close(shared, want)

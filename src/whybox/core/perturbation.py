@@ -573,7 +573,9 @@ def expand_to_elements(
 ) -> tuple[Tensor, ...]:
     """Per-feature values ``(B, M)`` -> per-element tensors ``(max(B, Nm), ...)`` per input.
 
-    Each element gets the value of its feature (``B`` is ``N``, or 1 for aggregate models).
+    Each element gets the value of its feature (``B`` is ``N``, 1 for aggregate models, or
+    ``N * O`` for ``O`` values per example under Captum's ``target=None``: example-major,
+    so row ``r`` takes example ``r // O``'s mask).
     """
     out = []
     if masks.starts is not None:
@@ -585,6 +587,9 @@ def expand_to_elements(
         return tuple(out)
     for x, mask in zip(tensors, masks.flat):
         rows = max(values.shape[0], mask.shape[0])
+        if 1 < mask.shape[0] < rows and rows % mask.shape[0] == 0:
+            # several values per example: each example's mask for each of its rows
+            mask = mask.repeat_interleave(rows // mask.shape[0], dim=0)
         index = mask.to(values.device).expand(rows, mask.shape[1])
         gathered = torch.gather(values.expand(rows, values.shape[1]), 1, index)
         out.append(gathered.reshape((rows,) + tuple(x.shape[1:])))
