@@ -699,3 +699,34 @@ def test_facade_keeps_softmax_paired_and_captums_numbers():
     assert forwards[0] == ("grad", 8), forwards
     want = captum_attr.DeepLift(model).attribute(x, target=1)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+class _Squeezing(nn.Module):
+    """Squeezes every unit dimension away: a batch of one loses its batch dimension."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 4)
+        self.relu = nn.ReLU()
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.relu(self.lin(x))).squeeze()
+
+
+def test_auto_runs_paired_when_the_model_fails_apart():
+    torch.manual_seed(8)
+    model = _Squeezing().eval()
+    x = torch.randn(1, 6)
+    # one example: apart runs one-row forwards, which this model squeezes to (3,); the
+    # paired layout (two rows) works, as in Captum
+    b = torch.randn_like(x)
+    paired = DeepLift(model, reference_pass="paired").attribute(x, baselines=b, target=2)
+    auto = DeepLift(model).attribute(x, baselines=b, target=2)
+    assert torch.equal(auto.attributions, paired.attributions)
+    # a shared reference (one row) squeezed the same way: paired too
+    shared = DeepLiftShap(model).attribute(torch.randn(3, 6), baselines=torch.randn(1, 6), target=1)
+    assert shared.attributions.shape == (3, 6)
+    # "apart" asked for explicitly: the model's own error
+    with pytest.raises(ValueError, match="target"):
+        DeepLift(model, reference_pass="apart").attribute(x, baselines=b, target=2)

@@ -320,6 +320,12 @@ class DeepLift(Method):
                 # the paired layout needs no retracing; this model's later calls go there
                 # straight away (its ops, or its control flow, do not change between calls)
                 _PAIRED_ONLY[self.model] = True
+            except Exception:
+                # under "auto", a model that fails on the apart forwards (one that squeezes
+                # away a batch of one, say: the paired layout has twice the rows) runs paired,
+                # as Captum would; an error of the call itself is raised again there
+                if self.reference_pass != "auto":
+                    raise
         return self._evaluate_pairs(scope, call, refs, n_refs, custom, return_delta, rule_set, None)
 
     def _reference_pass(
@@ -396,8 +402,9 @@ class DeepLift(Method):
                 examples, x_rows, b_rows = _pair_rows(xs, refs, n_refs, start, stop, sliced)
                 current["examples"], current["x"], current["b"] = examples, x_rows, b_rows
                 picked = _picked_references(start, stop, n_refs, xs[0].device)
-                if shared_outputs.dim() == 0:  # one output for the whole batch: no pairs
-                    raise ReferencesDiffer("the model returns one value for the whole batch")
+                if shared_outputs.dim() == 0 or shared_outputs.shape[0] != shared[0].shape[0]:
+                    # one output for the whole batch (or a batch dimension squeezed away)
+                    raise ReferencesDiffer("the model's outputs are not one row per reference")
                 current["reference"] = call.evaluator.target.select(
                     shared_outputs.index_select(0, picked), examples
                 )
