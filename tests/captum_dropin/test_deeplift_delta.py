@@ -61,11 +61,11 @@ def test_delta_forwards_gives_the_same_delta_in_float64_with_two_more_forwards(c
     separate = cls(model, delta_forwards=True, reference_pass="paired").attribute(x, **options)
     pairs = 4 * (refs or 1)
     assert model.sizes == [2 * pairs, pairs, pairs]  # paired forward, then x and b alone
-    # references run apart: f(x) and f(b) come from their own forwards already
+    # references run apart (each distinct one once: the zero baseline, or the distribution's
+    # rows), then the same two forwards for the delta
     model.sizes.clear()
     apart = cls(model, delta_forwards=True, reference_pass="apart").attribute(x, **options)
-    # (the references once: the zero baseline, or the distribution's rows)
-    assert model.sizes == [refs or 1, pairs]
+    assert model.sizes == [refs or 1, pairs, pairs, pairs]
     torch.testing.assert_close(apart.attributions, shared.attributions, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(apart.delta, separate.delta, rtol=0, atol=1e-12)
     torch.testing.assert_close(separate.attributions, shared.attributions, rtol=0, atol=0)

@@ -176,6 +176,8 @@ def _attribute(model, inputs, mode, *, shap=False, **options):
         result = explainer.attribute(inputs if len(inputs) > 1 else inputs[0], **options)
     finally:
         handle.remove()
+    if method_options.get("delta_forwards"):
+        forwards = forwards[:-2]  # the inputs' and references' own forwards for the delta
     if mode == "apart":
         # references (no grad on their rows), then inputs, per chunk, or the distinct
         # references once, then every chunk's inputs: never together
@@ -680,12 +682,22 @@ def test_facade_runs_captums_rules_apart(name, shap):
     # Captum's rules ran apart (the references' forward without gradients on its rows, then
     # the inputs), and did not go back to the paired layout
     pairs = x.shape[0] * (3 if shap else 1)
-    assert forwards == [("plain", 3 if shap else pairs), ("grad", pairs)], forwards
+    # (then, for the delta, Captum's forwards of the inputs and of every pair's reference)
+    assert forwards == [
+        ("plain", 3 if shap else pairs),
+        ("grad", pairs),
+        ("plain", pairs),
+        ("plain", pairs),
+    ], forwards
     want, want_delta = theirs.attribute(
         x, baselines=baselines, target=target, return_convergence_delta=True
     )
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(delta, want_delta, rtol=1e-5, atol=1e-5)
+    if not shap:
+        # Captum's own tests ask this to the bit: the delta is compute_convergence_delta's
+        external = ours.compute_convergence_delta(got, baselines, x, target=target)
+        assert torch.equal(delta, external)
 
 
 def test_facade_keeps_softmax_paired_and_captums_numbers():

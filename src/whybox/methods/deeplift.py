@@ -139,8 +139,7 @@ class DeepLift(Method):
         Take the convergence delta's ``f(x) - f(b)`` from two more forwards, of the inputs
         and of the references alone (Captum's way: the same numbers up to the rounding of
         a different batch, which float32 outputs of 1e6 make visible) instead of from the
-        paired forward the multipliers come from (free). With the references run apart
-        (``reference_pass``) they already come from forwards of their own.
+        paired forward the multipliers come from (free).
     reference_pass : {"auto", "apart", "paired"}
         How references go through the model. ``"paired"``: each chunk's input rows and
         references in one forward and one backward, ``[inputs; references]``. ``"apart"``:
@@ -472,8 +471,7 @@ class DeepLift(Method):
                         "model that does not return one value per row; pass return_delta=False"
                     )
                 summed = _row_sums(raw).to(delta_dtype)
-                # else f(x) - f(b) come from two more forwards (apart, they did already)
-                if not self.delta_forwards or apart is not None:
+                if not self.delta_forwards:  # else f(x) - f(b) come from two more forwards
                     summed = (summed - (selected[:k] - selected[k:])).to(delta_dtype)
                 delta_parts.append(summed)
 
@@ -514,8 +512,10 @@ class DeepLift(Method):
         deltas = None
         if return_delta:
             deltas = delta_parts[0] if len(delta_parts) == 1 else torch.cat(delta_parts)
-            # apart, f(x) and f(b) already come from forwards of their own
-            if self.delta_forwards and apart is None:
+            # (apart too: Captum's forwards of the inputs and of every example's reference,
+            # so the delta is compute_convergence_delta's to the bit; a shared reference
+            # ran as one row there)
+            if self.delta_forwards:
                 endpoints = self._endpoint_difference(call, refs, n_refs, chunk_rows)
                 deltas = (deltas - endpoints).to(delta_dtype)
         if n_refs == 1:
