@@ -742,3 +742,20 @@ def test_auto_runs_paired_when_the_model_fails_apart():
     # "apart" asked for explicitly: the model's own error
     with pytest.raises(ValueError, match="target"):
         DeepLift(model, reference_pass="apart").attribute(x, baselines=b, target=2)
+
+
+def test_facade_two_threads_on_one_model():
+    import whybox.attr as W
+
+    torch.manual_seed(9)
+    model, (x,) = _model("cnn", torch.float64)
+    b1, b2 = torch.zeros_like(x), 0.5 * torch.randn_like(x)
+    explainer = W.DeepLift(model)  # Captum's rules keep per-thread state apart
+    alone = [explainer.attribute(x, baselines=b, target=1) for b in (b1, b2)]
+    for _ in range(3):
+        together = run_together(
+            lambda: explainer.attribute(x, baselines=b1, target=1),
+            lambda: explainer.attribute(x, baselines=b2, target=1),
+        )
+        assert torch.equal(together[0], alone[0])
+        assert torch.equal(together[1], alone[1])
