@@ -13,6 +13,11 @@ pass gives the multipliers ``m`` of every input row and the attribution is ``(x 
 the difference of outputs, so the convergence delta ``sum(attributions) - (f(x) - f(b))`` is
 ~0; it costs nothing extra, because the outputs of both halves come out of the same forward.
 Nonlinearities called as functions (``torch.relu``) are not seen by module rules.
+
+Large enough calls run the references apart instead (:mod:`whybox.methods.deeplift_apart`,
+``reference_pass``): the references first without a backward (each distinct reference once
+per call), then the input rows alone, the rules taking each pair's multiplier from the kept
+reference values; the same numbers to rounding, half the backward.
 """
 
 from __future__ import annotations
@@ -145,8 +150,9 @@ class DeepLift(Method):
         references in one forward and one backward, ``[inputs; references]``. ``"apart"``:
         the references first, without a backward, then the input rows alone with autograd
         (:mod:`whybox.methods.deeplift_apart`): half the backward, the same numbers up to
-        rounding when every nonlinearity of the model has a rule. It needs the textbook
-        rules (``rules=None``), input scope and a model in eval mode (an error otherwise);
+        rounding when every nonlinearity of the model has a rule. It needs rules with an
+        apart form (the textbook ones, Captum's), input scope and a model in eval mode (an
+        error otherwise);
         a forward that does not retrace the references' (data-dependent control flow)
         goes back to the paired layout. ``"auto"``: ``"apart"`` where it may run and the
         pairs hold at least :data:`APART_MIN_ELEMENTS` input elements, else ``"paired"``.
@@ -350,7 +356,8 @@ class DeepLift(Method):
                     self.owner,
                     "reference_pass",
                     "'auto' or 'paired' for this call (the references run apart only "
-                    "under the textbook rules, in input scope, on a model in eval mode)",
+                    "under rules with an apart form, such as the textbook ones, in input "
+                    "scope, on a model in eval mode)",
                     self.reference_pass,
                 )
             return None
@@ -485,7 +492,6 @@ class DeepLift(Method):
                     chunk_rows, auto = max(2 * n_pairs, 2), False
                 if shared is not None:
                     # the raw outputs: each pair's target is selected from its reference's
-                    apart.keep_references()
                     shared_outputs = apart.reference_outputs(
                         call.evaluator, RowBatch(shared, None), select=False
                     )
