@@ -7,7 +7,9 @@ rescale_rules`) the two rows of a pair share every multiplier, so the references
 that backward is work thrown away. Here the references go through the model first, without
 a backward, each ruled module keeping its input and output; then the input rows alone go
 through it with autograd, each rule taking the pair's multiplier from the input row's values
-and the kept ones of its reference. The backward runs over half the rows.
+and the kept ones of its reference. The backward runs over half the rows. Each textbook rule
+has its apart form here; rules that wrap one (Captum's, in :mod:`whybox.attr`) register
+theirs with :func:`register_wrapper_form`.
 
 The numbers are the paired layout's (up to the rounding of a different batch size) when the
 two rows of a pair reach every max pool with the same gradient, which holds when every
