@@ -12,15 +12,13 @@ has its apart form here; rules that wrap one (Captum's, in :mod:`whybox.attr`) r
 theirs with :func:`register_wrapper_form`.
 
 The numbers are the paired layout's (up to the rounding of a different batch size) when the
-two rows of a pair reach every max pool with the same gradient, which holds when every
-nonlinearity of the model has a rule. Where the paired layout gives them different ones
-(a nonlinearity called as a function, or one without a rule, below a max pool) the max-pool
-rule mixes the reference row's gradient into the input row's multiplier there, and this
-layout uses the input row's for both (the pair's multiplier is shared, as the textbook
-rules define it); neither is complete then. :class:`ReferencesDiffer` is raised, and the
-caller goes back to the paired layout, when the input rows do not retrace the references'
-forward (another module order, another shape: data-dependent control flow) or a kept
-value was changed in place after its module ran.
+two rows of a pair reach every ruled max pool with the same gradient: the max-pool rule is
+the one rule that mixes the two rows' gradients. :meth:`ReferencePass.check_graph` makes sure
+of it before each backward (only ops in :data:`SHARED_GRADIENT_NODES` between the output and
+a ruled max pool). Otherwise :class:`ReferencesDiffer` is raised and the caller goes back to
+the paired layout; as it does when the input rows do not retrace the references' forward
+(another module order, another shape: data-dependent control flow) or a kept value was
+changed in place after its module ran.
 """
 
 from __future__ import annotations
