@@ -45,6 +45,7 @@ from .deeplift_rules import (
     _reusable,
     _saved_indices,
     _softmax_dim,
+    _SoftmaxRescale,
     ratio_between,
     scatter_add_spread,
 )
@@ -290,23 +291,6 @@ def _rescale(
     return _RescaleOrLocal.apply(x, out, ratio, small, False)
 
 
-class _Softmax(torch.autograd.Function):
-    """Value of softmax; backward = the Rescale multiplier per element, softmax's own
-    vector-Jacobian product where the input did not move."""
-
-    @staticmethod
-    def forward(ctx, x, out, ratio, small, dim):
-        ctx.save_for_backward(out, ratio, small)
-        ctx.dim = dim
-        return out.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        out, ratio, small = ctx.saved_tensors
-        local = out * (grad - (grad * out).sum(ctx.dim, keepdim=True))
-        return torch.where(small, local, grad * ratio), None, None, None, None
-
-
 def _softmax(
     module: nn.Module, x: Tensor, out: Tensor, x_ref: Tensor, out_ref: Tensor, eps: float
 ) -> Tensor:
@@ -315,7 +299,7 @@ def _softmax(
     if small is None:
         return _PairMultiplier.apply(x, out.detach(), ratio, _reusable(x, out), False)
     dim = _softmax_dim(module, out.dim())
-    return _Softmax.apply(x, out.detach(), ratio, small, dim)
+    return _SoftmaxRescale.apply(x, out.detach(), ratio, small, dim, False)
 
 
 # -- max pooling --------------------------------------------------------------------------------
@@ -553,7 +537,7 @@ _POOL_RULE_NODES = frozenset({"_MaxPoolBackward", "_MaxPoolSpreadBackward"})
 #: rule nodes that also pass the gradient, where the input barely moved, to the module's
 #: own graph (their second edge): that is the module's own derivative at a point the two
 #: rows share to within eps, so only their first edge (the input's graph) is followed
-_LOCAL_NODES = frozenset({"_RescaleOrLocalBackward", "_SoftmaxBackward"})
+_LOCAL_NODES = frozenset({"_RescaleOrLocalBackward", "_SoftmaxRescaleBackward"})
 
 
 #: how a per-example target is selected (:meth:`~whybox.core.targets.Target.select`)

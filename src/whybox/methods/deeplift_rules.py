@@ -263,12 +263,14 @@ def _softmax_dim(module: nn.Softmax, ndim: int) -> int:
 
 
 class _SoftmaxRescale(torch.autograd.Function):
-    """Value of softmax; backward = the Rescale multiplier per element."""
+    """Value of softmax; backward = the Rescale multiplier per element. ``paired=False``: the
+    input rows alone (:mod:`whybox.methods.deeplift_apart`), ``ratio`` and ``small`` shaped
+    like them."""
 
     @staticmethod
-    def forward(ctx, x, out, ratio, small, dim):
+    def forward(ctx, x, out, ratio, small, dim, paired=True):
         ctx.save_for_backward(out, ratio, small)
-        ctx.dim = dim
+        ctx.dim, ctx.paired = dim, paired
         return out.clone()
 
     @staticmethod
@@ -276,8 +278,10 @@ class _SoftmaxRescale(torch.autograd.Function):
         out, ratio, small = ctx.saved_tensors
         # softmax's exact vector-Jacobian product where the input did not move
         local = out * (grad - (grad * out).sum(ctx.dim, keepdim=True))
+        if not ctx.paired:
+            return torch.where(small, local, grad * ratio), None, None, None, None, None
         rescaled = torch.where(small, _pairs_of(local), _pairs_of(grad) * ratio)
-        return _unpaired(rescaled, grad.shape), None, None, None, None
+        return _unpaired(rescaled, grad.shape), None, None, None, None, None
 
 
 @dataclass(frozen=True)
