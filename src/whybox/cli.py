@@ -53,12 +53,12 @@ METHOD_INFO: dict[str, tuple[str, str]] = {
     "noise_tunnel": ("NoiseTunnel", "nt_samples x the base method, default 5"),
     "deeplift": (
         "DeepLift / LayerDeepLift / NeuronDeepLift",
-        "1F of the distinct baselines + 1F + 1B of the inputs (native; the facade: 1F + 1B "
-        "over 2 rows)",
+        "1F of the distinct baselines + 1F + 1B of the inputs (small calls and layers: "
+        "1F + 1B over 2 rows)",
     ),
     "deeplift_shap": (
         "DeepLiftShap / LayerDeepLiftShap",
-        "1F of the K baselines + 1F + 1B over K rows (native; the facade: over 2K rows)",
+        "1F of the K baselines + 1F + 1B over K rows (small calls and layers: over 2K rows)",
     ),
     "guided_backprop": ("GuidedBackprop / NeuronGuidedBackprop", "1F + 1B"),
     "deconvolution": ("Deconvolution / NeuronDeconvolution", "1F + 1B"),

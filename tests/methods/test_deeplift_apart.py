@@ -759,3 +759,19 @@ def test_facade_two_threads_on_one_model():
         )
         assert torch.equal(together[0], alone[0])
         assert torch.equal(together[1], alone[1])
+
+
+def test_facade_neuron_deeplift_apart_matches_captum():
+    captum_attr = pytest.importorskip("captum.attr")
+    import whybox.attr as W
+
+    torch.manual_seed(10)
+    model, (x,) = _model("cnn", torch.float32)
+    b = 0.3 * torch.randn_like(x)
+    layer, neuron = model[3], (2, 1, 1)
+    (got, forwards) = _layouts(
+        model, lambda: W.NeuronDeepLift(model, layer).attribute(x, neuron, baselines=b)
+    )
+    assert forwards[:2] == [("plain", 5), ("grad", 5)], forwards  # apart, not paired
+    want = captum_attr.NeuronDeepLift(model, layer).attribute(x, neuron, baselines=b)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
