@@ -134,7 +134,14 @@ def test_native_host_reads_do_not_grow_with_chunks(name: str) -> None:
     _check(_native_reads, name)
 
 
-@pytest.mark.parametrize("name", sorted(_PROBLEMS))
+#: Captum's FeaturePermutation over several inputs draws one shuffle per feature of a
+#: forward for every input holding one of them, so how many it draws (each checked on the
+#: CPU against the identity, as Captum's randperm loop does) depends on
+#: perturbations_per_eval itself; its native form is checked above
+_FACADE_DRAWS_PER_FORWARD = {"FeaturePermutation/two inputs"}
+
+
+@pytest.mark.parametrize("name", sorted(set(_PROBLEMS) - _FACADE_DRAWS_PER_FORWARD))
 def test_facade_host_reads_do_not_grow_with_chunks(name: str) -> None:
     # perturbations_per_eval=1 is "automatic" in whybox.attr: 2 per forward gives 8 chunks
     def reads(name: str, per: int) -> tuple[int, int, list[str]]:

@@ -464,3 +464,35 @@ def test_feature_ablation_per_example_masks_with_several_outputs_per_example():
     shared = W.FeatureAblation(model).attribute(x, target=None, feature_mask=mask[:1])
     want = captum_attr.FeatureAblation(model).attribute(x, target=None, feature_mask=mask[:1])
     torch.testing.assert_close(shared, want)
+
+
+@pytest.mark.parametrize("masks", ["shared", "mixed", "disjoint"])
+@pytest.mark.parametrize("per_eval", [1, 3])
+def test_feature_permutation_multi_input_draws_are_captums(masks, per_eval):
+    """Seeded FeaturePermutation over several inputs draws Captum 0.9's permutations: a
+    feature held by two inputs is shuffled apart in each (Captum calls its perm_func per
+    input), and a forward of several features draws one per feature for every input
+    holding one of them. Same numbers and the same generator state afterwards."""
+    captum_attr = pytest.importorskip("captum.attr")
+    import whybox.attr as W
+
+    torch.manual_seed(0)
+    inputs = (torch.randn(6, 2, 2), torch.randn(6, 2, 3))
+    feature_mask = {
+        "shared": (torch.arange(4).view(1, 2, 2), torch.arange(6).view(1, 2, 3)),
+        "mixed": (torch.tensor([[[0, 1], [2, 2]]]), torch.tensor([[[1, 3, 3], [0, 4, 4]]])),
+        "disjoint": (torch.arange(4).view(1, 2, 2), 4 + torch.arange(6).view(1, 2, 3)),
+    }[masks]
+
+    def model(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return x1.flatten(1).sum(1, keepdim=True) * x2.flatten(1).sum(1, keepdim=True)
+
+    options = {"feature_mask": feature_mask, "target": 0, "perturbations_per_eval": per_eval}
+    torch.manual_seed(1)
+    ours = W.FeaturePermutation(model).attribute(inputs, **options)
+    ours_state = torch.random.get_rng_state()
+    torch.manual_seed(1)
+    theirs = captum_attr.FeaturePermutation(model).attribute(inputs, **options)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+    assert torch.equal(ours_state, torch.random.get_rng_state())

@@ -526,7 +526,14 @@ class FeaturePermutation(EmptyBatchInBody, Method):
             sources = [
                 torch.cat([torch.arange(x.shape[0]).unsqueeze(0), shuffles]).to(device)
                 for x, shuffles in zip(
-                    tensors, _shuffles(make_random(seed), features, masks, tensors)
+                    tensors,
+                    _shuffles(
+                        make_random(seed),
+                        features,
+                        masks,
+                        tensors,
+                        getattr(call.chunk_rows, "perturbations", 1),
+                    ),
                 )
             ]
 
@@ -582,21 +589,45 @@ class FeaturePermutation(EmptyBatchInBody, Method):
 
 
 def _shuffles(
-    random: RandomSource, features: Tensor, masks: Any, tensors: tuple[Tensor, ...]
+    random: RandomSource,
+    features: Tensor,
+    masks: Any,
+    tensors: tuple[Tensor, ...],
+    per_forward: int = 1,
 ) -> list[Tensor]:
     """Per input, the ``(F, rows)`` row order of each feature's shuffle (never the identity).
 
-    Batched inputs share one shuffle of the batch per feature, drawn in feature order
-    (Captum's draw order). An input with another first dimension (a sparse feature list)
-    gets its own shuffle of its rows for each feature it holds, drawn right after the
-    feature's batch shuffle (as Captum draws one per input holding the feature); the
-    other rows of the table are the identity (those elements are not moved).
+    Drawn as Captum 0.9's default ``perm_func`` draws them, so seeded Captum code gets the
+    same permutations: features go ``per_forward`` at a time (``perturbations_per_eval``),
+    in feature order; for each such group, every input holding one of its features (in
+    input order) draws one shuffle per feature of the group, used where the input holds
+    that feature. One input: one shuffle per feature, in feature order. An input with
+    another first dimension (a sparse feature list) gets its own shuffle of its rows for
+    each feature it holds, drawn right after the feature's batch shuffle; the other rows
+    of the table are the identity (those elements are not moved).
     """
     n = tensors[0].shape[0]
     ragged = [x.shape[0] != n for x in tensors]
+    if len(tensors) == 1 and not ragged[0]:
+        return [random.permutations(len(features), n, exclude_identity=True)]
     if not any(ragged):
-        shared = random.permutations(len(features), n, exclude_identity=True)
-        return [shared] * len(tensors)
+        held = [set(mask.reshape(-1).unique().tolist()) for mask in masks.flat]
+        ids = features.tolist()
+        orders = [torch.arange(n).repeat(len(ids), 1) for _ in tensors]
+        step = max(int(per_forward), 1)
+        # the draws in Captum's order, (input, feature position) each, then drawn at once
+        # (the same permutations as one draw after another)
+        plan: list[tuple[int, int]] = []
+        for first in range(0, len(ids), step):
+            group = range(first, min(first + step, len(ids)))
+            for i, own in enumerate(held):
+                if any(ids[j] in own for j in group):
+                    plan.extend((i, j) for j in group)
+        drawn = random.permutations(len(plan), n, exclude_identity=True)
+        for row, (i, j) in zip(drawn, plan):
+            if ids[j] in held[i]:
+                orders[i][j] = row
+        return orders
     orders = [torch.arange(x.shape[0]).repeat(len(features), 1) for x in tensors]
     held = [set(mask.reshape(-1).unique().tolist()) for mask in masks.flat]
     for j, feature in enumerate(features.tolist()):
