@@ -726,7 +726,7 @@ class _Squeezing(nn.Module):
         return self.head(self.relu(self.lin(x))).squeeze()
 
 
-def test_auto_runs_paired_when_the_model_fails_apart():
+def test_a_model_losing_the_batch_dimension_runs_paired():
     torch.manual_seed(8)
     model = _Squeezing().eval()
     x = torch.randn(1, 6)
@@ -739,9 +739,30 @@ def test_auto_runs_paired_when_the_model_fails_apart():
     # a shared reference (one row) squeezed the same way: paired too
     shared = DeepLiftShap(model).attribute(torch.randn(3, 6), baselines=torch.randn(1, 6), target=1)
     assert shared.attributions.shape == (3, 6)
-    # "apart" asked for explicitly: the model's own error
-    with pytest.raises(ValueError, match="target"):
-        DeepLift(model, reference_pass="apart").attribute(x, baselines=b, target=2)
+    # "apart" asked for explicitly goes back too (the references' forward shows it)
+    forced = DeepLift(model, reference_pass="apart").attribute(x, baselines=b, target=2)
+    assert torch.equal(forced.attributions, paired.attributions)
+
+
+def test_a_model_error_reaches_the_caller_apart():
+    """A forward that raises (here: the second one, the input rows') is not retried in
+    the paired layout: the model's error reaches the caller."""
+    torch.manual_seed(11)
+    model, (x,) = _model("cnn", torch.float32)
+    calls = {"n": 0}
+
+    def second_fails(module, args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("forward failed midway")
+
+    handle = model.register_forward_pre_hook(second_fails)
+    try:
+        with pytest.raises(RuntimeError, match="midway"):
+            DeepLift(model).attribute(x, baselines=torch.randn_like(x), target=1)
+    finally:
+        handle.remove()
+    assert calls["n"] == 2
 
 
 def test_facade_two_threads_on_one_model():

@@ -325,12 +325,6 @@ class DeepLift(Method):
                 # the paired layout needs no retracing; this model's later calls go there
                 # straight away (its ops, or its control flow, do not change between calls)
                 _PAIRED_ONLY[self.model] = True
-            except Exception:
-                # under "auto", a model that fails on the apart forwards (one that squeezes
-                # away a batch of one, say: the paired layout has twice the rows) runs paired,
-                # as Captum would; an error of the call itself is raised again there
-                if self.reference_pass != "auto":
-                    raise
         return self._evaluate_pairs(scope, call, refs, n_refs, custom, return_delta, rule_set, None)
 
     def _reference_pass(

@@ -152,6 +152,11 @@ class ReferencePass:
         self.keep_references()
         with torch.enable_grad():
             output = evaluator.raw_output(rows)
+        n_rows = rows.inputs[0].shape[0] if rows.inputs else 0
+        if output.dim() == 0 or output.shape[0] != n_rows:
+            # one value for the whole batch, or a batch dimension squeezed away (a batch of
+            # one): the paired layout's forward has twice the rows and may not lose it
+            raise ReferencesDiffer("the model's outputs are not one row per reference")
         if not select:
             return output.detach()
         with torch.no_grad():
