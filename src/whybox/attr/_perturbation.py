@@ -239,7 +239,8 @@ class FeaturePermutation(FeatureAblation):
     """Captum-compatible :class:`whybox.methods.FeaturePermutation`.
 
     Captum's default ``perm_func`` is replaced by the vectorised native path, which draws
-    the same ``torch.randperm`` permutations in the same order (one per feature).
+    the same ``torch.randperm`` permutations in the same order (one per feature of a
+    forward, for every input holding one of them).
     """
 
     _spec = Spec(
