@@ -496,3 +496,40 @@ def test_feature_permutation_multi_input_draws_are_captums(masks, per_eval):
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b)
     assert torch.equal(ours_state, torch.random.get_rng_state())
+
+
+@pytest.mark.parametrize("cls", ["FeaturePermutation", "FeatureAblation", "Occlusion"])
+def test_loss_against_batch_labels_runs_as_captum(cls):
+    """Permutation importance's usual forward: a loss of the batch against labels of the
+    batch's size. A forward of several stacked perturbations would break it before its
+    scalar output shows it is one; without a target the first perturbation runs alone
+    (as Captum runs each), so the call runs one perturbation per forward, Captum's
+    numbers. A per-row model without a target still gets stacked perturbations."""
+    captum_attr = pytest.importorskip("captum.attr")
+    import whybox.attr as W
+
+    torch.manual_seed(0)
+    labels = torch.randn(8)
+    rows_seen: list[int] = []
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        rows_seen.append(x.shape[0])
+        return torch.mean((x.sum(1) - labels) ** 2)
+
+    x = torch.randn(8, 5)
+    options = {"sliding_window_shapes": (1,)} if cls == "Occlusion" else {}
+    torch.manual_seed(1)
+    ours = getattr(W, cls)(loss).attribute(x, **options)
+    assert set(rows_seen) == {8}
+    torch.manual_seed(1)
+    theirs = getattr(captum_attr, cls)(loss).attribute(x, **options)
+    torch.testing.assert_close(ours, theirs)
+
+    rows_seen.clear()
+    per_row = nn.Linear(5, 3)
+    hook = per_row.register_forward_pre_hook(lambda m, a: rows_seen.append(a[0].shape[0]))
+    try:
+        getattr(W, cls)(per_row).attribute(x, **options)
+    finally:
+        hook.remove()
+    assert rows_seen[0] == 8 and max(rows_seen) > 8, rows_seen  # alone, then stacked

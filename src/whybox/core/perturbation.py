@@ -415,9 +415,28 @@ def run_items(
             _detect_aggregate(selected, n_rows, call.owner)  # raises a clear error
         parts.append(selected.reshape(stop - start, rows_per_item))
 
+    # Without a target the model may return one value per batch (a loss, as permutation
+    # importance uses), which a forward of several stacked perturbations can break before
+    # its output shows it (labels of the batch's size, say): the first perturbation then
+    # runs alone first, as Captum runs each (perturbations_per_eval=1). A scalar there is
+    # such a model (one perturbation per forward from then on); anything else is evaluated
+    # again with the others (a fixed number of values per batch looks per-row on one
+    # perturbation, and only several stacked ones tell them apart).
+    first_alone = (
+        call.chunk_auto
+        and call.target.kind in ("none", "all")
+        and n_items > 1
+        and rows_per_item > 1  # one row: one value per row and per batch look the same
+        and call.chunk_rows // rows_per_item > 1
+        and on_rows is None
+        and not call.progress
+    )
     start = 0
     while start < n_items:
         chunk_rows = rows_per_item if state["aggregate"] else call.chunk_rows
+        stop_at = n_items
+        if first_alone and start == 0 and not state["aggregate"]:
+            chunk_rows, stop_at = rows_per_item, 1
         offset = start
 
         def build_at(a: int, b: int, _offset: int = offset) -> RowBatch:
@@ -429,16 +448,21 @@ def run_items(
         try:
             evaluate(
                 call.evaluator,
-                n_items=n_items - start,
+                n_items=stop_at - start,
                 build=build_at,
                 consume=consume_at,
                 chunk_rows=chunk_rows,
-                auto=call.chunk_auto and not state["aggregate"],
+                auto=call.chunk_auto and not state["aggregate"] and stop_at == n_items,
                 rows_per_item=rows_per_item,
                 progress=call.progress,
                 description=description or call.owner,
             )
-            start = n_items
+            start = stop_at
+            if stop_at < n_items and not state["aggregate"]:
+                # the perturbation alone gave no scalar: from the start, stacked
+                parts.clear()
+                state.pop("row_shape", None)
+                first_alone, start = False, 0
         except _Aggregate as switch:
             state["aggregate"] = True
             state["width"] = switch.width
