@@ -43,9 +43,9 @@ from .deeplift_rules import (
     _pool_of,
     _RescaleOrLocal,
     _reusable,
-    _saved_indices,
     _softmax_dim,
     _SoftmaxRescale,
+    pool_indices,
     ratio_between,
     scatter_add_spread,
 )
@@ -207,7 +207,7 @@ class ReferencePass:
         key = id(module)
         if self._keeping:
             pool = type(_innermost(rule)) is MaxPoolRescale
-            indices = _indices(module, x, out) if pool else None
+            indices = pool_indices(module, x, out) if pool else None
             # versions (shared with the detached aliases): a value changed in place later in
             # the forward is no reference; detached, the references' graph is not kept
             x, out = x.detach(), out.detach()
@@ -308,24 +308,6 @@ def _softmax(
 
 
 # -- max pooling --------------------------------------------------------------------------------
-def _indices(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
-    """A max-pool module's argmax indices: read off its autograd node where it saved them,
-    else computed (a forward without a graph keeps none)."""
-    indices = _saved_indices(module, out)
-    if indices is not None:
-        return indices
-    pool, _ = _pool_of(module)
-    with torch.no_grad():
-        _, indices = pool(
-            x.detach(),
-            module.kernel_size,
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            ceil_mode=module.ceil_mode,
-            return_indices=True,
-        )
-    return indices
 
 
 class _MaxPool(torch.autograd.Function):
@@ -368,7 +350,7 @@ def _max_pool(
     eps: float,
 ) -> Tensor:
     _, n_spatial = _pool_of(module)
-    indices_in = _indices(module, x, out)
+    indices_in = pool_indices(module, x, out)
     with torch.no_grad():
         # (G, R, planes, positions): the input rows as G tiles of the R kept references
         kept = x_ref.shape[0]
@@ -454,7 +436,7 @@ def _max_pool_spread(
         out.detach(),
         _repeated(x_ref, rows),
         _repeated(out_ref, rows),
-        _indices(module, x, out),
+        pool_indices(module, x, out),
         _repeated(indices_ref, rows),
         module,
         rule.eps,

@@ -362,6 +362,27 @@ def _saved_indices(module: nn.Module, out: Tensor) -> Tensor | None:
     return indices if indices.shape == out.shape else None
 
 
+def pool_indices(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+    """A max-pool module's argmax indices for its input ``x`` and output ``out``: read off
+    its autograd node where it saved them (:func:`_saved_indices`), else pooled for again
+    (a forward without a graph keeps none)."""
+    indices = _saved_indices(module, out)
+    if indices is not None:
+        return indices
+    pool, _ = _pool_of(module)
+    with torch.no_grad():
+        _, indices = pool(
+            x.detach(),
+            module.kernel_size,
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            ceil_mode=module.ceil_mode,
+            return_indices=True,
+        )
+    return indices
+
+
 class _MaxPoolPairs(torch.autograd.Function):
     """Value of max pooling; backward = DeepLift's max-pool multiplier from per-window weights.
 
@@ -506,19 +527,9 @@ class MaxPoolRescale:
 
     def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
         _pair_shape(x, module)
-        pool, n_spatial = _pool_of(module)
-        indices = _saved_indices(module, out)
+        _, n_spatial = _pool_of(module)
+        indices = pool_indices(module, x, out)
         with torch.no_grad():
-            if indices is None:
-                _, indices = pool(
-                    x.detach(),
-                    module.kernel_size,
-                    stride=module.stride,
-                    padding=module.padding,
-                    dilation=module.dilation,
-                    ceil_mode=module.ceil_mode,
-                    return_indices=True,
-                )
             if self.spread is scatter_add_spread:
                 index, weights = _window_weights(x, out, indices, n_spatial, self.eps)
         if self.spread is not scatter_add_spread:
