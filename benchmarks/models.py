@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Workload", "WORKLOADS", "build_workload", "SmallCNN", "LargeCNN", "TabularMLP"]
+__all__ = [
+    "Workload",
+    "WORKLOADS",
+    "build_workload",
+    "SmallCNN",
+    "LargeCNN",
+    "TabularMLP",
+    "SmallResNet",
+]
 
 
 class SmallCNN(nn.Module):
@@ -86,6 +94,59 @@ class TabularMLP(nn.Module):
         return self.net(x)
 
 
+class _Block(nn.Module):
+    """A ResNet basic block; the block's ReLU module runs twice per forward (torchvision's
+    layout), so hooks and rules see one module called at two places."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else None
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.down is None else self.down(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class SmallResNet(nn.Module):
+    """ResNet-18-shaped classifier: 3x64x64 -> 10 (about 0.7M parameters): batch norm,
+    residual sums, in-place ReLUs reused within a block, global average pooling."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        layers, cin = [], width
+        for index, cout in enumerate(widths):
+            stride = 1 if index == 0 else 2
+            layers.append(nn.Sequential(_Block(cin, cout, stride), _Block(cout, cout, 1)))
+            cin = cout
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, 10)
+        # non-trivial batch-norm statistics, as a trained network has (eval mode uses them)
+        generator = torch.Generator().manual_seed(0)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.normal_(0.0, 0.1, generator=generator)
+                module.running_var.uniform_(0.5, 1.5, generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+        return self.fc(self.pool(x).flatten(1))
+
+
 @dataclass
 class Workload:
     """A model with the inputs, targets and reference points every case on it uses.
@@ -129,6 +190,7 @@ WORKLOADS: dict[str, tuple[type[nn.Module], tuple[int, ...], int, int]] = {
     "cnn32": (SmallCNN, (3, 32, 32), 16, 8),
     "cnn224": (LargeCNN, (3, 224, 224), 1, 4),
     "mlp12": (TabularMLP, (12,), 256, 16),
+    "resnet64": (SmallResNet, (3, 64, 64), 4, 4),
 }
 
 

@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/registry.py                 # cnn32 (batch 4) and cnn224 (batch 1)
     .venv/bin/python benchmarks/registry.py --quick         # cnn32 only, fewer rounds
     .venv/bin/python benchmarks/registry.py --methods lime grad_cam --workloads cnn224
+    .venv/bin/python benchmarks/registry.py --workloads resnet64 \
+        --output benchmarks/results-registry-resnet64.md   # a ResNet: BN, residuals, reused ReLUs
 
 Issue 16 asks for *every* method in the registry within 1.2x of the floor and never slower
 than Captum. The other benchmarks cover the families' main methods with many options; this
@@ -19,7 +21,9 @@ CPU-time clock, one torch thread):
   arguments, where Captum has the method (CAM variants and attention flows have none);
   ``facade/floor`` is against the floor of the facade's own rows where they differ from the
   native call's (DeepLift: the facade runs inputs and references together, as Captum does,
-  the native method runs each distinct reference once, apart).
+  the native method runs each distinct reference once, apart). Where Captum raises on a
+  workload (its DeepLift on a ReLU module called twice per forward), the row says so and
+  lists the error under the table; the facade is still timed.
 
 The floor of a layer-gradient method takes the gradient w.r.t. the model's input rows,
 slightly more work than the gradient w.r.t. the layer the method needs. Attention methods
@@ -187,6 +191,8 @@ SPECS: dict[str, Spec] = {
 WORKLOAD_SETUP = {
     "cnn32": {"batch": 4, "layer": "features.6"},
     "cnn224": {"batch": 1, "layer": "features.9"},
+    # batch norm, residual sums, reused in-place ReLUs: what a torchvision ResNet has
+    "resnet64": {"batch": 2, "layer": "layer3"},
 }
 
 
@@ -281,6 +287,18 @@ def _captum_style_call(module: Any, name: str, spec: Spec, workload: Any, layer:
     return run
 
 
+def _failure(call: Callable[[], Any]) -> str | None:
+    """``None`` when ``call`` runs, else its error's type and first line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seed_all(0)
+            call()
+    except Exception as error:  # noqa: BLE001 - reported in the table, not raised
+        return f"{type(error).__name__}: {str(error).splitlines()[0][:80] if str(error) else ''}"
+    return None
+
+
 def _recorded_rows(model: nn.Module, call: Callable[[], Any]) -> list[Tensor]:
     """The input rows of every forward ``call`` runs (a forward pre-hook on ``model``)."""
     seen: list[Tensor] = []
@@ -355,6 +373,7 @@ def measure(
             floor, chunk = _floor(workload.model, all_rows, spec.gradient, budget / 4)
             calls = {"native": native, "floor": floor}
             facade_chunk = None
+            captum_error = None
             if spec.captum is not None:
                 calls["facade"] = _captum_style_call(
                     whybox_attr, name, spec, workload, setup["layer"]
@@ -362,6 +381,9 @@ def measure(
                 calls["captum"] = _captum_style_call(
                     captum_attr, name, spec, workload, setup["layer"]
                 )
+                captum_error = _failure(calls["captum"])
+                if captum_error is not None:  # e.g. Captum's LRP without a rule for a module
+                    del calls["captum"]
                 # the facade may push other rows than the native method (DeepLift's facade
                 # runs inputs and references together, the native one apart): its own floor
                 facade_rows = torch.cat(_recorded_rows(workload.model, calls["facade"]))
@@ -382,6 +404,12 @@ def measure(
             }
             row["native/floor"] = seconds["native"] / seconds["floor"]
             row["facade_floor_chunk"] = facade_chunk
+            if captum_error is not None:
+                row["captum_error"] = captum_error
+            if "facade" in seconds:
+                row["facade/floor"] = seconds["facade"] / seconds.get(
+                    "facade floor", seconds["floor"]
+                )
             if "captum" in seconds:
                 row["facade/floor"] = seconds["facade"] / seconds.get(
                     "facade floor", seconds["floor"]
@@ -400,12 +428,17 @@ def _fmt(value: float | None, *, goal: float | None = None) -> str:
     return f"**{text}**" if goal is not None and value > goal else text
 
 
+def _captum_cell(row: dict[str, Any]) -> str:
+    error = row.get("captum_error")
+    return f"fails ({error.split(':')[0]})" if error else _fmt(row.get("captum_s"))
+
+
 def _line(row: dict[str, Any]) -> str:
     return (
         f"| {row['workload']} | {row['method']} | {row['rows']} ({row['forwards']}) "
         f"| {_fmt(row['native_s'])} | {_fmt(row['floor_s'])} ({row['floor_chunk']}) "
         f"| {_fmt(row['native/floor'], goal=FLOOR_GOAL)} "
-        f"| {_fmt(row.get('facade_s'))} | {_fmt(row.get('captum_s'))} "
+        f"| {_fmt(row.get('facade_s'))} | {_captum_cell(row)} "
         f"| {_fmt(row.get('facade/floor'), goal=FLOOR_GOAL)} "
         f"| {_fmt(row.get('facade/captum'), goal=CAPTUM_GOAL)} |"
     )
@@ -455,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Every registered method: whybox vs its floor and Captum",
         "",
         f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
-        f"`python benchmarks/registry.py{' --quick' if args.quick else ''}` in "
+        f"`python benchmarks/registry.py{''.join(' ' + a for a in (argv or sys.argv[1:]))}` in "
         f"{time.time() - started:.0f} s; torch {torch.__version__}, Captum "
         f"{captum.__version__}, {platform.processor() or platform.machine()}, "
         f"{args.threads} torch thread(s), CPU clock, medians of interleaved rounds.",
@@ -471,6 +504,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         HEADER,
         *(_line(row) for row in rows),
+        "",
+        *(
+            f"- Captum fails on {row['workload']} / {row['method']}: {row['captum_error']}"
+            for row in rows
+            if row.get("captum_error")
+        ),
         "",
     ]
     with open(output, "w") as handle:

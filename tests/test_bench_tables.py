@@ -306,3 +306,21 @@ def test_registry_benchmark_floor_replays_the_recorded_rows(monkeypatch):
         handle.remove()
     assert torch.equal(torch.cat(seen), rows)
     assert all(part.shape[0] <= chunk for part in seen)
+
+
+def test_registry_benchmark_reports_captum_failing_and_still_times_the_facade(monkeypatch):
+    """On the ResNet workload Captum's DeepLift raises (a ReLU module called twice per
+    forward); the row names the error and still carries the facade's ratio."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import registry
+
+    monkeypatch.setitem(registry.WORKLOAD_SETUP, "resnet64", {"batch": 1, "layer": "layer3"})
+    monkeypatch.setattr(registry, "interleaved", lambda calls, **_: {k: 1e-3 for k in calls})
+    monkeypatch.setattr(registry, "_floor", lambda *a, **k: (lambda: None, 1))
+    (row,) = registry.measure(["resnet64"], ["deeplift"], rounds=1, budget=0.01)
+    assert row["captum_error"].startswith("RuntimeError")
+    assert "captum_s" not in row and row["facade/floor"] == 1.0
+    assert "fails (RuntimeError)" in registry._line(row)
+    # and a workload Captum runs has no error entry
+    (row,) = registry.measure(["resnet64"], ["saliency"], rounds=1, budget=0.01)
+    assert "captum_error" not in row and row["facade/captum"] == 1.0
