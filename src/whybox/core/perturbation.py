@@ -512,6 +512,14 @@ def coalition_rows(
     """
     k = coalitions.shape[0]
     n = tensors[0].shape[0]
+    if _one_flat_input(tensors, baselines, masks, coalitions):
+        # one (N, M) input whose default mask is every column (tiny tabular jobs): the
+        # coalitions are its keep flags as they are, without the slice and the reshapes
+        keep = coalitions if n == 1 else coalitions.unsqueeze(1)  # (k, M) or (k, 1, M)
+        rows = keep_or_baseline(keep, tensors[0], baselines[0])
+        if n != 1:
+            rows = rows.reshape(k * n, rows.shape[-1])
+        return RowBatch((rows,), example_index(n, k, tensors[0].device))
     leaves = []
     starts = masks.starts or (None,) * len(masks.flat)
     compact = masks.compact or (None,) * len(masks.flat)
@@ -529,6 +537,25 @@ def coalition_rows(
         # each input's own first dimension: N, or L for an input that is not batched
         leaves.append(rows.reshape((k * x.shape[0],) + tuple(x.shape[1:])))
     return RowBatch(tuple(leaves), example_index(n, k, tensors[0].device))
+
+
+def _one_flat_input(
+    tensors: Sequence[Tensor], baselines: Sequence[Tensor], masks: FlatMasks, coalitions: Tensor
+) -> bool:
+    """Whether :func:`coalition_rows` may use ``coalitions`` ``(k, M)`` as the keep flags of
+    its single 2-D input directly: the default mask (the id range ``0 .. M``), nothing to
+    move, a baseline of at most two dimensions (broadcast as ``x``'s)."""
+    if len(tensors) != 1 or masks.starts is None or coalitions.dim() != 2:
+        return False
+    x, mask = tensors[0], masks.flat[0]
+    return (
+        x.dim() == 2
+        and masks.starts[0] == 0
+        and mask.shape[1] == coalitions.shape[1] == x.shape[1]
+        and (masks.compact is None or masks.compact[0] is None)
+        and coalitions.device == mask.device
+        and baselines[0].dim() <= 2
+    )
 
 
 def keep_or_baseline(keep: Tensor, x: Tensor, b: Tensor) -> Tensor:
@@ -572,6 +599,8 @@ def example_index(n: int, k: int, device: Any) -> Tensor:
         ``arange(n)`` repeated ``k`` times (a broadcast copy, cheaper than
         ``Tensor.repeat`` on tiny jobs).
     """
+    if n == 1:
+        return torch.zeros(k, dtype=torch.long, device=device)  # the same, in one op
     return torch.arange(n, device=device).expand(k, n).reshape(-1)
 
 

@@ -236,7 +236,10 @@ def kernel_shap_coalitions(
         # the enumerated rows as codes too: one expansion to rows for the whole design
         codes = np.concatenate((tables.enumerated, codes))
         w = np.concatenate((tables.enumerated_w, w))
-        rows = (codes[:, None] & tables.bits) != 0
+        if tables.rows is not None:
+            rows = tables.rows.take(codes, axis=0)  # one gather (a new array) instead of two ops
+        else:
+            rows = (codes[:, None] & tables.bits) != 0
         return Coalitions(torch.from_numpy(rows), torch.from_numpy(w), plan.n_enumerated)
     blocks = list(plan.blocks) if on_host else [b.to(device) for b in plan.blocks]
     weights = list(plan.weights) if on_host else [w.to(device) for w in plan.weights]
@@ -281,7 +284,11 @@ class _HostTables(NamedTuple):
     ``prefix``: ``(M + 1, M)`` int64, row ``s`` is 1 in its first ``s`` columns;
     ``draw_sizes`` / ``half``: per size group, the drawn size and whether it is the
     self-complementary ``M / 2``; ``enumerated`` / ``enumerated_w``: the plan's enumerated
-    rows as codes and their weights.
+    rows as codes and their weights; ``pair``: ``[0, 2**M - 1]``, the masks that give a
+    code and its complement; ``rows``: for ``M <=`` :data:`_ROW_TABLE_BITS`, the ``(2**M, M)``
+    bool row of every code (row ``c`` is ``(c & bits) != 0``), else ``None``;
+    ``group_prefix``: per size group, ``prefix[draw_size]`` as bool; ``flip_below``: per
+    group, ``2**(M-1)`` for the self-complementary size, else 0.
     """
 
     bits: np.ndarray
@@ -290,6 +297,15 @@ class _HostTables(NamedTuple):
     half: np.ndarray
     enumerated: np.ndarray
     enumerated_w: np.ndarray
+    pair: np.ndarray
+    rows: np.ndarray | None
+    group_prefix: np.ndarray
+    flip_below: np.ndarray
+
+
+#: features up to which a design's codes become rows by one lookup in a table of every
+#: code's row (at most 4096 x 12 bools, shared by the designs of one ``M``)
+_ROW_TABLE_BITS = 12
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -314,7 +330,19 @@ def _host_tables(m: int, n_samples: int, paired: bool) -> _HostTables:
         _read_only(sizes * 2 == m),
         _read_only(np.concatenate(blocks) if blocks else np.zeros(0, np.int64)),
         _read_only(np.concatenate(weights) if weights else np.zeros(0, np.float64)),
+        _read_only(np.array([0, (1 << m) - 1], dtype=np.int64)),
+        _code_rows(m) if m <= _ROW_TABLE_BITS else None,
+        _read_only(prefix[sizes].astype(bool)),
+        _read_only(np.where(sizes * 2 == m, np.int64(1) << (m - 1), 0).astype(np.int64)),
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _code_rows(m: int) -> np.ndarray:
+    """``(2**m, m)`` bool: row ``c`` is code ``c``'s coalition, column 0 its most
+    significant bit (cached per ``m``; only read)."""
+    bits = np.left_shift(np.int64(1), np.arange(m - 1, -1, -1, dtype=np.int64))
+    return _read_only((np.arange(1 << m, dtype=np.int64)[:, None] & bits) != 0)
 
 
 def _host_draws(
@@ -332,36 +360,32 @@ def _host_draws(
     Array methods and ufuncs only (no ``np.unique`` / ``np.stack``, whose Python layers
     cost more than their work on these few dozen codes: the facade draws on every call).
     """
-    draw_size = tables.draw_sizes[pick]
-    # the columns of the ``draw_size`` smallest keys (rank < size in the torch path's double
+    # the columns of the drawn size's smallest keys (rank < size in the torch path's double
     # argsort), summed as their code bits straight from one stable argsort: integer sums,
-    # so the same codes without the second sort
+    # so the same codes without the second sort; ``where=`` sums the first ``size`` columns
+    # of each row (no product), the group's prefix row gathered in one step
     order = keys.argsort(axis=1, kind="stable")
-    codes = np.add.reduce(tables.bits[order] * tables.prefix[draw_size], axis=1)
-    full = (1 << m) - 1
+    codes = np.add.reduce(tables.bits[order], axis=1, where=tables.group_prefix[pick])
     if paired and plan.draws_half:
         # canonical orientation of the self-complementary size (column 0 kept): codes
-        # below ``2**(M-1)`` have column 0 unset
-        flip = tables.half[pick] & (codes < tables.bits[0])
-        codes = np.where(flip, codes ^ full, codes)
-    # np.unique(codes, return_counts=True): sorted distinct codes and their counts
+        # below ``2**(M-1)`` have column 0 unset; ``flip_below`` is ``2**(M-1)`` for that
+        # size's group, 0 (never above a code) for the others
+        np.bitwise_xor(codes, (1 << m) - 1, out=codes, where=tables.flip_below[pick] > codes)
+    # np.unique(codes, return_counts=True): sorted distinct codes and their counts, from
+    # the run boundaries (both ends flagged, so the counts are one subtraction)
     codes.sort()
-    first = np.empty(codes.shape[0], dtype=bool)
-    first[:1] = True
-    np.not_equal(codes[1:], codes[:-1], out=first[1:])
-    starts = first.nonzero()[0]
-    counts = np.empty(starts.shape[0], dtype=np.int64)
-    np.subtract(starts[1:], starts[:-1], out=counts[:-1])
-    counts[-1:] = codes.shape[0] - starts[-1:]
-    uniq = codes[starts]
+    n = codes.shape[0]
+    edge = np.empty(n + 1, dtype=bool)
+    edge[0] = edge[n] = True
+    np.not_equal(codes[1:], codes[:-1], out=edge[1:n])
+    bounds = edge.nonzero()[0]
+    counts = bounds[1:] - bounds[:-1]
+    uniq = codes[bounds[:-1]]
     w = counts * plan.per_draw_w  # float64, as ``counts.astype(float64) * per_draw_w``
     if not paired:
         return uniq, w
-    # each code followed by its complement, each weight twice
-    pairs = np.empty((uniq.shape[0], 2), dtype=np.int64)
-    pairs[:, 0] = uniq
-    np.bitwise_xor(uniq, full, out=pairs[:, 1])
-    return pairs.reshape(-1), w.repeat(2)
+    # each code followed by its complement (one broadcast xor), each weight twice
+    return np.bitwise_xor(uniq[:, None], tables.pair).reshape(-1), w.repeat(2)
 
 
 def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:

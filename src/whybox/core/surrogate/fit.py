@@ -253,16 +253,43 @@ def normal_factor(X: np.ndarray, w: np.ndarray) -> NormalFactor:
     gram = Aw @ A
     x_sum = np.add.reduce(X, axis=1, keepdims=True)
     try:
-        inverse = np.linalg.inv(gram)
+        inverse = _inv(gram)
     except np.linalg.LinAlgError:  # exactly singular (fewer distinct samples than features)
         return NormalFactor(x_sum, Aw, None)
-    # the 1-norm condition number: largest column sum of |gram| times that of |inverse|
-    cond = float(np.maximum.reduce(np.add.reduce(np.abs(gram), axis=0))) * float(
-        np.maximum.reduce(np.add.reduce(np.abs(inverse), axis=0))
-    )
+    # the 1-norm condition number: largest column sum of |gram| times that of |inverse|,
+    # both matrices' column sums in one pass (each reduced in the same order as alone)
+    p1 = gram.shape[0]
+    both = np.abs(np.concatenate((gram, inverse)).reshape(2, p1, p1))
+    norms = np.maximum.reduce(np.add.reduce(both, axis=1), axis=1)
+    cond = float(norms[0]) * float(norms[1])
     if not cond <= _NORMAL_MAX_COND:  # also catches NaN
         return NormalFactor(x_sum, Aw, None)
     return NormalFactor(x_sum, Aw, inverse)
+
+
+try:  # the gufunc behind ``np.linalg.inv`` and the handler it raises singularity with
+    from numpy.linalg import _umath_linalg
+
+    _INV_GUFUNC: Any = _umath_linalg.inv
+    try:
+        from numpy.linalg._linalg import _raise_linalgerror_singular as _SINGULAR
+    except ImportError:  # numpy < 2
+        from numpy.linalg.linalg import _raise_linalgerror_singular as _SINGULAR
+except (ImportError, AttributeError):  # pragma: no cover - another numpy layout
+    _INV_GUFUNC = None
+
+
+def _inv(a: np.ndarray) -> np.ndarray:
+    """``np.linalg.inv`` of a float64 ``(p, p)`` array: the same gufunc under the same error
+    state (a singular matrix raises ``LinAlgError``), without the wrapper's checks and
+    conversions (they cost as much as the inversion of these tiny matrices, on every
+    facade call)."""
+    if _INV_GUFUNC is None:  # pragma: no cover
+        return np.linalg.inv(a)
+    with np.errstate(
+        call=_SINGULAR, invalid="call", over="ignore", divide="ignore", under="ignore"
+    ):
+        return _INV_GUFUNC(a, signature="d->d")
 
 
 def _normal_apply(factor: NormalFactor, y: np.ndarray, total: np.ndarray) -> np.ndarray:
