@@ -259,24 +259,29 @@ def check_finite_each(owner: str, checks: Sequence[tuple[str, Sequence[Tensor], 
     ParameterError
         Naming the first argument that holds NaN or inf, with the counts.
     """
-    groups = [
-        (name, [t for t in tensors if t.is_floating_point() or t.is_complex()], expected)
-        for name, tensors, expected in checks
+    floats = [
+        t for _, tensors, _ in checks for t in tensors if t.is_floating_point() or t.is_complex()
     ]
-    floats = [t for _, group, _ in groups for t in group]
     if not floats:
         return
-    device = floats[0].device
-    if device.type == "cpu" and all(t.device == device for t in floats):
+    if all(t.device.type == "cpu" for t in floats):
         # a sum is finite only if every element is (one kernel instead of two); a sum that
-        # overflows is re-checked element-wise
-        if all(_finite_cpu(t) for t in floats):
+        # overflows is re-checked element-wise (``_finite_cpu`` inline: this runs twice in
+        # every tiny LIME / KernelSHAP call)
+        for t in floats:
+            if t.is_complex() or not math.isfinite(float(t.sum())):
+                if not bool(torch.isfinite(t).all()):
+                    break
+        else:
             return
     else:
+        device = floats[0].device
         flags = torch.stack([torch.isfinite(t).all().to(device) for t in floats])
         if bool(flags.all()):
             return
-    for name, group, expected in groups:
+    # the per-argument groups, only to name the first bad one
+    for name, tensors, expected in checks:
+        group = [t for t in tensors if t.is_floating_point() or t.is_complex()]
         _report_non_finite(owner, name, group, expected)
 
 

@@ -16,11 +16,13 @@ clear error naming the argument (a surrogate cannot be fitted on them). An empty
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -228,10 +230,16 @@ class Lime(EmptyBatchInBody, Method):
         if aggregate:
             check_aggregate_masks(masks, True, owner, "feature_mask")
         kwargs_of = _kwargs_factory(call, base, masks, aggregate)
-        samples = self._samples(call, masks, n_samples, seed, aggregate, kwargs_of)
+        design = None  # the samples as the fit's float64 array, when the cache has it
+        device = call.tensors[0].device
+        if self.perturb_func is None and _cacheable(seed, n_samples, m):
+            samples, design = _seeded_samples(
+                n_samples, m, int(seed), torch.get_default_dtype(), device
+            )
+        else:
+            samples = self._samples(call, masks, n_samples, seed, aggregate, kwargs_of)
         n_drawn = samples.shape[0]
         groups = 1 if aggregate else n
-        device = call.tensors[0].device
         # on the inputs' device: each chunk's similarities stay there (no copy to the host)
         similarities = torch.empty(n_drawn, groups, dtype=torch.float64, device=device)
         similarity = self.similarity_func or get_exp_kernel_similarity_function()
@@ -275,7 +283,9 @@ class Lime(EmptyBatchInBody, Method):
         if linear:
             # similarities the kernel computed in ``dtype`` are already exact in it
             exact = kernel is not None and kernel_dtypes <= {dtype}
-            coef = _fit_linear(surrogate, samples, values, similarities, dtype, exact=exact)
+            coef = _fit_linear(
+                surrogate, samples, values, similarities, dtype, exact=exact, design=design
+            )
         else:
             coefs = []
             for g in range(groups):
@@ -380,6 +390,46 @@ class Lime(EmptyBatchInBody, Method):
         return out
 
 
+#: samples x features up to which the default sampler's draws for an int seed are cached
+#: (:func:`_seeded_samples`): tiny jobs, where drawing is a visible share of the call
+_CACHED_SAMPLE_CELLS = 2**18
+
+
+def _cacheable(seed: Any, n_samples: int, m: int) -> bool:
+    """Whether the default sampler's draws for ``seed`` depend on the arguments alone (an
+    int seed: a fresh generator seeded with it) and are small enough to keep."""
+    return (
+        isinstance(seed, (int, np.integer))
+        and not isinstance(seed, bool)
+        and n_samples * m <= _CACHED_SAMPLE_CELLS
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _seeded_samples(
+    n_samples: int, m: int, seed: int, default_dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, np.ndarray | None]:
+    """The default sampler's ``(S, M)`` draws for an int seed, cached per arguments (the
+    default dtype decides how :func:`~whybox.core.randomness.cpu_bernoulli` draws), with
+    their float64 array for the fit on the CPU (``None`` elsewhere).
+
+    What ``make_random(seed).lime_samples`` gives for any number of groups (an int seed's
+    source shares one draw among them) and with any surrogate (it draws nothing for the
+    fits). LIME only reads them and hands neither out; as tripwires the tensor is an
+    inference tensor (an in-place write outside ``torch.inference_mode`` raises) and the
+    array is not writeable. ``lru_cache`` is thread-safe (two threads may both draw once:
+    the same values).
+    """
+    drawn = make_random(seed).lime_samples(n_samples, m, 1, device=device)
+    with torch.inference_mode():
+        samples = drawn.clone()  # never the tensor any other code got
+    design = None
+    if samples.device.type == "cpu":
+        design = samples.to(torch.float64).numpy()  # as ``_fit_linear`` casts them
+        design.flags.writeable = False
+    return samples, design
+
+
 class _RowKernel:
     """The exponential kernel of every chunk's perturbed rows to their originals.
 
@@ -410,22 +460,59 @@ def _fit_linear(
     dtype: torch.dtype,
     *,
     exact: bool = False,
+    design: np.ndarray | None = None,
 ) -> Tensor:
     """One linear surrogate per group on LIME's checked data: coefficients ``(groups, M)``.
 
     The data are what the surrogate would receive in ``dtype`` (the outputs' dtype),
     converted to float64 as its fit does; the surrogate does not check them again.
-    ``exact``: the float64 ``weights`` hold values of ``dtype`` already.
+    ``exact``: the float64 ``weights`` hold values of ``dtype`` already. ``design``: the
+    samples as a float64 array already (a cached draw's).
     """
-    design = samples.to(torch.float64)  # 0 / 1, exact in every dtype
+    if (
+        (exact or dtype == torch.float64)
+        and values.dtype == dtype
+        and _host_ready(samples, values, weights)
+    ):
+        fit_host = getattr(surrogate, "_fit_host_groups", None)
+        if fit_host is not None:
+            # the very float64 arrays the tensor route below gives the fit (made by the same
+            # torch casts, in torch's memory), then no tensor op until the coefficients
+            if design is None:
+                design = samples.to(torch.float64).numpy()
+            targets = values.to(torch.float64)
+            if targets.stride(1) == 1:
+                columns: Any = targets.numpy()
+            else:  # the column views lasso_groups takes for such a layout
+                columns = [targets[:, g].unsqueeze(1).numpy() for g in range(targets.shape[1])]
+            coef = fit_host(design, columns, weights.numpy(), dtype)
+            if coef is not None:
+                return coef
+    design_t = samples.to(torch.float64)  # 0 / 1, exact in every dtype
     if values.dtype != dtype:
         values = values.to(dtype)
-    targets = values.to(torch.float64)
+    targets_t = values.to(torch.float64)
     if dtype != torch.float64 and not exact:
         # the similarities the fit sees are rounded to ``dtype`` first, as a fit in it does
         weights = weights.to(dtype).to(torch.float64)
     # a new tensor: results never share the surrogate's memory
-    return surrogate._fit_checked_groups(design, targets, weights, dtype)
+    return surrogate._fit_checked_groups(design_t, targets_t, weights, dtype)
+
+
+def _host_ready(samples: Tensor, values: Tensor, weights: Tensor) -> bool:
+    """Whether LIME's fit data are CPU tensors, the samples (bool) and similarities
+    (float64) contiguous: numpy then views them with the layouts the tensor route's fit
+    reads."""
+    return (
+        samples.device.type == "cpu"
+        and values.device.type == "cpu"
+        and weights.device.type == "cpu"
+        and samples.dtype == torch.bool
+        and weights.dtype == torch.float64
+        and samples.is_contiguous()
+        and weights.is_contiguous()
+        and not (values.requires_grad or weights.requires_grad)
+    )
 
 
 def _is_aggregate(call: Call, base, masks: FlatMasks) -> bool:

@@ -353,14 +353,6 @@ def _sum_zero_basis(p: int, device: torch.device) -> Tensor:
 _SCALAR_SWEEP_MAX = 32
 
 
-def _soft_threshold(value: float, threshold: float) -> float:
-    if value > threshold:
-        return value - threshold
-    if value < -threshold:
-        return value + threshold
-    return 0.0
-
-
 def _lasso_cd(
     gram: np.ndarray,
     xty: np.ndarray,
@@ -404,18 +396,29 @@ def _lasso_cd(
                 continue
             old = coef_l[j]
             rho = xty_l[j] - g_l[j] + d * old
-            new = _soft_threshold(rho, alpha) / d
+            # the soft threshold of ``rho`` at ``alpha``, over ``d`` (0.0 / d is 0.0), and
+            # the maxima below by comparison: inline, as a call per coordinate costs more
+            # than its arithmetic
+            if rho > alpha:
+                new = (rho - alpha) / d
+            elif rho < -alpha:
+                new = (rho + alpha) / d
+            else:
+                new = 0.0
             if new != old:
                 coef_l[j] = new
                 step = new - old
-                column = columns[j]
                 if small:
-                    for i in rows:
-                        g_l[i] += step * column[i]
+                    # each element's ``g += step * c``, as the indexed loop did it
+                    g_l = [g + step * c for g, c in zip(g_l, columns[j])]
                 else:
-                    g_l += step * column
-                max_step = max(max_step, abs(step))
-            max_coef = max(max_coef, abs(new))
+                    g_l += step * columns[j]
+                size = abs(step)
+                if size > max_step:
+                    max_step = size
+            size = abs(new)
+            if size > max_coef:
+                max_coef = size
         if max_coef == 0.0 or max_step / max_coef < tol or n_iter == max_iter:
             # Duality gap of the lasso: the dual point is the residual rescaled to be
             # feasible (|X^T theta|_inf <= alpha).
@@ -520,24 +523,28 @@ def _lasso_sweeps(
     max_iter: int,
     tol: float,
     caller: str,
+    stacklevel: int = 4,
 ) -> tuple[np.ndarray, int]:
     """Coordinate descent for each output of one set of moments: ``(k, p)`` coefficients
-    and the largest number of sweeps; warns for an output that did not converge."""
+    (new memory) and the largest number of sweeps; warns for an output that did not
+    converge (``stacklevel`` as ``warnings.warn``'s, counted from here)."""
     coefs = []
     n_iters = []
     for out in range(xty_all.shape[1]):
-        coef, n_iter, gap = _lasso_cd(
-            gram, xty_all[:, out], float(yty_all[out]), alpha, max_iter=max_iter, tol=tol
-        )
-        if gap > tol * float(yty_all[out]) and tol > 0:
+        yty = float(yty_all[out])
+        coef, n_iter, gap = _lasso_cd(gram, xty_all[:, out], yty, alpha, max_iter=max_iter, tol=tol)
+        if gap > tol * yty and tol > 0:
             warnings.warn(
                 f"{caller} did not converge in {max_iter} iterations "
                 f"(duality gap {gap:.3g}); increase max_iter or alpha.",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=stacklevel,
             )
         coefs.append(coef)
         n_iters.append(n_iter)
+    if len(coefs) == 1:
+        # one output (LIME's case): a view of the sweeps' own new array, as np.stack's values
+        return coefs[0][None], n_iters[0]
     return np.array(coefs), max(n_iters)  # (k, p), as np.stack
 
 
@@ -575,31 +582,84 @@ def lasso_groups(
     """
     if not _on_cpu(X, y, w):
         return None
-    coefs, intercepts = [], []
-    n_iter = 0
     # numpy views of the whole tensors, sliced per group: the same memory and strides as
     # ``X[:, g]``, ``y[:, g].unsqueeze(1)`` and ``w[:, g]`` (no torch op per group); the
     # unsqueezed dimension has stride 1, as ``y``'s columns when it is row-major
-    Xn, yn, wn = X.numpy(), y.numpy(), w.numpy()
-    for g in range(yn.shape[1]):
-        xg = Xn if Xn.ndim == 2 else Xn[:, g]
-        yg = yn[:, g : g + 1] if y.stride(1) == 1 else y[:, g].unsqueeze(1).numpy()
+    if y.stride(1) == 1:
+        columns: Any = y.numpy()
+    else:
+        columns = [y[:, g].unsqueeze(1).numpy() for g in range(y.shape[1])]
+    fitted = host_lasso_groups(
+        X.numpy(),
+        columns,
+        w.numpy(),
+        alpha=alpha,
+        fit_intercept=fit_intercept,
+        max_iter=max_iter,
+        tol=tol,
+        caller=caller,
+        stacklevel=5,  # the warning points at the caller of _fit_checked_groups
+    )
+    coef, intercept, n_iter = fitted
+    return torch.from_numpy(coef), torch.from_numpy(intercept), n_iter
+
+
+def host_lasso_groups(
+    Xn: np.ndarray,
+    columns: Any,
+    wn: np.ndarray,
+    *,
+    alpha: float,
+    fit_intercept: bool,
+    max_iter: int,
+    tol: float,
+    caller: str,
+    stacklevel: int = 4,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`lasso_groups` on numpy arrays: the same fits of the same views.
+
+    Parameters
+    ----------
+    Xn : array, shape ``(n, p)`` (shared by the groups) or ``(n, G, p)``, float64
+    columns : array ``(n, G)`` float64 whose column ``g`` (the view ``[:, g : g + 1]``) is
+        group ``g``'s targets, or a list of ``G`` arrays ``(n, 1)``
+    wn : array, shape ``(n, G)``, float64 (checked data, as for :func:`lasso_groups`)
+    stacklevel : int
+        The non-convergence warning's, counted from :func:`_lasso_sweeps` (which warns).
+
+    Returns
+    -------
+    coef : array ``(G, p)``, intercept : array ``(G,)``, new memory; n_iter : int
+        The last group's number of sweeps.
+    """
+    groups = wn.shape[1]
+    shared = Xn.ndim == 2
+    split = isinstance(columns, list)
+    coefs, intercepts = [], []
+    n_iter = 0
+    for g in range(groups):
+        yg = columns[g] if split else columns[:, g : g + 1]
         gram, xty, yty, x_mean, y_mean = _host_lasso_moments(
-            xg, yg, wn[:, g], fit_intercept, caller
+            Xn if shared else Xn[:, g], yg, wn[:, g], fit_intercept, caller
         )
         coef_np, n_iter = _lasso_sweeps(
-            gram, xty, yty, alpha=alpha, max_iter=max_iter, tol=tol, caller=caller
+            gram,
+            xty,
+            yty,
+            alpha=alpha,
+            max_iter=max_iter,
+            tol=tol,
+            caller=caller,
+            stacklevel=stacklevel,
         )
         coefs.append(coef_np)
         intercepts.append(y_mean - coef_np @ x_mean)
+    if groups == 1:  # both new arrays already: np.concatenate's values without a copy
+        return coefs[0], intercepts[0], n_iter
     if not coefs:
-        p = X.shape[-1]
-        return torch.zeros(0, p, dtype=torch.float64), torch.zeros(0, dtype=torch.float64), 0
-    return (
-        torch.from_numpy(np.concatenate(coefs)),
-        torch.from_numpy(np.concatenate(intercepts)),
-        n_iter,
-    )
+        p = Xn.shape[-1]
+        return np.zeros((0, p)), np.zeros(0), 0
+    return np.concatenate(coefs), np.concatenate(intercepts), n_iter
 
 
 def _lasso_moments(

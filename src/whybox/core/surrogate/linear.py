@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,6 +22,7 @@ from .data import collect_batches
 from .fit import (
     _lasso_checked,
     _least_squares_checked,
+    host_lasso_groups,
     lasso_groups,
     weighted_lasso,
     weighted_least_squares,
@@ -323,13 +325,64 @@ class WeightedLasso(LinearSurrogate):
         )
         if fitted is None:
             return super()._fit_checked_groups(X, y, w, out_dtype)
-        coef, intercept, n_iter = fitted
+        return self._keep_groups(*fitted, out_dtype)
+
+    def _fit_host_groups(
+        self, X: np.ndarray, columns: Any, w: np.ndarray, out_dtype: torch.dtype
+    ) -> Tensor | None:
+        """:meth:`_fit_checked_groups` on the numpy arrays of its CPU tensors (LIME's tiny
+        jobs: no tensor is made until the coefficients).
+
+        ``X`` ``(n, p)`` or ``(n, G, p)`` and ``w`` ``(n, G)``: float64; ``columns``: the
+        targets as :func:`~whybox.core.surrogate.fit.host_lasso_groups` takes them (the
+        views :func:`~whybox.core.surrogate.fit.lasso_groups` makes). Returns ``None``
+        when the class fits differently (its own ``_fit_checked_groups`` or solver): the
+        caller then calls that.
+        """
+        kind = type(self)
+        if (
+            kind._fit_checked_groups is not WeightedLasso._fit_checked_groups
+            or kind._solve is not WeightedLasso._solve
+            or kind._solve_checked is not WeightedLasso._solve_checked
+        ):
+            return None
+        coef, intercept, n_iter = host_lasso_groups(
+            X,
+            columns,
+            w,
+            alpha=self.alpha,
+            fit_intercept=self.fit_intercept,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            caller="WeightedLasso.fit",
+            stacklevel=4,  # the warning points at the caller of this method, as before
+        )
+        host_dtype = _HOST_DTYPES.get(out_dtype)
+        if host_dtype is None or not len(coef):
+            return self._keep_groups(
+                torch.from_numpy(coef), torch.from_numpy(intercept), n_iter, out_dtype
+            )
+        # :meth:`_keep_groups` in numpy: the same IEEE roundings (numpy's and torch's CPU
+        # float64 -> float32 casts both round to nearest even), without four tensor ops
+        if host_dtype is not np.float64:
+            coef, intercept = coef.astype(host_dtype), intercept.astype(host_dtype)
+        last = coef[-1:] if len(coef) > 1 else coef
+        self._coef = torch.from_numpy(last.copy())  # not sharing the result's memory
+        self._intercept = torch.from_numpy(intercept[-1:] if len(intercept) > 1 else intercept)
+        self.n_iter_ = n_iter
+        return torch.from_numpy(coef)
+
+    def _keep_groups(
+        self, coef: Tensor, intercept: Tensor, n_iter: int, out_dtype: torch.dtype
+    ) -> Tensor:
+        """The groups' float64 fits as ``out_dtype`` coefficients ``(G, p)``; the surrogate
+        keeps the last group's fit, as one fit per group leaves it."""
         if not len(coef):
             return coef.to(out_dtype)
         coef = coef.to(out_dtype)
-        # the last group's fit, as one fit per group leaves it (not sharing the result)
-        self._coef = coef[-1:].clone()
-        self._intercept = intercept[-1:].to(out_dtype)
+        # not sharing the result's memory
+        self._coef = coef[-1:].clone() if len(coef) > 1 else coef.clone()
+        self._intercept = (intercept[-1:] if len(intercept) > 1 else intercept).to(out_dtype)
         self.n_iter_ = n_iter
         return coef
 
@@ -346,6 +399,9 @@ class WeightedLasso(LinearSurrogate):
         )
         return coef, intercept
 
+
+#: the output dtypes :meth:`WeightedLasso._fit_host_groups` casts to in numpy
+_HOST_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 #: ``_solve_checked`` -> the ``_solve`` it stands for: :meth:`LinearSurrogate._fit_checked`
 #: takes the short path only while a class still solves with that very ``_solve``
