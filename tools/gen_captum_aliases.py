@@ -109,6 +109,22 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     # the activation-vector store of captum.concept (TCAV); its tests import it from here
     "captum._utils.av": ("whybox.concept._av", ["AV"]),
+    # per-example parameter gradients in one backward (TracIn's fast path)
+    "captum._utils.sample_gradient": (
+        "whybox.attr._sample_gradient",
+        [
+            "LossMode",
+            "SUPPORTED_MODULES",
+            "SampleGradientWrapper",
+            "conv2d_param_grads",
+            "linear_param_grads",
+            "_reset_sample_grads",
+        ],
+    ),
+    "captum._utils.exceptions": (
+        "whybox.attr._exceptions",
+        ["FeatureAblationFutureError", "ShapleyValueFutureError"],
+    ),
     "captum._utils.progress": (
         "whybox.attr._progress",
         [
@@ -138,6 +154,12 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
 EXTRA_MODULE_NAMES: dict[str, list[tuple[str, str]]] = {
     # TCAV's tests import it from here
     "captum._utils.common": [("whybox.concept._utils.common", "_get_module_from_name")],
+    # the Jacobians with respect to the parameters (Captum's tests of them import them here)
+    "captum._utils.gradient": [
+        ("whybox.attr._sample_gradient", "_compute_jacobian_wrt_params"),
+        ("whybox.attr._sample_gradient", "_compute_jacobian_wrt_params_with_sample_wise_trick"),
+        ("whybox.attr._sample_gradient", "_extract_parameters_from_layers"),
+    ],
 }
 
 #: private names Captum's own tests import from a public module, re-exported beside the

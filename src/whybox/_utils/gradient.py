@@ -10,6 +10,11 @@ from whybox.attr._captum_utils import (
     compute_layer_gradients_and_eval,
     undo_gradient_requirements,
 )
+from whybox.attr._sample_gradient import (
+    _compute_jacobian_wrt_params,
+    _compute_jacobian_wrt_params_with_sample_wise_trick,
+    _extract_parameters_from_layers,
+)
 
 __all__ = [
     "compute_gradients",
@@ -17,4 +22,7 @@ __all__ = [
     "undo_gradient_requirements",
     "compute_layer_gradients_and_eval",
     "_forward_layer_eval",
+    "_compute_jacobian_wrt_params",
+    "_compute_jacobian_wrt_params_with_sample_wise_trick",
+    "_extract_parameters_from_layers",
 ]
