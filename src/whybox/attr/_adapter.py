@@ -276,6 +276,26 @@ def _check_grad_kwargs(owner: str, grad_kwargs: Any) -> dict[str, Any]:
     return dict(grad_kwargs)
 
 
+class _FutureFailed(Exception):
+    """A ``Future`` the model returned completed with an error (``error``): raised through
+    the engine as it is, then set on the ``Future`` that ``attribute_future`` returns, so
+    the caller meets it at ``wait()``, as with Captum's callback chains."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _waited(output: Any) -> Any:
+    """``output``'s value when it is a ``Future`` (its error as :class:`_FutureFailed`)."""
+    if not isinstance(output, torch.futures.Future):
+        return output
+    try:
+        return output.wait()
+    except Exception as error:
+        raise _FutureFailed(error) from error
+
+
 class _WaitingModule(nn.Module):
     """A module whose forward waits for the wrapped module's ``Future`` results (its
     submodules stay submodules, so layer scopes still find them)."""
@@ -285,8 +305,7 @@ class _WaitingModule(nn.Module):
         self.module = module
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        output = self.module(*args, **kwargs)
-        return output.wait() if isinstance(output, torch.futures.Future) else output
+        return _waited(self.module(*args, **kwargs))
 
 
 def _waiting(forward_func: Callable[..., Any]) -> Callable[..., Any]:
@@ -297,8 +316,7 @@ def _waiting(forward_func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(forward_func)
     def forward(*args: Any, **kwargs: Any) -> Any:
-        output = forward_func(*args, **kwargs)
-        return output.wait() if isinstance(output, torch.futures.Future) else output
+        return _waited(forward_func(*args, **kwargs))
 
     return forward
 
@@ -467,6 +485,12 @@ def run(facade: Any, spec: Spec, arguments: Mapping[str, Any], *, future: bool =
                 )
     except (ParameterError, ParameterTypeError) as error:
         raise _reworded(error, owner, spec, captum_names) from None
+    except _FutureFailed as failed:
+        if not future:
+            raise failed.error from None
+        broken: torch.futures.Future = torch.futures.Future()
+        broken.set_exception(failed.error)
+        return broken
     returned = spec.returns(result, call)
     if not future:
         return returned
