@@ -239,3 +239,18 @@ def test_seeded_facade_lime_matches_captum(batch: int) -> None:
     theirs = captum_attr.Lime(model).attribute(x, target=target, n_samples=200)
     assert torch.equal(ours_state, torch.get_rng_state())
     torch.testing.assert_close(ours, theirs, rtol=2e-3, atol=2e-3)
+
+
+def test_inverse_falls_back_to_numpy_when_the_private_gufunc_is_unusable(monkeypatch):
+    """On a numpy whose private inversion gufunc is missing or behaves otherwise, ``_inv``
+    is ``np.linalg.inv``: the same values, the same refusal of a singular matrix."""
+    from whybox.core.surrogate import fit
+
+    a = np.array([[2.0, 0.5], [0.5, 1.0]])
+    monkeypatch.setattr(fit, "_INV_GUFUNC", lambda *args, **kwargs: np.zeros((2, 2)))
+    assert not fit._gufunc_matches_inv()  # a gufunc giving other values is refused
+    monkeypatch.setattr(fit, "_INV_GUFUNC", None)
+    assert not fit._gufunc_matches_inv()
+    assert np.array_equal(fit._inv(a), np.linalg.inv(a))
+    with pytest.raises(np.linalg.LinAlgError):
+        fit._inv(np.zeros((2, 2)))

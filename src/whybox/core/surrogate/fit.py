@@ -279,6 +279,29 @@ except (ImportError, AttributeError):  # pragma: no cover - another numpy layout
     _INV_GUFUNC = None
 
 
+def _gufunc_matches_inv() -> bool:
+    """Whether the private gufunc still behaves as ``np.linalg.inv`` on this numpy (the
+    same values on a sample matrix, a singular one refused): private names may change
+    meaning between numpy releases, and then the public function is used."""
+    if _INV_GUFUNC is None:
+        return False
+    sample = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, 0.25], [0.5, 0.25, 2.0]])
+    try:
+        with np.errstate(call=_SINGULAR, invalid="call", over="ignore", divide="ignore"):
+            same = np.array_equal(_INV_GUFUNC(sample, signature="d->d"), np.linalg.inv(sample))
+            try:
+                _INV_GUFUNC(np.zeros((2, 2)), signature="d->d")
+            except np.linalg.LinAlgError:
+                return bool(same)
+    except Exception:  # noqa: BLE001 - any other behaviour: use the public function
+        return False
+    return False
+
+
+if not _gufunc_matches_inv():  # pragma: no cover - depends on the numpy release
+    _INV_GUFUNC = None
+
+
 def _inv(a: np.ndarray) -> np.ndarray:
     """``np.linalg.inv`` of a float64 ``(p, p)`` array: the same gufunc under the same error
     state (a singular matrix raises ``LinAlgError``), without the wrapper's checks and
