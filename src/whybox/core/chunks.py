@@ -23,6 +23,7 @@ by the facade. Chunking never changes results, only speed and memory.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -419,7 +420,13 @@ def probe_may_split(items: int, n_items: int, *, group: int = 1) -> bool:
         the automatic chunk to be timed (:class:`ChunkPlan` still keeps one forward until
         the model is known to give one output per row).
     """
-    return n_items > 1 and len(_split_candidates(items, n_items, group)) > 1 and probe_enabled()
+    return n_items > 1 and _splits(items, n_items, group) and probe_enabled()
+
+
+@functools.lru_cache(maxsize=1024)  # a pure function of three ints, asked on every call
+def _splits(items: int, n_items: int, group: int) -> bool:
+    """Whether :func:`_split_candidates` offers more than one chunk size."""
+    return len(_split_candidates(items, n_items, group)) > 1
 
 
 class ChunkPlan:

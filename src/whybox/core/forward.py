@@ -363,14 +363,36 @@ def rows_independent(forward_func: Any) -> bool:
 #: the context of a backward run where gradients are on already (nothing to switch)
 _GRAD_ON = nullcontext()
 
+#: the engine call behind ``torch.autograd.grad`` (``None`` where this torch has no such
+#: private function: then ``torch.autograd.grad`` itself is called)
+_engine_run_backward: Callable[..., tuple[Tensor | None, ...]] | None = getattr(
+    torch.autograd.graph, "_engine_run_backward", None
+)
+_has_torch_function = torch.overrides.has_torch_function
+
 
 def _input_gradients(selected: Tensor, leaves: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """``d selected.sum() / d leaves``, zeros for a leaf the output does not use."""
     # ones as the output gradient: the gradient of the sum without a sum in the graph
+    ones = torch.ones_like(selected)
+    if (
+        _engine_run_backward is not None
+        and not _AUTOGRAD_OPTIONS.get()
+        and not _has_torch_function((selected, *leaves))
+    ):
+        # what ``torch.autograd.grad`` runs for these arguments (plain tensors, a gradient
+        # given for the one output, no options), without its Python argument handling:
+        # microseconds per call on tiny jobs; the same engine, so the same gradients
+        grads = _engine_run_backward((selected,), (ones,), False, False, leaves, True)
+        if any(g is None for g in grads):  # ``materialize_grads=True``
+            grads = tuple(
+                torch.zeros_like(leaf) if g is None else g for g, leaf in zip(grads, leaves)
+            )
+        return grads
     return torch.autograd.grad(
         (selected,),
         leaves,
-        grad_outputs=(torch.ones_like(selected),),
+        grad_outputs=(ones,),
         **{"allow_unused": True, "materialize_grads": True, **(_AUTOGRAD_OPTIONS.get() or {})},
     )
 
@@ -383,6 +405,32 @@ def _logits_of(output: Any) -> Any:
     if logits is None:
         logits = getattr(output, "logits", None)
     return logits if isinstance(logits, Tensor) else output
+
+
+def one_chunk(
+    n_items: int, items_per_chunk: int, *, auto: bool, progress: bool, group: int = 1
+) -> bool:
+    """Whether :func:`evaluate` runs ``n_items`` items as one plain chunk: they fit in
+    ``items_per_chunk``, no progress bar is shown, and the probe may not split them.
+
+    Parameters
+    ----------
+    n_items, items_per_chunk
+        The evaluation's items, and how many fit in a chunk.
+    auto, progress, group
+        As :func:`evaluate` takes them.
+
+    Returns
+    -------
+    bool
+        ``True``: one ``build(0, n_items)``, one model call, no plan.
+    """
+    return (
+        n_items <= items_per_chunk
+        and not progress
+        and _OUTER_BAR.get() is None
+        and not (auto and probe_may_split(items_per_chunk, n_items, group=group))
+    )
 
 
 def evaluate(
@@ -425,12 +473,7 @@ def evaluate(
     autograd graph, before the backward (see :meth:`Evaluator.gradients`).
     """
     items_per_chunk = max(1, chunk_rows // rows_per_item)
-    if (
-        n_items <= items_per_chunk
-        and not progress
-        and _OUTER_BAR.get() is None
-        and not (auto and probe_may_split(items_per_chunk, n_items, group=group))
-    ):
+    if one_chunk(n_items, items_per_chunk, auto=auto, progress=progress, group=group):
         # one chunk and no bar: nothing to plan, probe or show
         rows = build(0, n_items)
         if grad:

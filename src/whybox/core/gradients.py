@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .call import Call
 from .chunks import counting, whole_groups
-from .forward import Evaluator, RowBatch, _row_batch, evaluate
+from .forward import Evaluator, RowBatch, _row_batch, evaluate, one_chunk
 
 __all__ = ["row_gradients", "walk_path", "path_gradients", "recording"]
 
@@ -34,6 +34,27 @@ def row_gradients(
     inputs follow the tapped ones, from a second backward of each chunk's forward run
     inside ``input_pass()`` (see :meth:`~whybox.core.forward.Evaluator.gradients`).
     """
+    if (
+        rows is None
+        and example_index is None
+        and tap is None
+        and input_pass is None
+        and one_chunk(
+            call.tensors[0].shape[0],
+            max(1, call.chunk_rows),
+            auto=call.chunk_auto,
+            progress=call.progress,
+        )
+    ):
+        # the call's own rows in one chunk (the common tiny job): what ``evaluate`` runs
+        # for them below, without building its closures, lists and joins
+        selected, chunk_grads = call.evaluator.gradients(
+            _row_batch(call.tensors, None), tap=None, on_graph=None, input_pass=None
+        )
+        if record is not None:
+            record[:] = []  # no tap: nothing recorded
+        grads = tuple(_joined_gradients((g,)) for g in chunk_grads)
+        return grads, selected if selected.dim() == 1 else selected.reshape(-1)
     rows = call.tensors if rows is None else tuple(rows)
     n_rows = rows[0].shape[0]
     # ``None``: the rows are the batch in order (a chunk holding them all needs no index)
