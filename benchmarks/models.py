@@ -15,6 +15,7 @@ from torch import Tensor, nn
 __all__ = [
     "Workload",
     "WORKLOADS",
+    "EXTRA_WORKLOADS",
     "build_workload",
     "SmallCNN",
     "LargeCNN",
@@ -190,6 +191,11 @@ WORKLOADS: dict[str, tuple[type[nn.Module], tuple[int, ...], int, int]] = {
     "cnn32": (SmallCNN, (3, 32, 32), 16, 8),
     "cnn224": (LargeCNN, (3, 224, 224), 1, 4),
     "mlp12": (TabularMLP, (12,), 256, 16),
+}
+
+#: workloads only some benchmarks run (``registry.py --workloads resnet64``), outside the
+#: default sets of run.py / chunks.py / deeplift.py (Captum's DeepLift raises on the ResNet)
+EXTRA_WORKLOADS: dict[str, tuple[type[nn.Module], tuple[int, ...], int, int]] = {
     "resnet64": (SmallResNet, (3, 64, 64), 4, 4),
 }
 
@@ -198,7 +204,7 @@ def build_workload(
     name: str, *, device: str = "cpu", seed: int = 0, batch: int | None = None
 ) -> Workload:
     """The seeded model and tensors of workload ``name`` (``batch`` overrides its size)."""
-    model_cls, shape, default_batch, n_refs = WORKLOADS[name]
+    model_cls, shape, default_batch, n_refs = {**WORKLOADS, **EXTRA_WORKLOADS}[name]
     batch = batch or default_batch
     torch.manual_seed(seed)
     model = model_cls().eval().to(device)
