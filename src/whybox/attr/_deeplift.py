@@ -49,16 +49,40 @@ def baselines_distribution(baselines: Any, call: Call) -> Any:
     return baselines
 
 
-def _captum_rules(facade: Any) -> CaptumRules:
+#: one :class:`CaptumRules` per ``(type(eps), eps)``, shared by the facade's calls (a set
+#: costs microseconds to build, which tiny jobs paid on every call); its per-forward state
+#: is per thread and cleared at the end of every call
+_SHARED_RULES: dict[tuple[type, Any], CaptumRules] = {}
+_MAX_SHARED = 16
+
+
+def _new_captum_rules(eps: Any) -> CaptumRules:
     # the neuron classes take no ``eps``: Captum uses DeepLift's default there
-    eps = getattr(facade, "eps", None)
     return CaptumRules() if eps is None else CaptumRules(eps)
+
+
+def _captum_rules(facade: Any) -> CaptumRules:
+    """The rule set of one facade call: the shared one for the facade's ``eps`` (a Python
+    number or ``None``), or a new one for any other ``eps`` or when the shared one is
+    inside a forward of this thread (a call made from within a model's forward: it would
+    clear that forward's state)."""
+    eps = getattr(facade, "eps", None)
+    if type(eps) not in (float, int, type(None)):  # kept out of the table (a tensor, ...)
+        return _new_captum_rules(eps)
+    key = (type(eps), eps)
+    rules = _SHARED_RULES.get(key)
+    if rules is None:
+        rules = _new_captum_rules(eps)
+        if len(_SHARED_RULES) < _MAX_SHARED:
+            _SHARED_RULES[key] = rules
+        return rules
+    return _new_captum_rules(eps) if rules.in_forward() else rules
 
 
 def deeplift_spec(*, shap: bool = False, layer: bool = False, neuron: bool = False) -> Spec:
     """The spec of one of the six Captum DeepLift classes: the native DeepLift (or
-    DeepLiftShap, with Captum's baseline distributions) with Captum's rules, fresh per call
-    (they hold per-forward state), in input, layer or neuron scope."""
+    DeepLiftShap, with Captum's baseline distributions) with Captum's rules (shared between
+    calls, see :func:`_captum_rules`), in input, layer or neuron scope."""
     return Spec(
         native.DeepLiftShap if shap else native.DeepLift,
         # Captum takes the delta's f(x) - f(b) from forwards of the inputs and baselines

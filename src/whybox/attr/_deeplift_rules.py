@@ -92,7 +92,13 @@ class _Adjacent:
         self.couples_rows = getattr(rule, "couples_rows", False)
 
     def __call__(self, module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
-        return self.applied(x, out, lambda rule: rule(module, x, out))
+        # :meth:`applied` with the paired call, written out (no closure per forward)
+        kept = self.rules._kept()
+        producer = kept.get(id(x))
+        keep = producer is None or producer[0] is not x or not producer[1]
+        result = self.rule(module, x, out) if keep else out
+        kept[id(result)] = (result, keep)
+        return result
 
     def applied(self, x: Tensor, out: Tensor, apply: Callable[[Rule], Tensor]) -> Tensor:
         """``apply(self.rule)``, or ``out`` where the rule is skipped; the result is
@@ -140,10 +146,19 @@ class CaptumRules(RuleSet):
 
     def _kept(self) -> dict[int, tuple[Tensor, bool]]:
         """``id(output) -> (output, whether its module kept its rule)`` for this forward."""
-        return self._local.__dict__.setdefault("kept", {})
+        state = self._local.__dict__
+        kept = state.get("kept")
+        if kept is None:
+            kept = state["kept"] = {}
+        return kept
 
     def reset(self) -> None:
         self._kept().clear()
+
+    def in_forward(self) -> bool:
+        """Whether a forward of this thread has state here now (a module kept its rule or
+        not since the last :meth:`reset`): the set is then in use by a call."""
+        return bool(self._local.__dict__.get("kept"))
 
     def __repr__(self) -> str:
         return f"CaptumRules(eps={self.eps!r})"

@@ -7,7 +7,9 @@ change what flows through a module use these context managers and never call
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -48,28 +50,56 @@ def _on_this_thread(fn: Callable, thread: int) -> Callable:
     return guarded
 
 
+#: keys of the hooks :class:`_Hooks` adds to modules' tables (torch's ids are >= 0)
+_HOOK_KEYS = itertools.count(-1, -1)
+
+
+#: torch's own registration methods: a module whose class overrides one (or a patched
+#: ``nn.Module``) registers through it
+_REGISTER = {
+    "forward": ("_forward_hooks", "register_forward_hook", nn.Module.register_forward_hook),
+    "forward_pre": (
+        "_forward_pre_hooks",
+        "register_forward_pre_hook",
+        nn.Module.register_forward_pre_hook,
+    ),
+}
+
+
+def _hook_table(module: nn.Module, kind: str) -> OrderedDict | None:
+    """``module``'s own table of forward (``kind="forward"``) or forward pre-hooks, where
+    it is torch's plain ``OrderedDict`` that ``nn.Module.__call__`` reads and the module
+    registers with torch's own method (not for a scripted module); ``None``: register
+    through the module's API."""
+    name, method, torch_method = _REGISTER[kind]
+    table = module.__dict__.get(name)
+    if (
+        type(table) is not OrderedDict
+        or getattr(type(module), method, None) is not torch_method
+        or isinstance(module, torch.jit.ScriptModule)
+    ):
+        return None
+    return table
+
+
 class _Hooks:
     """The context manager :func:`hooks` returns (a class: entered on every forward of
     tiny jobs, where a generator-based one costs a microsecond more)."""
 
-    __slots__ = ("_registrations", "_handles")
+    __slots__ = ("_registrations", "_added", "_handles")
 
     def __init__(self, registrations: Iterable[Registration]) -> None:
         self._registrations = registrations
+        self._added: list[tuple[dict, int]] = []
         self._handles: list[Any] = []
 
     def __enter__(self) -> None:
         thread = threading.get_ident()
-        handles = self._handles
         try:
             for module, kind, fn in self._registrations:
-                guarded = _on_this_thread(fn, thread)
-                if kind == "forward":
-                    handles.append(module.register_forward_hook(guarded))
-                elif kind == "forward_pre":
-                    handles.append(module.register_forward_pre_hook(guarded))
-                else:  # pragma: no cover - internal misuse
+                if kind not in _REGISTER:  # pragma: no cover - internal misuse
                     raise ValueError(f"unknown hook kind {kind!r}")
+                self.add(module, kind, _on_this_thread(fn, thread))
         except BaseException:
             self._remove()
             raise
@@ -77,8 +107,32 @@ class _Hooks:
     def __exit__(self, *exc_info: Any) -> None:
         self._remove()
 
+    def add(self, module: nn.Module, kind: str, hook: Callable) -> None:
+        """Add ``hook`` (``kind`` ``"forward"`` or ``"forward_pre"``) to ``module``, to be
+        removed on exit.
+
+        Straight into the module's own hook table where it is torch's plain one
+        (:func:`_hook_table`): what ``register_forward_hook`` does, without its handle
+        (weak references to three tables, then a lookup in each on removal), which tiny
+        jobs pay per hooked module on every call. The key is negative, so it never meets
+        one of torch's handles' ids (counted up from 0). Any other module registers
+        through its API.
+        """
+        table = _hook_table(module, kind)
+        if table is not None:
+            key = next(_HOOK_KEYS)
+            table[key] = hook
+            self._added.append((table, key))
+        elif kind == "forward":
+            self._handles.append(module.register_forward_hook(hook))
+        else:
+            self._handles.append(module.register_forward_pre_hook(hook))
+
     def _remove(self) -> None:
+        added, self._added = self._added, []
         handles, self._handles = self._handles, []
+        for table, key in added:
+            table.pop(key, None)
         for handle in handles:
             handle.remove()
 
@@ -416,10 +470,16 @@ class _ModuleRules:
         self._model, self._rules = model, rules
 
     def __enter__(self) -> list[nn.Module]:
-        registrations, matched, self._saved, self._clones = _rule_hooks(self._model, self._rules)
-        self._hooks = _Hooks(registrations)
-        self._hooks.__enter__()  # removes what it registered if registration fails
-        return matched
+        # the hooks check the thread themselves (one Python call per module and forward,
+        # not two): added through an empty _Hooks, which removes them
+        self._hooks = _Hooks(())
+        self._saved: dict[int, Tensor] = {}
+        self._clones: dict[int, Tensor] = {}
+        try:
+            return _add_rule_hooks(self._model, self._rules, self)
+        except BaseException:
+            self._hooks._remove()  # what was added before the failure
+            raise
 
     def __exit__(self, *exc_info: Any) -> None:
         try:
@@ -432,15 +492,16 @@ class _ModuleRules:
             self._saved.clear()
 
 
-def _rule_hooks(
-    model: Any, rules: Any
-) -> tuple[list[Registration], list[nn.Module], dict[int, Tensor], dict[int, Tensor]]:
-    """The registrations of :func:`module_rules`, the modules given a rule, and the per-call
-    tables its in-place hooks share (inputs saved by the pre-hooks, their clones)."""
-    registrations: list[Registration] = []
+def _add_rule_hooks(model: Any, rules: Any, owner: _ModuleRules) -> list[nn.Module]:
+    """Add the hooks of :func:`module_rules` through ``owner`` (which removes them) and
+    return the modules given a rule. Each hook acts only on the forwards of the thread
+    entering the block (the check is in the hook itself: one Python call per module and
+    forward, not two, as :func:`_on_this_thread` would make it)."""
+    thread = threading.get_ident()
+    get_ident = threading.get_ident
     matched: list[nn.Module] = []
-    saved: dict[int, Tensor] = {}
-    clones: dict[int, Tensor] = {}  # this call's entries of _PROTECTED, dropped on exit
+    saved, clones = owner._saved, owner._clones  # this call's entries of _PROTECTED
+    add = owner._hooks.add
     by_type = rules.get if isinstance(rules, dict) else None
     for module in submodules(model):
         rule = by_type(type(module)) if by_type is not None else rules(module)
@@ -450,16 +511,20 @@ def _rule_hooks(
         if not getattr(module, "inplace", False):
             # the forward hook receives the very input the module ran on: one hook suffices
             def direct(module, args, output, _rule=rule):
+                if get_ident() != thread:
+                    return None  # another thread's forward: its values as they are
                 if not args or not isinstance(args[0], Tensor) or not isinstance(output, Tensor):
                     return None
                 return _rule(module, args[0], output)
 
-            registrations.append((module, "forward", direct))
+            add(module, "forward", direct)
             continue
 
         # an in-place module would overwrite its input: it runs on a clone (pre-hook), the
         # rule gets the original (forward hook)
         def pre_hook(module, args, _key=id(module)):
+            if get_ident() != thread:
+                return None
             if not args or not isinstance(args[0], Tensor):
                 return None
             saved[_key] = args[0]
@@ -469,6 +534,8 @@ def _rule_hooks(
             return (clone,) + tuple(args[1:])
 
         def hook(module, args, output, _key=id(module), _rule=rule):
+            if get_ident() != thread:
+                return None
             clone = clones.pop(_key, None)
             if clone is not None:
                 _PROTECTED.pop(id(clone), None)
@@ -477,6 +544,6 @@ def _rule_hooks(
                 return None
             return _rule(module, original_input, output)
 
-        registrations.append((module, "forward_pre", pre_hook))
-        registrations.append((module, "forward", hook))
-    return registrations, matched, saved, clones
+        add(module, "forward_pre", pre_hook)
+        add(module, "forward", hook)
+    return matched
