@@ -45,8 +45,13 @@ def test_a_failed_model_future_fails_the_returned_future(cls, options):
     # a working future still works: on 2 * sum(x) (zero baselines) every feature's
     # attribution is 2 x
     result = cls(_working).attribute_future(x, **options).wait()
-    if cls is W.FeaturePermutation:  # f(x) - f(x shuffled): shapes only
-        assert result.shape == x.shape
+    if cls is W.FeaturePermutation:
+        # f(x) - f(x with feature i shuffled across the batch) = 2 (x_i - x_shuffled_i):
+        # each example's value is 2 x_i minus 2 times some batch member's x_i, and the
+        # shuffle keeps the column, so every column of attributions sums to 0
+        torch.testing.assert_close(result.sum(dim=0), torch.zeros(4), atol=1e-5, rtol=0)
+        gaps = (2 * x[:, None, :] - result[:, None, :]) / 2  # the shuffled partner's x_i
+        assert torch.isclose(gaps, x[None, :, :], atol=1e-5).any(dim=1).all()
     else:
         torch.testing.assert_close(result, 2 * x)
 

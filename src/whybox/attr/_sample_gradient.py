@@ -402,7 +402,7 @@ def _compute_jacobian_wrt_params_with_sample_wise_trick(
                 out = loss
             # computed in this call only: a parameter's stale sample_grad from an earlier
             # call (another layer selection) is not returned
-            supported = [m for m in wrapper.activation_dict]
+            supported = list(wrapper.activation_dict)
             fresh = {id(p) for m in supported for p in m.parameters(recurse=False)}
             wrapper.compute_param_sample_gradients(out, loss_mode=str(reduction_type))
             params = (

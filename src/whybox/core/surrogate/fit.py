@@ -298,8 +298,11 @@ def _gufunc_matches_inv() -> bool:
     return False
 
 
-if not _gufunc_matches_inv():  # pragma: no cover - depends on the numpy release
-    _INV_GUFUNC = None
+@functools.cache
+def _checked_gufunc() -> Any:
+    """The gufunc once :func:`_gufunc_matches_inv` has vouched for it on the first
+    inversion (not at import), else ``None``."""
+    return _INV_GUFUNC if _gufunc_matches_inv() else None
 
 
 def _inv(a: np.ndarray) -> np.ndarray:
@@ -307,12 +310,13 @@ def _inv(a: np.ndarray) -> np.ndarray:
     state (a singular matrix raises ``LinAlgError``), without the wrapper's checks and
     conversions (they cost as much as the inversion of these tiny matrices, on every
     facade call)."""
-    if _INV_GUFUNC is None:  # pragma: no cover
+    gufunc = _checked_gufunc() if _INV_GUFUNC is not None else None
+    if gufunc is None:
         return np.linalg.inv(a)
     with np.errstate(
         call=_SINGULAR, invalid="call", over="ignore", divide="ignore", under="ignore"
     ):
-        return _INV_GUFUNC(a, signature="d->d")
+        return gufunc(a, signature="d->d")
 
 
 def _normal_apply(factor: NormalFactor, y: np.ndarray, total: np.ndarray) -> np.ndarray:
