@@ -460,22 +460,8 @@ class Expected:
     captum_raises: bool = False
 
 
-def _trapezoid(captum_value: Any, config: Config) -> Any:
-    # whybox's trapezoid weights sum to 1; Captum's to (n - 1) / n
-    n = dict(config.options).get("n_steps", 50)
-    return _map(captum_value, lambda t: t * n / (n - 1))
-
-
 #: deliberate differences (README, "Differences from Captum 0.9"): predicate -> expectation
 EXPECTED: list[tuple[Callable[[Config], bool], Expected]] = [
-    (
-        lambda c: c.cls == "NeuronConductance" and "method" not in dict(c.options),
-        Expected(
-            "riemann_trapezoid (NeuronConductance's default): whybox's weights sum to 1, "
-            "Captum's to (n-1)/n, so whybox = Captum * n / (n - 1)",
-            _trapezoid,
-        ),
-    ),
     (
         lambda c: c.family == "multi" and c.cls.startswith("Neuron") and "Feature" not in c.cls,
         Expected(

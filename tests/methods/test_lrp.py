@@ -162,8 +162,9 @@ def test_layer_lrp_list_of_layers_and_mlp():
 
 
 def test_modules_captum_has_no_default_for():
-    """Conv1d, BatchNorm1d, AdaptiveAvgPool1d, Sigmoid and nn.Flatten have whybox defaults;
-    Captum needs explicit rules for them (epsilon on Flatten is the identity up to eps)."""
+    """Conv1d, BatchNorm1d, AdaptiveAvgPool1d, Sigmoid and nn.Flatten have native defaults;
+    Captum (and so the facade) needs explicit rules for them (epsilon on Flatten is the
+    identity up to eps)."""
     torch.manual_seed(4)
     model = nn.Sequential(
         nn.Conv1d(2, 4, 3),
@@ -176,11 +177,15 @@ def test_modules_captum_has_no_default_for():
         nn.Linear(6, 2),
     ).eval()
     x = torch.randn(3, 2, 9)
-    ours = W.LRP(model).attribute(x, target=1)
-    for index in (0, 1, 3, 4):
-        model[index].rule = CR.EpsilonRule()
-    theirs = C.LRP(model).attribute(x, target=1)
-    _close(ours, theirs, rtol=1e-5)
+    ours = NativeLRP(model).attribute(x, target=1).attributions
+    for library in (W, C):  # Captum's default-rule table, as Captum raises
+        with pytest.raises(TypeError, match="Conv1d"):
+            library.LRP(model).attribute(x, target=1)
+    assert module_hook_count(model) == 0
+    for library in (C, W):
+        for index in (0, 1, 3, 4):  # set again: Captum's call deletes them
+            model[index].rule = CR.EpsilonRule()
+        _close(ours, library.LRP(model).attribute(x, target=1), rtol=1e-5)
     assert isinstance(default_rule(nn.Sigmoid()), IdentityRule)
     assert default_rule(nn.Flatten()) is None
 
@@ -250,6 +255,8 @@ def test_clear_errors():
     model = WithEmbedding()
     x = torch.randn(2, 5, 4)
     with pytest.raises(TypeError, match="no default rule for modules of type LSTM"):
+        NativeLRP(model).attribute(x, target=0)
+    with pytest.raises(TypeError, match=r"LSTM.*Captum 0.9 has no default rule"):
         W.LRP(model).attribute(x, target=0)
     assert module_hook_count(model) == 0
     with pytest.raises(TypeError, match="'model' parameter of LRP must be an nn.Module"):

@@ -47,9 +47,8 @@ def test_titanic():
         )
         lc = A.LayerConductance(net, net.sigmoid1).attribute(xi, target=1)
         nc = A.NeuronConductance(net, net.sigmoid1)
-        # the tutorial's default method is riemann_trapezoid, where whybox deliberately uses
-        # the textbook weights (src/whybox/core/paths.py); compare the exact rules
-        n0 = nc.attribute(xi, neuron_selector=0, target=1, method="gausslegendre")
+        # the tutorial's default method, riemann_trapezoid (Captum's weights in the facade)
+        n0 = nc.attribute(xi, neuron_selector=0, target=1)
         n10 = nc.attribute(xi, neuron_selector=10, target=1, method="riemann_left")
         return [t.detach() for t in (attr, delta, lc, n0, n10)]
 

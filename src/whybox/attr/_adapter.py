@@ -33,6 +33,7 @@ from torch import nn
 
 from whybox.core.forward import _AUTOGRAD_OPTIONS, autograd_options, progress_bar
 from whybox.core.inputs import flatten
+from whybox.core.paths import CAPTUM_TRAPEZOID
 from whybox.core.perturbation import PerturbationsPerEval
 from whybox.core.randomness import GlobalRandom
 from whybox.core.result import Explanation
@@ -127,11 +128,22 @@ SAMPLES_PER_EVAL: Rename = (
     ),
 )
 
+#: Captum's integration rule names whose numbers differ from the native rule of that name
+_CAPTUM_RULE_NAMES = {"riemann_trapezoid": CAPTUM_TRAPEZOID}
+
+
+def _captum_rule(method: Any) -> Any:
+    """Captum's ``method`` -> the native rule giving Captum's numbers (others unchanged,
+    so the native check reports a bad value)."""
+    return _CAPTUM_RULE_NAMES.get(method, method) if isinstance(method, str) else method
+
+
 #: Captum argument -> native option (and conversion), shared by every class; a spec's own
 #: ``renames`` add to or override these
 _RENAMES: dict[str, Rename] = {
     "additional_forward_args": "forward_args",
-    "method": "rule",
+    # Captum's trapezoid weights sum to (n - 1) / n: the facade gives Captum's numbers
+    "method": ("rule", lambda value, call: _captum_rule(value)),
     "return_convergence_delta": "return_delta",
     "internal_batch_size": (
         "chunk_size",

@@ -4,10 +4,11 @@ Each builder returns ``(step_sizes, alphas)``: functions of the number of steps 
 give the quadrature weights and the points in ``[0, 1]`` of a rule, as lists, from
 :func:`whybox.core.paths.path_plan`, the plan every integrated-gradients method uses.
 
-Deliberate difference: ``"riemann_trapezoid"`` is the trapezoid rule, weights
-``1 / (n - 1)`` with halved ends, summing to 1; Captum 0.9 uses ``1 / n`` with halved ends
-(summing to ``(n - 1) / n``, so its trapezoid integrals are ``(n - 1) / n`` too small).
-The other rules agree with Captum up to rounding. ``n = 1`` is allowed for every rule.
+``"riemann_trapezoid"`` gives Captum 0.9's weights, ``1 / n`` with halved ends (they sum
+to ``(n - 1) / n``: :data:`whybox.core.paths.CAPTUM_TRAPEZOID`), which is what the facade's
+path methods integrate with; whybox's native ``rule="riemann_trapezoid"`` is the textbook
+rule (``1 / (n - 1)``, summing to 1). The other rules agree with Captum up to rounding.
+``n = 1`` is allowed for every rule (the midpoint for both trapezoids).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 
-from whybox.core.paths import path_plan
+from whybox.core.paths import CAPTUM_TRAPEZOID, path_plan
 
 from ._assertion_errors import fail_assert
 
@@ -45,17 +46,19 @@ SUPPORTED_METHODS: list[str] = [*SUPPORTED_RIEMANN_METHODS, "gausslegendre"]
 
 
 def _builders(rule: str) -> Builders:
+    plan = CAPTUM_TRAPEZOID if rule == "riemann_trapezoid" else rule
+
     def check(n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             fail_assert(rule, "n", "an int >= 1 (the number of steps)", n)
 
     def step_sizes(n: int) -> list[float]:
         check(n)
-        return path_plan(rule, n)[1].tolist()
+        return path_plan(plan, n)[1].tolist()
 
     def alphas(n: int) -> list[float]:
         check(n)
-        return path_plan(rule, n)[0].tolist()
+        return path_plan(plan, n)[0].tolist()
 
     return step_sizes, alphas
 
@@ -71,7 +74,8 @@ def riemann_builders(method: Riemann = Riemann.trapezoid) -> Builders:
     Returns
     -------
     tuple of callable
-        ``step_sizes(n)`` (weights summing to 1) and ``alphas(n)`` (points in [0, 1]).
+        ``step_sizes(n)`` (weights summing to 1; to ``(n - 1) / n`` for Captum's
+        trapezoid) and ``alphas(n)`` (points in [0, 1]).
     """
     if not isinstance(method, Riemann):
         fail_assert("riemann_builders", "method", "a Riemann member", method, type_error=True)

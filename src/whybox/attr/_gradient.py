@@ -65,8 +65,9 @@ class IntegratedGradients(NoFuture, _Multiplying):
     """Captum-compatible :class:`whybox.methods.IntegratedGradients`.
 
     ``internal_batch_size`` is the number of rows per forward; ``None`` lets whybox choose
-    (results do not depend on it). ``method="riemann_trapezoid"`` uses weights that sum to 1,
-    unlike Captum 0.9 (whose result is smaller by ``(n_steps - 1) / n_steps``).
+    (results do not depend on it). ``method="riemann_trapezoid"`` integrates with Captum
+    0.9's weights, which sum to ``(n_steps - 1) / n_steps`` (the native
+    ``rule="riemann_trapezoid"`` is the textbook rule, exact on linear models).
     """
 
     _spec = Spec(native.IntegratedGradients, init=MULTIPLY, returns=with_delta)

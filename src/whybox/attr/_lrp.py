@@ -26,6 +26,7 @@ from whybox.methods.lrp import (
 
 from ._adapter import LAYER, Call, Spec, check, run
 from ._base import GradientAttribution, NoFuture
+from ._helpers import Addition_Module
 from ._layer import LayerAttribution
 
 __all__ = [
@@ -60,6 +61,55 @@ def _whybox_rule(value: Any, module: nn.Module, owner: str) -> PropagationRule:
 
 _CAPTUM_RULES = {"EpsilonRule", "GammaRule", "Alpha1_Beta0_Rule", "IdentityRule"}
 
+#: Captum 0.9's default rules, by exact module type (the native defaults agree on these)
+SUPPORTED_LAYERS_WITH_RULES: dict[type, type] = {
+    nn.MaxPool1d: EpsilonRule,
+    nn.MaxPool2d: EpsilonRule,
+    nn.MaxPool3d: EpsilonRule,
+    nn.Conv2d: EpsilonRule,
+    nn.AvgPool2d: EpsilonRule,
+    nn.AdaptiveAvgPool2d: EpsilonRule,
+    nn.Linear: EpsilonRule,
+    nn.BatchNorm2d: EpsilonRule,
+    Addition_Module: EpsilonRule,
+}
+#: the activations Captum 0.9 passes relevance through without a rule
+SUPPORTED_NON_LINEAR_LAYERS: list[type] = [nn.ReLU, nn.Dropout, nn.Tanh]
+
+
+def _leaf_layers(module: nn.Module) -> list[nn.Module]:
+    """The leaves under ``module``'s children, depth first (Captum's layer list: a model
+    without children has none)."""
+    leaves = []
+    for child in module.children():
+        if next(child.children(), None) is None:
+            leaves.append(child)
+        else:
+            leaves.extend(_leaf_layers(child))
+    return leaves
+
+
+def _check_captum_defaults(call: Call) -> None:
+    """Raise ``TypeError`` for a leaf layer without a ``rule`` whose type Captum 0.9 has no
+    default for, as Captum does before running the model (the native
+    :class:`whybox.methods.LRP` has defaults for more layers)."""
+    facade = call.facade
+    model = facade.model
+    if not isinstance(model, nn.Module):
+        return  # the native check words the error
+    for layer in _leaf_layers(model):
+        kind = type(layer)
+        if _rule_attribute(layer) is not None or kind in SUPPORTED_LAYERS_WITH_RULES:
+            continue
+        if kind not in SUPPORTED_NON_LINEAR_LAYERS:
+            raise TypeError(
+                f"{type(facade).__name__}: the layer {layer!r} (type {kind.__qualname__}) has "
+                "no rule and Captum 0.9 has no default rule for its type. Set one "
+                "(layer.rule = EpsilonRule(), ...), or use whybox.methods.LRP, whose "
+                "defaults also cover elementwise activations, Conv1d/3d, other pools, "
+                "BatchNorm1d/3d and Flatten."
+            )
+
 
 def _attached_rules(facade: Any) -> dict[nn.Module, PropagationRule] | None:
     """The rules set as ``module.rule`` attributes right now, as whybox rules (data for the
@@ -88,12 +138,19 @@ class LRP(NoFuture, GradientAttribution):
     lrp.LRP`).
 
     Rules per layer come from ``module.rule`` (whybox or Captum rule objects) or Captum's
-    defaults; whybox also has defaults for ``Conv1d/3d``, average / adaptive pools,
-    ``BatchNorm1d/3d``, elementwise activations and ``Flatten`` (Captum raises for these).
-    The model is never modified (no rule attributes are added or removed).
+    defaults (:data:`SUPPORTED_LAYERS_WITH_RULES`, :data:`SUPPORTED_NON_LINEAR_LAYERS`);
+    like Captum, a leaf layer of another type without a rule is a ``TypeError`` (the
+    native :class:`whybox.methods.LRP` has defaults for ``Conv1d/3d``, other pools,
+    ``BatchNorm1d/3d``, elementwise activations and ``Flatten``). The model is never
+    modified (no rule attributes are added or removed).
     """
 
-    _spec = Spec(native.LRP, init={"rules": _attached_rules}, returns=_with_captum_delta)
+    _spec = Spec(
+        native.LRP,
+        init={"rules": _attached_rules},
+        before=_check_captum_defaults,
+        returns=_with_captum_delta,
+    )
     _has_delta = True
     _multiply_by_inputs = True
 
@@ -119,7 +176,13 @@ class LRP(NoFuture, GradientAttribution):
         verbose: bool = False,
     ) -> Any:
         """Relevance shaped like ``inputs``; with ``return_convergence_delta=True`` also
-        ``f(x) - sum(relevance)`` (Captum's sign), shape ``(N,)``."""
+        ``f(x) - sum(relevance)`` (Captum's sign), shape ``(N,)``.
+
+        Raises
+        ------
+        TypeError
+            A leaf layer without a rule whose type Captum 0.9 has no default for.
+        """
         return run(self, self._spec, locals())
 
     def compute_convergence_delta(  # type: ignore[override]
@@ -151,5 +214,11 @@ class LayerLRP(LRP, LayerAttribution):
     ) -> Any:
         """Relevance shaped like the layer (a list for a list of layers); with
         ``return_convergence_delta=True`` also ``f(x) - sum(relevance)`` per example (a list
-        per layer)."""
+        per layer).
+
+        Raises
+        ------
+        TypeError
+            A leaf layer without a rule whose type Captum 0.9 has no default for.
+        """
         return run(self, self._spec, locals())

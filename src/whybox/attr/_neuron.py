@@ -137,8 +137,9 @@ class NeuronDeconvolution(_NeuronModifiedGradient):
 class NeuronConductance(_Multiplying, NeuronAttribution, GradientAttribution):
     """Captum-compatible NeuronConductance (native: :class:`whybox.methods.NeuronConductance`).
 
-    ``method="riemann_trapezoid"`` (the default, as in Captum) uses weights that sum to 1,
-    unlike Captum 0.9, whose result is smaller by ``(n_steps - 1) / n_steps``.
+    ``method="riemann_trapezoid"`` (the default, as in Captum) integrates with Captum 0.9's
+    weights, which sum to ``(n_steps - 1) / n_steps``, so the numbers are Captum's (the
+    native ``rule="riemann_trapezoid"`` is the textbook rule, exact on linear models).
     """
 
     _spec = Spec(

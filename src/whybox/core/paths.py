@@ -1,10 +1,15 @@
 """Integration rules for path methods (Integrated Gradients, conductance, ...).
 
-Each rule maps ``n_steps`` to points ``alphas`` in [0, 1] and weights that sum to exactly 1,
-so every rule is exact on linear models. Captum 0.9's ``riemann_trapezoid`` uses weights
-``1/n`` with halved endpoints, which sum to ``(n - 1) / n``: its attributions are scaled down
-by that factor. whybox uses the textbook trapezoid rule (``1/(n-1)`` spacing) instead; with
-``n_steps=1`` the trapezoid rule degenerates to the midpoint.
+Each rule of :data:`RULES` maps ``n_steps`` to points ``alphas`` in [0, 1] and weights that
+sum to exactly 1, so every rule is exact on linear models. ``riemann_trapezoid`` is the
+textbook trapezoid rule (``1/(n-1)`` spacing); with ``n_steps=1`` it degenerates to the
+midpoint.
+
+Captum 0.9's ``riemann_trapezoid`` uses the same points with weights ``1/n`` and halved
+endpoints, which sum to ``(n - 1) / n``: its attributions are scaled down by that factor.
+That rule is :data:`CAPTUM_TRAPEZOID` (``"captum_trapezoid"``), which the Captum facade
+(``whybox.attr``) runs for ``method="riemann_trapezoid"`` so that a renamed import gives
+Captum's numbers; natively it is an explicit opt-in (:data:`ALL_RULES` lists it).
 
 Gauss-Legendre nodes and weights are computed here rather than with
 ``numpy.polynomial.legendre.leggauss``, whose eigenvalue solve is cubic in ``n`` in time and
@@ -29,9 +34,13 @@ from torch import Tensor
 from .forward import to_device
 from .validation import check_choice, check_int
 
-__all__ = ["RULES", "path_plan", "path_plan_tensors"]
+__all__ = ["ALL_RULES", "CAPTUM_TRAPEZOID", "RULES", "path_plan", "path_plan_tensors"]
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+#: Captum 0.9's trapezoid weights (``1/n``, halved ends: they sum to ``(n - 1) / n``)
+CAPTUM_TRAPEZOID = "captum_trapezoid"
+#: every rule a path method accepts: the exact rules and Captum's scaled trapezoid
+ALL_RULES = (*RULES, CAPTUM_TRAPEZOID)
 
 # The first zeros j_{0,k} of the Bessel function J0 (Abramowitz & Stegun, table 9.5). They
 # only seed Newton's method for the nodes nearest +-1, where Tricomi's guess is weakest; the
@@ -209,7 +218,7 @@ def path_plan(rule: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     Parameters
     ----------
     rule : str
-        One of :data:`RULES` (not validated here: see :func:`path_plan_tensors`).
+        One of :data:`ALL_RULES` (not validated here: see :func:`path_plan_tensors`).
     n_steps : int
         Number of points, ``>= 1``.
 
@@ -217,7 +226,8 @@ def path_plan(rule: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     -------
     alphas, weights : numpy.ndarray
         Read-only float64 arrays of length ``n_steps``: ``alphas`` increasing in [0, 1],
-        ``weights`` summing to 1. Cached, so callers must not (and cannot) modify them.
+        ``weights`` summing to 1 (to ``(n - 1) / n`` for :data:`CAPTUM_TRAPEZOID` with
+        ``n > 1``). Cached, so callers must not (and cannot) modify them.
     """
     n = n_steps
     if rule == "riemann_left":
@@ -236,6 +246,13 @@ def path_plan(rule: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
             alphas = np.linspace(0.0, 1.0, n)
             weights = np.full(n, 1.0 / (n - 1))
             weights[0] = weights[-1] = 0.5 / (n - 1)
+    elif rule == CAPTUM_TRAPEZOID:
+        if n == 1:  # Captum refuses one step; the midpoint, as the exact trapezoid rule
+            alphas, weights = np.array([0.5]), np.array([1.0])
+        else:
+            alphas = np.linspace(0.0, 1.0, n)
+            weights = np.full(n, 1.0 / n)
+            weights[0] = weights[-1] = 0.5 / n
     elif rule == "gausslegendre":
         x, w = _gauss_legendre_half(n)
         skip = n % 2
@@ -268,7 +285,7 @@ def path_plan_tensors(
     Parameters
     ----------
     rule : str
-        One of :data:`RULES`.
+        One of :data:`ALL_RULES`.
     n_steps : int
         Number of points, ``>= 1``.
     dtype : torch.dtype
@@ -289,9 +306,9 @@ def path_plan_tensors(
     Raises
     ------
     whybox.core.validation.ParameterError
-        If ``rule`` is not in :data:`RULES` or ``n_steps`` is not an int ``>= 1``.
+        If ``rule`` is not in :data:`ALL_RULES` or ``n_steps`` is not an int ``>= 1``.
     """
-    check_choice(owner, parameter, rule, RULES)
+    check_choice(owner, parameter, rule, ALL_RULES)
     check_int(owner, "n_steps", n_steps, minimum=1)
     alphas, weights = path_plan(rule, n_steps)
     if not dtype.is_floating_point:

@@ -9,7 +9,7 @@ from whybox.core.forward import ChunkSize
 from whybox.core.gradients import path_gradients
 from whybox.core.inputs import prepare_baselines
 from whybox.core.method import Choice, Int
-from whybox.core.paths import RULES, path_plan_tensors
+from whybox.core.paths import ALL_RULES, path_plan_tensors
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 
@@ -28,7 +28,7 @@ class IntegratedGradients(Method):
     """
 
     has_delta = True
-    parameters = {"n_steps": Int(minimum=1), "rule": Choice(RULES)}
+    parameters = {"n_steps": Int(minimum=1), "rule": Choice(ALL_RULES)}
 
     def attribute(
         self,
@@ -55,7 +55,10 @@ class IntegratedGradients(Method):
         forward_args : extra model arguments
         n_steps : number of integration points (>= 1)
         rule : ``"gausslegendre"``, ``"riemann_left"``, ``"riemann_right"``,
-            ``"riemann_middle"`` or ``"riemann_trapezoid"``
+            ``"riemann_middle"`` or ``"riemann_trapezoid"`` (weights summing to 1), or
+            ``"captum_trapezoid"``: Captum 0.9's trapezoid weights, summing to
+            ``(n_steps - 1) / n_steps`` (what the Captum facade runs for its
+            ``"riemann_trapezoid"``)
         chunk_size : rows per forward/backward; ``"auto"`` picks for throughput
         return_delta : also compute the completeness delta (one extra forward of 2N rows)
         neuron : with ``layer`` set, explain this neuron of the layer instead of the

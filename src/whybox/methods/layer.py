@@ -15,7 +15,7 @@ from whybox.core.forward import ChunkSize
 from whybox.core.gradients import path_gradients, row_gradients, walk_path
 from whybox.core.inputs import prepare_baselines
 from whybox.core.method import Bool, Choice, Int
-from whybox.core.paths import RULES, path_plan_tensors
+from whybox.core.paths import ALL_RULES, path_plan_tensors
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 
@@ -34,7 +34,7 @@ class _LayerMethod(Method):
     """A method that requires ``layer`` (the template checks it belongs to the model)."""
 
     needs_layer = True
-    parameters = {"n_steps": Int(minimum=1), "rule": Choice(RULES)}
+    parameters = {"n_steps": Int(minimum=1), "rule": Choice(ALL_RULES)}
 
     def __init__(self, model: Any, layer: Any, *, attribute_to_layer_input: bool = False) -> None:
         super().__init__(model, layer=layer, attribute_to_layer_input=attribute_to_layer_input)

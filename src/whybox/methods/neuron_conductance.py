@@ -27,7 +27,7 @@ from whybox.core.forward import _AUTOGRAD_OPTIONS, ChunkSize, Evaluator, RowBatc
 from whybox.core.gradients import walk_path
 from whybox.core.inputs import prepare_baselines
 from whybox.core.method import Choice, Int
-from whybox.core.paths import RULES, path_plan_tensors
+from whybox.core.paths import ALL_RULES, path_plan_tensors
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.scope import select_neuron
@@ -54,7 +54,7 @@ class NeuronConductance(Method):
     """
 
     needs_layer = True
-    parameters = {"n_steps": Int(minimum=1), "rule": Choice(RULES)}
+    parameters = {"n_steps": Int(minimum=1), "rule": Choice(ALL_RULES)}
 
     def __init__(
         self,

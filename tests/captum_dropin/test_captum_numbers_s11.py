@@ -1,0 +1,136 @@
+"""The facade gives Captum 0.9's numbers where Captum's definitions differ from the native
+ones: the ``riemann_trapezoid`` weights (summing to ``(n - 1) / n``) and LRP's table of
+default rules (a ``TypeError`` for layers Captum has no default for)."""
+
+import pytest
+import torch
+from captum.attr import _utils as captum_utils  # noqa: F401 - imports the submodule below
+from captum.attr._core import lrp as captum_lrp
+from captum.attr._utils import approximation_methods as captum_approx
+from torch import nn
+
+import whybox.attr as W
+from _support import assert_same_state, model_state, module_hook_count
+from whybox.attr._core import lrp as whybox_lrp
+from whybox.attr._utils import approximation_methods as whybox_approx
+from whybox.core.paths import ALL_RULES, CAPTUM_TRAPEZOID, RULES, path_plan
+from whybox.methods import IntegratedGradients as NativeIG
+from whybox.methods.lrp import LRP as NativeLRP
+
+C = pytest.importorskip("captum.attr")
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 7, 50])
+def test_approximation_parameters_are_captums(n):
+    for method in captum_approx.SUPPORTED_METHODS:
+        ours = [f(n) for f in whybox_approx.approximation_parameters(method)]
+        theirs = [f(n) for f in captum_approx.approximation_parameters(method)]
+        for mine, captums in zip(ours, theirs):
+            torch.testing.assert_close(
+                torch.tensor(mine, dtype=torch.float64),
+                torch.tensor(captums, dtype=torch.float64),
+                atol=1e-7,
+                rtol=0,
+            )
+    steps, _ = whybox_approx.riemann_builders(whybox_approx.Riemann.trapezoid)
+    assert abs(sum(steps(n)) - (n - 1) / n) < 1e-12
+
+
+def test_native_rules_stay_exact_and_captum_trapezoid_is_an_opt_in():
+    assert CAPTUM_TRAPEZOID in ALL_RULES and CAPTUM_TRAPEZOID not in RULES
+    for n in (2, 5, 50):
+        textbook = path_plan("riemann_trapezoid", n)
+        captums = path_plan(CAPTUM_TRAPEZOID, n)
+        assert abs(textbook[1].sum() - 1.0) < 1e-12
+        assert abs(captums[1].sum() - (n - 1) / n) < 1e-12
+        assert (textbook[0] == captums[0]).all()  # the same points
+    # closed form on f(x) = w.x + b: completeness for the textbook rule, (n - 1) / n of it
+    # for Captum's
+    torch.manual_seed(0)
+    model = nn.Linear(5, 1).double()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    gap = (model(x) - model(torch.zeros_like(x))).squeeze(1)
+    n = 8
+    for rule, scale in (("riemann_trapezoid", 1.0), (CAPTUM_TRAPEZOID, (n - 1) / n)):
+        result = NativeIG(model).attribute(x, target=0, n_steps=n, rule=rule)
+        torch.testing.assert_close(result.attributions.sum(1), scale * gap)
+
+
+def _mlp():
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+
+
+@pytest.mark.parametrize(
+    "name, layer, kwargs",
+    [
+        ("IntegratedGradients", None, {"target": 2}),
+        ("LayerIntegratedGradients", 0, {"target": 2}),
+        ("LayerConductance", 1, {"target": 2}),
+        ("InternalInfluence", 0, {"target": 2}),
+        ("NeuronIntegratedGradients", 0, {"neuron_selector": 3}),
+        ("NeuronConductance", 0, {"neuron_selector": 3, "target": 2}),
+    ],
+)
+def test_facade_trapezoid_gives_captums_numbers(name, layer, kwargs):
+    model = _mlp()
+    x = torch.randn(5, 4)
+    args = () if layer is None else (model[layer],)
+    options = dict(kwargs, n_steps=9, method="riemann_trapezoid")
+    ours = getattr(W, name)(model, *args).attribute(x, **options)
+    theirs = getattr(C, name)(model, *args).attribute(x, **options)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
+    # and they are not the textbook rule's numbers (which are n / (n - 1) larger)
+    assert (ours.abs().sum() - theirs.abs().sum() * 9 / 8).abs() > 1e-3 * ours.abs().sum()
+
+
+def test_neuron_conductance_default_and_delta_are_captums():
+    model = _mlp()
+    x = torch.randn(3, 4)
+    ours = W.NeuronConductance(model, model[0]).attribute(x, neuron_selector=1, target=0)
+    theirs = C.NeuronConductance(model, model[0]).attribute(x, neuron_selector=1, target=0)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
+    ig_options = dict(target=1, method="riemann_trapezoid", return_convergence_delta=True)
+    _, ours_delta = W.IntegratedGradients(model).attribute(x, **ig_options)
+    _, theirs_delta = C.IntegratedGradients(model).attribute(x, **ig_options)
+    torch.testing.assert_close(ours_delta, theirs_delta, atol=1e-6, rtol=1e-5)
+
+
+class _MyLinear(nn.Linear):
+    pass
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.Sequential(nn.Linear(4, 3), nn.Sigmoid(), nn.Linear(3, 2)),
+        lambda: nn.Sequential(_MyLinear(4, 3), nn.ReLU(), nn.Linear(3, 2)),  # exact types
+        lambda: nn.Sequential(nn.Sequential(nn.Linear(4, 3), nn.GELU()), nn.Linear(3, 2)),
+    ],
+)
+def test_lrp_facade_refuses_layers_captum_has_no_default_for(make):
+    x = torch.randn(2, 4)
+    for library in (C, W):
+        model = make().eval()  # Captum leaves its rules attached when it raises
+        before = model_state(model)
+        for cls, args in (("LRP", ()), ("LayerLRP", (model[-1],))):
+            with pytest.raises(TypeError):
+                getattr(library, cls)(model, *args).attribute(x)  # before the target check
+            with pytest.raises(TypeError, match="has no rule"):
+                getattr(library, cls)(model, *args).attribute(x, target=0)
+    assert module_hook_count(model) == 0
+    assert_same_state(model, before)
+    assert not any(hasattr(m, "rule") for m in model.modules())
+    # the native method has defaults for these; the facade runs once a rule is attached
+    native = NativeLRP(model).attribute(x, target=0).attributions
+    unsupported = [m for m in model.modules() if type(m) in (nn.Sigmoid, nn.GELU, _MyLinear)]
+    for module in unsupported:
+        module.rule = W.IdentityRule() if not isinstance(module, nn.Linear) else W.EpsilonRule()
+    torch.testing.assert_close(W.LRP(model).attribute(x, target=0), native)
+
+
+def test_lrp_default_rule_tables_are_captums():
+    ours = {k: v.__name__ for k, v in whybox_lrp.SUPPORTED_LAYERS_WITH_RULES.items()}
+    theirs = {k.__name__: v.__name__ for k, v in captum_lrp.SUPPORTED_LAYERS_WITH_RULES.items()}
+    assert {k.__name__: v for k, v in ours.items()} == theirs
+    assert whybox_lrp.SUPPORTED_NON_LINEAR_LAYERS == captum_lrp.SUPPORTED_NON_LINEAR_LAYERS
