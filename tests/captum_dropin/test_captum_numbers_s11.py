@@ -134,3 +134,97 @@ def test_lrp_default_rule_tables_are_captums():
     theirs = {k.__name__: v.__name__ for k, v in captum_lrp.SUPPORTED_LAYERS_WITH_RULES.items()}
     assert {k.__name__: v for k, v in ours.items()} == theirs
     assert whybox_lrp.SUPPORTED_NON_LINEAR_LAYERS == captum_lrp.SUPPORTED_NON_LINEAR_LAYERS
+
+
+class _Residual(nn.Module):
+    """Functions in forward: a scaled input, a residual sum and a functional ReLU."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 4)
+        self.act = nn.ReLU(inplace=inplace)
+        self.fc2 = nn.Linear(4, 4)
+        self.tanh = nn.Tanh()
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, x, y):
+        h = self.act(self.fc1(2.0 * x + y))
+        h = torch.relu(self.fc2(h)) + h  # a residual sum (relevance duplicated by Captum)
+        return self.out(self.tanh(h))
+
+
+class _WithAddition(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.add = W.Addition_Module() if hasattr(W, "Addition_Module") else None
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.add(self.fc(x), x))
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_lrp_facade_follows_captums_flow_through_functions(inplace):
+    torch.manual_seed(3)
+    model = _Residual(inplace).eval()
+    x, y = torch.randn(5, 4), torch.randn(5, 4)
+    for target in (0, 2):
+        theirs, theirs_delta = C.LRP(model).attribute(
+            (x, y), target=target, return_convergence_delta=True
+        )
+        ours, ours_delta = W.LRP(model).attribute(
+            (x, y), target=target, return_convergence_delta=True
+        )
+        for mine, captums in zip(ours, theirs):
+            torch.testing.assert_close(mine, captums, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(ours_delta, theirs_delta, atol=1e-4, rtol=1e-4)
+    # the native (conserving) flow gives another explanation on this model
+    native = NativeLRP(model).attribute((x, y), target=2)
+    assert not torch.allclose(native.attributions[0], ours[0], atol=1e-3)
+    assert module_hook_count(model) == 0
+
+
+def test_lrp_captum_flow_on_captums_addition_module_and_per_example_rows():
+    from whybox.attr._utils.custom_modules import Addition_Module
+
+    torch.manual_seed(4)
+    model = nn.Module()
+    model.fc, model.add, model.head = nn.Linear(3, 3), Addition_Module(), nn.Linear(3, 2)
+    model.forward = lambda x: model.head(model.add(model.fc(x), x))
+    x = torch.randn(6, 3)
+    ours = W.LRP(model).attribute(x, target=1)
+    # Captum's Addition_Module has an epsilon rule: each summand keeps its own share,
+    # R_i = a_i * R / s(a_1 + a_2); checked against Captum's class on the same model
+    from captum.attr._utils.custom_modules import Addition_Module as CaptumAddition
+
+    model.add = CaptumAddition()
+    theirs = C.LRP(model).attribute(x, target=1)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    # one example at a time gives the same rows (no batch coupling)
+    model.add = Addition_Module()
+    rows = torch.cat([W.LRP(model).attribute(x[i : i + 1], target=1) for i in range(6)])
+    torch.testing.assert_close(rows, ours, atol=1e-6, rtol=1e-5)
+
+
+def test_lrp_captum_flow_closed_form_on_a_scaled_input():
+    """f(x) = w . (k x): Captum's flow gives k * (w * k x) / f * f = k * w * k x (relevance
+    differentiated through the scaling, so it sums to k f); the conserving flow sums to f."""
+    model = nn.Module()
+    model.fc = nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        model.fc.weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
+    k = 3.0
+    model.forward = lambda x: model.fc(k * x)
+    x = torch.tensor([[1.0, 2.0, -4.0]], dtype=torch.float64)
+    model.double()
+    f = model(x)[0, 0]
+    captum_flow = NativeLRP(model, relevance_flow="captum").attribute(x, target=0).attributions
+    conserving = NativeLRP(model).attribute(x, target=0).attributions
+    w = model.fc.weight.detach()[0]
+    torch.testing.assert_close(captum_flow[0], k * w * k * x[0] * (f / (f + 1e-9)))
+    torch.testing.assert_close(conserving.sum(), f)
+    with pytest.raises(ValueError, match="relevance_flow"):
+        NativeLRP(model, relevance_flow="captum", layer=model.fc)
+    with pytest.raises(ValueError, match="relevance_flow"):
+        NativeLRP(model, relevance_flow="dup")

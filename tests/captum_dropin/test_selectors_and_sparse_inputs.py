@@ -279,11 +279,15 @@ class SumOfInputs(nn.Module):
         return self.lin(a + b)
 
 
-def test_lrp_splits_the_relevance_of_a_sum_of_inputs_where_captum_duplicates_it():
+def test_lrp_facade_duplicates_the_relevance_of_a_sum_as_captum_native_splits_it():
+    from whybox.methods.lrp import LRP as NativeLRP
+
     model = SumOfInputs()
     inputs = (torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[3.0, 6.0, 9.0]]))
     expected, actual = _both(lambda lib: lib.LRP(model), lambda m: m.attribute(inputs, target=0))
     _close(expected[0], expected[1])  # Captum: each input gets the relevance of a + b
-    _close(expected[0], actual[0] + actual[1])  # whybox: the shares add up to it
-    _close(actual[0] * 3, actual[1])  # in proportion to each input's part of the sum
-    assert torch.allclose(actual[0].sum() + actual[1].sum(), model(*inputs)[0, 0].detach())
+    _close(expected, actual)  # the facade: Captum's flow
+    native = NativeLRP(model).attribute(inputs, target=0).attributions
+    _close(expected[0], native[0] + native[1])  # natively the shares add up to it
+    _close(native[0] * 3, native[1])  # in proportion to each input's part of the sum
+    assert torch.allclose(native[0].sum() + native[1].sum(), model(*inputs)[0, 0].detach())

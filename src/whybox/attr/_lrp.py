@@ -118,12 +118,14 @@ def _attached_rules(facade: Any) -> dict[nn.Module, PropagationRule] | None:
     if not isinstance(model, nn.Module):
         return None  # the native check words the error
     owner = type(facade).__name__
-    attached = ((module, _rule_attribute(module)) for module in model.modules())
-    return {
-        module: _whybox_rule(value, module, owner)
-        for module, value in attached
-        if value is not None
-    }
+    rules: dict[nn.Module, PropagationRule] = {}
+    for module in model.modules():
+        value = _rule_attribute(module)
+        if value is not None:
+            rules[module] = _whybox_rule(value, module, owner)
+        elif type(module) is Addition_Module:  # in Captum's table, not a native type
+            rules[module] = EpsilonRule()
+    return rules
 
 
 def _with_captum_delta(result: Explanation, call: Call) -> Any:
@@ -147,7 +149,8 @@ class LRP(NoFuture, GradientAttribution):
 
     _spec = Spec(
         native.LRP,
-        init={"rules": _attached_rules},
+        # Captum's flow: relevance, not normalised relevance, crosses functions in forward
+        init={"rules": _attached_rules, "relevance_flow": lambda facade: "captum"},
         before=_check_captum_defaults,
         returns=_with_captum_delta,
     )
@@ -195,7 +198,9 @@ class LRP(NoFuture, GradientAttribution):
 class LayerLRP(LRP, LayerAttribution):
     """Captum-compatible LayerLRP: the relevance at ``layer``'s output (or input)."""
 
-    _spec = replace(LRP._spec, **LAYER)
+    # the conserving flow: the layer's relevance is its activation times the normalised
+    # relevance there, which is Captum's on layers reached through modules only
+    _spec = replace(LRP._spec, init={"rules": _attached_rules}, **LAYER)
 
     def __init__(self, model: nn.Module, layer: Any) -> None:
         LayerAttribution.__init__(self, model, layer)

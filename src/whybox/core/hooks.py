@@ -453,7 +453,8 @@ def module_rules(
     runs on a clone instead, so it cannot overwrite the input the rule gets. Yields the
     modules that got a rule. ``rules`` may also be a function ``module -> rule or None``,
     for rules chosen per module instance (LRP's per-layer rules, a layer left out of
-    DeepLift's rules).
+    DeepLift's rules). A rule with a true ``all_inputs`` attribute gets the tuple of
+    positional inputs instead of the first one (not cloned: it must not run in place).
 
     The modules are walked and the hooks registered when the block is entered.
     """
@@ -508,6 +509,17 @@ def _add_rule_hooks(model: Any, rules: Any, owner: _ModuleRules) -> list[nn.Modu
         if rule is None:
             continue
         matched.append(module)
+        if getattr(rule, "all_inputs", False):
+            # a rule that reads every positional input gets them as the tuple they came in
+            def every(module, args, output, _rule=rule):
+                if get_ident() != thread:
+                    return None  # another thread's forward: its values as they are
+                if not args or not isinstance(args[0], Tensor) or not isinstance(output, Tensor):
+                    return None
+                return _rule(module, args, output)
+
+            add(module, "forward", every)
+            continue
         if not getattr(module, "inplace", False):
             # the forward hook receives the very input the module ran on: one hook suffices
             def direct(module, args, output, _rule=rule):

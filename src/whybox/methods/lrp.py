@@ -39,6 +39,8 @@ any other leaf module without a rule is an error. Functions called inside ``forw
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,16 +52,17 @@ from whybox.core.call import Call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import row_gradients
 from whybox.core.hooks import module_rules
-from whybox.core.method import Bool, Check
+from whybox.core.method import Bool, Check, Choice
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.scope import Scope
-from whybox.core.validation import check_bool, check_real, fail
+from whybox.core.validation import check_bool, check_choice, check_real, fail
 
 from .base import Method
 
 __all__ = [
     "LRP",
+    "RELEVANCE_FLOWS",
     "PropagationRule",
     "EpsilonRule",
     "GammaRule",
@@ -133,6 +136,61 @@ class _Relay(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (ratio,) = ctx.saved_tensors
         return grad * ratio, None, None
+
+
+def _captum_z_rewrite(
+    rule: _ZRule, hooked: dict[int, Any], module: nn.Module, args: tuple[Any, ...], out: Tensor
+) -> Tensor:
+    """A z-rule under Captum 0.9's flow, where the gradient between modules is the
+    relevance ``R`` itself (not ``R / a``): ``R_in = a * J'^T (R_out / s(z'))``.
+
+    The output's relay divides by ``s(z')``; each input tensor ``a`` (once per forward,
+    ``hooked``) gets a tensor hook multiplying its whole gradient by ``a``, as Captum's
+    input hooks do (so a tensor also used outside the module, a residual branch, has the
+    sum of its gradients multiplied, as in Captum).
+    """
+    for a in args:
+        if not isinstance(a, Tensor) or not a.requires_grad:
+            continue
+        seen = hooked.get(id(a))
+        if seen is not None and seen() is a:
+            continue  # this tensor already has its hook (an input of two modules)
+        hooked[id(a)] = weakref.ref(a)  # weak: a chunk's activations are not kept
+        value_in = a.detach()
+        a.register_hook(lambda grad, _value=value_in: grad * _value)
+    parameters = rule._parameters(module)
+    value = out.detach()
+    if parameters is None:
+        z = out
+    else:
+        z = _forward_with(module, args[0], *parameters)
+    ratio = _stabilised_ratio(torch.ones_like(value), z.detach(), rule.epsilon)
+    return _Relay.apply(z, value, ratio)
+
+
+def _captum_pass(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+    """An activation, an :class:`IdentityRule` or a module without a rule under Captum 0.9's
+    flow: ``R`` passes unchanged (Captum's activation hook), through a relay of ratio 1."""
+    if x.numel() != out.numel():
+        raise TypeError(
+            f"LRP with Captum's flow passes relevance through {type(module).__name__} "
+            f"unchanged, which needs its input and output to have the same size; it maps "
+            f"{tuple(x.shape)} to {tuple(out.shape)}. Set a rule for it."
+        )
+    value = out.detach()
+    return _Relay.apply(x.reshape(out.shape), value, torch.ones_like(value))
+
+
+def _captum_rule(rule: PropagationRule | None, hooked: dict[int, Any]) -> Any:
+    """The rewrite of a leaf module with ``rule`` under Captum's flow (a user's own rule
+    class keeps its rewrite); ``hooked``: this forward's input tensors with a hook."""
+    if isinstance(rule, _ZRule):
+        bound = functools.partial(_captum_z_rewrite, rule, hooked)
+        bound.all_inputs = True  # type: ignore[attr-defined]
+        return bound
+    if rule is None or isinstance(rule, IdentityRule):
+        return _captum_pass
+    return rule.rewrite
 
 
 def _forward_with(module: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -574,6 +632,9 @@ def _resolve_named(
 # Method
 # --------------------------------------------------------------------------------------------
 
+#: how relevance crosses functions called in ``forward`` (see :class:`LRP`)
+RELEVANCE_FLOWS = ("conserving", "captum")
+
 
 #: module types whose (unpatched) forward returns a fresh tensor computed from the input by
 #: one differentiable operation: the output has no other use inside the module
@@ -616,11 +677,24 @@ class LRP(Method):
     layer, attribute_to_layer_input :
         Layer scope (Captum's LayerLRP): the relevance at the layer's output (input),
         ``activation * normalised relevance``, shaped like the layer.
+    relevance_flow : {"conserving", "captum"}, default "conserving"
+        How relevance crosses functions called in ``forward`` (``x1 + x2``, ``2 * x``,
+        residual sums). ``"conserving"``: the normalised relevance ``R / a`` is
+        differentiated through them, so each input of a sum gets its share
+        (``x_i * gradient``) and relevance is conserved. ``"captum"``: Captum 0.9's flow,
+        the relevance itself is differentiated through them (every input of a sum gets the
+        sum's whole relevance), activations pass it unchanged and the result is the
+        gradient at the inputs times ``f(x)``; inputs only (no ``layer``). The Captum facade
+        (``whybox.attr.LRP``) uses it, so its numbers are Captum's.
     """
 
     has_delta = True
     needs_module = True
-    parameters = {"rules": Check(_check_rules), "verbose": Bool()}
+    parameters = {
+        "rules": Check(_check_rules),
+        "verbose": Bool(),
+        "relevance_flow": Choice(RELEVANCE_FLOWS),
+    }
 
     def __init__(
         self,
@@ -629,9 +703,20 @@ class LRP(Method):
         rules: Mapping[Any, Any] | None = None,
         layer: Any = None,
         attribute_to_layer_input: bool = False,
+        relevance_flow: str = "conserving",
     ) -> None:
         super().__init__(model, layer=layer, attribute_to_layer_input=attribute_to_layer_input)
         self.rules = rules
+        self.relevance_flow = check_choice(
+            self.owner, "relevance_flow", relevance_flow, RELEVANCE_FLOWS
+        )
+        if relevance_flow == "captum" and layer is not None:
+            fail(
+                self.owner,
+                "relevance_flow",
+                '"conserving" with a layer (Captum\'s flow is for inputs only)',
+                relevance_flow,
+            )
 
     def _empty_delta(self, scope: Scope, call: Call, leaves: tuple[Tensor, ...]) -> Any:
         # one delta per layer, in the attributions' convention (as for a non-empty batch)
@@ -687,9 +772,14 @@ class LRP(Method):
         # gradients with respect to the inputs only: no tapped value reads a ruled output,
         # so z-rules on stock modules may scale the gradient at the output's own node
         on_node = scope.tap is None
+        captum_flow = self.relevance_flow == "captum"
+        leaf_ids = {id(module) for _, module, _ in resolved}
+        hooked: dict[int, Any] = {}  # Captum's flow: id -> weak ref of hooked input tensors
 
         def dispatch(module: nn.Module) -> Any:
             rule = by_module.get(id(module))
+            if captum_flow:
+                return _captum_rule(rule, hooked) if id(module) in leaf_ids else None
             if rule is None:
                 return None
             if on_node and _node_rewritable(rule, module):
@@ -701,8 +791,12 @@ class LRP(Method):
             grads, outputs = row_gradients(call, tap=scope.tap, record=recorded)
         # relevance = activation * normalised relevance (c = 1 at the explained output);
         # the layer's activations come from the same forward as the gradients
-        values = scope.values(call.tensors, recorded)
-        leaves = tuple(v * g for v, g in zip(values, grads))
+        if captum_flow:
+            # the gradient is the relevance normalised by the output (1 there): times f(x)
+            leaves = tuple(g * outputs.reshape((-1,) + (1,) * (g.dim() - 1)) for g in grads)
+        else:
+            values = scope.values(call.tensors, recorded)
+            leaves = tuple(v * g for v, g in zip(values, grads))
         parameters = {"rules": {name or "(model)": _rule_repr(r) for name, _, r in resolved}}
         delta = None
         if return_delta:
