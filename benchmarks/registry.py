@@ -373,7 +373,7 @@ def measure(
             floor, chunk = _floor(workload.model, all_rows, spec.gradient, budget / 4)
             calls = {"native": native, "floor": floor}
             facade_chunk = None
-            captum_error = None
+            captum_error = facade_error = None
             if spec.captum is not None:
                 calls["facade"] = _captum_style_call(
                     whybox_attr, name, spec, workload, setup["layer"]
@@ -384,9 +384,17 @@ def measure(
                 captum_error = _failure(calls["captum"])
                 if captum_error is not None:  # e.g. Captum's LRP without a rule for a module
                     del calls["captum"]
+                # the facade refuses what Captum refuses (DeepLift on reused modules)
+                facade_error = _failure(calls["facade"])
+                if facade_error is not None:
+                    del calls["facade"]
                 # the facade may push other rows than the native method (DeepLift's facade
                 # runs inputs and references together, the native one apart): its own floor
-                facade_rows = torch.cat(_recorded_rows(workload.model, calls["facade"]))
+                facade_rows = (
+                    all_rows
+                    if facade_error is not None
+                    else torch.cat(_recorded_rows(workload.model, calls["facade"]))
+                )
                 if facade_rows.shape != all_rows.shape or not torch.equal(facade_rows, all_rows):
                     calls["facade floor"], facade_chunk = _floor(
                         workload.model, facade_rows, spec.gradient, budget / 4
@@ -406,6 +414,8 @@ def measure(
             row["facade_floor_chunk"] = facade_chunk
             if captum_error is not None:
                 row["captum_error"] = captum_error
+            if facade_error is not None:
+                row["facade_error"] = facade_error
             if "facade" in seconds:
                 row["facade/floor"] = seconds["facade"] / seconds.get(
                     "facade floor", seconds["floor"]
@@ -433,12 +443,17 @@ def _captum_cell(row: dict[str, Any]) -> str:
     return f"fails ({error.split(':')[0]})" if error else _fmt(row.get("captum_s"))
 
 
+def _facade_cell(row: dict[str, Any]) -> str:
+    error = row.get("facade_error")
+    return f"fails ({error.split(':')[0]})" if error else _fmt(row.get("facade_s"))
+
+
 def _line(row: dict[str, Any]) -> str:
     return (
         f"| {row['workload']} | {row['method']} | {row['rows']} ({row['forwards']}) "
         f"| {_fmt(row['native_s'])} | {_fmt(row['floor_s'])} ({row['floor_chunk']}) "
         f"| {_fmt(row['native/floor'], goal=FLOOR_GOAL)} "
-        f"| {_fmt(row.get('facade_s'))} | {_captum_cell(row)} "
+        f"| {_facade_cell(row)} | {_captum_cell(row)} "
         f"| {_fmt(row.get('facade/floor'), goal=FLOOR_GOAL)} "
         f"| {_fmt(row.get('facade/captum'), goal=CAPTUM_GOAL)} |"
     )
@@ -509,6 +524,12 @@ def main(argv: list[str] | None = None) -> int:
             f"- Captum fails on {row['workload']} / {row['method']}: {row['captum_error']}"
             for row in rows
             if row.get("captum_error")
+        ),
+        *(
+            f"- the facade refuses {row['workload']} / {row['method']} as Captum does: "
+            f"{row['facade_error']}"
+            for row in rows
+            if row.get("facade_error")
         ),
         "",
     ]

@@ -308,9 +308,10 @@ def test_registry_benchmark_floor_replays_the_recorded_rows(monkeypatch):
     assert all(part.shape[0] <= chunk for part in seen)
 
 
-def test_registry_benchmark_reports_captum_failing_and_still_times_the_facade(monkeypatch):
+def test_registry_benchmark_reports_captum_and_the_facade_refusing(monkeypatch):
     """On the ResNet workload Captum's DeepLift raises (a ReLU module called twice per
-    forward); the row names the error and still carries the facade's ratio."""
+    forward), and the facade refuses it as Captum does: the row names both errors and
+    still times the native method."""
     monkeypatch.syspath_prepend(str(BENCH))
     import registry
 
@@ -319,8 +320,9 @@ def test_registry_benchmark_reports_captum_failing_and_still_times_the_facade(mo
     monkeypatch.setattr(registry, "_floor", lambda *a, **k: (lambda: None, 1))
     (row,) = registry.measure(["resnet64"], ["deeplift"], rounds=1, budget=0.01)
     assert row["captum_error"].startswith("RuntimeError")
-    assert "captum_s" not in row and row["facade/floor"] == 1.0
-    assert "fails (RuntimeError)" in registry._line(row)
+    assert row["facade_error"].startswith("RuntimeError")
+    assert "captum_s" not in row and "facade_s" not in row and row["native/floor"] == 1.0
+    assert registry._line(row).count("fails (RuntimeError)") == 2
     # and a workload Captum runs has no error entry
     (row,) = registry.measure(["resnet64"], ["saliency"], rounds=1, budget=0.01)
     assert "captum_error" not in row and row["facade/captum"] == 1.0

@@ -228,3 +228,44 @@ def test_lrp_captum_flow_closed_form_on_a_scaled_input():
         NativeLRP(model, relevance_flow="captum", layer=model.fc)
     with pytest.raises(ValueError, match="relevance_flow"):
         NativeLRP(model, relevance_flow="dup")
+
+
+class _Reused(nn.Module):
+    """One ReLU module called twice (Captum's BasicModelWithReusableModules)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(6)
+        self.lin1, self.relu, self.lin2 = nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.relu(self.lin2(self.relu(self.lin1(x))))
+
+
+def test_deeplift_facade_refuses_reused_modules_as_captum_does():
+    from whybox.methods import DeepLift as NativeDeepLift
+
+    model = _Reused().eval()
+    x = torch.rand(2, 3)
+    before = model_state(model)
+    for library in (C, W):
+        for cls, kwargs in (("DeepLift", {}), ("DeepLiftShap", {"baselines": torch.zeros(3, 3)})):
+            with pytest.raises(RuntimeError, match="more than once"):
+                getattr(library, cls)(model).attribute(x, target=0, **kwargs)
+    assert module_hook_count(model) == 0
+    assert_same_state(model, before)
+    # the gradient to lin2's output crosses only the second call: no error, Captum's numbers
+    ours = W.LayerDeepLift(model, model.lin2).attribute(x, target=0)
+    theirs = C.LayerDeepLift(model, model.lin2).attribute(x, target=0)
+    torch.testing.assert_close(ours, theirs)
+    # the facade works again afterwards (nothing left over), and natively reuse is explained
+    separate = _Reused().eval()
+    separate.relu2 = nn.ReLU()
+    separate.forward = lambda t: separate.relu2(separate.lin2(separate.relu(separate.lin1(t))))
+    torch.testing.assert_close(
+        W.DeepLift(separate).attribute(x, target=0), C.DeepLift(separate).attribute(x, target=0)
+    )
+    native = NativeDeepLift(model).attribute(x, target=0)
+    torch.testing.assert_close(
+        native.attributions, W.DeepLift(separate).attribute(x, target=0), atol=1e-6, rtol=1e-5
+    )

@@ -34,9 +34,10 @@ from whybox.methods.deeplift import DeepLift, DeepLiftShap
 
 
 class _Net(nn.Module):
-    """In-place ReLU, a ReLU used twice, ReLU -> overlapping max pool, softmax."""
+    """In-place ReLU, a ReLU used twice (two instances with ``reuse=False``: the facade,
+    as Captum, refuses reused modules), ReLU -> overlapping max pool, softmax."""
 
-    def __init__(self) -> None:
+    def __init__(self, reuse: bool = True) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.conv = nn.Conv2d(2, 4, 3, padding=1)
@@ -47,11 +48,12 @@ class _Net(nn.Module):
         self.fc = nn.Linear(4 * 4 * 4, 8)
         self.fc2 = nn.Linear(8, 5)
         self.softmax = nn.Softmax(dim=1)
+        self.second = self.shared if reuse else nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.pool(self.relu_inplace(self.conv(x)))
         h = self.shared(self.conv2(h))
-        h = self.shared(self.fc(h.flatten(1)))
+        h = self.second(self.fc(h.flatten(1)))
         return self.softmax(self.fc2(h))
 
 
@@ -66,12 +68,13 @@ def _inputs(dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
 
 def _cases(dtype: torch.dtype) -> dict[str, Callable[[], tuple[Tensor, ...]]]:
     model = _Net().to(dtype).eval()
+    separate = _Net(reuse=False).to(dtype).eval()
     x, per_example, distribution = _inputs(dtype)
     broadcast = per_example[1:2]
 
-    def native(cls, baselines, **options):
+    def native(cls, baselines, on=model, **options):
         def call() -> tuple[Tensor, ...]:
-            result = cls(model, **options).attribute(x, baselines=baselines, target=2)
+            result = cls(on, **options).attribute(x, baselines=baselines, target=2)
             return (result.attributions, result.delta)
 
         return call
@@ -91,29 +94,31 @@ def _cases(dtype: torch.dtype) -> dict[str, Callable[[], tuple[Tensor, ...]]]:
     cases["native_shap_paired"] = native(DeepLiftShap, distribution, reference_pass="paired")
     cases["native_shap_apart"] = native(DeepLiftShap, distribution, reference_pass="apart")
     cases["native_layer"] = native(DeepLift, per_example, layer=model.conv2)
-    cases["native_custom_rules"] = native(
-        DeepLift, per_example, rules=lambda m: CaptumRules().rule_for(m)
+    cases["native_custom_rules"] = native(  # Captum's rules refuse reused modules
+        DeepLift, per_example, on=separate, rules=lambda m: CaptumRules().rule_for(m)
     )
     cases["facade"] = facade(
-        lambda: attr.DeepLift(model), x, per_example, target=2, return_convergence_delta=True
+        lambda: attr.DeepLift(separate), x, per_example, target=2, return_convergence_delta=True
     )
-    cases["facade_eps"] = facade(lambda: attr.DeepLift(model, eps=1e-3), x, broadcast, target=2)
+    cases["facade_eps"] = facade(lambda: attr.DeepLift(separate, eps=1e-3), x, broadcast, target=2)
     cases["facade_shap"] = facade(
-        lambda: attr.DeepLiftShap(model),
+        lambda: attr.DeepLiftShap(separate),
         x,
         distribution,
         target=1,
         return_convergence_delta=True,
     )
     cases["facade_layer"] = facade(
-        lambda: attr.LayerDeepLift(model, model.conv2), x, per_example, target=2
+        lambda: attr.LayerDeepLift(separate, separate.conv2), x, per_example, target=2
     )
     cases["facade_layer_shap"] = facade(
-        lambda: attr.LayerDeepLiftShap(model, model.fc), x, distribution, target=2
+        lambda: attr.LayerDeepLiftShap(separate, separate.fc), x, distribution, target=2
     )
-    cases["facade_neuron"] = facade(lambda: attr.NeuronDeepLift(model, model.fc), x, 3, per_example)
+    cases["facade_neuron"] = facade(
+        lambda: attr.NeuronDeepLift(separate, separate.fc), x, 3, per_example
+    )
     cases["facade_neuron_shap"] = facade(
-        lambda: attr.NeuronDeepLiftShap(model, model.conv2), x, (1, 2, 2), distribution
+        lambda: attr.NeuronDeepLiftShap(separate, separate.conv2), x, (1, 2, 2), distribution
     )
     return cases
 
@@ -125,7 +130,9 @@ def _general_routes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         _Adjacent,
         "__call__",
-        lambda self, module, x, out: self.applied(x, out, lambda rule: rule(module, x, out)),
+        lambda self, module, x, out: self.applied(
+            module, x, out, lambda rule: rule(module, x, out)
+        ),
     )
     monkeypatch.setattr(_deeplift, "_SHARED_RULES", {})
     monkeypatch.setattr(_deeplift, "_MAX_SHARED", 0)
@@ -228,7 +235,7 @@ class _Meeting(nn.Module):
 
 def test_two_threads_on_one_model_get_their_own_numbers():
     barrier = threading.Barrier(3)
-    model = _Net().double().eval()
+    model = _Net(reuse=False).double().eval()
     model.conv = nn.Sequential(model.conv, _Meeting(barrier))
     x, per_example, distribution = _inputs(torch.float64)
     calls = [

@@ -17,6 +17,11 @@ numbers are Captum 0.9's. It departs from the textbook Rescale rules
 3. Max pools spread the carried differences back with ``max_unpool``, which keeps only ONE of
    the values of overlapping windows sharing an argmax (the chain rule adds them).
 
+And like Captum, a nonlinearity module called more than once in a forward (one ReLU module
+reused) is an error when the gradient reaches one of its earlier calls: Captum's hooks keep
+one input and output per module and raise ``RuntimeError`` there (the native
+:class:`whybox.methods.DeepLift` explains such models).
+
 Completeness does not hold in general under these rules.
 """
 
@@ -98,9 +103,12 @@ class _Adjacent:
         keep = producer is None or producer[0] is not x or not producer[1]
         result = self.rule(module, x, out) if keep else out
         kept[id(result)] = (result, keep)
+        self.rules._called(module, result)
         return result
 
-    def applied(self, x: Tensor, out: Tensor, apply: Callable[[Rule], Tensor]) -> Tensor:
+    def applied(
+        self, module: nn.Module, x: Tensor, out: Tensor, apply: Callable[[Rule], Tensor]
+    ) -> Tensor:
         """``apply(self.rule)``, or ``out`` where the rule is skipped; the result is
         remembered for the modules that run on it. ``apply`` is the paired call of the rule
         or, with the references run apart, its apart form
@@ -110,12 +118,28 @@ class _Adjacent:
         keep = producer is None or producer[0] is not x or not producer[1]
         result = apply(self.rule) if keep else out
         kept[id(result)] = (result, keep)
+        self.rules._called(module, result)
         return result
+
+
+class _ReusedModule:
+    """Tensor hook raising Captum's error for a module called more than once."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __call__(self, grad: Tensor) -> None:
+        raise RuntimeError(
+            f"DeepLift (Captum 0.9's rules): the module {self.module!r} is called more than "
+            "once in the forward (one module instance used at several places), which "
+            "Captum's DeepLift cannot explain and refuses. Use a separate instance per "
+            "use, or whybox.methods.DeepLift, which explains reused modules."
+        )
 
 
 register_wrapper_form(
     _Adjacent,
-    lambda rule, module, x, out, apply: rule.applied(x, out, apply),
+    lambda rule, module, x, out, apply: rule.applied(module, x, out, apply),
     inner=lambda rule: rule.rule,
 )
 
@@ -152,8 +176,23 @@ class CaptumRules(RuleSet):
             kept = state["kept"] = {}
         return kept
 
+    def _called(self, module: nn.Module, result: Tensor) -> None:
+        """Record ``module``'s call in this forward; from its second call on, the gradient
+        reaching an earlier call's output raises Captum's reuse error."""
+        state = self._local.__dict__
+        calls = state.get("calls")
+        if calls is None:
+            calls = state["calls"] = {}
+        earlier = calls.get(id(module))
+        calls[id(module)] = (module, result)
+        if earlier is not None and earlier[0] is module and earlier[1].requires_grad:
+            earlier[1].register_hook(_ReusedModule(module))
+
     def reset(self) -> None:
         self._kept().clear()
+        calls = self._local.__dict__.get("calls")
+        if calls:
+            calls.clear()
 
     def in_forward(self) -> bool:
         """Whether a forward of this thread has state here now (a module kept its rule or
