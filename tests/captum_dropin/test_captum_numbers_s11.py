@@ -269,3 +269,23 @@ def test_deeplift_facade_refuses_reused_modules_as_captum_does():
     torch.testing.assert_close(
         native.attributions, W.DeepLift(separate).attribute(x, target=0), atol=1e-6, rtol=1e-5
     )
+
+
+def test_lrp_captum_flow_two_threads_and_chunks_give_the_serial_result():
+    from _support import run_together
+
+    torch.manual_seed(7)
+    model = _Residual().eval()
+    x, y = torch.randn(6, 4), torch.randn(6, 4)
+    expected = W.LRP(model).attribute((x, y), target=1)
+
+    def run():
+        return [W.LRP(model).attribute((x, y), target=1) for _ in range(4)]
+
+    for rounds in run_together(run, run):
+        for got in rounds:
+            assert all(torch.equal(g, e) for g, e in zip(got, expected))
+    chunked = NativeLRP(model, relevance_flow="captum").attribute((x, y), target=1, chunk_size=2)
+    for got, want in zip(chunked.attributions, expected):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+    assert module_hook_count(model) == 0
