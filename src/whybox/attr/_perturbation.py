@@ -502,10 +502,20 @@ class KernelShap(Lime):
     small coalition sizes exactly and solves the Shapley-kernel regression with the
     efficiency constraint exactly (Captum fits an unconstrained regression with large
     weights on the two constraint rows); with ``n_samples >= 2**M`` the result is exact.
+    As in Captum, each example of a batch gets its own coalitions, drawn from torch's
+    global generator after the previous example's (native ``coalitions="per_example"``):
+    row ``i`` of a batch equals the ``i``-th of single calls made after one seed. The
+    forwards still hold the rows of every example.
     """
 
     _spec = Spec(
-        native.KernelShap, renames=_BASELINES, captum_random=True, returns=_in_captum_dtype
+        native.KernelShap,
+        renames=_BASELINES,
+        # Captum fits one example at a time, each on coalitions drawn after the previous
+        # example's: a batch's row i is what the i-th of single calls seeded once gives
+        fixed={"coalitions": "per_example"},
+        captum_random=True,
+        returns=_in_captum_dtype,
     )
     #: Captum's attribute: the weight of the empty and full coalitions in its regression
     #: (whybox enforces that constraint exactly instead)

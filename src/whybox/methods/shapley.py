@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -31,10 +32,11 @@ from whybox.core.call import Call, prepare_call
 from whybox.core.forward import ChunkSize, RowBatch
 from whybox.core.inputs import prepare_baselines
 from whybox.core.masks import Coalitions, kernel_shap_coalitions
-from whybox.core.method import Bool, Check, Int
+from whybox.core.method import Bool, Check, Choice, Int
 from whybox.core.perturbation import (
     EmptyBatchInBody,
     FlatMasks,
+    Outputs,
     check_aggregate_masks,
     check_finite,
     check_finite_each,
@@ -51,6 +53,7 @@ from whybox.core.surrogate.fit import (
     _NORMAL_MAX_FEATURES,
     NormalFactor,
     _constrained_checked,
+    constrained_wls_stack,
     normal_factor,
 )
 from whybox.core.validation import fail
@@ -110,12 +113,14 @@ def _empty(method: Method, call: Call, masks: FlatMasks, *, input_shape: bool = 
 
 
 def _on_present(masks: FlatMasks, present: Tensor, keep: Tensor) -> Tensor:
-    """Coalitions over present features ``(k, Mp)`` -> over all ids ``(k, M)`` (``keep``
-    itself when every id is present: ``present`` is then ``0..M-1``)."""
+    """Coalitions over present features ``(k, Mp)`` (or ``(k, N, Mp)``, one per example) ->
+    over all ids ``(k, M)`` (``(k, N, M)``); ``keep`` itself when every id is present:
+    ``present`` is then ``0..M-1``."""
     if present.numel() == masks.n_features:
         return keep
-    full = torch.zeros(keep.shape[0], masks.n_features, dtype=torch.bool, device=keep.device)
-    full[:, present.to(keep.device)] = keep
+    shape = (*keep.shape[:-1], masks.n_features)
+    full = torch.zeros(shape, dtype=torch.bool, device=keep.device)
+    full[..., present.to(keep.device)] = keep
     return full
 
 
@@ -380,6 +385,9 @@ def _permutations(random: RandomSource, n_features: int, n_samples: int, present
 #: where drawing them is a large share of the call; an image's per-pixel design is not kept
 _CACHED_DESIGN_CELLS = 2**18
 
+#: KernelShap's ``coalitions`` options
+COALITION_MODES = ("shared", "per_example")
+
 
 class _Design(NamedTuple):
     """KernelSHAP's coalitions with what its regression reads of them.
@@ -394,6 +402,11 @@ class _Design(NamedTuple):
     factor: NormalFactor | None = None
 
 
+def _is_int_seed(seed: Any) -> bool:
+    """Whether ``seed`` is an int seed (numpy ints too, never a bool)."""
+    return isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+
+
 def _design(m: int, budget: int, seed: Any) -> _Design:
     """KernelSHAP's coalitions and weights for ``budget`` samples over ``m`` features.
 
@@ -403,23 +416,191 @@ def _design(m: int, budget: int, seed: Any) -> _Design:
     designs are cached (``_CACHED_DESIGN_CELLS``).
     """
     small = m * max(budget, 1) <= _CACHED_DESIGN_CELLS  # the cache's memory stays bounded
-    if small and isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+    if small and _is_int_seed(seed):
         return _seeded_design(m, budget, int(seed))
-    coalitions = kernel_shap_coalitions(m, budget, make_random(seed).generator)
+    return _draw(m, budget, make_random(seed).generator)
+
+
+def _draw(m: int, budget: int, generator: torch.Generator | None) -> _Design:
+    """One design drawn from ``generator`` (``None``: torch's global one), no factor."""
+    coalitions = kernel_shap_coalitions(m, budget, generator)
     return _Design(coalitions, coalitions.masks.to(torch.float64))
+
+
+def _with_factor(design: _Design) -> _Design:
+    """``design`` with its normal-equations factor where the solver would use one (a CPU
+    design of ``2..64`` features with rows): for designs that are cached and solved again."""
+    m, X = design.X.shape[1], design.X
+    if 1 < m <= _NORMAL_MAX_FEATURES and X.device.type == "cpu" and X.shape[0] > 0:
+        # the regression's design part, computed once for every call on this design
+        factor = normal_factor(X.numpy(), design.coalitions.weights.numpy())
+        return design._replace(factor=factor)
+    return design
 
 
 @functools.lru_cache(maxsize=32)
 def _seeded_design(m: int, budget: int, seed: int) -> _Design:
     """:func:`_design` for an int seed (cached; callers only read it: KernelShap copies the
     coalitions into its items and its solver reads the weights, ``X`` and the factor)."""
-    coalitions = kernel_shap_coalitions(m, budget, make_random(seed).generator)
-    X = coalitions.masks.to(torch.float64)
-    factor = None
-    if 1 < m <= _NORMAL_MAX_FEATURES and X.device.type == "cpu" and X.shape[0] > 0:
-        # the regression's design part, computed once for every call on this design
-        factor = normal_factor(X.numpy(), coalitions.weights.numpy())
-    return _Design(coalitions, X, factor)
+    return _with_factor(_draw(m, budget, make_random(seed).generator))
+
+
+def _example_designs(
+    m: int, budget: int, seed: Any, n: int
+) -> tuple[tuple[_Design, ...], Callable[[], None] | None]:
+    """One design per example, drawn in sequence from one generator (KernelShap's
+    ``coalitions="per_example"``): example ``i``'s design is the source's ``i``-th draw.
+
+    Parameters
+    ----------
+    m, budget : int
+        Present features and coalitions per design (as :func:`_design`).
+    seed : None, int, torch.Generator or RandomSource
+        An int seeds one fresh generator for all ``n`` draws (small jobs are cached,
+        :func:`_seeded_designs`); ``None`` seeds one from torch's global generator.
+    n : int
+        Examples (``>= 2``).
+
+    Returns
+    -------
+    designs : tuple of _Design
+        ``n`` designs, or one when a design involves no random draw (every coalition
+        enumerated, or none to draw): every example's would be that one.
+    rewind : callable or None
+        Puts a caller's generator (``torch.Generator``, random source, torch's global one)
+        back where it stood after the first design, for an aggregate model that explains the
+        batch with one design (what ``coalitions="shared"`` draws); ``None`` when the
+        generator is private or nothing more was drawn.
+    """
+    if _is_int_seed(seed):
+        if m * max(budget, 1) * n <= _CACHED_DESIGN_CELLS:  # the cache's memory stays bounded
+            return _seeded_designs(m, budget, int(seed), n), None
+        return _draw_designs(m, budget, make_random(seed).generator, n, rewindable=False)
+    # ``None``: a fresh generator seeded from the global one, which no caller sees again
+    return _draw_designs(m, budget, make_random(seed).generator, n, rewindable=seed is not None)
+
+
+def _draw_designs(
+    m: int, budget: int, generator: torch.Generator | None, n: int, *, rewindable: bool
+) -> tuple[tuple[_Design, ...], Callable[[], None] | None]:
+    """:func:`_example_designs` from ``generator`` (``None``: torch's global one)."""
+    first = _draw(m, budget, generator)
+    if first.coalitions.masks.shape[0] == first.coalitions.n_enumerated:
+        return (first,), None  # no draw was random: the same design for every example
+    rewind = _rewinder(generator) if rewindable else None
+    return (first, *(_draw(m, budget, generator) for _ in range(n - 1))), rewind
+
+
+def _rewinder(generator: torch.Generator | None) -> Callable[[], None]:
+    """A function that restores ``generator``'s present state (``None``: torch's global
+    CPU generator, where :func:`kernel_shap_coalitions` draws for it)."""
+    if generator is None:
+        state = torch.get_rng_state()
+        return lambda: torch.set_rng_state(state)
+    state = generator.get_state()
+    return lambda: generator.set_state(state)
+
+
+@functools.lru_cache(maxsize=32)
+def _seeded_designs(m: int, budget: int, seed: int, n: int) -> tuple[_Design, ...]:
+    """:func:`_example_designs` for an int seed (cached; only read)."""
+    designs, _ = _draw_designs(m, budget, make_random(seed).generator, n, rewindable=False)
+    return designs
+
+
+def _per_example_fit(
+    call: Call,
+    base: tuple[Tensor, ...],
+    masks: FlatMasks,
+    present: Tensor,
+    designs: tuple[_Design, ...],
+) -> tuple[Tensor, Tensor, Outputs] | None:
+    """Evaluate each example on its own design and solve its own regression.
+
+    Items are shared by the examples, so forwards still hold the rows of every example
+    (``N`` rows per item, chunked as the shared route): item 0 is the empty coalition,
+    item 1 the full one, item ``2 + j`` row ``j`` of each example's design. A design with
+    fewer rows than the longest (sampled duplicates merge) is padded with the empty
+    coalition, whose values get no weight in its regression.
+
+    Returns
+    -------
+    tuple or None
+        ``phi`` ``(B, Mp)`` float64 (row ``b`` solved on the design of the example value
+        ``b`` belongs to), ``total`` ``(B,)`` float64 (``f(x) - f(baseline)``) and the
+        outputs (``values`` ``(2 + K, B)`` for ``K`` the longest design's rows); ``None``
+        for a model with one output per batch: an aggregate explains the batch as a whole,
+        on one design, which the caller evaluates instead.
+    """
+    n, m = call.batch_size, present.numel()
+    device = call.tensors[0].device
+    rows = [design.coalitions.masks.shape[0] for design in designs]
+    k = max(rows)
+    blocks = []
+    for design, r in zip(designs, rows):
+        block = design.coalitions.masks
+        if r < k:
+            block = torch.cat([block, block.new_zeros(k - r, m)])
+        blocks.append(block)
+    ends = _empty_and_full(m, blocks[0].device).unsqueeze(1).expand(2, n, m)
+    keep = torch.cat([ends, torch.stack(blocks, dim=1)])  # (2 + K, N, Mp)
+    if keep.device != device:
+        keep = keep.to(device)
+    items_keep = _on_present(masks, present, keep)  # (2 + K, N, M): once, not per chunk
+
+    def build(start: int, stop: int) -> RowBatch:
+        return coalition_rows(call.tensors, base, masks, items_keep[start:stop])
+
+    outputs = run_items(call, n_items=2 + k, build=build, rows_per_item=n)
+    if outputs.aggregate:
+        return None
+    check_finite(call.owner, "forward_func", (outputs.values,), expected=_FINITE_OUTPUTS)
+    values = outputs.values.to(torch.float64)
+    empty, total = values[0], values[1] - values[0]
+    phi = _solve_stacked(designs, rows, values[2:] - empty, total)
+    return (phi.to(device) if phi.device != device else phi), total, outputs
+
+
+def _solve_stacked(
+    designs: tuple[_Design, ...], rows: list[int], y: Tensor, total: Tensor
+) -> Tensor:
+    """Every example's constrained Shapley-kernel regression on its own design, at once
+    (:func:`~whybox.core.surrogate.fit.constrained_wls_stack`).
+
+    Parameters
+    ----------
+    designs : tuple of _Design
+        ``N`` designs over ``p >= 2`` features, ``rows[i]`` coalitions each.
+    y : Tensor, shape (K, B)
+        Outputs minus ``f(baseline)`` per item (``K = max(rows)``), value ``b`` belonging to
+        example ``b // (B / N)``; rows past an example's design are left out (weight 0).
+    total : Tensor, shape (B,)
+        ``f(x) - f(baseline)`` per value.
+
+    Returns
+    -------
+    Tensor, shape (B, p), float64, on the CPU
+    """
+    n, k, p = len(designs), y.shape[0], designs[0].X.shape[1]
+    per = y.shape[1] // n
+    if all(r == k for r in rows):
+        X = np.stack([_host(design.X) for design in designs])  # (N, K, p)
+        w = np.stack([_host(design.coalitions.weights) for design in designs])  # (N, K)
+    else:  # zero rows and weights past a design's end: no part in the fit
+        X, w = np.zeros((n, k, p)), np.zeros((n, k))
+        for i, (design, r) in enumerate(zip(designs, rows)):
+            X[i, :r], w[i, :r] = _host(design.X), _host(design.coalitions.weights)
+    targets = _host(y).reshape(k, n, per).transpose(1, 0, 2)  # (N, K, per)
+    totals = _host(total).reshape(n, per)
+    coef = constrained_wls_stack(X, w, targets, totals)  # (N, p, per)
+    return torch.from_numpy(coef.transpose(0, 2, 1).reshape(n * per, p))
+
+
+def _host(t: Tensor) -> np.ndarray:
+    """``t`` as a numpy array (a view for a CPU tensor without autograd history)."""
+    if t.device.type == "cpu" and not t.requires_grad:
+        return t.numpy()
+    return t.detach().cpu().numpy()
 
 
 @register("kernel_shap")
@@ -437,6 +618,7 @@ class KernelShap(EmptyBatchInBody, Method):
     parameters = {
         "n_samples": Int(minimum=2),
         "seed": Check(check_seed),
+        "coalitions": Choice(COALITION_MODES),
         "return_input_shape": Bool(),
     }
 
@@ -450,6 +632,7 @@ class KernelShap(EmptyBatchInBody, Method):
         feature_mask: Any = None,
         n_samples: int = 25,
         seed: int | torch.Generator | RandomSource | None = None,
+        coalitions: Literal["shared", "per_example"] = "shared",
         return_input_shape: bool = True,
         chunk_size: ChunkSize = "auto",
         show_progress: bool = False,
@@ -462,8 +645,17 @@ class KernelShap(EmptyBatchInBody, Method):
             as :meth:`ShapleyValues.attribute`
         n_samples : model evaluations per example, counting the empty and the full
             coalition (Captum's budget); at least 2
-        seed : int, ``torch.Generator`` or random source; coalitions are shared by all
-            examples (one regression with ``N`` outputs)
+        seed : int, ``torch.Generator`` or random source, where the coalitions are drawn
+        coalitions : {"shared", "per_example"}
+            ``"shared"``: one design of coalitions for all examples (one regression with
+            ``N`` outputs; results do not depend on the batch layout). ``"per_example"``:
+            each example draws its own design, example ``i``'s being the ``i``-th draw
+            from the source (an int seed or ``None`` seeds one generator for the batch),
+            so a batch gives what calls on its examples one at a time give when they draw
+            from one source in turn (Captum's contract). The forwards still hold every
+            example's rows; each example's regression is solved on its own design. A
+            model returning one value per batch explains the batch on one design (the
+            first draw) either way; so does a design without random draws.
         return_input_shape : ``True``: attributions shaped like ``inputs``; ``False``:
             one coefficient per feature, ``(N, M)``
 
@@ -490,25 +682,43 @@ class KernelShap(EmptyBatchInBody, Method):
         m = present.numel()
         device = call.tensors[0].device
         n = call.batch_size
-        # the design's draws come from the source's torch generator (global for the facade)
-        design, X, factor = _design(m, n_samples - 2, seed)
-        coalitions = design.masks if design.masks.device == device else design.masks.to(device)
+        # the designs' draws come from the source's torch generator (global for the facade)
+        if coalitions == "per_example" and n > 1:
+            designs, rewind = _example_designs(m, n_samples - 2, seed, n)
+            if len(designs) > 1:
+                fit = _per_example_fit(call, base, masks, present, designs)
+                if fit is not None:
+                    enumerated = designs[0].coalitions.n_enumerated  # the same in every one
+                    return self._wrap(
+                        call, masks, present, *fit, n_samples, enumerated, return_input_shape
+                    )
+                if rewind is not None:
+                    rewind()  # as if only the batch's one design had been drawn
+            design = designs[0]
+        else:
+            design = _design(m, n_samples - 2, seed)
+        sampled, X, factor = design
+        coalitions_keep = (
+            sampled.masks if sampled.masks.device == device else sampled.masks.to(device)
+        )
         if X.device != device:
             X = X.to(device)  # the regression runs where the inputs are, as the rows
         # item 0: the empty coalition, item 1: the full one, then the design's rows
-        items_keep = torch.cat([_empty_and_full(m, device), coalitions])
+        items_keep = torch.cat([_empty_and_full(m, device), coalitions_keep])
 
         def build(start: int, stop: int) -> RowBatch:
             keep = items_keep[start:stop]
             return coalition_rows(call.tensors, base, masks, _on_present(masks, present, keep))
 
-        outputs = run_items(call, n_items=2 + coalitions.shape[0], build=build, rows_per_item=n)
+        outputs = run_items(
+            call, n_items=2 + coalitions_keep.shape[0], build=build, rows_per_item=n
+        )
         check_aggregate_masks(masks, outputs.aggregate, owner, "feature_mask")
         check_finite(owner, "forward_func", (outputs.values,), expected=_FINITE_OUTPUTS)
         values = outputs.values.to(torch.float64)
         empty, full = values[0], values[1]
         total = full - empty  # (B,)
-        if coalitions.shape[0] == 0:
+        if coalitions_keep.shape[0] == 0:
             phi = (total / m).unsqueeze(1).expand(-1, m)
         else:
             # solve_constrained_wls without re-checking its data: the outputs were checked
@@ -516,12 +726,31 @@ class KernelShap(EmptyBatchInBody, Method):
             y, totals = values[2:] - empty, total
             if values.device != X.device:
                 y, totals = y.to(X.device), totals.to(X.device)
-            weights = design.weights.to(X.device)
+            weights = sampled.weights.to(X.device)
             phi = _constrained_checked(X, y, weights, totals, factor)  # (B, Mp)
+        enumerated = sampled.n_enumerated
+        return self._wrap(
+            call, masks, present, phi, total, outputs, n_samples, enumerated, return_input_shape
+        )
+
+    def _wrap(
+        self,
+        call: Call,
+        masks: FlatMasks,
+        present: Tensor,
+        phi: Tensor,
+        total: Tensor,
+        outputs: Outputs,
+        n_samples: int,
+        n_enumerated: int,
+        return_input_shape: bool,
+    ) -> Explanation:
+        """Wrap float64 per-present-feature values ``phi`` ``(B, Mp)`` and ``total``
+        ``(B,)`` (``f(x) - f(baseline)``) in the outputs' dtype."""
         dtype = outputs.values.dtype
         delta = (phi.sum(dim=1) - total).to(dtype)
         phi = phi.to(dtype)
-        parameters = {"n_samples": n_samples, "n_enumerated": design.n_enumerated}
+        parameters = {"n_samples": n_samples, "n_enumerated": n_enumerated}
         if not return_input_shape:
             full_phi = phi.new_zeros(phi.shape[0], masks.n_features)
             full_phi[:, present.to(phi.device)] = phi

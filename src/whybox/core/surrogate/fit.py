@@ -25,7 +25,12 @@ from torch import Tensor
 
 from .data import check_training_data
 
-__all__ = ["weighted_least_squares", "solve_constrained_wls", "weighted_lasso"]
+__all__ = [
+    "weighted_least_squares",
+    "solve_constrained_wls",
+    "constrained_wls_stack",
+    "weighted_lasso",
+]
 
 
 def _weighted_center(
@@ -362,6 +367,66 @@ def _sum_zero_basis_np(p: int) -> np.ndarray:
     basis = _sum_zero_basis(p, torch.device("cpu")).numpy().copy()
     basis.flags.writeable = False
     return basis
+
+
+def constrained_wls_stack(
+    X: np.ndarray, w: np.ndarray, y: np.ndarray, total: np.ndarray
+) -> np.ndarray:
+    """:func:`_constrained_checked` for a stack of ``N`` problems of one size, at once.
+
+    The same maths (``coef = total / p + B u`` with ``B`` the orthonormal sum-zero basis,
+    then the rank-one correction to the exact constraint) and the same choice per problem:
+    the normal equations where their matrix's 1-norm condition number is at most
+    :data:`_NORMAL_MAX_COND` (and ``p <= _NORMAL_MAX_FEATURES``), the SVD-based minimum-norm
+    least squares otherwise (rank-deficient problems included).
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (N, K, p), float64
+        The designs (``p >= 2``), finite.
+    w : numpy.ndarray, shape (N, K)
+        Non-negative sample weights (0 leaves a row out).
+    y : numpy.ndarray, shape (N, K, k)
+        Targets, ``k`` per problem.
+    total : numpy.ndarray, shape (N, k)
+        What each target's coefficients must sum to.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, p, k), float64
+    """
+    n, _, p = X.shape
+    k = y.shape[2]
+    totals = total.reshape(n, 1, k)
+    base = totals / p  # each coefficient starts at total / p
+    resid = y - X.sum(axis=2, keepdims=True) * base  # y - X @ (total / p * 1)
+    null = _sum_zero_basis_np(p)  # (p, p-1), orthonormal, 1^T null = 0
+    A = X @ null  # (N, K, p-1)
+    u = np.empty((n, p - 1, k))
+    svd = np.ones(n, dtype=bool)
+    if p <= _NORMAL_MAX_FEATURES:
+        aw = A.transpose(0, 2, 1) * w[:, None, :]  # (N, p-1, K)
+        gram = aw @ A
+        try:
+            inverse = _inv(gram)
+        except np.linalg.LinAlgError:  # one is exactly singular: the SVD for every one
+            inverse = None
+        if inverse is not None:
+            # 1-norm condition numbers: largest column sums of |gram| and of |inverse|
+            cond = np.abs(gram).sum(axis=1).max(axis=1) * np.abs(inverse).sum(axis=1).max(axis=1)
+            svd = ~(cond <= _NORMAL_MAX_COND)  # NaN takes the SVD too
+            normal = ~svd
+            if normal.all():
+                u = inverse @ (aw @ resid)
+            elif normal.any():
+                u[normal] = inverse[normal] @ (aw[normal] @ resid[normal])
+    if svd.any():
+        sw = np.sqrt(w[svd])[:, :, None]
+        a_t, r_t = torch.from_numpy(A[svd] * sw), torch.from_numpy(resid[svd] * sw)
+        u[svd] = _lstsq_min_norm(a_t, r_t).numpy()
+    coef = base + null @ u  # (N, p, k)
+    coef += (totals - coef.sum(axis=1, keepdims=True)) / p  # the exact constraint
+    return coef
 
 
 @functools.lru_cache(maxsize=32)
