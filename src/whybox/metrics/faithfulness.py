@@ -990,6 +990,10 @@ def _removal(
     ranks = _ranks(scores, order, seed)  # (N, M): 0 = first removed
     element_ranks = expand_to_elements(ranks, setup.masks, call.tensors)
     counts = counts_for(fractions, n_features).to(device)
+    bitwise = [
+        _bitwise_plan(x, b, er, counts, n_features, insert) if fill is None else None
+        for x, b, er in zip(call.tensors, setup.baselines, element_ranks)
+    ]
 
     def build(start: int, stop: int) -> RowBatch:
         # every point of the examples the chunk touches, by broadcasting (no per-row
@@ -999,7 +1003,10 @@ def _removal(
         # each row's example: the touched examples' ids, one per point (no division)
         index = torch.arange(first, last, device=device).repeat_interleave(points)[low:high]
         rows = []
-        for x, b, er in zip(call.tensors, setup.baselines, element_ranks):
+        for x, b, er, plan in zip(call.tensors, setup.baselines, element_ranks, bitwise):
+            if plan is not None:
+                rows.append(_bitwise_rows(plan, first, last)[low:high])
+                continue
             tail = (1,) * (x.dim() - 1)
             er_block = er[first:last].unsqueeze(1)
             step_counts = counts.view((1, points) + tail)
@@ -1034,6 +1041,90 @@ def _removal(
         curve = values.reshape(batch, points)
     score = torch.trapezoid(curve.to(fractions.dtype), fractions, dim=1)
     return CurveResult(score, curve, fractions, name, order)
+
+
+#: the signed integer type of a float type's bits (the removal rows' bitwise fill)
+_BITS = {torch.float32: torch.int32, torch.float64: torch.int64}
+#: their exponent bits: all set in an inf or a NaN
+_EXPONENT = {torch.float32: 0x7F800000, torch.float64: 0x7FF0000000000000}
+
+
+@dataclass(frozen=True)
+class _BitwisePlan:
+    """One input's removal rows as bits: ``keep`` is all ones where an element keeps its
+    value (``counts`` and ``ranks`` in the bits' integer type, arranged so that ``counts -
+    ranks`` is negative exactly there) and the row is ``fill ^ ((x ^ fill) & keep)``."""
+
+    x_bits: Tensor  # (N, ...) the inputs' bits
+    ranks: Tensor  # (N, ...) each element's removal rank, as the bits' integer type
+    counts: Tensor  # (1, points, 1, ...) per point, as the bits' integer type
+    fill: int  # the baseline's bits
+    shift: int  # bits per element - 1: the sign
+    negate: bool  # ``ranks - counts`` (insertion) instead of ``counts - ranks``
+    dtype: torch.dtype
+
+
+def _bitwise_plan(
+    x: Tensor, b: Tensor, ranks: Tensor, counts: Tensor, n_features: int, insert: bool
+) -> _BitwisePlan | None:
+    """The bitwise fill of one input's rows, where it gives masked_fill's bits.
+
+    A shared 0-d finite baseline on the CPU, float32 / float64 inputs that need no
+    gradient: every element is either the input's value or the baseline's, both copied bit
+    for bit (what masked_fill writes, a finite float32 / float64 value exactly through its
+    double), from integer subtractions, shifts and ands over the step rows (measured ~2x
+    faster than a broadcast comparison and masked_fill for (256, 13, 12) rows).
+    """
+    ints = _BITS.get(x.dtype)
+    if (
+        ints is None
+        or type(x) is not Tensor
+        or x.requires_grad
+        or x.device.type != "cpu"
+        or b.dim() != 0
+        or b.dtype != x.dtype
+        or b.device != x.device
+        or ranks.shape != x.shape
+    ):
+        return None
+    width = torch.iinfo(ints).bits
+    fill = int(b.detach().view(ints).item())
+    exponent = _EXPONENT[x.dtype]
+    if fill & exponent == exponent or n_features >= 2 ** (width - 1) - 1:
+        # an inf or NaN baseline (masked_fill's NaN goes through a double), or ranks and
+        # counts (at most n_features) that could overflow the bits' integer type
+        return None
+    # deletion keeps elements whose rank is at least the count: (count - 1) - rank < 0;
+    # insertion keeps those below it: rank - count < 0
+    steps = (counts if insert else counts - 1).to(ints)
+    steps = steps.view((1, counts.shape[0]) + (1,) * (x.dim() - 1))
+    return _BitwisePlan(
+        x.detach().view(ints),
+        ranks.to(ints),
+        steps,
+        fill,
+        width - 1,
+        insert,
+        x.dtype,
+    )
+
+
+def _bitwise_rows(plan: _BitwisePlan, first: int, last: int) -> Tensor:
+    """Every point's rows of examples ``first .. last - 1`` (example-major), flattened."""
+    ranks = plan.ranks[first:last].unsqueeze(1)
+    if plan.negate:
+        keep = torch.sub(ranks, plan.counts)
+    else:
+        keep = torch.sub(plan.counts, ranks)
+    keep >>= plan.shift  # all ones where negative (kept), else zeros
+    x_bits = plan.x_bits[first:last].unsqueeze(1)
+    if plan.fill == 0:
+        keep &= x_bits
+    else:
+        keep &= x_bits ^ plan.fill
+        keep ^= plan.fill
+    block = keep.view(plan.dtype)
+    return block.reshape((-1,) + tuple(block.shape[2:]))
 
 
 def _ranks(scores: Tensor, order: str, seed: Any) -> Tensor:

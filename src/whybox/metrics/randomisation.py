@@ -99,12 +99,30 @@ class RandomisationResult:
 
 def randomisable_layers(model: nn.Module) -> list[str]:
     """Names of the modules that own parameters, top (last registered) first."""
-    names = [
-        name
-        for name, module in model.named_modules()
-        if name and any(True for _ in module.parameters(recurse=False))
-    ]
+    return _layers_of(model.named_modules())
+
+
+def _layers_of(named: Any) -> list[str]:
+    """:func:`randomisable_layers` of the ``(name, module)`` pairs of ``named_modules()``."""
+    names = [name for name, module in named if name and _owns_parameters(module)]
     return names[::-1]
+
+
+#: the methods ``parameters(recurse=False)`` runs through on a plain module
+_PARAMETER_METHODS = (nn.Module.parameters, nn.Module.named_parameters, nn.Module._named_members)
+
+
+def _owns_parameters(module: nn.Module) -> bool:
+    """``any(True for _ in module.parameters(recurse=False))``: for a module whose class
+    keeps torch's ``parameters``, ``named_parameters`` and ``_named_members`` that is whether
+    its own ``_parameters`` hold a tensor (not ``None``), read without the generators
+    (measured ~3 -> 0.3 us a module)."""
+    kind = type(module)
+    methods = (kind.parameters, kind.named_parameters, kind._named_members)
+    own = vars(module).get("_parameters")
+    if type(own) is not dict or methods != _PARAMETER_METHODS:
+        return any(True for _ in module.parameters(recurse=False))
+    return any(p is not None for p in own.values())
 
 
 def model_parameter_randomisation(
@@ -164,8 +182,9 @@ def model_parameter_randomisation(
     check_real(owner, "threshold", threshold, minimum=-1.0, maximum=1.0)
     check_int(owner, "seed", seed)
     check_bool(owner, "show_progress", show_progress)
-    names = list(randomisable_layers(model) if layers is None else layers)
-    modules = dict(model.named_modules())
+    named = list(model.named_modules())  # one walk for the layers and the names
+    names = list(_layers_of(named) if layers is None else layers)
+    modules = dict(named)
     unknown = [name for name in names if name not in modules or not name]
     if unknown or not names:
         fail(
@@ -416,16 +435,26 @@ def _deep_copy(model: nn.Module) -> nn.Module:
 
     Each empty ``dict`` / ``OrderedDict`` / ``set`` a module holds directly is given to
     ``deepcopy`` in its memo as a new empty container of the same type, which is what
-    ``deepcopy`` would make of it; everything else is ``deepcopy``'s own (measured
-    ~0.6 -> 0.26 ms for a 16-module CNN).
+    ``deepcopy`` would make of it, and each attribute name, number, flag or tuple of them
+    as itself (what ``deepcopy`` returns for them); everything else is ``deepcopy``'s own
+    (measured ~0.6 -> 0.25 ms for a 16-module CNN).
     """
     memo: dict[int, Any] = {}
     for module in model.modules():
-        for value in vars(module).values():
+        for key, value in vars(module).items():
+            if type(key) is str:  # attribute names, which deepcopy returns as they are
+                memo[id(key)] = key
             kind = type(value)
             if (kind is dict or kind is OrderedDict or kind is set) and not value:
                 memo[id(value)] = kind()
+            elif kind in _ATOMIC or (kind is tuple and all(type(v) in _ATOMIC for v in value)):
+                # flags, sizes, names: deepcopy returns these (and tuples of them) as they are
+                memo[id(value)] = value
     return copy.deepcopy(model, memo)
+
+
+#: the types ``copy.deepcopy`` returns as they are (its atomic types a module holds)
+_ATOMIC = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 
 @torch.no_grad()
