@@ -225,8 +225,6 @@ def test_lrp_captum_flow_closed_form_on_a_scaled_input():
     torch.testing.assert_close(captum_flow[0], k * w * k * x[0] * (f / (f + 1e-9)))
     torch.testing.assert_close(conserving.sum(), f)
     with pytest.raises(ValueError, match="relevance_flow"):
-        NativeLRP(model, relevance_flow="captum", layer=model.fc)
-    with pytest.raises(ValueError, match="relevance_flow"):
         NativeLRP(model, relevance_flow="dup")
 
 
@@ -288,4 +286,40 @@ def test_lrp_captum_flow_two_threads_and_chunks_give_the_serial_result():
     chunked = NativeLRP(model, relevance_flow="captum").attribute((x, y), target=1, chunk_size=2)
     for got, want in zip(chunked.attributions, expected):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+    assert module_hook_count(model) == 0
+
+
+class _Twice(nn.Module):
+    """A ruled layer's output used twice (an activation and a scaled skip)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.fc1, self.act, self.head = nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.fc1(x)
+        return self.head(self.act(h) + 0.5 * h)
+
+
+@pytest.mark.parametrize("make", [_Residual, _Twice])
+def test_layer_lrp_facade_follows_captums_flow(make):
+    model = make().eval()
+    inputs = (torch.randn(5, 4), torch.randn(5, 4)) if make is _Residual else (torch.randn(5, 4),)
+    # Captum's activation hooks replace the whole gradient of the activation's input (the
+    # skip's share is dropped): the facade matches that at the inputs and at every layer
+    theirs = C.LRP(model).attribute(inputs, target=1)
+    ours = W.LRP(model).attribute(inputs, target=1)
+    for mine, captums in zip(ours, theirs):
+        torch.testing.assert_close(mine, captums, atol=1e-5, rtol=1e-4)
+    for name, module in model.named_children():
+        if not isinstance(module, nn.Linear):
+            continue
+        for to_input in (False, True):
+            if make is _Residual and name == "fc2" and to_input:
+                continue  # its input also feeds the residual sum (the documented exception)
+            options = dict(target=1, attribute_to_layer_input=to_input)
+            mine = W.LayerLRP(model, module).attribute(inputs, **options)
+            captums = C.LayerLRP(model, module).attribute(inputs, **options)
+            torch.testing.assert_close(mine, captums, atol=1e-5, rtol=1e-4)
     assert module_hook_count(model) == 0

@@ -198,9 +198,7 @@ class LRP(NoFuture, GradientAttribution):
 class LayerLRP(LRP, LayerAttribution):
     """Captum-compatible LayerLRP: the relevance at ``layer``'s output (or input)."""
 
-    # the conserving flow: the layer's relevance is its activation times the normalised
-    # relevance there, which is Captum's on layers reached through modules only
-    _spec = replace(LRP._spec, init={"rules": _attached_rules}, **LAYER)
+    _spec = replace(LRP._spec, **LAYER)
 
     def __init__(self, model: nn.Module, layer: Any) -> None:
         LayerAttribution.__init__(self, model, layer)

@@ -168,17 +168,38 @@ def _captum_z_rewrite(
     return _Relay.apply(z, value, ratio)
 
 
-def _captum_pass(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+def _captum_pass(module: nn.Module, x: Tensor, out: Tensor) -> None:
     """An activation, an :class:`IdentityRule` or a module without a rule under Captum 0.9's
-    flow: ``R`` passes unchanged (Captum's activation hook), through a relay of ratio 1."""
+    flow: the whole gradient of the module's input tensor (all its uses) is replaced by the
+    gradient arriving at the module's output, as Captum's activation hooks do (so ``R``
+    passes unchanged; a use of that input outside the module adds nothing). The output
+    stays the module's own."""
+    node = out.grad_fn
+    if not x.requires_grad or node is None:
+        return None
     if x.numel() != out.numel():
         raise TypeError(
             f"LRP with Captum's flow passes relevance through {type(module).__name__} "
             f"unchanged, which needs its input and output to have the same size; it maps "
             f"{tuple(x.shape)} to {tuple(out.shape)}. Set a rule for it."
         )
-    value = out.detach()
-    return _Relay.apply(x.reshape(out.shape), value, torch.ones_like(value))
+    arrived: list[Tensor] = []
+    index = out.output_nr
+
+    def keep(grad_outputs: tuple[Tensor | None, ...]) -> None:
+        # a node pre-hook runs after the output's tensor hooks: it sees the gradient a
+        # later module's input hook made of it (what Captum's ``replace_out`` hands over)
+        grad = grad_outputs[index]
+        if grad is not None:
+            arrived.append(grad)
+
+    node.register_prehook(keep)
+
+    def replace(grad: Tensor) -> Tensor:
+        return arrived.pop().reshape(grad.shape) if arrived else grad
+
+    x.register_hook(replace)
+    return None
 
 
 def _captum_rule(rule: PropagationRule | None, hooked: dict[int, Any]) -> Any:
@@ -684,8 +705,10 @@ class LRP(Method):
         (``x_i * gradient``) and relevance is conserved. ``"captum"``: Captum 0.9's flow,
         the relevance itself is differentiated through them (every input of a sum gets the
         sum's whole relevance), activations pass it unchanged and the result is the
-        gradient at the inputs times ``f(x)``; inputs only (no ``layer``). The Captum facade
-        (``whybox.attr.LRP``) uses it, so its numbers are Captum's.
+        gradient at the inputs (at the layer) times ``f(x)``. The Captum facade
+        (``whybox.attr.LRP`` / ``LayerLRP``) uses it, so its numbers are Captum's; one
+        exception: with ``attribute_to_layer_input``, a layer input that also feeds other
+        computations gets the layer's share (Captum scales that tensor's whole gradient).
     """
 
     has_delta = True
@@ -710,13 +733,6 @@ class LRP(Method):
         self.relevance_flow = check_choice(
             self.owner, "relevance_flow", relevance_flow, RELEVANCE_FLOWS
         )
-        if relevance_flow == "captum" and layer is not None:
-            fail(
-                self.owner,
-                "relevance_flow",
-                '"conserving" with a layer (Captum\'s flow is for inputs only)',
-                relevance_flow,
-            )
 
     def _empty_delta(self, scope: Scope, call: Call, leaves: tuple[Tensor, ...]) -> Any:
         # one delta per layer, in the attributions' convention (as for a non-empty batch)
