@@ -232,6 +232,14 @@ class GlobalRandom(RandomSource):
         ``nn.Linear(M, 1)`` initialisation of its linear model (whybox's surrogates solve in
         closed form and draw nothing).
         """
+        if fit_draws and groups > 0 and _lime_draws_in_one(n_samples, m):
+            # every group's samples and fit draws from one ``rand``: the same numbers
+            words = n_samples * m
+            uniform = torch.rand(groups, words + _fit_words(m))
+            keep = uniform[:, :words].reshape(groups, n_samples, m) < 0.5
+            if groups == 1:
+                return _to(keep[0], device)
+            return _to(keep.transpose(0, 1).contiguous(), device)  # (S, groups, M)
         per_group = []
         for _ in range(groups):
             # Captum draws ``(1, M)`` per sample; CPU ``torch.bernoulli`` of a probability
@@ -246,6 +254,48 @@ class GlobalRandom(RandomSource):
                 torch.empty(1, m).uniform_()
                 torch.empty(1).uniform_()
         return per_group[0] if groups == 1 else torch.stack(per_group, dim=1)
+
+
+def _fit_words(m: int) -> int:
+    """32-bit generator words Captum's surrogate fit draws per example (see
+    :meth:`GlobalRandom.lime_samples`): the int64 ``random_()`` (two), then ``M + 1`` float32
+    ``uniform_`` numbers (one each)."""
+    return 2 + m + 1
+
+
+def _lime_draws_in_one(n_samples: int, m: int) -> bool:
+    """Whether :meth:`GlobalRandom.lime_samples`' draws for fitted groups can be one
+    float32 ``rand``: the default dtype float32 (the samples' ``rand`` then draws float32,
+    one 32-bit word per number, as ``uniform_`` on float32 and half of ``random_()`` on
+    int64 do), and this torch's CPU kernels checked to draw so (:func:`_lime_rand_in_one`)."""
+    return torch.get_default_dtype() == torch.float32 and _lime_rand_in_one()
+
+
+@functools.lru_cache(maxsize=1)
+def _lime_rand_in_one() -> bool:
+    """Whether, on this torch's CPU, ``G`` rounds of LIME's default draws with fit draws
+    (``rand(S, M) < 0.5``, then ``empty((), int64).random_()``, ``empty(1, M).uniform_()``,
+    ``empty(1).uniform_()``) give the samples of one ``rand(G, S * M + M + 3)`` and leave
+    the generator in the same state (checked on private generators: the kernels are the
+    global generator's)."""
+    if not _rand_is_bernoulli():
+        return False
+    for groups, n_samples, m in ((1, 5, 3), (3, 17, 4), (2, 64, 12)):
+        plain, fast = torch.Generator().manual_seed(777), torch.Generator().manual_seed(777)
+        want = []
+        for _ in range(groups):
+            want.append(torch.rand(n_samples, m, generator=plain) < 0.5)
+            torch.empty((), dtype=torch.int64).random_(generator=plain)
+            torch.empty(1, m).uniform_(generator=plain)
+            torch.empty(1).uniform_(generator=plain)
+        words = n_samples * m
+        uniform = torch.rand(groups, words + _fit_words(m), generator=fast)
+        got = uniform[:, :words].reshape(groups, n_samples, m) < 0.5
+        if not torch.equal(got, torch.stack(want)):
+            return False
+        if not torch.equal(plain.get_state(), fast.get_state()):
+            return False
+    return True
 
 
 def cpu_bernoulli(shape: Sequence[int], p: float, generator: torch.Generator | None) -> Tensor:

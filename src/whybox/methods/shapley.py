@@ -32,6 +32,11 @@ from whybox.core.call import Call, prepare_call
 from whybox.core.forward import ChunkSize, RowBatch
 from whybox.core.inputs import prepare_baselines
 from whybox.core.masks import Coalitions, kernel_shap_coalitions
+from whybox.core.masks.coalitions import (
+    coalition_stack_applies,
+    code_rows,
+    kernel_shap_coalition_stack,
+)
 from whybox.core.method import Bool, Check, Choice, Int
 from whybox.core.perturbation import (
     EmptyBatchInBody,
@@ -508,12 +513,93 @@ def _seeded_designs(m: int, budget: int, seed: int, n: int) -> tuple[_Design, ..
     return designs
 
 
+class _Stack(NamedTuple):
+    """Every example's design of KernelShap's ``coalitions="per_example"``, stacked.
+
+    ``blocks``: ``(K, N, Mp)`` bool, row ``j`` of each example's design (the empty
+    coalition past a design's rows); ``X`` / ``w``: ``(N, K, Mp)`` float64 design matrices
+    and ``(N, K)`` weights (zero past a design's rows: no part in its fit); ``rows``:
+    each design's rows; ``n_enumerated``: the enumerated rows (the same in every one).
+    """
+
+    blocks: Tensor
+    X: np.ndarray
+    w: np.ndarray
+    rows: list[int]
+    n_enumerated: int
+
+
+def _stacked(designs: tuple[_Design, ...]) -> _Stack:
+    """:class:`_Stack` of designs drawn one by one (padded as :func:`_per_example_fit`
+    reads them)."""
+    m = designs[0].X.shape[1]
+    rows = [design.coalitions.masks.shape[0] for design in designs]
+    k = max(rows)
+    blocks = []
+    for design, r in zip(designs, rows):
+        block = design.coalitions.masks
+        if r < k:
+            block = torch.cat([block, block.new_zeros(k - r, m)])
+        blocks.append(block)
+    n = len(designs)
+    if all(r == k for r in rows):
+        X = np.stack([_host(design.X) for design in designs])  # (N, K, p)
+        w = np.stack([_host(design.coalitions.weights) for design in designs])  # (N, K)
+    else:  # zero rows and weights past a design's end: no part in the fit
+        X, w = np.zeros((n, k, m)), np.zeros((n, k))
+        for i, (design, r) in enumerate(zip(designs, rows)):
+            X[i, :r], w[i, :r] = _host(design.X), _host(design.coalitions.weights)
+    return _Stack(torch.stack(blocks, dim=1), X, w, rows, designs[0].coalitions.n_enumerated)
+
+
+def _drawn_stack(
+    m: int, budget: int, seed: Any, n: int
+) -> tuple[_Stack, Callable[[], _Design]] | None:
+    """:func:`_example_designs`' ``n`` designs for a source without an int seed, drawn at
+    once (:func:`~whybox.core.masks.coalitions.kernel_shap_coalition_stack`: the same
+    designs, the generator left in the same state), or ``None`` where that route does not
+    apply (nothing drawn then).
+
+    Returns the stack and ``first``: a function that puts the generator back where it
+    stood before the draws and draws the first design alone, :func:`_example_designs`'
+    ``designs[0]`` leaving the generator where its ``rewind`` does (for a model returning
+    one value per batch).
+    """
+    if _is_int_seed(seed) or not coalition_stack_applies(m, budget):
+        return None
+    where = seed if isinstance(seed, torch.Generator) else getattr(seed, "generator", None)
+    if where is not None and where.device.type != "cpu":
+        return None
+    generator = make_random(seed).generator  # ``None``: torch's global CPU generator
+    state = torch.get_rng_state() if generator is None else generator.get_state()
+    drawn = kernel_shap_coalition_stack(m, budget, n, generator)
+    if drawn is None:  # pragma: no cover - coalition_stack_applies said it would draw
+        raise RuntimeError("kernel_shap_coalition_stack declined a design it applies to")
+    masks = code_rows(drawn.codes, m)  # (N, K, m) bool
+    stack = _Stack(
+        torch.from_numpy(masks).transpose(0, 1),
+        masks.astype(np.float64),
+        drawn.weights,
+        drawn.rows.tolist(),
+        drawn.n_enumerated,
+    )
+
+    def first() -> _Design:
+        if generator is None:
+            torch.set_rng_state(state)
+        else:
+            generator.set_state(state)
+        return _draw(m, budget, generator)
+
+    return stack, first
+
+
 def _per_example_fit(
     call: Call,
     base: tuple[Tensor, ...],
     masks: FlatMasks,
     present: Tensor,
-    designs: tuple[_Design, ...],
+    designs: tuple[_Design, ...] | _Stack,
 ) -> tuple[Tensor, Tensor, Outputs] | None:
     """Evaluate each example on its own design and solve its own regression.
 
@@ -532,18 +618,12 @@ def _per_example_fit(
         for a model with one output per batch: an aggregate explains the batch as a whole,
         on one design, which the caller evaluates instead.
     """
+    stack = designs if isinstance(designs, _Stack) else _stacked(designs)
     n, m = call.batch_size, present.numel()
     device = call.tensors[0].device
-    rows = [design.coalitions.masks.shape[0] for design in designs]
-    k = max(rows)
-    blocks = []
-    for design, r in zip(designs, rows):
-        block = design.coalitions.masks
-        if r < k:
-            block = torch.cat([block, block.new_zeros(k - r, m)])
-        blocks.append(block)
-    ends = _empty_and_full(m, blocks[0].device).unsqueeze(1).expand(2, n, m)
-    keep = torch.cat([ends, torch.stack(blocks, dim=1)])  # (2 + K, N, Mp)
+    k = stack.blocks.shape[0]
+    ends = _empty_and_full(m, stack.blocks.device).unsqueeze(1).expand(2, n, m)
+    keep = torch.cat([ends, stack.blocks])  # (2 + K, N, Mp)
     if keep.device != device:
         keep = keep.to(device)
     items_keep = _on_present(masks, present, keep)  # (2 + K, N, M): once, not per chunk
@@ -557,20 +637,18 @@ def _per_example_fit(
     check_finite(call.owner, "forward_func", (outputs.values,), expected=_FINITE_OUTPUTS)
     values = outputs.values.to(torch.float64)
     empty, total = values[0], values[1] - values[0]
-    phi = _solve_stacked(designs, rows, values[2:] - empty, total)
+    phi = _solve_stacked(stack, values[2:] - empty, total)
     return (phi.to(device) if phi.device != device else phi), total, outputs
 
 
-def _solve_stacked(
-    designs: tuple[_Design, ...], rows: list[int], y: Tensor, total: Tensor
-) -> Tensor:
+def _solve_stacked(stack: _Stack, y: Tensor, total: Tensor) -> Tensor:
     """Every example's constrained Shapley-kernel regression on its own design, at once
     (:func:`~whybox.core.surrogate.fit.constrained_wls_stack`).
 
     Parameters
     ----------
-    designs : tuple of _Design
-        ``N`` designs over ``p >= 2`` features, ``rows[i]`` coalitions each.
+    stack : _Stack
+        ``N`` designs over ``p >= 2`` features.
     y : Tensor, shape (K, B)
         Outputs minus ``f(baseline)`` per item (``K = max(rows)``), value ``b`` belonging to
         example ``b // (B / N)``; rows past an example's design are left out (weight 0).
@@ -581,18 +659,11 @@ def _solve_stacked(
     -------
     Tensor, shape (B, p), float64, on the CPU
     """
-    n, k, p = len(designs), y.shape[0], designs[0].X.shape[1]
+    n, k, p = stack.X.shape
     per = y.shape[1] // n
-    if all(r == k for r in rows):
-        X = np.stack([_host(design.X) for design in designs])  # (N, K, p)
-        w = np.stack([_host(design.coalitions.weights) for design in designs])  # (N, K)
-    else:  # zero rows and weights past a design's end: no part in the fit
-        X, w = np.zeros((n, k, p)), np.zeros((n, k))
-        for i, (design, r) in enumerate(zip(designs, rows)):
-            X[i, :r], w[i, :r] = _host(design.X), _host(design.coalitions.weights)
     targets = _host(y).reshape(k, n, per).transpose(1, 0, 2)  # (N, K, per)
     totals = _host(total).reshape(n, per)
-    coef = constrained_wls_stack(X, w, targets, totals)  # (N, p, per)
+    coef = constrained_wls_stack(stack.X, stack.w, targets, totals)  # (N, p, per)
     return torch.from_numpy(coef.transpose(0, 2, 1).reshape(n * per, p))
 
 
@@ -683,7 +754,19 @@ class KernelShap(EmptyBatchInBody, Method):
         device = call.tensors[0].device
         n = call.batch_size
         # the designs' draws come from the source's torch generator (global for the facade)
+        drawn = None
         if coalitions == "per_example" and n > 1:
+            # every example's design at once where the source allows (the same designs)
+            drawn = _drawn_stack(m, n_samples - 2, seed, n)
+        if drawn is not None:
+            stack, first = drawn
+            fit = _per_example_fit(call, base, masks, present, stack)
+            if fit is not None:
+                return self._wrap(
+                    call, masks, present, *fit, n_samples, stack.n_enumerated, return_input_shape
+                )
+            design = first()  # as if only the batch's one design had been drawn
+        elif coalitions == "per_example" and n > 1:
             designs, rewind = _example_designs(m, n_samples - 2, seed, n)
             if len(designs) > 1:
                 fit = _per_example_fit(call, base, masks, present, designs)

@@ -229,10 +229,18 @@ def kernel_shap_coalitions(
     if plan.n_draws > 0 and on_host and m <= _MAX_CODE_BITS:
         # same draws, post-processed in numpy: a handful of tiny ops, each ~5x cheaper
         # there than as torch ops (the facade draws a design on every call)
-        pick = torch.multinomial(plan.g_masses, plan.n_draws, replacement=True, generator=generator)
-        keys = torch.rand(plan.n_draws, m, generator=generator, dtype=torch.float64)
         tables = _host_tables(m, n_samples, paired)
-        codes, w = _host_draws(plan, m, pick.numpy(), keys.numpy(), paired, tables)
+        d = plan.n_draws
+        if d >= 2 and _rand_is_multinomial():
+            # the same numbers from one ``rand`` (kernel_shap_coalition_stack's reading)
+            uniform = torch.rand(d * (1 + m), generator=generator, dtype=torch.float64).numpy()
+            pick_n = tables.cdf.searchsorted(uniform[:d], side="left")
+            keys_n = uniform[d:].reshape(d, m)
+        else:
+            pick = torch.multinomial(plan.g_masses, d, replacement=True, generator=generator)
+            keys = torch.rand(d, m, generator=generator, dtype=torch.float64)
+            pick_n, keys_n = pick.numpy(), keys.numpy()
+        codes, w = _host_draws(plan, m, pick_n, keys_n, paired, tables)
         # the enumerated rows as codes too: one expansion to rows for the whole design
         codes = np.concatenate((tables.enumerated, codes))
         w = np.concatenate((tables.enumerated_w, w))
@@ -301,6 +309,9 @@ class _HostTables(NamedTuple):
     rows: np.ndarray | None
     group_prefix: np.ndarray
     flip_below: np.ndarray
+    #: the multinomial kernel's cumulative distribution of the size groups' masses
+    #: (:func:`_multinomial_cdf`), ``None`` without draws
+    cdf: np.ndarray | None = None
 
 
 #: features up to which a design's codes become rows by one lookup in a table of every
@@ -334,6 +345,7 @@ def _host_tables(m: int, n_samples: int, paired: bool) -> _HostTables:
         _code_rows(m) if m <= _ROW_TABLE_BITS else None,
         _read_only(prefix[sizes].astype(bool)),
         _read_only(np.where(sizes * 2 == m, np.int64(1) << (m - 1), 0).astype(np.int64)),
+        None if plan.g_masses is None else _multinomial_cdf(tuple(plan.g_masses.tolist())),
     )
 
 
@@ -478,3 +490,190 @@ def _kernel_shap_plan(m: int, n_samples: int, paired: bool) -> _KernelShapPlan:
     return _KernelShapPlan(
         tuple(blocks), tuple(weights), n_enum, n_draws, g_masses, draw_sizes, per_draw_w, draws_half
     )
+
+
+class CoalitionStack(NamedTuple):
+    """``N`` KernelSHAP designs drawn in sequence from one generator, as codes
+    (:func:`kernel_shap_coalition_stack`).
+
+    Attributes
+    ----------
+    codes : numpy.ndarray, shape (N, K), int64
+        Design ``i``'s row ``j`` as a code (column 0 the most significant bit), the rows
+        of :func:`kernel_shap_coalitions`' ``i``-th call in its order; ``0`` (the empty
+        coalition) past design ``i``'s ``rows[i]`` rows. ``K = max(rows)``.
+    weights : numpy.ndarray, shape (N, K), float64
+        The rows' weights, ``0.0`` past a design's rows.
+    rows : numpy.ndarray, shape (N,), int64
+        Rows per design.
+    n_enumerated : int
+        Enumerated rows (the first ones of every design).
+    """
+
+    codes: np.ndarray
+    weights: np.ndarray
+    rows: np.ndarray
+    n_enumerated: int
+
+
+def kernel_shap_coalition_stack(
+    n_features: int,
+    n_samples: int,
+    n_designs: int,
+    generator: torch.Generator | None = None,
+    *,
+    paired: bool = True,
+) -> CoalitionStack | None:
+    """``n_designs`` calls of :func:`kernel_shap_coalitions` on one generator, at once.
+
+    Design ``i`` is what the ``i``-th of ``n_designs`` calls in a row returns (its rows in
+    the same order with the same weights), and the generator is left where those calls
+    leave it. Each call draws ``multinomial(masses, D, replacement=True)`` then
+    ``rand(D, M, float64)``: on the CPU both consume one 64-bit draw per number, in order,
+    so one ``rand(n_designs, D * (1 + M), float64)`` holds every call's uniform numbers,
+    and the picks are the multinomial kernel's inverse-CDF search over them (the first
+    group whose cumulative probability is ``>=`` the number, its binary search). Whether this
+    torch's CPU kernels do that is checked once per process on private generators
+    (:func:`_rand_is_multinomial`).
+
+    Returns
+    -------
+    CoalitionStack or None
+        ``None`` where this route does not apply (a generator off the CPU, more than 62
+        features, fewer than 2 random draws per design, or a torch whose kernels draw
+        otherwise): the caller then makes the calls one by one.
+    """
+    m = n_features
+    on_cpu = generator is None or generator.device.type == "cpu"
+    if n_designs < 1 or not on_cpu or not coalition_stack_applies(m, n_samples, paired=paired):
+        return None
+    plan = _kernel_shap_plan(m, n_samples, paired)
+    d = plan.n_draws
+    tables = _host_tables(m, n_samples, paired)
+    n = n_designs
+    uniform = torch.rand(n, d * (1 + m), generator=generator, dtype=torch.float64).numpy()
+    pick = tables.cdf.searchsorted(uniform[:, :d].reshape(-1), side="left")  # (N * D,)
+    keys = uniform[:, d:].reshape(n * d, m)
+    # as _host_draws, on every design's draws at once (row-wise operations only)
+    codes = _smallest_codes(keys, pick, tables)
+    if paired and plan.draws_half:
+        np.bitwise_xor(codes, (1 << m) - 1, out=codes, where=tables.flip_below[pick] > codes)
+    codes = codes.reshape(n, d)
+    codes.sort(axis=1)
+    # each design's distinct codes (sorted) and their counts, packed to the left
+    new = np.empty((n, d), dtype=bool)
+    new[:, 0] = True
+    np.not_equal(codes[:, 1:], codes[:, :-1], out=new[:, 1:])
+    distinct = np.add.reduce(new, axis=1)  # (N,)
+    slot = (np.cumsum(new, axis=1) - 1 + np.arange(n)[:, None] * d).reshape(-1)
+    counts = np.bincount(slot, minlength=n * d).reshape(n, d)
+    uniq = np.zeros(n * d, dtype=np.int64)
+    uniq[slot[new.reshape(-1)]] = codes[new]
+    uniq = uniq.reshape(n, d)
+    w = counts * plan.per_draw_w  # 0.0 past a design's distinct draws
+    if paired:
+        sampled = np.bitwise_xor(uniq[:, :, None], tables.pair).reshape(n, 2 * d)
+        w = w.repeat(2, axis=1)
+        per = 2
+    else:
+        sampled, per = uniq, 1
+    sampled[np.arange(sampled.shape[1])[None, :] >= per * distinct[:, None]] = 0
+    n_enum = plan.n_enumerated
+    rows = n_enum + per * distinct
+    k = int(rows.max())
+    all_codes = np.empty((n, k), dtype=np.int64)
+    all_w = np.empty((n, k), dtype=np.float64)
+    all_codes[:, :n_enum] = tables.enumerated
+    all_w[:, :n_enum] = tables.enumerated_w
+    all_codes[:, n_enum:] = sampled[:, : k - n_enum]
+    all_w[:, n_enum:] = w[:, : k - n_enum]
+    return CoalitionStack(all_codes, all_w, rows, n_enum)
+
+
+#: draws from which :func:`_smallest_codes` selects by a sort of the keys' values (faster
+#: than their stable argsort on many rows, slower on a few dozen)
+_THRESHOLD_ROWS = 256
+
+
+def _smallest_codes(keys: np.ndarray, pick: np.ndarray, tables: _HostTables) -> np.ndarray:
+    """Each row's code of the columns holding its ``draw_sizes[pick]`` smallest keys, the
+    earlier column first among equal keys: :func:`_host_draws`' codes.
+
+    On many rows the columns are those whose key is at most the row's ``size``-th smallest
+    value (a plain sort of the values), which is that set whenever exactly ``size`` keys
+    are at most it (no tie at the threshold); otherwise, and on few rows, the stable
+    argsort's first ``size`` columns. Integer sums of the same bits either way.
+    """
+    if keys.shape[0] >= _THRESHOLD_ROWS:
+        size = tables.draw_sizes[pick]
+        threshold = np.sort(keys, axis=1)[np.arange(keys.shape[0]), size - 1]
+        chosen = keys <= threshold[:, None]
+        if np.array_equal(np.add.reduce(chosen, axis=1), size):
+            return chosen @ tables.bits  # exact int64 sums of the chosen columns' bits
+    order = keys.argsort(axis=1, kind="stable")
+    return np.add.reduce(tables.bits[order], axis=1, where=tables.group_prefix[pick])
+
+
+def coalition_stack_applies(n_features: int, n_samples: int, *, paired: bool = True) -> bool:
+    """Whether :func:`kernel_shap_coalition_stack` draws ``(n_features, n_samples)``
+    designs on a CPU generator (else it returns ``None`` and draws nothing): 2 to 62
+    features, at least 2 random draws per design (one draw takes the multinomial kernel's
+    exponential route), and a torch whose kernels draw as that function reads them."""
+    m = n_features
+    if isinstance(m, bool) or not isinstance(m, int) or not 2 <= m <= _MAX_CODE_BITS:
+        return False
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples <= 0:
+        return False
+    return _kernel_shap_plan(m, n_samples, paired).n_draws >= 2 and _rand_is_multinomial()
+
+
+def code_rows(codes: np.ndarray, m: int) -> np.ndarray:
+    """Codes (any shape, int64) -> their coalitions ``(*codes.shape, m)`` bool (column 0
+    the most significant bit), a new array."""
+    if m <= _ROW_TABLE_BITS:
+        return _code_rows(m).take(codes, axis=0)
+    bits = np.left_shift(np.int64(1), np.arange(m - 1, -1, -1, dtype=np.int64))
+    return (codes[..., None] & bits) != 0
+
+
+@functools.lru_cache(maxsize=64)
+def _multinomial_cdf(masses: tuple[float, ...]) -> np.ndarray:
+    """The CPU multinomial kernel's normalised cumulative distribution of ``masses``:
+    running float64 sums, each divided by the total, the last set to 1 (read-only)."""
+    cum = np.add.accumulate(np.array(masses, dtype=np.float64))
+    cum = cum / cum[-1]
+    cum[-1] = 1.0
+    return _read_only(cum)
+
+
+@functools.lru_cache(maxsize=1)
+def _rand_is_multinomial() -> bool:
+    """Whether this torch's CPU ``multinomial(p, D, replacement=True)`` followed by
+    ``rand(D, M, float64)`` equals one ``rand`` read as :func:`kernel_shap_coalition_stack`
+    reads it (picks by ``searchsorted`` on :func:`_multinomial_cdf`): the picks, the keys
+    and the generator's state afterwards, for a few designs in a row on private
+    generators."""
+    for masses, d, m, n in (
+        ((0.5, 0.3, 0.2), 2, 3, 3),
+        ((2.0, 1.0, 0.25, 0.125, 7.0), 17, 6, 4),
+        ((1.0,), 5, 2, 2),
+        ((0.6, 0.4), 64, 12, 5),
+    ):
+        probs = torch.tensor(masses, dtype=torch.float64)
+        plain, fast = torch.Generator().manual_seed(2024), torch.Generator().manual_seed(2024)
+        want = []
+        for _ in range(n):
+            pick = torch.multinomial(probs, d, replacement=True, generator=plain)
+            keys = torch.rand(d, m, generator=plain, dtype=torch.float64)
+            want.append((pick.numpy(), keys.numpy()))
+        uniform = torch.rand(n, d * (1 + m), generator=fast, dtype=torch.float64).numpy()
+        cum = _multinomial_cdf(masses)
+        for i, (pick, keys) in enumerate(want):
+            got = np.searchsorted(cum, uniform[i, :d], side="left")
+            if not np.array_equal(got, pick) or not np.array_equal(
+                uniform[i, d:].reshape(d, m), keys
+            ):
+                return False
+        if not torch.equal(plain.get_state(), fast.get_state()):
+            return False
+    return True
