@@ -323,3 +323,25 @@ def test_layer_lrp_facade_follows_captums_flow(make):
             captums = C.LayerLRP(model, module).attribute(inputs, **options)
             torch.testing.assert_close(mine, captums, atol=1e-5, rtol=1e-4)
     assert module_hook_count(model) == 0
+
+
+def test_lrp_facade_passes_reshaping_modules_captum_cannot_take():
+    """Captum refuses nn.Flatten (no default, and its IdentityRule fails on the change of
+    shape); the facade passes relevance through it unchanged, which is Captum's answer for
+    the same model with ``torch.flatten``."""
+    torch.manual_seed(8)
+    conv, head = nn.Conv2d(2, 3, 3), nn.Linear(3 * 4 * 4, 2)
+    with_module = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Identity(), head).eval()
+    functional = nn.Module()
+    functional.conv, functional.relu, functional.head = conv, nn.ReLU(), head
+    functional.forward = lambda t: functional.head(
+        torch.flatten(functional.relu(functional.conv(t)), 1)
+    )
+    x = torch.randn(3, 2, 6, 6)
+    with pytest.raises(TypeError):
+        C.LRP(with_module).attribute(x, target=1)
+    ours = W.LRP(with_module).attribute(x, target=1)
+    theirs = C.LRP(functional).attribute(x, target=1)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
+    with pytest.raises(TypeError, match="Sigmoid"):  # a rule that matters still raises
+        W.LRP(nn.Sequential(nn.Flatten(), nn.Linear(72, 2), nn.Sigmoid())).attribute(x, target=0)

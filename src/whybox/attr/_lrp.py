@@ -75,6 +75,10 @@ SUPPORTED_LAYERS_WITH_RULES: dict[type, type] = {
 }
 #: the activations Captum 0.9 passes relevance through without a rule
 SUPPORTED_NON_LINEAR_LAYERS: list[type] = [nn.ReLU, nn.Dropout, nn.Tanh]
+#: modules that only reshape, which Captum refuses (no rule fits it: its IdentityRule
+#: fails on a change of shape) and whose relevance can only pass unchanged: the facade
+#: passes it, giving what Captum gives for the same model with ``torch.flatten``
+_RESHAPES = (nn.Flatten, nn.Unflatten, nn.Identity)
 
 
 def _leaf_layers(module: nn.Module) -> list[nn.Module]:
@@ -92,7 +96,8 @@ def _leaf_layers(module: nn.Module) -> list[nn.Module]:
 def _check_captum_defaults(call: Call) -> None:
     """Raise ``TypeError`` for a leaf layer without a ``rule`` whose type Captum 0.9 has no
     default for, as Captum does before running the model (the native
-    :class:`whybox.methods.LRP` has defaults for more layers)."""
+    :class:`whybox.methods.LRP` has defaults for more layers). Reshaping modules
+    (``Flatten``, ``Unflatten``, ``Identity``) pass: relevance can only pass them unchanged."""
     facade = call.facade
     model = facade.model
     if not isinstance(model, nn.Module):
@@ -101,7 +106,7 @@ def _check_captum_defaults(call: Call) -> None:
         kind = type(layer)
         if _rule_attribute(layer) is not None or kind in SUPPORTED_LAYERS_WITH_RULES:
             continue
-        if kind not in SUPPORTED_NON_LINEAR_LAYERS:
+        if kind not in SUPPORTED_NON_LINEAR_LAYERS and kind not in _RESHAPES:
             raise TypeError(
                 f"{type(facade).__name__}: the layer {layer!r} (type {kind.__qualname__}) has "
                 "no rule and Captum 0.9 has no default rule for its type. Set one "
