@@ -19,6 +19,7 @@ from whybox.methods.lrp import (
     GammaRule,
     IdentityRule,
     PropagationRule,
+    _leaves,
     _rule_attribute,
     as_rule,
     conservation_delta,
@@ -81,18 +82,6 @@ SUPPORTED_NON_LINEAR_LAYERS: list[type] = [nn.ReLU, nn.Dropout, nn.Tanh]
 _RESHAPES = (nn.Flatten, nn.Unflatten, nn.Identity)
 
 
-def _leaf_layers(module: nn.Module) -> list[nn.Module]:
-    """The leaves under ``module``'s children, depth first (Captum's layer list: a model
-    without children has none)."""
-    leaves = []
-    for child in module.children():
-        if next(child.children(), None) is None:
-            leaves.append(child)
-        else:
-            leaves.extend(_leaf_layers(child))
-    return leaves
-
-
 def _check_captum_defaults(call: Call) -> None:
     """Raise ``TypeError`` for a leaf layer without a ``rule`` whose type Captum 0.9 has no
     default for, as Captum does before running the model (the native
@@ -102,7 +91,10 @@ def _check_captum_defaults(call: Call) -> None:
     model = facade.model
     if not isinstance(model, nn.Module):
         return  # the native check words the error
-    for layer in _leaf_layers(model):
+    # the model's leaves (Captum's layer list: a model without children has none)
+    for name, layer in _leaves(model):
+        if not name:
+            continue
         kind = type(layer)
         if _rule_attribute(layer) is not None or kind in SUPPORTED_LAYERS_WITH_RULES:
             continue

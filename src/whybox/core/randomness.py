@@ -362,11 +362,16 @@ def _check_permutable(count: int, n: int, exclude_identity: bool) -> None:
         )
 
 
+def is_int_seed(value: Any) -> bool:
+    """Whether ``value`` is an int seed (Python or numpy int, never a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_seed(owner: str, name: str, value: Any) -> None:
     """Declared-parameter check for ``seed``: ``None``, an int, a ``torch.Generator`` or
     a :class:`RandomSource` (use as ``Check(check_seed)``)."""
     ok = value is None or isinstance(value, (torch.Generator, RandomSource))
-    ok = ok or (isinstance(value, (int, np.integer)) and not isinstance(value, bool))
+    ok = ok or is_int_seed(value)
     if not ok:
         fail(
             owner,

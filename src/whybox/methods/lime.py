@@ -43,7 +43,7 @@ from whybox.core.perturbation import (
     prepare_masks,
     run_items,
 )
-from whybox.core.randomness import RandomSource, check_seed, make_random
+from whybox.core.randomness import RandomSource, check_seed, is_int_seed, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.surrogate import (
@@ -398,11 +398,7 @@ _CACHED_SAMPLE_CELLS = 2**18
 def _cacheable(seed: Any, n_samples: int, m: int) -> bool:
     """Whether the default sampler's draws for ``seed`` depend on the arguments alone (an
     int seed: a fresh generator seeded with it) and are small enough to keep."""
-    return (
-        isinstance(seed, (int, np.integer))
-        and not isinstance(seed, bool)
-        and n_samples * m <= _CACHED_SAMPLE_CELLS
-    )
+    return is_int_seed(seed) and n_samples * m <= _CACHED_SAMPLE_CELLS
 
 
 @functools.lru_cache(maxsize=32)

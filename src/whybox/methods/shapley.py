@@ -51,7 +51,7 @@ from whybox.core.perturbation import (
     prepare_masks,
     run_items,
 )
-from whybox.core.randomness import RandomSource, check_seed, make_random
+from whybox.core.randomness import RandomSource, check_seed, is_int_seed, make_random
 from whybox.core.registry import register
 from whybox.core.result import Explanation
 from whybox.core.surrogate.fit import (
@@ -407,11 +407,6 @@ class _Design(NamedTuple):
     factor: NormalFactor | None = None
 
 
-def _is_int_seed(seed: Any) -> bool:
-    """Whether ``seed`` is an int seed (numpy ints too, never a bool)."""
-    return isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
-
-
 def _design(m: int, budget: int, seed: Any) -> _Design:
     """KernelSHAP's coalitions and weights for ``budget`` samples over ``m`` features.
 
@@ -421,7 +416,7 @@ def _design(m: int, budget: int, seed: Any) -> _Design:
     designs are cached (``_CACHED_DESIGN_CELLS``).
     """
     small = m * max(budget, 1) <= _CACHED_DESIGN_CELLS  # the cache's memory stays bounded
-    if small and _is_int_seed(seed):
+    if small and is_int_seed(seed):
         return _seeded_design(m, budget, int(seed))
     return _draw(m, budget, make_random(seed).generator)
 
@@ -477,7 +472,7 @@ def _example_designs(
         batch with one design (what ``coalitions="shared"`` draws); ``None`` when the
         generator is private or nothing more was drawn.
     """
-    if _is_int_seed(seed):
+    if is_int_seed(seed):
         if m * max(budget, 1) * n <= _CACHED_DESIGN_CELLS:  # the cache's memory stays bounded
             return _seeded_designs(m, budget, int(seed), n), None
         return _draw_designs(m, budget, make_random(seed).generator, n, rewindable=False)
@@ -565,7 +560,7 @@ def _drawn_stack(
     ``designs[0]`` leaving the generator where its ``rewind`` does (for a model returning
     one value per batch).
     """
-    if _is_int_seed(seed) or not coalition_stack_applies(m, budget):
+    if is_int_seed(seed) or not coalition_stack_applies(m, budget):
         return None
     where = seed if isinstance(seed, torch.Generator) else getattr(seed, "generator", None)
     if where is not None and where.device.type != "cpu":
