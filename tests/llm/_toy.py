@@ -7,9 +7,13 @@ first key only and the second on the second key: an attribution method must poin
 first value at the first key, and "why V5 rather than V2" separates the two keys.
 
 The tokenizer is a word-level ``tokenizers`` model (whitespace split, ``<bos>`` prepended)
-wrapped in ``transformers.PreTrainedTokenizerFast``; the model a 2-layer GPT-2. Trained
-weights are cached on disk (keyed by a hash of this file's recipe) so the test workers
-train once.
+wrapped in ``transformers.PreTrainedTokenizerFast``; the model a 2-layer GPT-2.
+
+The trained weights are committed beside this file (``toy-lm-<digest>.pt``, keyed by a hash
+of the recipe): training is seeded but not reproducible across machines (CPU kernels and
+``transformers``' initialisation differ), and the tests of what the model's attention does
+describe one fixed model. ``python tests/llm/_toy.py`` trains it again and writes that file;
+a changed recipe without a committed file trains once per machine into the temp directory.
 """
 
 from __future__ import annotations
@@ -119,12 +123,13 @@ def _train() -> dict:
 
 
 def model_and_tokenizer():
-    """The trained toy model (eval mode) and its tokenizer; weights cached on disk."""
-    from transformers import GPT2LMHeadModel
-
+    """The trained toy model (eval mode) and its tokenizer: the committed weights, or
+    weights trained once into the temp directory when the recipe has none committed."""
     tok = tokenizer()
-    digest = hashlib.sha256(repr((RECIPE, VOCAB, 2)).encode()).hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"whybox-toy-lm-{digest}.pt"
+    committed = _committed_path()
+    if committed.exists():
+        return _load(committed), tok
+    path = Path(tempfile.gettempdir()) / f"whybox-{committed.name}"
     # one worker trains while the others wait on the lock, then everyone reads the file
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -138,7 +143,23 @@ def model_and_tokenizer():
             partial = path.with_suffix(f".{os.getpid()}.tmp")
             torch.save(state, partial)
             os.replace(partial, path)
-    state = torch.load(path, weights_only=True)
+    return _load(path), tok
+
+
+def _committed_path() -> Path:
+    digest = hashlib.sha256(repr((RECIPE, VOCAB, 2)).encode()).hexdigest()[:12]
+    return Path(__file__).with_name(f"toy-lm-{digest}.pt")
+
+
+def _load(path: Path):
+    from transformers import GPT2LMHeadModel
+
     model = GPT2LMHeadModel(_config())
-    model.load_state_dict(state)
-    return model.eval(), tok
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model.eval()
+
+
+if __name__ == "__main__":  # retrain and write the committed weights
+    torch.set_num_threads(1)
+    torch.save(_train(), _committed_path())
+    print(f"wrote {_committed_path()}")
