@@ -42,6 +42,7 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -51,7 +52,7 @@ from torch import Tensor, nn
 from whybox.core.call import Call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import row_gradients
-from whybox.core.hooks import module_rules
+from whybox.core.hooks import Captured, module_rules
 from whybox.core.method import Bool, Check, Choice
 from whybox.core.registry import register
 from whybox.core.result import Explanation
@@ -138,26 +139,157 @@ class _Relay(torch.autograd.Function):
         return grad * ratio, None, None
 
 
+class _CaptumFlow:
+    """What the rewrites of one call under Captum 0.9's flow share.
+
+    ``hooked``: the input tensors given a scaling hook, once per tensor (``id -> (weak ref,
+    recorders)``; the recorders get the hook's result, ``grad * input``); ``captured``: the
+    live capture of the layers' inputs (the tap of the chunk running); ``cells``: this
+    chunk's recorders of tapped layer inputs (``(layer, tensor) -> list``); ``records``:
+    per position in the tapped tensors, the cells of every chunk, in order.
+    """
+
+    __slots__ = ("hooked", "captured", "cells", "records")
+
+    def __init__(self) -> None:
+        self.hooked: dict[int, tuple[Any, list[Any]]] = {}
+        self.captured: Any = None
+        self.cells: dict[tuple[int, int], list[Tensor]] = {}
+        self.records: dict[int, list[list[Tensor]]] = {}
+
+    def watch(self, tap: Any) -> Any:
+        """``tap`` (a factory of a capture context) that also makes its capture the live one
+        while the forward runs, for :meth:`originals`."""
+
+        @contextmanager
+        def watched() -> Any:
+            self.cells = {}
+            with tap() as captured:
+                previous, self.captured = self.captured, captured
+                try:
+                    yield captured
+                finally:
+                    self.captured = previous
+                    self._settle(captured)
+
+        return watched
+
+    def originals(
+        self, module: nn.Module, args: tuple[Any, ...]
+    ) -> tuple[list[Tensor], list[int]] | None:
+        """The tensors ``module``'s positional tensor inputs stand for and the positions of
+        ``module`` in the layers, where ``module`` is a layer whose inputs the live capture
+        records (it feeds the layer clones and records the originals, in the same order);
+        ``None`` otherwise."""
+        captured = self.captured
+        if (
+            not isinstance(captured, Captured)
+            or not captured.to_input
+            or captured.explicit is not None
+        ):
+            return None
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        found: list[Tensor] | None = None
+        layers: list[int] = []
+        for i, layer in enumerate(captured.layers):
+            if layer is not module:
+                continue
+            recorded = captured.per_layer[i]
+            if len(recorded) != len(tensors) or any(
+                r.shape != t.shape for r, t in zip(recorded, tensors)
+            ):
+                return None
+            found = list(recorded) if found is None else found
+            layers.append(i)
+        return None if found is None else (found, layers)
+
+    def cell(self, layer: int, position: int) -> list[Tensor]:
+        """A new recorder of this chunk's tapped input ``position`` of layer ``layer`` (the
+        last call of the layer in the forward counts, as for the capture)."""
+        cell: list[Tensor] = []
+        self.cells[(layer, position)] = cell
+        return cell
+
+    def _settle(self, captured: Any) -> None:
+        """This chunk's cells under their positions in the capture's flattened tensors
+        (known once every layer has run)."""
+        cells, self.cells = self.cells, {}
+        if not cells or not isinstance(captured, Captured):
+            return
+        offsets = [0]
+        for layer_tensors in captured.per_layer:
+            offsets.append(offsets[-1] + len(layer_tensors))
+        for (i, j), cell in cells.items():
+            if j < offsets[i + 1] - offsets[i]:
+                self.records.setdefault(offsets[i] + j, []).append(cell)
+
+    def relevance(self, grads: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """``grads`` (the tapped tensors' gradients, chunks joined) with each tapped layer
+        input replaced by what its input hook made, ``grad * input``, for every chunk.
+
+        ``autograd.grad`` records a tapped tensor's gradient before its tensor hooks where
+        the gradient also flows on to another tapped tensor, and after them where not; the
+        hook's own result is Captum's ``relevance_input`` either way.
+        """
+        if not self.records:
+            return grads
+        out = list(grads)
+        for position, cells in self.records.items():
+            if position >= len(out) or not all(cells):
+                continue
+            parts = [cell[-1] for cell in cells]
+            joined = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+            if joined.shape == out[position].shape:
+                out[position] = joined
+        return tuple(out)
+
+
+def _input_hook(value: Tensor, recorders: list[Any]) -> Any:
+    """Captum's input hook: the gradient times the input ``value`` (given to ``recorders``)."""
+
+    def hook(grad: Tensor) -> Tensor:
+        relevance = grad * value
+        for record in recorders:
+            record(relevance)
+        return relevance
+
+    return hook
+
+
 def _captum_z_rewrite(
-    rule: _ZRule, hooked: dict[int, Any], module: nn.Module, args: tuple[Any, ...], out: Tensor
+    rule: _ZRule, flow: _CaptumFlow, module: nn.Module, args: tuple[Any, ...], out: Tensor
 ) -> Tensor:
     """A z-rule under Captum 0.9's flow, where the gradient between modules is the
     relevance ``R`` itself (not ``R / a``): ``R_in = a * J'^T (R_out / s(z'))``.
 
     The output's relay divides by ``s(z')``; each input tensor ``a`` (once per forward,
-    ``hooked``) gets a tensor hook multiplying its whole gradient by ``a``, as Captum's
+    ``flow.hooked``) gets a tensor hook multiplying its whole gradient by ``a``, as Captum's
     input hooks do (so a tensor also used outside the module, a residual branch, has the
-    sum of its gradients multiplied, as in Captum).
+    sum of its gradients multiplied, as in Captum). For a layer whose inputs are tapped
+    (LayerLRP with ``attribute_to_layer_input``) the capture feeds the module clones: the
+    hook goes on the tensor each clone stands for (the one Captum hooks), and its result
+    is recorded as the layer input's relevance (:meth:`_CaptumFlow.relevance`).
     """
+    hooked = flow.hooked
+    found = flow.originals(module, args)
+    position = -1
     for a in args:
-        if not isinstance(a, Tensor) or not a.requires_grad:
+        if not isinstance(a, Tensor):
+            continue
+        position += 1
+        if found is not None:
+            a = found[0][position]
+        if not a.requires_grad:
             continue
         seen = hooked.get(id(a))
-        if seen is not None and seen() is a:
-            continue  # this tensor already has its hook (an input of two modules)
-        hooked[id(a)] = weakref.ref(a)  # weak: a chunk's activations are not kept
-        value_in = a.detach()
-        a.register_hook(lambda grad, _value=value_in: grad * _value)
+        if seen is None or seen[0]() is not a:
+            # a tensor's first module hooks it (an input of two modules keeps that hook)
+            recorders: list[Any] = []
+            a.register_hook(_input_hook(a.detach(), recorders))
+            seen = hooked[id(a)] = (weakref.ref(a), recorders)  # weak: chunks are freed
+        if found is not None:
+            for i in found[1]:
+                seen[1].append(flow.cell(i, position).append)
     parameters = rule._parameters(module)
     value = out.detach()
     if parameters is None:
@@ -202,11 +334,11 @@ def _captum_pass(module: nn.Module, x: Tensor, out: Tensor) -> None:
     return None
 
 
-def _captum_rule(rule: PropagationRule | None, hooked: dict[int, Any]) -> Any:
+def _captum_rule(rule: PropagationRule | None, flow: _CaptumFlow) -> Any:
     """The rewrite of a leaf module with ``rule`` under Captum's flow (a user's own rule
-    class keeps its rewrite); ``hooked``: this forward's input tensors with a hook."""
+    class keeps its rewrite); ``flow``: what this call's rewrites share."""
     if isinstance(rule, _ZRule):
-        bound = functools.partial(_captum_z_rewrite, rule, hooked)
+        bound = functools.partial(_captum_z_rewrite, rule, flow)
         bound.all_inputs = True  # type: ignore[attr-defined]
         return bound
     if rule is None or isinstance(rule, IdentityRule):
@@ -706,9 +838,9 @@ class LRP(Method):
         the relevance itself is differentiated through them (every input of a sum gets the
         sum's whole relevance), activations pass it unchanged and the result is the
         gradient at the inputs (at the layer) times ``f(x)``. The Captum facade
-        (``whybox.attr.LRP`` / ``LayerLRP``) uses it, so its numbers are Captum's; one
-        exception: with ``attribute_to_layer_input``, a layer input that also feeds other
-        computations gets the layer's share (Captum scales that tensor's whole gradient).
+        (``whybox.attr.LRP`` / ``LayerLRP``) uses it, so its numbers are Captum's (with
+        ``attribute_to_layer_input``, a ruled layer's input that also feeds other
+        computations gets its whole gradient times its value, as in Captum).
     """
 
     has_delta = True
@@ -790,12 +922,15 @@ class LRP(Method):
         on_node = scope.tap is None
         captum_flow = self.relevance_flow == "captum"
         leaf_ids = {id(module) for _, module, _ in resolved}
-        hooked: dict[int, Any] = {}  # Captum's flow: id -> weak ref of hooked input tensors
+        tap = scope.tap
+        flow = _CaptumFlow() if captum_flow else None  # what the rewrites of this call share
+        if flow is not None and tap is not None:
+            tap = flow.watch(tap)  # a tapped layer input is hooked where Captum hooks it
 
         def dispatch(module: nn.Module) -> Any:
             rule = by_module.get(id(module))
-            if captum_flow:
-                return _captum_rule(rule, hooked) if id(module) in leaf_ids else None
+            if flow is not None:
+                return _captum_rule(rule, flow) if id(module) in leaf_ids else None
             if rule is None:
                 return None
             if on_node and _node_rewritable(rule, module):
@@ -804,10 +939,11 @@ class LRP(Method):
 
         recorded: list[Tensor] = []
         with module_rules(self.model, dispatch):
-            grads, outputs = row_gradients(call, tap=scope.tap, record=recorded)
+            grads, outputs = row_gradients(call, tap=tap, record=recorded)
         # relevance = activation * normalised relevance (c = 1 at the explained output);
         # the layer's activations come from the same forward as the gradients
-        if captum_flow:
+        if flow is not None:
+            grads = flow.relevance(grads)  # a tapped layer input: its input hook's result
             # the gradient is the relevance normalised by the output (1 there): times f(x)
             leaves = tuple(g * outputs.reshape((-1,) + (1,) * (g.dim() - 1)) for g in grads)
         else:
