@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from whybox.core.call import Call
 from whybox.core.forward import ChunkSize
 from whybox.core.gradients import row_gradients
-from whybox.core.hooks import Captured, module_rules
+from whybox.core.hooks import Captured, hooks, module_rules
 from whybox.core.method import Bool, Check, Choice
 from whybox.core.registry import register
 from whybox.core.result import Explanation
@@ -149,13 +149,37 @@ class _CaptumFlow:
     per position in the tapped tensors, the cells of every chunk, in order.
     """
 
-    __slots__ = ("hooked", "captured", "cells", "records")
+    __slots__ = ("hooked", "captured", "cells", "records", "called")
 
     def __init__(self) -> None:
         self.hooked: dict[int, tuple[Any, list[Any]]] = {}
         self.captured: Any = None
         self.cells: dict[tuple[int, int], list[Tensor]] = {}
         self.records: dict[int, list[list[Tensor]]] = {}
+        self.called: set[int] = set()  # the ruled modules run in this forward
+
+    def forward_started(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """A forward pre-hook of the model: a new forward (chunk) begins."""
+        self.called.clear()
+
+    def once(self, rewrite: Any) -> Any:
+        """``rewrite`` refusing a module run twice in one forward, as Captum 0.9 does (its
+        hooks keep one set of activations per module, so its flow has no answer there)."""
+        called = self.called
+
+        def checked(module: nn.Module, *args: Any) -> Any:
+            if id(module) in called:
+                raise RuntimeError(
+                    f"Module {module} is being used more than once in the network, which "
+                    "is not supported by LRP with Captum's relevance flow (Captum 0.9 "
+                    "refuses it too). Use each module once in forward, or "
+                    "whybox.methods.LRP with its default relevance_flow='conserving'."
+                )
+            called.add(id(module))
+            return rewrite(module, *args)
+
+        checked.all_inputs = getattr(rewrite, "all_inputs", False)  # type: ignore[attr-defined]
+        return checked
 
     def watch(self, tap: Any) -> Any:
         """``tap`` (a factory of a capture context) that also makes its capture the live one
@@ -337,13 +361,14 @@ def _captum_pass(module: nn.Module, x: Tensor, out: Tensor) -> None:
 def _captum_rule(rule: PropagationRule | None, flow: _CaptumFlow) -> Any:
     """The rewrite of a leaf module with ``rule`` under Captum's flow (a user's own rule
     class keeps its rewrite); ``flow``: what this call's rewrites share."""
+    if rule is None:
+        return _captum_pass
     if isinstance(rule, _ZRule):
         bound = functools.partial(_captum_z_rewrite, rule, flow)
         bound.all_inputs = True  # type: ignore[attr-defined]
-        return bound
-    if rule is None or isinstance(rule, IdentityRule):
-        return _captum_pass
-    return rule.rewrite
+        return flow.once(bound)
+    # a module with a rule (Captum's ruled layers, an IdentityRule or a user's own rule)
+    return flow.once(_captum_pass if isinstance(rule, IdentityRule) else rule.rewrite)
 
 
 def _forward_with(module: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -840,7 +865,9 @@ class LRP(Method):
         gradient at the inputs (at the layer) times ``f(x)``. The Captum facade
         (``whybox.attr.LRP`` / ``LayerLRP``) uses it, so its numbers are Captum's (with
         ``attribute_to_layer_input``, a ruled layer's input that also feeds other
-        computations gets its whole gradient times its value, as in Captum).
+        computations gets its whole gradient times its value, as in Captum). Like
+        Captum, this flow refuses a model that runs a ruled module twice in one forward
+        (``RuntimeError``); the conserving flow explains such models.
     """
 
     has_delta = True
@@ -938,7 +965,9 @@ class LRP(Method):
             return rule.rewrite
 
         recorded: list[Tensor] = []
-        with module_rules(self.model, dispatch):
+        # Captum's flow: each forward (chunk) starts with no ruled module run (see once)
+        starts = [] if flow is None else [(self.model, "forward_pre", flow.forward_started)]
+        with module_rules(self.model, dispatch), hooks(starts):
             grads, outputs = row_gradients(call, tap=tap, record=recorded)
         # relevance = activation * normalised relevance (c = 1 at the explained output);
         # the layer's activations come from the same forward as the gradients
