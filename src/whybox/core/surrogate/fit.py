@@ -440,6 +440,10 @@ def _sum_zero_basis(p: int, device: torch.device) -> Tensor:
     return q[:, 1:]
 
 
+#: numpy's clip ufunc (what ``np.clip`` runs), without ``np.clip``'s Python layer
+_CLIP: Any = (getattr(np, "_core", None) or np.core).umath.clip
+
+
 #: features up to which coordinate descent updates ``gram @ coef`` element by element in
 #: Python (cheaper than a numpy call per coordinate on tiny problems)
 _SCALAR_SWEEP_MAX = 32
@@ -453,6 +457,7 @@ def _lasso_cd(
     *,
     max_iter: int,
     tol: float,
+    state: tuple[list[float], Any, int] | None = None,
 ) -> tuple[np.ndarray, int, float]:
     """Cyclic coordinate descent on ``1/2 b^T G b - b^T c + alpha ||b||_1`` (+ yty/2).
 
@@ -461,6 +466,11 @@ def _lasso_cd(
     like sklearn: when the largest coefficient step is small relative to the largest
     coefficient, the gap is checked against ``tol * yty``. Returns the coefficients
     (p,), the number of sweeps and the final duality gap.
+
+    ``state``: ``(coef, gram @ coef, sweeps)`` after that many sweeps that did not stop
+    (coefficients a list of floats; ``gram @ coef`` a list of floats, or a new float64
+    array when p > :data:`_SCALAR_SWEEP_MAX`), to go on from there
+    (:func:`_lasso_cd_groups` hands over its last few groups so).
     """
     p = gram.shape[0]
     # The sweeps read and write Python floats (the same IEEE double operations, in the
@@ -468,9 +478,14 @@ def _lasso_cd(
     # is updated element by element for small problems and as an array otherwise. The
     # duality gap is computed on arrays.
     small = p <= _SCALAR_SWEEP_MAX
-    coef_l = [0.0] * p
-    # gram @ coef, kept up to date incrementally; columns[j][i] = gram[i, j]
-    g_l: Any = [0.0] * p if small else np.zeros(p)
+    first = 1
+    if state is None:
+        coef_l = [0.0] * p
+        # gram @ coef, kept up to date incrementally; columns[j][i] = gram[i, j]
+        g_l: Any = [0.0] * p if small else np.zeros(p)
+    else:
+        coef_l, g_l, done = state
+        first = done + 1
     columns: Any = gram.T.tolist() if small else gram.T
     diag = [float(columns[j][j]) for j in range(p)]
     xty_l = xty.tolist()
@@ -479,7 +494,7 @@ def _lasso_cd(
     gap = math.inf
     n_iter = 0
     coef = np.zeros(p)
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(first, max_iter + 1):
         max_step = 0.0
         max_coef = 0.0
         for j in rows:
@@ -710,6 +725,11 @@ def host_lasso_groups(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """:func:`lasso_groups` on numpy arrays: the same fits of the same views.
 
+    From :data:`_BATCH_MIN_GROUPS` groups on, the groups are fitted together
+    (:func:`_host_lasso_groups_batched`: the same IEEE operations on each group's numbers,
+    so the same results bit for bit); otherwise, and where that path does not apply, one
+    by one (:func:`_host_lasso_groups_each`).
+
     Parameters
     ----------
     Xn : array, shape ``(n, p)`` (shared by the groups) or ``(n, G, p)``, float64
@@ -724,6 +744,32 @@ def host_lasso_groups(
     coef : array ``(G, p)``, intercept : array ``(G,)``, new memory; n_iter : int
         The last group's number of sweeps.
     """
+    options: dict[str, Any] = dict(
+        alpha=alpha, fit_intercept=fit_intercept, max_iter=max_iter, tol=tol, caller=caller
+    )
+    if wn.shape[1] >= _BATCH_MIN_GROUPS and _batchable(Xn, columns, wn, alpha, max_iter):
+        # the batched path warns from one frame below this one, as _lasso_sweeps does
+        fitted = _host_lasso_groups_batched(Xn, columns, wn, **options, stacklevel=stacklevel)
+        if fitted is not None:
+            return fitted
+    # one frame deeper than _lasso_sweeps called from here: the warning's stacklevel + 1
+    return _host_lasso_groups_each(Xn, columns, wn, **options, stacklevel=stacklevel + 1)
+
+
+def _host_lasso_groups_each(
+    Xn: np.ndarray,
+    columns: Any,
+    wn: np.ndarray,
+    *,
+    alpha: float,
+    fit_intercept: bool,
+    max_iter: int,
+    tol: float,
+    caller: str,
+    stacklevel: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`host_lasso_groups` one group after the other: each group's moments from
+    its own views, then :func:`_lasso_sweeps` (the reference the batched path matches)."""
     groups = wn.shape[1]
     shared = Xn.ndim == 2
     split = isinstance(columns, list)
@@ -752,6 +798,333 @@ def host_lasso_groups(
         p = Xn.shape[-1]
         return np.zeros((0, p)), np.zeros(0), 0
     return np.concatenate(coefs), np.concatenate(intercepts), n_iter
+
+
+#: groups from which :func:`host_lasso_groups` fits them together (below, the batched
+#: path's per-call numpy overhead exceeds what it saves)
+_BATCH_MIN_GROUPS = 3
+#: fewest groups the batched sweeps keep sweeping together: fewer left go on in
+#: :func:`_lasso_cd`'s scalar sweeps (a numpy call per coordinate costs more than the
+#: scalar sweeps of so few groups)
+_BATCH_MIN_ACTIVE = 10
+
+
+def _batchable(Xn: np.ndarray, columns: Any, wn: np.ndarray, alpha: Any, max_iter: Any) -> bool:
+    """Whether :func:`_host_lasso_groups_batched` reproduces these fits: float64 arrays,
+    a row-major ``Xn`` (each group's working copies are then row-major, as the batched
+    ones), the targets as one array, a float ``alpha`` (the scalar sweeps' arithmetic is
+    then float64 throughout) and at least one feature and one sweep."""
+    return (
+        isinstance(columns, np.ndarray)
+        and type(alpha) is float
+        and type(max_iter) is int
+        and max_iter >= 1
+        and Xn.shape[-1] >= 1
+        and Xn.dtype == np.float64
+        and columns.dtype == np.float64
+        and wn.dtype == np.float64
+        and Xn.flags.c_contiguous
+    )
+
+
+def _host_lasso_groups_batched(
+    Xn: np.ndarray,
+    yn: np.ndarray,
+    wn: np.ndarray,
+    *,
+    alpha: float,
+    fit_intercept: bool,
+    max_iter: int,
+    tol: float,
+    caller: str,
+    stacklevel: int,
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """:func:`_host_lasso_groups_each` with every group's moments, sweeps and intercept
+    computed together: ``None`` when a weight sum is not positive or a moment not finite
+    (the caller then fits one by one, which raises or fits as before).
+
+    Called from :func:`host_lasso_groups`, so it warns from the frame depth
+    :func:`_lasso_sweeps` warns from: the same ``stacklevel`` points at the same line.
+    """
+    with np.errstate(all="ignore"):  # an overflow is not finite: one by one then, warning
+        moments = _host_lasso_moments_groups(Xn, yn, wn, fit_intercept)
+    if moments is None:
+        return None
+    gram, xty, yty, x_mean, y_mean = moments
+    coef, n_iters, gaps = _lasso_cd_groups(gram, xty, yty, alpha, max_iter=max_iter, tol=tol)
+    if tol > 0:
+        # one warning per group, in the groups' order, as the one-by-one fits give them
+        for gap, yty_g in zip(gaps.tolist(), yty.tolist()):
+            if gap > tol * yty_g:
+                warnings.warn(
+                    f"{caller} did not converge in {max_iter} iterations "
+                    f"(duality gap {gap:.3g}); increase max_iter or alpha.",
+                    RuntimeWarning,
+                    stacklevel=stacklevel,
+                )
+    intercept = y_mean - _row_dots(coef, x_mean)
+    return coef, intercept, int(n_iters[-1])
+
+
+def _row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a[i] @ b[i]`` for each row of two C-contiguous ``(m, p)`` arrays, ``(m,)``.
+
+    ``np.vecdot`` runs numpy's 1-D dot (``DOUBLE_dot``: BLAS ``ddot`` on unit strides)
+    once per row, the very call ``a[i] @ b[i]`` makes, so each value is bit for bit the
+    1-D product's; numpy before 2.0 has no ``vecdot`` and loops.
+    """
+    vecdot = getattr(np, "vecdot", None)
+    if vecdot is not None:
+        return vecdot(a, b)
+    return np.array([x @ y for x, y in zip(a, b)], dtype=np.float64).reshape(len(a))
+
+
+def _host_lasso_moments_groups(
+    Xn: np.ndarray, yn: np.ndarray, wn: np.ndarray, fit_intercept: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`_host_lasso_moments` of every group at once, bit for bit.
+
+    Each group's slice of every input is the very view the one-group call reads (same
+    memory, same strides); every intermediate is allocated row-major (``order="C"``), as
+    the one-group call's are for a row-major ``Xn``; a stacked ``np.matmul`` runs, item
+    by item, the BLAS call the 2-D product of those views makes (its loop decides on the
+    core shapes and strides alone), and a row-wise ``np.add.reduce`` of a row-major array
+    sums each row as the 1-D reduction does (numpy's pairwise sum, whatever the stride).
+
+    Returns
+    -------
+    tuple or None
+        ``gram`` ``(G, p, p)``, ``xty`` ``(G, p)``, ``yty`` ``(G,)``, ``x_mean``
+        ``(G, p)`` and ``y_mean`` ``(G,)``; ``None`` when a group's weights do not sum to
+        a positive number or a moment is not finite.
+    """
+    n, groups = wn.shape
+    p = Xn.shape[-1]
+    w_rows = wn.T  # row g: wn[:, g]
+    totals = np.add.reduce(np.ascontiguousarray(w_rows), axis=1)
+    if not bool((totals > 0).all()):
+        return None
+    # row g: Xn[:, g] (or the shared Xn, broadcast) and the view yn[:, g : g + 1]
+    x_rows = Xn if Xn.ndim == 2 else Xn.transpose(1, 0, 2)
+    y_rows = np.lib.stride_tricks.as_strided(
+        yn, shape=(groups, n, 1), strides=(yn.strides[1], yn.strides[0], yn.strides[1])
+    )
+    if fit_intercept:
+        w_vec = w_rows[:, None, :]  # each row a (1, n) operand: numpy's vector @ matrix
+        x_mean = np.divide(np.matmul(w_vec, x_rows)[:, 0], totals[:, None], order="C")
+        y_mean = np.divide(np.matmul(w_vec, y_rows)[:, 0, 0], totals, order="C")
+        x_c = np.subtract(x_rows, x_mean[:, None, :], order="C")
+        y_c = np.subtract(y_rows, y_mean[:, None, None], order="C")
+    else:
+        x_mean, y_mean = np.zeros((groups, p)), np.zeros(groups)
+        x_c, y_c = x_rows, y_rows
+    v = np.divide(w_rows, totals[:, None], order="C")
+    xv_t = np.multiply(x_c, v[:, :, None], order="C").transpose(0, 2, 1)
+    gram = np.matmul(xv_t, x_c, out=np.empty((groups, p, p)))
+    xty = np.matmul(xv_t, y_c, out=np.empty((groups, p, 1)))[:, :, 0]
+    y_flat = y_c[:, :, 0]
+    yty = np.add.reduce(np.multiply(np.multiply(v, y_flat, order="C"), y_flat, order="C"), axis=1)
+    finite = np.isfinite(np.add.reduce(gram.reshape(groups, -1), axis=1) + xty.sum(axis=1) + yty)
+    if not bool(finite.all()):  # overflowing sums flag finite moments too: one by one then
+        return None
+    return gram, xty, yty, x_mean, y_mean
+
+
+def _lasso_cd_groups(
+    gram: np.ndarray,
+    xty: np.ndarray,
+    yty: np.ndarray,
+    alpha: float,
+    *,
+    max_iter: int,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_lasso_cd` of many groups at once, each group's results bit for bit its own.
+
+    Every coordinate step runs the scalar code's IEEE operations, in its order, on
+    ``(A,)`` arrays of the ``A`` groups still sweeping (a group's numbers never mix with
+    another's). Where the scalar code branches, the arrays compute both sides' values
+    identically: the soft threshold as ``rho - clip(rho, -alpha, alpha)`` (``rho - alpha``,
+    ``rho + alpha`` or ``+0.0``); a coefficient that does not change adds ``step = +-0``
+    to ``gram @ coef``, which leaves it as it is (it never holds ``-0.0``: it starts at
+    ``+0.0`` and only sums); coordinates with ``d <= 0`` (skipped) keep ``+0.0``; and the
+    sweep's largest step and coefficient are maxima, exact in any order. A group whose
+    sweep ends as the scalar loop checks the duality gap gets that gap from the same
+    expressions (:func:`_duality_gaps`) and stops on its own.
+
+    Where the arrays could still differ from the scalar code, the group is fitted again
+    by :func:`_lasso_cd`: a ``-0.0`` coefficient (the scalar code keeps an equal ``+0.0``
+    over it, or the reverse, where the arrays write it) and a coefficient that is not
+    finite (NaN steps; such a value stays non-finite, so the retired coefficients show
+    it). The last few groups (fewer than :data:`_BATCH_MIN_ACTIVE`) go on in
+    :func:`_lasso_cd`'s scalar sweeps from the state reached.
+
+    Parameters
+    ----------
+    gram : array ``(G, p, p)``, xty : array ``(G, p)``, yty : array ``(G,)``
+        Finite moments (:func:`_host_lasso_moments_groups`), p >= 1.
+    alpha : float
+    max_iter : int, >= 1
+    tol : float
+
+    Returns
+    -------
+    coef : array ``(G, p)``, n_iter : int array ``(G,)``, gap : array ``(G,)``
+    """
+    groups, p = xty.shape
+    coef_out = np.zeros((groups, p))
+    n_out = np.zeros(groups, dtype=np.intp)
+    gap_out = np.full(groups, math.inf)
+    redo: list[int] = []  # fitted again from the start
+    handed: dict[int, tuple[list[float], Any, int]] = {}  # go on in the scalar sweeps
+    if groups >= _BATCH_MIN_ACTIVE:
+        # the scalar sweeps compute on Python floats, which never warn: nor do these
+        with np.errstate(all="ignore"):
+            _sweep_groups(
+                gram, xty, yty, alpha, max_iter, tol, (coef_out, n_out, gap_out), redo, handed
+            )
+        # a NaN or infinite coefficient may have come another way than the scalar one's
+        redo.extend(np.flatnonzero(~np.isfinite(coef_out).all(axis=1)).tolist())
+    else:
+        handed = {gid: ([0.0] * p, [0.0] * p, 0) for gid in range(groups)}
+    again = set(redo)
+    for gid in sorted(again | handed.keys()):
+        state = None if gid in again else handed[gid]
+        if state is not None and state[2] == 0:
+            state = None  # no sweep done: the plain start
+        coef_out[gid], n_out[gid], gap_out[gid] = _lasso_cd(
+            gram[gid], xty[gid], float(yty[gid]), alpha, max_iter=max_iter, tol=tol, state=state
+        )
+    return coef_out, n_out, gap_out
+
+
+#: the bits of ``-0.0`` read as an int64
+_NEG_ZERO_BITS = np.int64(np.iinfo(np.int64).min)
+
+
+def _sweep_groups(
+    gram: np.ndarray,
+    xty: np.ndarray,
+    yty: np.ndarray,
+    alpha: float,
+    max_iter: int,
+    tol: float,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray],
+    redo: list[int],
+    handed: dict[int, tuple[list[float], Any, int]],
+) -> None:
+    """The batched sweeps of :func:`_lasso_cd_groups`: fill ``out`` (coef, n_iter, gap)
+    for the groups that stop here, list in ``redo`` those to fit again and in ``handed``
+    the scalar state of those left to the scalar sweeps."""
+    coef_out, n_out, gap_out = out
+    groups, p = xty.shape
+    # coordinate-major state, so that coordinate j of every active group is one row
+    ids = np.arange(groups)
+    cols = np.ascontiguousarray(gram.transpose(2, 1, 0))  # cols[j, i, a] = gram[a, i, j]
+    diag = np.ascontiguousarray(np.diagonal(gram, axis1=1, axis2=2).T)  # (p, A)
+    xty_t = np.ascontiguousarray(xty.T)
+    coef = np.zeros((p, groups))
+    g = np.zeros((p, groups))  # gram @ coef of each group
+    valid = diag > 0.0  # the scalar code skips d <= 0.0
+    d_safe = np.where(valid, diag, 1.0)  # skipped coordinates divide by 1, then reset
+    skipped = set(np.flatnonzero(~valid.all(axis=1)).tolist())
+    positive = alpha > 0.0
+    clip = _CLIP
+    for n_iter in range(1, max_iter + 1):
+        if len(ids) < _BATCH_MIN_ACTIVE:
+            # the scalar sweeps go on from here: their state is these very numbers (a
+            # non-finite one may have come another way: that group starts again)
+            small = p <= _SCALAR_SWEEP_MAX
+            finite = np.isfinite(coef).all(axis=0).tolist()
+            for k, gid in enumerate(ids.tolist()):
+                if not finite[k]:
+                    redo.append(gid)
+                    continue
+                g_k = g[:, k].tolist() if small else g[:, k].copy()
+                handed[gid] = (coef[:, k].tolist(), g_k, n_iter - 1)
+            return
+        start = coef.copy()  # each coordinate's old value: it changes once per sweep
+        d_old = d_safe * start
+        for j in range(p):
+            rho = xty_t[j] - g[j]
+            rho += d_old[j]  # (xty - g) + d * old, the scalar order
+            if positive:
+                t = rho - clip(rho, -alpha, alpha)
+            else:  # alpha == 0: rho, but +0.0 for a zero rho (as the scalar else branch)
+                t = rho + 0.0
+            new = coef[j]
+            np.divide(t, d_safe[j], out=new)  # written into coef[j]
+            if j in skipped:
+                np.copyto(new, 0.0, where=~valid[j])
+            g += cols[j] * (new - start[j])  # each element's g + step * column
+        active = len(ids)
+        max_coef = np.maximum.reduce(np.abs(coef), axis=0)
+        max_step = np.maximum.reduce(np.abs(coef - start), axis=0)
+        if n_iter == max_iter:
+            check = np.ones(active, dtype=bool)
+        else:  # max_coef == 0.0 or max_step / max_coef < tol (no 0 / 0 computed)
+            zero = max_coef == 0.0
+            ratio = np.divide(max_step, max_coef, out=np.zeros(active), where=~zero)
+            check = zero | (ratio < tol)
+        neg_zero = coef.view(np.int64) == _NEG_ZERO_BITS
+        leave = None
+        if neg_zero.any():
+            # a -0.0 coefficient: the scalar code may have kept an equal +0.0 (or will
+            # keep this -0.0 over a +0.0 next sweep)
+            unsure = neg_zero.any(axis=0)
+            redo.extend(ids[unsure].tolist())
+            check &= ~unsure
+            leave = unsure
+        c = np.flatnonzero(check)
+        if len(c):
+            c_rows = np.ascontiguousarray(coef.T[c])
+            gid = ids[c]
+            yty_c = yty[gid]
+            gap = _duality_gaps(c_rows, np.ascontiguousarray(g.T[c]), xty[gid], yty_c, alpha)
+            stop = gap <= tol * yty_c
+            if n_iter == max_iter:
+                stop[:] = True
+            if stop.any():
+                done = gid[stop]
+                coef_out[done] = c_rows[stop]
+                n_out[done] = n_iter
+                gap_out[done] = gap[stop]
+                if leave is None:
+                    leave = np.zeros(active, dtype=bool)
+                leave[c[stop]] = True
+        if leave is not None:
+            keep = ~leave
+            ids = ids[keep]
+            if not len(ids):
+                return
+            coef, g, xty_t = coef[:, keep], g[:, keep], xty_t[:, keep]
+            cols, valid, d_safe = cols[:, :, keep], valid[:, keep], d_safe[:, keep]
+            skipped = set(np.flatnonzero(~valid.all(axis=1)).tolist())
+
+
+def _duality_gaps(
+    coef: np.ndarray, g: np.ndarray, xty: np.ndarray, yty: np.ndarray, alpha: float
+) -> np.ndarray:
+    """:func:`_lasso_cd`'s duality gap of each row, ``(m,)``: its expressions, in its
+    order, on ``(m,)`` arrays (elementwise IEEE operations and maxima give each row the
+    scalar value; the dot products are numpy's 1-D dot, :func:`_row_dots`; the ``abs``
+    sum of a row-major row is the 1-D pairwise sum).
+
+    ``coef``, ``g`` (``gram @ coef``) and ``xty``: C-contiguous ``(m, p)``; ``yty``
+    ``(m,)``.
+    """
+    corr = xty - g  # X^T r
+    coef_xty = _row_dots(coef, xty)
+    # max(yty - 2.0 * coef @ xty + coef @ g, 0.0), Python's max: 0.0 only if larger
+    r_sq = yty - _row_dots(np.multiply(2.0, coef, order="C"), xty) + _row_dots(coef, g)
+    r_sq = np.where(0.0 > r_sq, 0.0, r_sq)
+    corr_max = np.maximum.reduce(np.abs(corr), axis=1)
+    # 1.0 if corr_max <= alpha else alpha / corr_max (no division by 0 computed)
+    big = ~(corr_max <= alpha)
+    scale = np.divide(alpha, corr_max, out=np.ones(len(corr_max)), where=big)
+    primal = 0.5 * r_sq + alpha * np.add.reduce(np.abs(coef), axis=1)
+    dual = scale * (yty - coef_xty) - 0.5 * scale * scale * r_sq
+    return primal - dual
 
 
 def _lasso_moments(
