@@ -203,6 +203,19 @@ SOURCES = (
 #: (Captum module, name) -> (whybox module, whybox name): names found elsewhere, or
 #: ambiguous (two Captum modules define ``SUPPORTED_METHODS``)
 OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
+    # DeepLift's backward-hook functions (whybox's own DeepLift uses its rules as data)
+    **{
+        ("captum.attr._core.deep_lift", name): ("whybox.attr._deeplift_rule_functions", name)
+        for name in (
+            "nonlinear",
+            "softmax",
+            "maxpool1d",
+            "maxpool2d",
+            "maxpool3d",
+            "maxpool",
+            "SUPPORTED_NON_LINEAR",
+        )
+    },
     **{
         ("captum.attr._core.lrp", name): ("whybox.attr._lrp", name)
         for name in ("SUPPORTED_LAYERS_WITH_RULES", "SUPPORTED_NON_LINEAR_LAYERS")
@@ -259,21 +272,6 @@ MISSING: dict[tuple[str, str], str] = {
             "whybox's perturbation engine replaces FeatureAblation's helpers"
         )
         for name in ("logger", "process_initial_eval", "format_result", "check_output_shape_valid")
-    },
-    **{
-        ("captum.attr._core.deep_lift", name): _INTERNAL.format(
-            "DeepLift's rule functions; whybox's rules are data in "
-            "whybox.methods.deeplift_rules (Rescale, SoftmaxRescale, MaxPoolRescale)"
-        )
-        for name in (
-            "nonlinear",
-            "softmax",
-            "maxpool1d",
-            "maxpool2d",
-            "maxpool3d",
-            "maxpool",
-            "SUPPORTED_NON_LINEAR",
-        )
     },
     ("captum.attr._core.gradient_shap", "InputBaselineXGradient"): _INTERNAL.format(
         "GradientShap's inner method; whybox.methods.GradientShap is one method"
