@@ -14,7 +14,8 @@ Differences from Captum, on purpose:
 * the numbers are right by default. Captum's default ``use_cached_outputs=True`` is wrong
   on transformers 5; whybox equals Captum's ``use_cached_outputs=False`` whatever
   ``use_cached_outputs`` and ``forward_in_tokens`` say (teacher forcing in one forward is
-  token-by-token decoding for a causal decoder);
+  token-by-token decoding for a causal decoder; a model whose earlier logits depend on
+  later tokens is decoded token by token, see :class:`whybox.llm.scoring.TeacherForcing`);
 * ``perturbations_per_eval`` batches perturbed prompts (Captum cannot batch them);
 * ``_inspect_forward`` is called once per distinct perturbed prompt evaluated.
 

@@ -122,6 +122,9 @@ class TeacherForcing:
         # transformers 5 calls the KV cache argument ``cache``; earlier ``past_key_values``
         self._cache_arg = "cache" if "cache" in names else "past_key_values"
         self.prefix_cache = prefix_cache and self._cache_arg in names
+        # whether one forward of prompt + continuation gives each position's next-token
+        # logits (a causal decoder); None until checked on the first multi-token target
+        self.causal: bool | None = known_causal(model)
 
     # -- public ------------------------------------------------------------------------
     def score(
@@ -234,7 +237,18 @@ class TeacherForcing:
 
     # -- one chunk: optional shared-prefix cache, then the rows --------------------------
     def _logits(self, rows: Tensor, t: int, prompt_len: int, extra: dict[str, Any]) -> Tensor:
-        """Logits ``(b, T, V)`` predicting the last ``T`` tokens of ``rows + [next]``."""
+        """Logits ``(b, T, V)`` predicting the last ``T`` tokens of ``rows + [next]``.
+
+        One forward of the whole rows for a causal model; for a model whose logits at a
+        position depend on later tokens (an encoder used as an LM), one forward per target
+        token on the rows up to it, as token-by-token decoding (and Captum's
+        ``use_cached_outputs=False``) computes them."""
+        if t > 1 and self.causal is None:
+            self.causal = self._is_causal(rows[:1], t, prompt_len, extra)
+            if not self.causal:
+                self.prefix_cache = False  # a prefix's cache presumes causal attention
+        if t > 1 and self.causal is False:
+            return self._logits_token_by_token(rows, t, prompt_len, extra)
         prefix = self._shared_prefix(rows, prompt_len) if self.prefix_cache and not extra else 0
         with torch.no_grad():
             if prefix:
@@ -250,6 +264,35 @@ class TeacherForcing:
                 input_ids=rows, attention_mask=torch.ones_like(rows), use_cache=False, **kwargs
             )
         return _last(out.logits, t)
+
+    def _plain_logits(self, rows: Tensor, extra: dict[str, Any]) -> Tensor:
+        self.n_forwards += 1
+        out = self.model(
+            input_ids=rows, attention_mask=torch.ones_like(rows), use_cache=False, **extra
+        )
+        logits = out.logits
+        return logits[:, 0] if logits.dim() == 4 else logits
+
+    def _is_causal(self, row: Tensor, t: int, prompt_len: int, extra: dict[str, Any]) -> bool:
+        """Whether the logits predicting the first target token are the same with and
+        without the continuation after them (two forwards of one row, once per scorer):
+        true for a causal decoder, false where later tokens change earlier positions."""
+        with torch.no_grad():
+            whole = self._plain_logits(row, extra)[:, prompt_len - 1].float()
+            prompt = self._plain_logits(row[:, :prompt_len], extra)[:, -1].float()
+        # float rounding differs between the two sequence lengths; a bidirectional model
+        # changes the logits by far more (a false "not causal" costs only speed)
+        loose = whole.dtype in (torch.float16, torch.bfloat16) or row.device.type != "cpu"
+        rtol, atol = (1e-2, 1e-3) if loose else (1e-4, 1e-5)
+        return bool(torch.allclose(whole, prompt, rtol=rtol, atol=atol))
+
+    def _logits_token_by_token(
+        self, rows: Tensor, t: int, prompt_len: int, extra: dict[str, Any]
+    ) -> Tensor:
+        """``(b, T, V)``: target token ``k``'s logits from a forward of the rows up to it."""
+        with torch.no_grad():
+            steps = [self._plain_logits(rows[:, : prompt_len + k], extra)[:, -1] for k in range(t)]
+        return torch.stack(steps, dim=1)
 
     @staticmethod
     def _shared_prefix(rows: Tensor, prompt_len: int) -> int:
@@ -277,6 +320,27 @@ class TeacherForcing:
             **kwargs,
         )
         return _last(out.logits, t)
+
+
+def known_causal(model: Any) -> bool | None:
+    """``True`` for a Hugging Face model known to be a causal decoder from its config (a
+    decoder-only model type, or ``is_decoder`` set outside an encoder-decoder), else
+    ``None``: :class:`TeacherForcing` then checks on the model itself."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if not isinstance(model_type, str):
+        return None
+    if getattr(config, "is_decoder", False) and not getattr(config, "is_encoder_decoder", False):
+        return True
+    try:
+        from transformers.models.auto import modeling_auto
+    except ImportError:  # pragma: no cover - a config without transformers
+        return None
+    causal = getattr(modeling_auto, "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", {})
+    masked = getattr(modeling_auto, "MODEL_FOR_MASKED_LM_MAPPING_NAMES", {})
+    # encoder types (bert, roberta, ...) have causal-LM heads too, bidirectional unless
+    # is_decoder: only types without a masked-LM model are decoders by construction
+    return True if model_type in causal and model_type not in masked else None
 
 
 def _last(logits: Tensor, t: int) -> Tensor:

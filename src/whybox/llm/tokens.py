@@ -62,7 +62,7 @@ def pretty_tokens(ids: Tensor | list[int], tokenizer: Any) -> list[str]:
     list of str, length ``T``
     """
     ids = [int(i) for i in (ids.tolist() if isinstance(ids, Tensor) else ids)]
-    text = tokenizer.decode(ids)
+    text = _decode(tokenizer, ids)
     try:
         again, spans = offsets(text, tokenizer, add_special_tokens=False)
     except (NotImplementedError, TypeError, ValueError, KeyError):
@@ -88,7 +88,17 @@ def pretty_tokens(ids: Tensor | list[int], tokenizer: Any) -> list[str]:
 
 
 def _one_by_one(ids: list[int], tokenizer: Any) -> list[str]:
-    return [_clean(tokenizer.decode([i])) for i in ids]
+    return [_clean(_decode(tokenizer, [i])) for i in ids]
+
+
+def _decode(tokenizer: Any, ids: list[int]) -> str:
+    """``tokenizer.decode`` of ``ids`` given as a ``LongTensor``, as Captum's
+    ``TokenizerLike`` takes them (Captum-style tokenizers call ``.tolist()`` on it); as a
+    list of ints for tokenizers that refuse a tensor (e.g. a bare ``tokenizers.Tokenizer``)."""
+    try:
+        return tokenizer.decode(torch.tensor(ids, dtype=torch.long))
+    except (TypeError, AttributeError, ValueError):
+        return tokenizer.decode(ids)
 
 
 def word_groups(inp: Any) -> tuple[Tensor, list[str]]:
@@ -126,7 +136,7 @@ def word_groups(inp: Any) -> tuple[Tensor, list[str]]:
     for token, (start, end), feature in zip(ids, spans, is_feature):
         if not feature or token in special:
             if feature:  # a special token is a word of its own
-                words.append(inp.tokenizer.decode([token]).strip() or str(token))
+                words.append(_decode(inp.tokenizer, [token]).strip() or str(token))
                 word_of.append(len(words) - 1)
             previous_end = None
             continue
