@@ -179,6 +179,7 @@ PRIVATE: dict[str, list[tuple[str, str]]] = {
         (_UTILS, "_convert_ids_to_pretty_tokens_fallback"),
     ],
     "captum.attr._core.feature_permutation": [("whybox.attr._perturbation", "_permute_feature")],
+    "captum.attr._core.shapley_value": [(_UTILS, "_shape_feature_mask")],
     "captum.attr._models.base": [
         ("whybox.attr._interpretable_embedding", "_set_deep_layer_value"),
         ("whybox.attr._interpretable_embedding", "_get_deep_layer_name"),

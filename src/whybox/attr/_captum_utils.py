@@ -180,6 +180,40 @@ def _format_input_baseline(inputs: Any, baselines: Any) -> tuple[tuple[Tensor, .
     return formatted, _format_baseline(baselines, formatted)
 
 
+def _shape_feature_mask(
+    feature_mask: tuple[Tensor, ...], inputs: tuple[Tensor, ...]
+) -> tuple[Tensor, ...]:
+    """Captum's ``shapley_value._shape_feature_mask``: each mask with leading size-1
+    dimensions prepended up to its input's number of dimensions, on the input's device
+    (``AssertionError`` for a mask that does not broadcast to its input).
+
+    Parameters
+    ----------
+    feature_mask : tuple of Tensor
+        One mask per input, broadcastable to it from the right.
+    inputs : tuple of Tensor
+
+    Returns
+    -------
+    tuple of Tensor
+        The masks, each with ``input.dim()`` dimensions.
+    """
+    shaped = []
+    for index, (mask, inp) in enumerate(zip(feature_mask, inputs)):
+        fits = mask.dim() <= inp.dim() and all(
+            m in (1, i) for m, i in zip(reversed(mask.shape), reversed(inp.shape))
+        )
+        if not fits:
+            raise AssertionError(
+                f"the shape of feature mask (index {index}) is invalid, input shape: "
+                f"{tuple(inp.shape)}, feature mask shape {tuple(mask.shape)}"
+            )
+        if mask.dim() < inp.dim():
+            mask = mask.reshape((1,) * (inp.dim() - mask.dim()) + tuple(mask.shape))
+        shaped.append(mask.to(inp.device))
+    return tuple(shaped)
+
+
 def _construct_default_feature_mask(inputs: tuple[Tensor, ...]) -> tuple[tuple[Tensor, ...], int]:
     """One feature per element of one example, numbered across inputs; ``(masks, count)``
     with each mask shaped like one example ``(1, ...)``."""

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.nn import Module
 
+from whybox.influence._data import load_flexible_state_dict
 from whybox.influence._linalg import custom_functional_call, functional_call
 from whybox.influence._linalg import eig_sorted as _eig_helper
 from whybox.influence._linalg import flatten_params as _flatten_params
@@ -24,6 +25,7 @@ __all__ = [
     "_flatten_params",
     "_functional_call",
     "_jacobian_loss_wrt_inputs",
+    "_load_flexible_state_dict",
     "_top_eigen",
     "_unflatten_params_factory",
 ]
@@ -100,3 +102,10 @@ def _jacobian_loss_wrt_inputs(
     if reduction_type == "mean" and jacobian.dim() > 0:
         jacobian = jacobian * jacobian.shape[0]
     return jacobian
+
+
+def _load_flexible_state_dict(model: Module, path: str) -> float:
+    """Captum's name for :func:`whybox.influence._data.load_flexible_state_dict`: load a
+    saved ``state_dict`` into ``model`` (``DataParallel`` prefixes matched either way) and
+    return its ``"learning_rate"`` (1.0 if absent)."""
+    return load_flexible_state_dict(model, path)
