@@ -105,6 +105,9 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
             "safe_div",
             "_select_targets",
             "_sort_key_list",
+            "_is_mask_valid",
+            "_format_inputs",
+            "_run_forward",
         ],
     ),
     # the activation-vector store of captum.concept (TCAV); its tests import it from here

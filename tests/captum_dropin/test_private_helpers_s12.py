@@ -55,3 +55,49 @@ def test_load_flexible_state_dict_equals_captums(tmp_path, prefixed, parallel):
     (ours_lr, ours_w), (theirs_lr, theirs_w) = results
     assert ours_lr == theirs_lr == 1.0  # no learning_rate saved
     assert torch.equal(ours_w, theirs_w) and torch.equal(ours_w, source.weight.detach())
+
+
+def test_divide_and_aggregate_metrics_slices_as_captums():
+    import warnings
+
+    from captum.metrics._utils.batching import _divide_and_aggregate_metrics as theirs
+
+    from whybox.metrics._utils.batching import _divide_and_aggregate_metrics as ours
+
+    inputs = (torch.zeros(3, 2),)
+    for n in (1, 5, 7, 10):
+        for most in (None, 1, 3, 6, 9, 12, 40, 100):
+            seen = []
+            for f in (ours, theirs):
+                calls = []
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    total = f(
+                        inputs,
+                        n,
+                        lambda k, calls=calls: (calls.append(k), torch.full((3,), float(k)))[1],
+                        max_examples_per_batch=most,
+                    )
+                seen.append((calls, len(caught), total.tolist()))
+            assert seen[0] == seen[1], (n, most)
+            assert sum(seen[0][0]) == n  # every sample evaluated once
+
+
+def test_run_forward_and_mask_checks_as_captums():
+    import captum._utils.common as C
+
+    import whybox._utils.common as W
+
+    torch.manual_seed(0)
+    model, x = nn.Linear(3, 2), torch.randn(4, 3)
+    for target in (None, 1, [0, 1, 0, 1], torch.tensor([1, 0, 0, 1])):
+        assert torch.equal(W._run_forward(model, x, target), C._run_forward(model, x, target))
+    scaled = lambda a, b: a * b  # noqa: E731
+    assert torch.equal(W._run_forward(scaled, x, 0, 2.0), C._run_forward(scaled, x, 0, 2.0))
+    constant = lambda: torch.ones(3, 2)  # noqa: E731
+    assert torch.equal(W._run_forward(constant, None, 1), C._run_forward(constant, None, 1))
+    for mask, shape in [((1, 3), (4, 3)), ((2, 3), (4, 3)), ((3,), (4, 3)), ((1, 1, 3), (4, 3))]:
+        m, inp = torch.zeros(mask), torch.zeros(shape)
+        assert W._is_mask_valid(m, inp) == C._is_mask_valid(m, inp)
+    assert W._format_inputs([x]) == C._format_inputs([x])
+    assert W._format_inputs(x)[0] is x

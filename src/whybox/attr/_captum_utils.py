@@ -180,6 +180,41 @@ def _format_input_baseline(inputs: Any, baselines: Any) -> tuple[tuple[Tensor, .
     return formatted, _format_baseline(baselines, formatted)
 
 
+def _is_mask_valid(mask: Tensor, inp: Tensor) -> bool:
+    """Whether ``mask`` broadcasts to ``inp`` from the right: no more dimensions, each of
+    size 1 or the input's (Captum's ``_utils.common._is_mask_valid``)."""
+    if mask.dim() > inp.dim():
+        return False
+    return all(m in (1, i) for m, i in zip(reversed(mask.shape), reversed(inp.shape)))
+
+
+def _format_inputs(inputs: Any, unpack_inputs: bool = True) -> Any:
+    """``inputs`` as they are when a tuple or list (and ``unpack_inputs``), else
+    ``(inputs,)`` (Captum's ``_utils.common._format_inputs``)."""
+    return inputs if isinstance(inputs, (tuple, list)) and unpack_inputs else (inputs,)
+
+
+def _run_forward(
+    forward_func: Callable[..., Any],
+    inputs: Any,
+    target: Any = None,
+    additional_forward_args: Any = None,
+) -> Any:
+    """``forward_func(*inputs, *additional_forward_args)`` with the ``target`` selected
+    (:func:`_select_targets`); a function of no arguments is called without any; a
+    ``torch.futures.Future`` output gives a future of the selection (Captum's
+    ``_utils.common._run_forward``)."""
+    if not inspect.signature(forward_func).parameters:
+        output = forward_func()
+        return output if target is None else _select_targets(output, target)
+    inputs = _format_inputs(inputs)
+    extra = _format_additional_forward_args(additional_forward_args)
+    output = forward_func(*inputs, *extra) if extra is not None else forward_func(*inputs)
+    if isinstance(output, torch.futures.Future):
+        return output.then(lambda done: _select_targets(done.value(), target))
+    return _select_targets(output, target)
+
+
 def _shape_feature_mask(
     feature_mask: tuple[Tensor, ...], inputs: tuple[Tensor, ...]
 ) -> tuple[Tensor, ...]:
@@ -200,10 +235,7 @@ def _shape_feature_mask(
     """
     shaped = []
     for index, (mask, inp) in enumerate(zip(feature_mask, inputs)):
-        fits = mask.dim() <= inp.dim() and all(
-            m in (1, i) for m, i in zip(reversed(mask.shape), reversed(inp.shape))
-        )
-        if not fits:
+        if not _is_mask_valid(mask, inp):
             raise AssertionError(
                 f"the shape of feature mask (index {index}) is invalid, input shape: "
                 f"{tuple(inp.shape)}, feature mask shape {tuple(mask.shape)}"
