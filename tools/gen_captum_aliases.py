@@ -108,6 +108,11 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
             "_is_mask_valid",
             "_format_inputs",
             "_run_forward",
+            "_format_feature_mask",
+            "_get_max_feature_index",
+            "_get_feature_idx_to_tensor_idx",
+            "_flatten_tensor_or_tuple",
+            "_extract_device",
         ],
     ),
     # the activation-vector store of captum.concept (TCAV); its tests import it from here

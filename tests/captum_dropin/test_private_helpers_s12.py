@@ -101,3 +101,30 @@ def test_run_forward_and_mask_checks_as_captums():
         assert W._is_mask_valid(m, inp) == C._is_mask_valid(m, inp)
     assert W._format_inputs([x]) == C._format_inputs([x])
     assert W._format_inputs(x)[0] is x
+
+
+def test_feature_mask_helpers_as_captums():
+    import captum._utils.common as C
+
+    import whybox._utils.common as W
+
+    inputs = (torch.zeros(2, 3), torch.zeros(2, 2, 2), torch.zeros(2, 0))
+    for start in (0, 5):
+        ours = W._format_feature_mask(None, inputs, start)
+        theirs = C._format_feature_mask(None, inputs, start)
+        assert all(torch.equal(a, b) and a.shape == b.shape for a, b in zip(ours, theirs))
+        assert W._get_max_feature_index(ours) == C._get_max_feature_index(theirs) == start + 6
+        assert W._get_feature_idx_to_tensor_idx(ours) == C._get_feature_idx_to_tensor_idx(theirs)
+    given = torch.tensor([[0, 1, 1]])
+    assert W._format_feature_mask(given, inputs)[0] is given
+    shared = (torch.tensor([[0, 1, 1]]), torch.tensor([[1, 2]]))
+    assert W._get_feature_idx_to_tensor_idx(shared) == C._get_feature_idx_to_tensor_idx(shared)
+    parts = (torch.arange(4.0).reshape(2, 2), torch.ones(3))
+    assert torch.equal(W._flatten_tensor_or_tuple(parts), C._flatten_tensor_or_tuple(parts))
+    assert torch.equal(W._flatten_tensor_or_tuple(parts[0]), C._flatten_tensor_or_tuple(parts[0]))
+    linear = nn.Linear(2, 2)
+    x = (torch.zeros(1, 2),)
+    for args in ((x, None), (None, x), (None, None)):
+        assert W._extract_device(linear, *args) == C._extract_device(linear, *args)
+    with pytest.raises(RuntimeError, match="device"):
+        W._extract_device(nn.ReLU(), None, None)

@@ -215,6 +215,64 @@ def _run_forward(
     return _select_targets(output, target)
 
 
+def _format_feature_mask(
+    feature_mask: Tensor | tuple[Tensor, ...] | None,
+    inputs: tuple[Tensor, ...],
+    start_idx: int = 0,
+) -> tuple[Tensor, ...]:
+    """A feature mask as a tuple (Captum's ``_utils.common._format_feature_mask``); ``None``
+    gives every element of an example its own feature, numbered from ``start_idx`` across
+    the inputs in order, each mask shaped ``(1, *input.shape[1:])`` on its input's device."""
+    if feature_mask is not None:
+        return _format_tensor_into_tuples(feature_mask)
+    masks = []
+    first = start_idx
+    for inp in inputs:
+        one = inp[0:1]  # also an empty input (0 features)
+        masks.append(first + torch.arange(one.numel(), device=inp.device).reshape(one.shape))
+        first += one.numel()
+    return tuple(masks)
+
+
+def _get_max_feature_index(feature_mask: tuple[Tensor, ...]) -> int:
+    """The largest feature index over the non-empty masks (Captum's helper of the same name:
+    the number of features is this plus one)."""
+    return int(max(int(mask.max()) for mask in feature_mask if mask.numel()))
+
+
+def _get_feature_idx_to_tensor_idx(feature_mask: tuple[Tensor, ...]) -> dict[int, list[int]]:
+    """Each feature index and the positions of the masks it appears in, in order."""
+    where: dict[int, list[int]] = {}
+    for position, mask in enumerate(feature_mask):
+        for feature in torch.unique(mask).tolist():
+            where.setdefault(feature, []).append(position)
+    return where
+
+
+def _flatten_tensor_or_tuple(inp: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """A tensor flattened, or a tuple's tensors flattened and joined, ``(total,)``."""
+    if isinstance(inp, Tensor):
+        return inp.flatten()
+    return torch.cat([part.flatten() for part in inp])
+
+
+def _extract_device(module: Module, hook_inputs: Any, hook_outputs: Any) -> torch.device:
+    """The device of a hook's first input, else of its first output, else of the module's
+    first parameter (Captum's ``_utils.common._extract_device``); ``RuntimeError`` when
+    there is none of the three."""
+    if hook_inputs is not None and len(hook_inputs) > 0:
+        return hook_inputs[0].device
+    if hook_outputs is not None and len(hook_outputs) > 0:
+        return hook_outputs[0].device
+    for parameter in module.parameters():
+        return parameter.device
+    raise RuntimeError(
+        f"Unable to extract device information for the module {module}: the inputs and "
+        "outputs of its forward hook and its parameters are all empty (the inputs are "
+        "empty when every argument of its forward is passed by name)."
+    )
+
+
 def _shape_feature_mask(
     feature_mask: tuple[Tensor, ...], inputs: tuple[Tensor, ...]
 ) -> tuple[Tensor, ...]:
