@@ -113,6 +113,10 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
             "_get_feature_idx_to_tensor_idx",
             "_flatten_tensor_or_tuple",
             "_extract_device",
+            "parse_version",
+            "ExpansionTypes",
+            "_expand_target",
+            "_expand_additional_forward_args",
         ],
     ),
     # the activation-vector store of captum.concept (TCAV); its tests import it from here

@@ -128,3 +128,30 @@ def test_feature_mask_helpers_as_captums():
         assert W._extract_device(linear, *args) == C._extract_device(linear, *args)
     with pytest.raises(RuntimeError, match="device"):
         W._extract_device(nn.ReLU(), None, None)
+
+
+def test_version_and_expansion_helpers_as_captums():
+    import captum._utils.common as C
+
+    import whybox._utils.common as W
+
+    for version in ("2.13.0+cpu", "0.9.0", "1.7", "3", "1.2.dev0"):
+        assert W.parse_version(version) == C.parse_version(version)
+    with pytest.raises(AssertionError):
+        W.parse_version("dev")
+    assert [t.name for t in W.ExpansionTypes] == [t.name for t in C.ExpansionTypes]
+    for kind in ("repeat", "repeat_interleave"):
+        ours_kind, theirs_kind = W.ExpansionTypes[kind], C.ExpansionTypes[kind]
+        for target in ([0, 2, 1], torch.tensor([1, 0]), 3, torch.tensor(2), None):
+            ours = W._expand_target(target, 3, ours_kind)
+            theirs = C._expand_target(target, 3, theirs_kind)
+            if isinstance(theirs, torch.Tensor):
+                assert torch.equal(ours, theirs)
+            else:
+                assert ours == theirs
+        args = (torch.arange(4.0).reshape(2, 2), torch.tensor(5.0), "text", 7)
+        ours = W._expand_additional_forward_args(args, 3, ours_kind)
+        theirs = C._expand_additional_forward_args(args, 3, theirs_kind)
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.equal(a, b) if isinstance(b, torch.Tensor) else a == b
+    assert W._expand_additional_forward_args(None, 2) is None

@@ -8,6 +8,7 @@ import inspect
 import warnings
 from collections import UserDict
 from collections.abc import Callable, Iterator, Sequence
+from enum import Enum
 from typing import Any, Protocol, TypeVar
 
 import torch
@@ -178,6 +179,66 @@ def _format_input_baseline(inputs: Any, baselines: Any) -> tuple[tuple[Tensor, .
     """``(inputs, baselines)`` both as tuples."""
     formatted = _format_tensor_into_tuples(inputs)
     return formatted, _format_baseline(baselines, formatted)
+
+
+def parse_version(v: str) -> tuple[int, ...]:
+    """A version string's numeric dot-separated parts as ints (``"2.13.0+cpu"`` gives
+    ``(2, 13)``: parts with letters are dropped), for comparisons (Captum's
+    ``_utils.common.parse_version``; ``AssertionError`` when no part is numeric)."""
+    parts = [part for part in v.split(".") if part.isdigit()]
+    assert parts != [], f"no numeric part in version {v!r}"
+    return tuple(int(part) for part in parts)
+
+
+class ExpansionTypes(Enum):
+    """How :func:`_expand_target` / :func:`_expand_additional_forward_args` repeat rows:
+    the whole batch ``n`` times, or each row ``n`` times in place."""
+
+    repeat = 1
+    repeat_interleave = 2
+
+
+def _expand_rows(value: Tensor, n_steps: int, expansion_type: ExpansionTypes) -> Tensor:
+    if expansion_type == ExpansionTypes.repeat:
+        return torch.cat([value] * n_steps, dim=0)
+    if expansion_type == ExpansionTypes.repeat_interleave:
+        return value.repeat_interleave(n_steps, dim=0)
+    raise NotImplementedError(
+        "Currently only `repeat` and `repeat_interleave` expansion_types are supported"
+    )
+
+
+def _expand_target(
+    target: Any, n_steps: int, expansion_type: ExpansionTypes = ExpansionTypes.repeat
+) -> Any:
+    """A per-example target repeated for ``n_steps`` copies of the batch (a list, or a
+    tensor of more than one element); any other target as it is (Captum's helper)."""
+    if isinstance(target, list):
+        if expansion_type == ExpansionTypes.repeat:
+            return target * n_steps
+        if expansion_type == ExpansionTypes.repeat_interleave:
+            return [item for item in target for _ in range(n_steps)]
+        raise NotImplementedError(
+            "Currently only `repeat` and `repeat_interleave` expansion_types are supported"
+        )
+    if isinstance(target, Tensor) and target.numel() > 1:
+        return _expand_rows(target, n_steps, expansion_type)
+    return target
+
+
+def _expand_additional_forward_args(
+    additional_forward_args: tuple | None,
+    n_steps: int,
+    expansion_type: ExpansionTypes = ExpansionTypes.repeat,
+) -> tuple | None:
+    """Each tensor argument with a batch dimension repeated for ``n_steps`` copies of the
+    batch (0-d tensors and other values as they are; Captum's helper)."""
+    if additional_forward_args is None:
+        return None
+    return tuple(
+        _expand_rows(arg, n_steps, expansion_type) if isinstance(arg, Tensor) and arg.dim() else arg
+        for arg in additional_forward_args
+    )
 
 
 def _is_mask_valid(mask: Tensor, inp: Tensor) -> bool:
