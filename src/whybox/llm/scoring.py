@@ -259,11 +259,7 @@ class TeacherForcing:
             kwargs = dict(extra)
             if self._keep_logits:
                 kwargs["logits_to_keep"] = t
-            self.n_forwards += 1
-            out = self.model(
-                input_ids=rows, attention_mask=torch.ones_like(rows), use_cache=False, **kwargs
-            )
-        return _last(out.logits, t)
+            return _last(self._plain_logits(rows, kwargs), t)
 
     def _plain_logits(self, rows: Tensor, extra: dict[str, Any]) -> Tensor:
         self.n_forwards += 1
