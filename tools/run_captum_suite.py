@@ -38,6 +38,11 @@ Test modules are loaded through an import hook that rewrites their import statem
   exercise whybox's classes. Reference implementations Captum's helpers use as oracles
   (``conductance_reference``, ``compute_gradients`` in ``get_config_util``) stay Captum's.
 
+``--own-helpers`` is the plain rename ``captum`` -> ``whybox`` of everything, the helpers
+included: ``tests.helpers`` / ``captum.testing`` resolve to ``whybox.testing`` (whybox's own
+re-statement of Captum's test helpers, models and oracles) and ``captum.log`` to
+``whybox.log``; nothing of Captum is imported on the whybox side.
+
 ``--fallback`` resolves names whose Captum module path has no whybox alias yet from
 ``whybox.attr`` itself, and private helpers (``_name``) or ``captum._utils`` utilities whybox
 does not provide from Captum: it measures behaviour while alias modules are missing. The
@@ -88,6 +93,12 @@ _BUILDING_HELPERS = (
 #: Captum's public namespaces, each redirected to whybox's namespace of the same name
 _NAMESPACES = ("attr", "_utils", "metrics", "robust", "concept", "influence", "module")
 _REDIRECTED = tuple((f"captum.{name}", f"whybox.{name}") for name in _NAMESPACES)
+#: ``--own-helpers`` (the whole rename): Captum's test helpers and logging are whybox's too
+_OWN_HELPERS_REDIRECTED = (
+    *_REDIRECTED,
+    ("captum.testing", "whybox.testing"),
+    ("captum.log", "whybox.log"),
+)
 #: private Captum helpers older test files import from where Captum 0.9 no longer has them:
 #: (module, name) -> (Captum 0.9's module, name)
 _MOVED_IN_CAPTUM = {
@@ -119,6 +130,8 @@ class _Rewriter(ast.NodeTransformer):
     def __init__(self, target: str, fallback: bool, package: str = "") -> None:
         self.target = target
         self.fallback = fallback
+        #: ``--own-helpers``: helpers and oracles are whybox.testing's, nothing is Captum's
+        self.own_helpers = target == "whybox" and os.environ.get("CAPTUM_SUITE_OWN") == "1"
         #: the package of the module being rewritten (resolves relative imports)
         self.package = package
 
@@ -126,6 +139,8 @@ class _Rewriter(ast.NodeTransformer):
         helper = _swap_prefix(name, _HELPER_PREFIXES)
         if helper is not None:
             name = helper
+        if self.own_helpers:
+            return _swap_prefix(name, _OWN_HELPERS_REDIRECTED) or name
         if self.target == "whybox":
             if name in _BUILDING_HELPERS:
                 return "_captum_suite_rewritten." + name
@@ -141,7 +156,9 @@ class _Rewriter(ast.NodeTransformer):
             helper = _swap_prefix(alias.name, _HELPER_PREFIXES)
             if helper is not None:
                 alias.name = helper
-            elif alias.asname and self.target == "whybox":
+            if self.own_helpers and alias.asname:
+                alias.name = _swap_prefix(alias.name, _OWN_HELPERS_REDIRECTED) or alias.name
+            elif helper is None and alias.asname and self.target == "whybox":
                 alias.name = _swap_prefix(alias.name, _REDIRECTED) or alias.name
         return node
 
@@ -307,12 +324,15 @@ def _prepare(root: Path) -> None:
 
 
 def _run(root: Path, target: str, args: argparse.Namespace) -> dict[str, str]:
-    out = root / f".results_{target}{'_fallback' if args.fallback else ''}.json"
+    own = args.own_helpers and target == "whybox"
+    mode = ("_fallback" if args.fallback else "") + ("_own" if own else "")
+    out = root / f".results_{target}{mode}.json"
     env = dict(os.environ)
     env.update(
         CAPTUM_SUITE_ROOT=str(root),
         CAPTUM_SUITE_TARGET=target,
         CAPTUM_SUITE_FALLBACK="1" if args.fallback else "0",
+        CAPTUM_SUITE_OWN="1" if args.own_helpers else "0",
         CAPTUM_SUITE_OUT=str(out),
         # a PYTHONPATH of the caller's goes first (e.g. another copy of whybox to measure)
         PYTHONPATH=os.pathsep.join(
@@ -390,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("tests_dir", type=Path, help="directory holding tests/attr/...")
     parser.add_argument("--target", choices=("captum", "whybox", "both"), default="both")
     parser.add_argument("--fallback", action="store_true", help="see the module docstring")
+    parser.add_argument(
+        "--own-helpers",
+        action="store_true",
+        help="whybox target: Captum's test helpers come from whybox.testing (the plain rename)",
+    )
     parser.add_argument("-k", default=None, help="pytest -k expression")
     parser.add_argument(
         "--parts",
