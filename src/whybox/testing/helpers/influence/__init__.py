@@ -1,0 +1,1 @@
+"""Helpers for testing :mod:`whybox.influence` (Captum 0.9's ``captum.testing.helpers.influence``)."""
