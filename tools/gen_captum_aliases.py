@@ -161,17 +161,58 @@ EXTRA_MODULES: dict[str, tuple[str, list[str]]] = {
     ),
 }
 
+#: the helpers of this round, one module per Captum module they come from
+_COMMON = "whybox.attr._captum_common_helpers"
+_GRADIENT = "whybox.attr._captum_gradient_helpers"
+_ATTR_COMMON = "whybox.attr._captum_attr_common_helpers"
+_METHODS = "whybox.attr._captum_method_helpers"
+_VISUAL = "whybox.attr._captum_visualization_helpers"
+
 #: names of an EXTRA_MODULES module that live elsewhere in whybox (importing them through
 #: ``_UTILS`` would be circular): (Captum module) -> [(whybox module, name)]
 EXTRA_MODULE_NAMES: dict[str, list[tuple[str, str]]] = {
     # TCAV's tests import it from here
-    "captum._utils.common": [("whybox.concept._utils.common", "_get_module_from_name")],
+    "captum._utils.common": [
+        ("whybox.concept._utils.common", "_get_module_from_name"),
+        *(
+            (_COMMON, name)
+            for name in (
+                "_validate_target",
+                "_validate_input",
+                "_format_float_or_tensor_into_tuples",
+                "_expand_feature_mask",
+                "_expand_and_update_baselines",
+                "_expand_and_update_additional_forward_args",
+                "_expand_and_update_target",
+                "_expand_and_update_feature_mask",
+                "_format_outputs",
+                "_contains_slice",
+                "_verify_select_column",
+                "_verify_select_neuron",
+                "_maybe_expand_parameters",
+                "_register_backward_hook",
+                "_construct_future_forward",
+            )
+        ),
+    ],
     # the Jacobians with respect to the parameters (Captum's tests of them import them here)
     "captum._utils.gradient": [
         ("whybox.attr._sample_gradient", "_compute_jacobian_wrt_params"),
         ("whybox.attr._sample_gradient", "_compute_jacobian_wrt_params_with_sample_wise_trick"),
         ("whybox.attr._sample_gradient", "_extract_parameters_from_layers"),
+        *(
+            (_GRADIENT, name)
+            for name in (
+                "_neuron_gradients",
+                "construct_neuron_grad_fn",
+                "_forward_layer_eval_with_neuron_grads",
+                "_extract_device_ids",
+                "_gather_distributed_tensors",
+                "_forward_layer_distributed_eval",
+            )
+        ),
     ],
+    "captum.attr._utils.batching": [(_ATTR_COMMON, "_batch_attribution")],
 }
 
 #: private names Captum's own tests import from a public module, re-exported beside the
@@ -185,13 +226,67 @@ PRIVATE: dict[str, list[tuple[str, str]]] = {
         (_UTILS, "_tensorize_baseline"),
         (_UTILS, "_validate_input"),
         (_UTILS, "_validate_noise_tunnel_type"),
+        ("whybox.attr._approximation", "SUPPORTED_METHODS"),
+        (_COMMON, "_validate_target"),
+        *(
+            (_ATTR_COMMON, name)
+            for name in (
+                "_sum_rows",
+                "_format_callable_baseline",
+                "_format_and_verify_strides",
+                "_format_and_verify_sliding_window_shapes",
+                "_compute_conv_delta_and_format_attrs",
+                "_reshape_and_sum",
+                "_call_custom_attribution_func",
+                "_find_output_mode_and_verify",
+            )
+        ),
     ],
     "captum.attr._core.llm_attr": [
         (_UTILS, "_convert_ids_to_pretty_tokens"),
         (_UTILS, "_convert_ids_to_pretty_tokens_fallback"),
     ],
     "captum.attr._core.feature_permutation": [("whybox.attr._perturbation", "_permute_feature")],
-    "captum.attr._core.shapley_value": [(_UTILS, "_shape_feature_mask")],
+    "captum.attr._core.shapley_value": [
+        (_UTILS, "_shape_feature_mask"),
+        (_METHODS, "_all_perm_generator"),
+        (_METHODS, "_perm_generator"),
+    ],
+    "captum.attr._core.gradient_shap": [(_METHODS, "_scale_input")],
+    "captum.attr._core.deep_lift": [(_METHODS, "_compute_diffs")],
+    "captum.attr._core.feature_ablation": [
+        (_METHODS, "_parse_forward_out"),
+        (_METHODS, "_should_skip_inputs_and_warn"),
+    ],
+    "captum.attr._core.dataloader_attr": [
+        (_METHODS, name)
+        for name in (
+            "_concat_tensors",
+            "_create_perturbation_mask",
+            "_perturb_inputs",
+            "_convert_output_shape",
+        )
+    ],
+    "captum.attr._utils.interpretable_input": [(_METHODS, "_scatter_itp_attr_by_mask")],
+    "captum.attr._utils.summarizer": [(_METHODS, "_reorder_stats")],
+    "captum.attr._utils.visualization": [
+        (_VISUAL, name)
+        for name in (
+            "HAS_IPYTHON",
+            "_prepare_image",
+            "_normalize_scale",
+            "_cumulative_sum_threshold",
+            "_normalize_attr",
+            "_get_color",
+            "_create_default_plot",
+            "_initialize_cmap_and_vmin_vmax",
+            "_visualize_original_image",
+            "_visualize_heat_map",
+            "_visualize_blended_heat_map",
+            "_visualize_masked_image",
+            "_visualize_alpha_scaling",
+        )
+    ],
     "captum.attr._models.base": [
         ("whybox.attr._interpretable_embedding", "_set_deep_layer_value"),
         ("whybox.attr._interpretable_embedding", "_get_deep_layer_name"),
@@ -261,6 +356,25 @@ OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
         "whybox.attr._approximation",
         "gauss_legendre_builders",
     ),
+    # the module-level helpers of Captum's FeatureAblation and Lime
+    **{
+        ("captum.attr._core.feature_ablation", name): (_METHODS, name)
+        for name in ("logger", "process_initial_eval", "format_result", "check_output_shape_valid")
+    },
+    ("captum.attr._core.lime", "construct_feature_mask"): (_METHODS, "construct_feature_mask"),
+    # the inner steps of (Layer)GradientShap, as Captum's classes
+    ("captum.attr._core.gradient_shap", "InputBaselineXGradient"): (
+        "whybox.attr._input_baseline_x_gradient",
+        "InputBaselineXGradient",
+    ),
+    ("captum.attr._core.layer.layer_gradient_shap", "LayerInputBaselineXGradient"): (
+        "whybox.attr._input_baseline_x_gradient",
+        "LayerInputBaselineXGradient",
+    ),
+    ("captum.attr._core.guided_backprop_deconvnet", "ModifiedReluGradientAttribution"): (
+        "whybox.attr._guided",
+        "ModifiedReluGradientAttribution",
+    ),
     # Captum's base of the layer and neuron bases is whybox's _Scoped (same constructor)
     ("captum.attr._utils.attribution", "InternalAttribution"): ("whybox.attr._layer", "_Scoped"),
 }
@@ -280,27 +394,7 @@ MISSING_NAMES: dict[str, str] = {
 #: ... and by (module, name)
 MISSING: dict[tuple[str, str], str] = {
     ("captum.attr._core.remote_provider", "logger"): _LLM,
-    **{
-        ("captum.attr._core.feature_ablation", name): _INTERNAL.format(
-            "whybox's perturbation engine replaces FeatureAblation's helpers"
-        )
-        for name in ("logger", "process_initial_eval", "format_result", "check_output_shape_valid")
-    },
-    ("captum.attr._core.gradient_shap", "InputBaselineXGradient"): _INTERNAL.format(
-        "GradientShap's inner method; whybox.methods.GradientShap is one method"
-    ),
-    ("captum.attr._core.layer.layer_gradient_shap", "LayerInputBaselineXGradient"): (
-        _INTERNAL.format("LayerGradientShap's inner method")
-    ),
-    ("captum.attr._core.guided_backprop_deconvnet", "ModifiedReluGradientAttribution"): (
-        _INTERNAL.format(
-            "the base of GuidedBackprop / Deconvolution; whybox's takes no use_relu_grad_output"
-        )
-    ),
     ("captum.attr._core.layer.layer_lrp", "T"): _INTERNAL.format("a typing variable"),
-    ("captum.attr._core.lime", "construct_feature_mask"): _INTERNAL.format(
-        "Lime's mask formatting"
-    ),
 }
 
 _HEADER = '"""{title}\n\nGenerated by ``tools/gen_captum_aliases.py``; do not edit.{notes}\n"""\n'

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import nn
 
@@ -12,17 +12,33 @@ from whybox import methods as native
 from ._adapter import Spec, check, run
 from ._base import GradientAttribution, NoFuture
 
-__all__ = ["GuidedBackprop", "Deconvolution"]
+__all__ = ["GuidedBackprop", "Deconvolution", "ModifiedReluGradientAttribution"]
+
+#: the native method of each backward rule: the gradient (guided backprop) or the
+#: output's gradient (deconvolution) through each ReLU, made non-negative
+_SPECS = {False: Spec(native.GuidedBackprop), True: Spec(native.Deconvolution)}
 
 
-class _ModifiedReluGradient(NoFuture, GradientAttribution):
-    _spec: ClassVar[Spec]
+class ModifiedReluGradientAttribution(NoFuture, GradientAttribution):
+    """Captum's base of :class:`GuidedBackprop` and :class:`Deconvolution`: gradients with
+    every ``nn.ReLU``'s backward replaced by the ReLU of its input gradient, or with
+    ``use_relu_grad_output`` of its output gradient (deconvolution).
 
-    def __init__(self, model: nn.Module) -> None:
+    Parameters
+    ----------
+    model : nn.Module
+    use_relu_grad_output : bool, default False
+    """
+
+    _spec: Spec = _SPECS[False]
+
+    def __init__(self, model: nn.Module, use_relu_grad_output: bool = False) -> None:
         GradientAttribution.__init__(self, model)
         self.model = model
         # Captum's hook-handle list: whybox's hooks live only inside a call
         self.backward_hooks: list[Any] = []
+        self.use_relu_grad_output = use_relu_grad_output
+        self._spec = _SPECS[bool(use_relu_grad_output)]
         # Captum refuses a non-module here, in the constructor
         check(self, self._spec)
 
@@ -33,15 +49,19 @@ class _ModifiedReluGradient(NoFuture, GradientAttribution):
         return run(self, self._spec, locals())
 
 
-class GuidedBackprop(_ModifiedReluGradient):
+class GuidedBackprop(ModifiedReluGradientAttribution):
     """Captum-compatible Guided Backpropagation (backward of every ``nn.ReLU`` modified)."""
 
-    _spec = Spec(native.GuidedBackprop)
-    use_relu_grad_output = False
+    _spec = _SPECS[False]
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model, use_relu_grad_output=False)
 
 
-class Deconvolution(_ModifiedReluGradient):
+class Deconvolution(ModifiedReluGradientAttribution):
     """Captum-compatible Deconvolution (backward of every ``nn.ReLU`` = ReLU of the gradient)."""
 
-    _spec = Spec(native.Deconvolution)
-    use_relu_grad_output = True
+    _spec = _SPECS[True]
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model, use_relu_grad_output=True)
