@@ -245,6 +245,9 @@ PRIVATE: dict[str, list[tuple[str, str]]] = {
     "captum.attr._core.llm_attr": [
         (_UTILS, "_convert_ids_to_pretty_tokens"),
         (_UTILS, "_convert_ids_to_pretty_tokens_fallback"),
+        (_UTILS, "_clean_up_pretty_token"),
+        (_UTILS, "_encode_with_offsets"),
+        ("whybox.attr._llm", "_PlaceholderModel"),
     ],
     "captum.attr._core.feature_permutation": [("whybox.attr._perturbation", "_permute_feature")],
     "captum.attr._core.shapley_value": [
@@ -285,7 +288,15 @@ PRIVATE: dict[str, list[tuple[str, str]]] = {
             "_visualize_blended_heat_map",
             "_visualize_masked_image",
             "_visualize_alpha_scaling",
+            "_plot_attrs_as_axvspan",
+            "_visualize_overlay_individual",
+            "_visualize_overlay_combined",
+            "_visualize_colored_graph",
         )
+    ],
+    "captum._utils.models.linear_model.train": [
+        ("whybox.attr._captum_linear_model_helpers", name)
+        for name in ("_init_linear_model", "_get_point", "_import_sklearn", "_import_numpy")
     ],
     "captum.attr._models.base": [
         ("whybox.attr._interpretable_embedding", "_set_deep_layer_value"),
@@ -371,6 +382,15 @@ OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
         "whybox.attr._input_baseline_x_gradient",
         "LayerInputBaselineXGradient",
     ),
+    # the LLM attribution's base class, generation defaults and gradient step
+    **{
+        ("captum.attr._core.llm_attr", name): (source, name)
+        for source, name in (
+            ("whybox.attr._llm", "BaseLLMAttribution"),
+            ("whybox.attr._llm", "GradientForwardFunc"),
+            ("whybox.llm.targets", "DEFAULT_GEN_ARGS"),
+        )
+    },
     ("captum.attr._core.guided_backprop_deconvnet", "ModifiedReluGradientAttribution"): (
         "whybox.attr._guided",
         "ModifiedReluGradientAttribution",
@@ -383,14 +403,7 @@ _LLM = "issue 14 (attribution for generative language models)"
 _INTERNAL = "issue 9: Captum-internal helper, not part of the drop-in surface ({})"
 
 #: names whybox does not provide, and who owns them: by name (any module) ...
-MISSING_NAMES: dict[str, str] = {
-    name: _LLM
-    for name in (
-        "BaseLLMAttribution",
-        "DEFAULT_GEN_ARGS",
-        "GradientForwardFunc",
-    )
-}
+MISSING_NAMES: dict[str, str] = {}
 #: ... and by (module, name)
 MISSING: dict[tuple[str, str], str] = {
     ("captum.attr._core.remote_provider", "logger"): _LLM,

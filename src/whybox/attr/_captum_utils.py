@@ -1056,8 +1056,65 @@ def _convert_ids_to_pretty_tokens(ids: Tensor, tokenizer: Any) -> list[str]:
     return labels
 
 
-def _pretty(token: str) -> str:
+def _clean_up_pretty_token(token: str) -> str:
+    """A token's text as a label: newlines written ``\\n``, surrounding space stripped.
+
+    Parameters
+    ----------
+    token : str
+
+    Returns
+    -------
+    str
+    """
     return token.replace("\n", "\\n").strip()
+
+
+_pretty = _clean_up_pretty_token
+
+
+def _encode_with_offsets(
+    txt: str, tokenizer: Any, add_special_tokens: bool = True, **kwargs: Any
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of ``txt`` and the ``(start, end)`` characters each token covers.
+
+    A token with an empty span (special tokens of many tokenizers) is given the span up
+    to the next token's start (the end of the text for the last token), so every token
+    covers some text.
+
+    Parameters
+    ----------
+    txt : str
+    tokenizer : Hugging Face style tokenizer
+        Called as ``tokenizer(txt, return_offsets_mapping=True, ...)``.
+    add_special_tokens : bool
+        Passed to the tokenizer.
+    **kwargs
+        Further tokenizer arguments.
+
+    Returns
+    -------
+    (list of int, list of (int, int))
+        The ids (as the tokenizer gives them) and one span per id.
+
+    Raises
+    ------
+    AssertionError
+        When the tokenizer gives a different number of ids and spans.
+    """
+    encoded = tokenizer(
+        txt, return_offsets_mapping=True, add_special_tokens=add_special_tokens, **kwargs
+    )
+    input_ids = encoded["input_ids"]
+    spans = encoded["offset_mapping"]
+    if len(input_ids) != len(spans):
+        raise AssertionError(f"{len(input_ids)} != {len(spans)}: {txt} -> {input_ids}, {spans}")
+    fixed: list[tuple[int, int]] = []
+    for i, (start, end) in enumerate(spans):
+        if start == end:
+            end = spans[i + 1][0] if i + 1 < len(spans) else len(txt)
+        fixed.append((start, end))
+    return input_ids, fixed
 
 
 def _convert_ids_to_pretty_tokens_fallback(ids: Tensor, tokenizer: Any) -> list[str]:

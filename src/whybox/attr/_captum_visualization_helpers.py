@@ -1,6 +1,6 @@
 """The private helpers of Captum's ``captum.attr._utils.visualization``: scaling and
 thresholding attributions, preparing images, the colour of a text record, and the
-per-method drawing steps of the image view.
+per-method drawing steps of the image and time-series views.
 
 whybox's own views (:mod:`whybox.viz`) differ from Captum where Captum fails (an all-zero
 map, for one); these helpers keep Captum's values and errors for code that calls them
@@ -228,3 +228,188 @@ def _visualize_alpha_scaling(
     _one_signed("_visualize_alpha_scaling", sign)
     alpha = _prepare_image(np.expand_dims(norm_attr, 2) * 255)
     plt_axis.imshow(np.concatenate([original_image, alpha], axis=2))
+
+
+# -- the drawing steps of visualize_timeseries_attr ----------------------------------------
+def _plot_attrs_as_axvspan(
+    attr_vals: np.ndarray,
+    x_vals: np.ndarray,
+    ax: Any,
+    x_values: np.ndarray,
+    cmap: Any,
+    cm_norm: Any,
+    alpha_overlay: float,
+) -> None:
+    """Shade one full-height band per point of ``x_vals``, coloured by its attribution.
+
+    Each band is one ``axvspan`` centred on its point, as wide as the first step of
+    ``x_values`` (so evenly spaced ``x_values`` are assumed).
+
+    Parameters
+    ----------
+    attr_vals : numpy.ndarray ``(N,)``
+        Normalised attributions, one per point.
+    x_vals : numpy.ndarray ``(N,)``
+        The band centres.
+    ax : matplotlib Axes
+    x_values : numpy.ndarray
+        The series' x coordinates (their first step sets the band width).
+    cmap : matplotlib Colormap
+    cm_norm : matplotlib Normalize
+        Maps an attribution to ``[0, 1]`` for ``cmap``.
+    alpha_overlay : float
+        Opacity of the bands.
+    """
+    half_width = (x_values[1] - x_values[0]) / 2.0
+    for i, centre in enumerate(x_vals):
+        ax.axvspan(
+            xmin=centre - half_width,
+            xmax=centre + half_width,
+            facecolor=cmap(cm_norm(attr_vals[i])),
+            edgecolor=None,
+            alpha=alpha_overlay,
+        )
+
+
+def _visualize_overlay_individual(
+    num_channels: int,
+    plt_axis_list: np.ndarray,
+    x_values: np.ndarray,
+    data: np.ndarray,
+    channel_labels: list[str],
+    norm_attr: np.ndarray,
+    cmap: Any,
+    cm_norm: Any,
+    alpha_overlay: float,
+    **kwargs: Any,
+) -> None:
+    """Draw each channel on its own axes with its attributions shaded behind it.
+
+    Parameters
+    ----------
+    num_channels : int
+    plt_axis_list : numpy.ndarray of Axes
+        One per channel.
+    x_values : numpy.ndarray ``(N,)``
+    data : numpy.ndarray ``(C, N)``
+    channel_labels : list of str or None
+        The y labels.
+    norm_attr : numpy.ndarray ``(C, N)``
+        Normalised attributions.
+    cmap, cm_norm, alpha_overlay
+        As in :func:`_plot_attrs_as_axvspan`.
+    **kwargs
+        ``pyplot_kwargs`` (a dict) goes to ``Axes.plot``; the rest is ignored.
+    """
+    import matplotlib.pyplot as plt
+
+    pyplot_kwargs = kwargs.get("pyplot_kwargs", {})
+    for chan in range(num_channels):
+        axis = plt_axis_list[chan]
+        axis.plot(x_values, data[chan, :], **pyplot_kwargs)
+        if channel_labels is not None:
+            axis.set_ylabel(channel_labels[chan])
+        _plot_attrs_as_axvspan(
+            norm_attr[chan], x_values, axis, x_values, cmap, cm_norm, alpha_overlay
+        )
+    # as Captum: stacks the panels of pyplot's current figure
+    plt.subplots_adjust(hspace=0)
+
+
+def _visualize_overlay_combined(
+    num_channels: int,
+    plt_axis_list: np.ndarray,
+    x_values: np.ndarray,
+    data: np.ndarray,
+    channel_labels: list[str],
+    norm_attr: np.ndarray,
+    cmap: Any,
+    cm_norm: Any,
+    alpha_overlay: float,
+    **kwargs: Any,
+) -> None:
+    """Draw every channel on the first axes (Dark2 colours, a legend) with the
+    channel-summed attributions shaded behind them.
+
+    Parameters
+    ----------
+    num_channels : int
+    plt_axis_list : numpy.ndarray of Axes
+        Only the first is drawn on.
+    x_values : numpy.ndarray ``(N,)``
+    data : numpy.ndarray ``(C, N)``
+    channel_labels : list of str or None
+        The legend entries.
+    norm_attr : numpy.ndarray ``(N,)``
+        Normalised attributions summed over channels.
+    cmap, cm_norm, alpha_overlay
+        As in :func:`_plot_attrs_as_axvspan`.
+    **kwargs
+        ``pyplot_kwargs`` (a dict) goes to ``Axes.plot``; the rest is ignored.
+    """
+    import matplotlib
+    from cycler import cycler
+
+    pyplot_kwargs = kwargs.get("pyplot_kwargs", {})
+    axis = plt_axis_list[0]
+    axis.set_prop_cycle(cycler("color", matplotlib.colormaps["Dark2"].colors))
+    for chan in range(num_channels):
+        label = channel_labels[chan] if channel_labels else None
+        axis.plot(x_values, data[chan, :], label=label, **pyplot_kwargs)
+    _plot_attrs_as_axvspan(norm_attr, x_values, axis, x_values, cmap, cm_norm, alpha_overlay)
+    axis.legend(loc="best")
+
+
+def _visualize_colored_graph(
+    num_channels: int,
+    plt_axis_list: np.ndarray,
+    x_values: np.ndarray,
+    data: np.ndarray,
+    channel_labels: list[str],
+    norm_attr: np.ndarray,
+    cmap: Any,
+    cm_norm: Any,
+    alpha_overlay: float,
+    **kwargs: Any,
+) -> None:
+    """Draw each channel on its own axes as a line whose segments are coloured by the
+    attributions.
+
+    Each channel's ``N - 1`` segments get the ``N`` attributions as their colour array
+    (matplotlib uses the first ``N - 1``); the y range is ``1.2`` times the data's
+    minimum and maximum.
+
+    Parameters
+    ----------
+    num_channels : int
+    plt_axis_list : numpy.ndarray of Axes
+        One per channel.
+    x_values : numpy.ndarray ``(N,)``
+    data : numpy.ndarray ``(C, N)``
+    channel_labels : list of str or None
+        The y labels.
+    norm_attr : numpy.ndarray ``(C, N)``
+        Normalised attributions.
+    cmap : matplotlib Colormap
+    cm_norm : matplotlib Normalize
+    alpha_overlay : float
+        Unused (the line is opaque).
+    **kwargs
+        ``pyplot_kwargs`` (a dict) goes to the ``LineCollection``; the rest is ignored.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    pyplot_kwargs = kwargs.get("pyplot_kwargs", {})
+    for chan in range(num_channels):
+        points = np.stack([x_values, data[chan, :]], axis=1)[:, None, :]
+        segments = np.concatenate([points[:-1], points[1:]], axis=1)
+        lines = LineCollection(segments, cmap=cmap, norm=cm_norm, **pyplot_kwargs)
+        lines.set_array(norm_attr[chan, :])
+        axis = plt_axis_list[chan]
+        axis.add_collection(lines)
+        axis.set_ylim(1.2 * np.min(data[chan, :]), 1.2 * np.max(data[chan, :]))
+        if channel_labels is not None:
+            axis.set_ylabel(channel_labels[chan])
+    # as Captum: stacks the panels of pyplot's current figure
+    plt.subplots_adjust(hspace=0)

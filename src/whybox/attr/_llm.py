@@ -29,7 +29,7 @@ permutation steps.)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from copy import copy
 from typing import Any
 
@@ -59,7 +59,7 @@ from whybox.llm.remote import (
     remote_target,
 )
 from whybox.llm.result import LLMAttributionResult
-from whybox.llm.scoring import TeacherForcing, model_device
+from whybox.llm.scoring import TeacherForcing, as_model_input, model_device
 from whybox.llm.targets import target_tokens
 from whybox.llm.tokens import pretty_tokens
 
@@ -113,6 +113,58 @@ class BaseLLMAttribution(Attribution):
         return target_tokens(
             self.model, self.tokenizer, inp, target, gen_args, owner=type(self).__name__
         )
+
+    # Captum's names of the two steps, for code written against Captum's base class
+    def _get_target_tokens(
+        self,
+        inp: InterpretableInput,
+        target: str | Tensor | None = None,
+        gen_args: dict[str, Any] | None = None,
+    ) -> Tensor:
+        """The target's token ids ``(T,)``: generated from ``inp`` when ``target`` is
+        ``None``, else ``target`` tokenised without special tokens (or given as ids).
+
+        Parameters
+        ----------
+        inp : one of ``SUPPORTED_INPUTS``
+        target : str or Tensor, optional
+        gen_args : dict, optional
+            ``generate`` arguments (only without ``target``).
+
+        Returns
+        -------
+        Tensor
+            Long, on the CPU.
+
+        Raises
+        ------
+        TypeError
+            For an unsupported input or target type.
+        ValueError
+            For ``gen_args`` with a ``target``, or an empty target.
+        """
+        self._check_input(inp)
+        return self._target_tokens(inp, target, gen_args)
+
+    def _format_model_input(self, model_input: str | Tensor | Mapping) -> dict[str, Any]:
+        """An input's ``to_model_input()`` as the model's keyword arguments: a string is
+        tokenised and a tensor taken as ``input_ids`` (both on ``self.device``); a
+        mapping (a processor's output) is copied into a dict.
+
+        Parameters
+        ----------
+        model_input : str, Tensor or Mapping
+
+        Returns
+        -------
+        dict
+
+        Raises
+        ------
+        TypeError
+            For any other type.
+        """
+        return as_model_input(model_input, self.tokenizer, self.device)
 
     def attribute_future(self) -> Callable[[], LLMAttributionResult]:
         """Not implemented (as in Captum)."""
@@ -441,6 +493,61 @@ def _positive_int(value: Any) -> bool:
 def _first(value: Any) -> Tensor:
     """The attributions of a ``(attributions, delta)`` return."""
     return value[0] if isinstance(value, tuple) else value
+
+
+class GradientForwardFunc(torch.nn.Module):
+    """The log-probability of one target token after a (perturbed) prompt, as a module:
+    Captum's forward function of :class:`LLMGradientAttribution`.
+
+    whybox's own gradient attribution scores every target token with
+    :class:`whybox.llm.gradient.TokenLogProbs`; this module is for code that builds
+    Captum's step by hand.
+
+    Parameters
+    ----------
+    attr : LLMGradientAttribution
+        Gives the model, its device and the input formatting.
+    """
+
+    def __init__(self, attr: LLMGradientAttribution) -> None:
+        super().__init__()
+        self.attr = attr
+        self.model = attr.model
+
+    def forward(
+        self,
+        perturbed_tensor: Tensor,
+        inp: InterpretableInput,
+        target_tokens: Tensor,
+        cur_target_idx: int,
+    ) -> Tensor:
+        """``log p(target_tokens[cur_target_idx])`` after the prompt and the target's first
+        ``cur_target_idx`` tokens.
+
+        Parameters
+        ----------
+        perturbed_tensor : Tensor
+            The input's interpretable features (``inp.to_tensor()`` or a perturbation).
+        inp : InterpretableInput
+            Turns ``perturbed_tensor`` into model input (only ``input_ids`` are used).
+        target_tokens : Tensor ``(T,)``
+            The target's token ids.
+        cur_target_idx : int
+            The target token scored.
+
+        Returns
+        -------
+        Tensor ``(B,)``
+            One log-probability per row of the prompt batch.
+        """
+        ids = self.attr._format_model_input(inp.to_model_input(perturbed_tensor))["input_ids"]
+        if cur_target_idx:
+            # the wrapped method may have expanded the batch: repeat the prefix per row
+            prefix = target_tokens[:cur_target_idx].unsqueeze(0).expand(ids.size(0), -1)
+            ids = torch.cat([ids, prefix.to(self.attr.device)], dim=1)
+        logits = self.model(ids).logits[:, -1]
+        log_probs = torch.nn.functional.log_softmax(logits, dim=1)
+        return log_probs[..., target_tokens[cur_target_idx]]
 
 
 class _PlaceholderModel:

@@ -11,12 +11,16 @@ from whybox.attr._captum_visualization_helpers import (
     _initialize_cmap_and_vmin_vmax,  # noqa: F401 - used by Captum's tests
     _normalize_attr,  # noqa: F401 - used by Captum's tests
     _normalize_scale,  # noqa: F401 - used by Captum's tests
+    _plot_attrs_as_axvspan,  # noqa: F401 - used by Captum's tests
     _prepare_image,  # noqa: F401 - used by Captum's tests
     _visualize_alpha_scaling,  # noqa: F401 - used by Captum's tests
     _visualize_blended_heat_map,  # noqa: F401 - used by Captum's tests
+    _visualize_colored_graph,  # noqa: F401 - used by Captum's tests
     _visualize_heat_map,  # noqa: F401 - used by Captum's tests
     _visualize_masked_image,  # noqa: F401 - used by Captum's tests
     _visualize_original_image,  # noqa: F401 - used by Captum's tests
+    _visualize_overlay_combined,  # noqa: F401 - used by Captum's tests
+    _visualize_overlay_individual,  # noqa: F401 - used by Captum's tests
 )
 from whybox.attr.visualization import (
     ImageVisualizationMethod,
