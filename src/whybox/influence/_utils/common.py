@@ -10,6 +10,42 @@ import torch
 from torch import Tensor
 from torch.nn import Module
 
+from whybox.influence._captum_batches import (
+    _dataset_fn,
+    _DatasetFromList,
+    _format_inputs_dataset,
+    _progress_bar_constructor,
+    _self_influence_by_batches_helper,
+)
+from whybox.influence._captum_losses import (
+    _check_loss_fn,
+    _compute_batch_loss_influence_function_base,
+    _compute_jacobian_sample_wise_grads_per_batch,
+)
+from whybox.influence._captum_params import (
+    _del_attr,
+    _model_make_functional,
+    _model_reinsert_params,
+    _parameter_add,
+    _parameter_dot,
+    _parameter_linear_combination,
+    _parameter_multiply,
+    _parameter_to,
+    _params_to_names,
+    _set_active_parameters,
+    _set_attr,
+)
+from whybox.influence._captum_routing import (
+    _influence_batch_intermediate_quantities_influence_function,
+    _influence_helper_intermediate_quantities_influence_function,
+    _influence_route_to_helpers,
+    _self_influence_helper_intermediate_quantities_influence_function,
+)
+from whybox.influence._captum_scores import (
+    _get_k_most_influential_helper,
+    _gradient_dot_product,
+    _tensor_batch_dot,
+)
 from whybox.influence._data import load_flexible_state_dict
 from whybox.influence._linalg import custom_functional_call, functional_call
 from whybox.influence._linalg import eig_sorted as _eig_helper
@@ -28,6 +64,32 @@ __all__ = [
     "_load_flexible_state_dict",
     "_top_eigen",
     "_unflatten_params_factory",
+    "_DatasetFromList",
+    "_check_loss_fn",
+    "_compute_batch_loss_influence_function_base",
+    "_compute_jacobian_sample_wise_grads_per_batch",
+    "_dataset_fn",
+    "_del_attr",
+    "_format_inputs_dataset",
+    "_get_k_most_influential_helper",
+    "_gradient_dot_product",
+    "_influence_batch_intermediate_quantities_influence_function",
+    "_influence_helper_intermediate_quantities_influence_function",
+    "_influence_route_to_helpers",
+    "_model_make_functional",
+    "_model_reinsert_params",
+    "_parameter_add",
+    "_parameter_dot",
+    "_parameter_linear_combination",
+    "_parameter_multiply",
+    "_parameter_to",
+    "_params_to_names",
+    "_progress_bar_constructor",
+    "_self_influence_by_batches_helper",
+    "_self_influence_helper_intermediate_quantities_influence_function",
+    "_set_active_parameters",
+    "_set_attr",
+    "_tensor_batch_dot",
 ]
 
 
