@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from whybox._utils.progress import progress
+from whybox.influence._data import count_batches
 
 __all__ = [
     "_DatasetFromList",
@@ -91,10 +92,8 @@ def _self_influence_by_batches_helper(
     loader = _format_inputs_dataset(inputs_dataset)
     batches: Iterable[Any] = loader
     if show_progress:
-        total = None
-        try:
-            total = len(loader)
-        except TypeError:
+        total = count_batches(loader)
+        if total is None:
             _unknown_length_warning("inputs_dataset", "self influence scores")
         batches = progress(
             loader,
@@ -128,10 +127,8 @@ def _progress_bar_constructor(
     Iterable
         The progress-wrapped dataset.
     """
-    total = None
-    try:
-        total = len(inputs_dataset)
-    except TypeError:
+    total = count_batches(inputs_dataset)
+    if total is None:
         _unknown_length_warning(dataset_name, quantities_name)
     return progress(
         inputs_dataset,

@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from whybox._utils.progress import progress
+from whybox.influence._data import count_batches
 from whybox.influence.base import merge_top_k
 
 __all__ = ["_get_k_most_influential_helper", "_gradient_dot_product", "_tensor_batch_dot"]
@@ -109,11 +110,7 @@ def _get_k_most_influential_helper(
     """
     batches: Iterable[Any] = influence_src_dataloader
     if show_progress:
-        total = None
-        try:
-            total = len(influence_src_dataloader)
-        except (AttributeError, TypeError):  # e.g. an IterableDataset's loader
-            pass
+        total = count_batches(influence_src_dataloader)  # None for an IterableDataset's
         batches = progress(influence_src_dataloader, desc=desc, total=total)
     best: tuple[Tensor, Tensor] | None = None
     seen = 0
