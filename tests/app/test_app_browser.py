@@ -5,17 +5,15 @@ methods and models side by side, export. Screenshots go to /tmp/whybox-app/."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import torch
 
-pytest.importorskip("playwright")
-CHROMIUM = os.environ.get("WHYBOX_CHROMIUM", "/usr/bin/chromium")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"Chromium not found at {CHROMIUM}", allow_module_level=True)
+from _chromium import ARGS, CHROMIUM, require_chromium
+
+require_chromium()
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
@@ -24,13 +22,6 @@ from whybox.app import AppServer, create_app, demo_workspaces  # noqa: E402
 from whybox.insights import AttributionVisualizer, Batch  # noqa: E402
 from whybox.insights.attr_vis.features import ImageFeature  # noqa: E402
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHOTS = Path("/tmp/whybox-app")
 
 

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = os.environ.get("WHYBOX_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from _chromium import ARGS, CHROMIUM
+
 # anything a page could fetch from elsewhere: absolute or protocol-relative URLs
 EXTERNAL = re.compile(
     r"""(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}|(?:src|href)=["'](?!data:|#)""", re.I

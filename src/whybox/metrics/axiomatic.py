@@ -27,6 +27,7 @@ from whybox.core.forward import RowBatch
 from whybox.core.inputs import prepare_baselines, prepare_inputs
 from whybox.core.perturbation import expand_to_elements
 from whybox.core.validation import check_real, fail
+from whybox.metrics._views import MetricViews
 
 from ._common import as_tensors, check_like, check_maps, per_example, resolve_explain
 from .faithfulness import _original, _rows_of, _run, _setup
@@ -87,7 +88,7 @@ def completeness(
 
 
 @dataclass(frozen=True)
-class NonSensitivityResult:
+class NonSensitivityResult(MetricViews):
     """Non-sensitivity violations per example and the per-feature evidence.
 
     Attributes
@@ -178,7 +179,7 @@ def non_sensitivity(
 
 
 @dataclass(frozen=True)
-class InvarianceResult:
+class InvarianceResult(MetricViews):
     """How far the explanation moved under a constant input shift.
 
     Attributes

@@ -37,6 +37,7 @@ from whybox.core.inputs import prepare_baselines
 from whybox.core.perturbation import expand_to_elements, prepare_masks
 from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.validation import check_choice, check_int, check_real, fail
+from whybox.metrics._views import MetricViews
 
 from ._common import (
     argsort_rows,
@@ -63,7 +64,7 @@ ORDERS = ("morf", "lerf", "random")
 
 
 @dataclass(frozen=True)
-class CurveResult:
+class CurveResult(MetricViews):
     """A score per example and the curve it summarises.
 
     Attributes
@@ -94,7 +95,7 @@ class CurveResult:
 
 
 @dataclass(frozen=True)
-class CorrelationResult:
+class CorrelationResult(MetricViews):
     """Faithfulness correlation per example and the points behind it.
 
     Attributes

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from whybox.core.inputs import prepare_forward_args, prepare_inputs
 from whybox.core.progress import progress
 from whybox.core.validation import check_bool, check_choice, check_int, check_real, fail
+from whybox.metrics._views import MetricViews
 
 from ._common import (
     average_ranks,
@@ -59,7 +60,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class RandomisationResult:
+class RandomisationResult(MetricViews):
     """Similarity of each randomised model's maps to the original ones.
 
     Attributes
@@ -258,7 +259,7 @@ def model_parameter_randomisation(
 
 
 @dataclass(frozen=True)
-class RandomLogitResult:
+class RandomLogitResult(MetricViews):
     """Similarity between the target's map and a random other class's map.
 
     Attributes

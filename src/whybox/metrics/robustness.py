@@ -33,6 +33,7 @@ from whybox.core.progress import progress
 from whybox.core.randomness import RandomSource, check_seed, make_random
 from whybox.core.targets import prepare_target
 from whybox.core.validation import check_bool, check_int, check_real, fail
+from whybox.metrics._views import MetricViews
 
 from ._common import (
     ExplainFn,
@@ -49,7 +50,7 @@ __all__ = ["RobustnessResult", "max_sensitivity", "avg_sensitivity", "local_lips
 
 
 @dataclass(frozen=True)
-class RobustnessResult:
+class RobustnessResult(MetricViews):
     """A robustness score per example and every sample behind it.
 
     Attributes

@@ -28,6 +28,7 @@ from whybox.core.call import Call, prepare_call
 from whybox.core.chunks import ChunkSize
 from whybox.core.forward import RowBatch
 from whybox.core.validation import check_bool, check_int, fail
+from whybox.metrics._views import MetricViews
 
 from ._common import argsort_rows, as_tensors, counts_for
 from .faithfulness import _run
@@ -38,7 +39,7 @@ DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 @dataclass(frozen=True)
-class TextFaithfulnessResult:
+class TextFaithfulnessResult(MetricViews):
     """A text faithfulness score per example and what it summarises.
 
     Attributes
@@ -49,11 +50,14 @@ class TextFaithfulnessResult:
         token's leave-one-out effect (0 for special and padding tokens).
     thresholds : Tensor, shape ``(Q,)`` or None
         The fractions of tokens removed / kept (``None`` for tau-LOO).
+    name : str
+        ``"comprehensiveness"``, ``"sufficiency"`` or ``"tau_loo"``.
     """
 
     score: Tensor
     drops: Tensor
     thresholds: Tensor | None
+    name: str = ""
 
 
 def comprehensiveness(
@@ -196,7 +200,7 @@ def tau_loo(
     effects = setup.original().unsqueeze(1) - values.reshape(n, length)
     effects = torch.where(setup.rankable, effects, torch.zeros_like(effects))
     return TextFaithfulnessResult(
-        _kendall_tau_b(setup.scores, effects, setup.rankable), effects, None
+        _kendall_tau_b(setup.scores, effects, setup.rankable), effects, None, owner
     )
 
 
@@ -347,7 +351,7 @@ def _threshold_metric(
 
     values = _run(setup.call, n * points, build, rows_per_item=1, description=owner)
     drops = setup.original().unsqueeze(1) - values.reshape(n, points)
-    return TextFaithfulnessResult(drops.mean(dim=1), drops, q.to(drops.dtype))
+    return TextFaithfulnessResult(drops.mean(dim=1), drops, q.to(drops.dtype), owner)
 
 
 def _bool_mask(

@@ -18,7 +18,9 @@ Native entry points that take plain tensors/arrays plus metadata:
 - tabular: :func:`plot_feature_bar`, :func:`plot_waterfall`, :func:`tabular_html`;
 - image / time series: :func:`render_image_attr`, :func:`render_image_attr_multiple`,
   :func:`render_timeseries_attr`;
-- attention (bertviz-compatible, offline HTML): :func:`head_view`, :func:`model_view`.
+- attention (bertviz-compatible, offline HTML): :func:`head_view`, :func:`model_view`;
+- metric results (deletion curves, randomisation checks, sensitivity samples...):
+  :func:`plot_metric`, :func:`metric_html`, :func:`metric_table` (``result.plot()``).
 
 The Captum-compatible names live in :mod:`whybox.attr.visualization`.
 """
@@ -29,6 +31,7 @@ from whybox.viz.auto import AttributionView, attribution_html, infer_kind, plot_
 from whybox.viz.explanation import plot, to_html
 from whybox.viz.html import HTMLView
 from whybox.viz.image import render_image_attr, render_image_attr_multiple
+from whybox.viz.metrics import metric_html, metric_kind, metric_table, plot_metric
 from whybox.viz.tabular import plot_feature_bar, plot_waterfall, tabular_html
 from whybox.viz.text import (
     aggregate_subwords,
@@ -46,11 +49,15 @@ __all__ = [
     "attribution_html",
     "head_view",
     "infer_kind",
+    "metric_html",
+    "metric_kind",
+    "metric_table",
     "model_view",
     "normalize_attr",
     "plot",
     "plot_attribution",
     "plot_feature_bar",
+    "plot_metric",
     "plot_top_tokens",
     "plot_waterfall",
     "render_image_attr",
