@@ -80,3 +80,29 @@ def test_errors_name_the_parameter(keyword):
         WM.sufficiency(model, ids.float(), truth.float(), target=1)
     with pytest.raises(ValueError, match="'attributions'"):
         WM.tau_loo(model, ids, truth[:, :3].float(), target=1)
+
+
+def test_one_logit_models_compare_sigmoid_probabilities():
+    # a softmax over a single column is always 1: every drop would silently be 0
+    weights = torch.tensor([0.0, 2.0, -1.0, 0.5, 3.0])
+
+    def model(input_ids, attention_mask):
+        return (weights[input_ids] * attention_mask).sum(1, keepdim=True)  # (N, 1) logit
+
+    ids = torch.tensor([[1, 2, 3, 4], [4, 3, 2, 1]])
+    mask = torch.ones_like(ids)
+    scores = weights[ids]
+    result = WM.comprehensiveness(
+        model, ids, scores, target=0, attention_mask=mask, thresholds=[0.25, 0.5]
+    )
+    full = model(ids, mask).sigmoid()[:, 0]
+    # the top 1 and top 2 tokens removed: the 4 (3.0) then the 1 (2.0)
+    expected = torch.stack(
+        [full - (full.logit() - 3.0).sigmoid(), full - (full.logit() - 5.0).sigmoid()], 1
+    )
+    torch.testing.assert_close(result.drops, expected)
+    assert bool((result.score > 0.1).all())
+    raw = WM.comprehensiveness(
+        model, ids, scores, target=0, attention_mask=mask, thresholds=[0.25], probabilities=False
+    )
+    torch.testing.assert_close(raw.drops[:, 0], torch.tensor([3.0, 3.0]))

@@ -93,7 +93,9 @@ def comprehensiveness(
     thresholds : sequence of float in (0, 1]
         Fractions of the rankable tokens removed (``round(q * n)`` tokens, at least 1).
     probabilities : bool
-        Compare softmax probabilities (ferret's choice) rather than raw scores.
+        Compare softmax probabilities (ferret's choice) rather than raw scores; a model
+        with one output per example (``(N,)`` or ``(N, 1)``, a binary classifier's logit)
+        gets its sigmoid.
     chunk_size : int, "auto" or None
 
     Returns
@@ -258,7 +260,13 @@ class _TextSetup:
         def forward(ids: Tensor, mask: Tensor) -> Tensor:
             output = model(ids, attention_mask=mask.long()) if with_mask else model(ids)
             output = getattr(output, "logits", output)  # Hugging Face model outputs
-            return output.softmax(dim=-1) if probabilities else output
+            if not probabilities:
+                return output
+            if output.dim() < 2 or output.shape[-1] == 1:
+                # one logit per example: a softmax over one class is always 1 (every drop
+                # would be 0); its probability is the sigmoid
+                return output.sigmoid()
+            return output.softmax(dim=-1)
 
         call = prepare_call(
             owner,
