@@ -36,6 +36,7 @@ __all__ = [
     "resolve_explain",
     "ExplainFn",
     "select_rows",
+    "predicted_class",
     "forward_args_rows",
 ]
 
@@ -461,6 +462,25 @@ def pearson_each(base: Tensor, others: Sequence[Tensor]) -> list[Tensor]:
 def spearman(a: Tensor, b: Tensor) -> Tensor:
     """Spearman rank correlation per row (Pearson of average ranks), ``(N, D) -> (N,)``."""
     return pearson(average_ranks(a), average_ranks(b))
+
+
+def predicted_class(output: Tensor, *, owner: str, name: str, value: Any) -> Tensor:
+    """``(N,)`` long: each row's predicted class, the argmax of its flattened output.
+
+    A model with one score per example has no class to predict (the argmax of one column
+    is always 0, so a check built on it would silently always pass): the option ``name``
+    (given ``value``) that asked for a prediction gets the library's error instead.
+    """
+    flat = output.reshape(output.shape[0], -1)
+    if flat.shape[1] < 2:
+        fail(
+            owner,
+            name,
+            "left at its default for a model with one score per example (a predicted class "
+            "needs one score per class)",
+            value,
+        )
+    return flat.argmax(dim=1)
 
 
 def select_rows(value: Any, example_index: Tensor, batch_size: int) -> Any:

@@ -46,6 +46,7 @@ from ._common import (
     counts_for,
     fractions_grid,
     pearson,
+    predicted_class,
     rows2d,
 )
 
@@ -1311,7 +1312,9 @@ def _accuracy_call(call: Call, owner: str) -> tuple[Call, Tensor]:
     else:
         fail(owner, "target", "one class index per example with measure='accuracy'", target.raw)
     argmax = prepare_target(
-        lambda out: out.reshape(out.shape[0], -1).argmax(dim=1), batch, owner=owner
+        lambda out: predicted_class(out, owner=owner, name="measure", value="accuracy"),
+        batch,
+        owner=owner,
     )
     evaluator = Evaluator(
         call.evaluator.forward_func, call.inputs.structure, call.extra, argmax, owner=owner

@@ -42,6 +42,7 @@ from ._common import (
     check_norm,
     forward_args_rows,
     given_maps,
+    predicted_class,
     resolve_explain,
     select_rows,
 )
@@ -365,7 +366,9 @@ def _explain_rows(
 def _predictions(call: Call, rows: tuple[Tensor, ...], index: Tensor) -> Tensor:
     """The predicted class (argmax of the model's flattened output) of each row."""
     argmax = prepare_target(
-        lambda output: output.reshape(output.shape[0], -1).argmax(dim=1),
+        lambda output: predicted_class(
+            output, owner=call.owner, name="keep_prediction", value=True
+        ),
         call.batch_size,
         owner=call.owner,
     )
