@@ -1,4 +1,4 @@
-"""Time whybox.metrics against Quantus 0.6 and the floor of model calls.
+"""Time whybox.metrics against Quantus 0.6, Captum 0.9 and the floor of model calls.
 
     .venv/bin/python benchmarks/metrics.py            # full run (a few minutes, 1 thread)
     .venv/bin/python benchmarks/metrics.py --quick    # smoke run (< 1 min)
@@ -12,8 +12,10 @@ normalisation and ``abs`` switched off unless the metric's definition needs them
 use whybox's Saliency (Quantus through ``explain_func``), so the explanation cost is alike.
 Where both define the same number, ``max |diff|`` compares them; where the draws differ
 (Quantus draws from numpy's global generator) or the conventions differ, the note says
-how. When Quantus is not importable, the cases that have one fall back to a numpy
-re-statement of Quantus' loop (marked "numpy loop" in the table).
+how. Captum's two metrics (``infidelity``, ``sensitivity_max``) are timed against Captum
+0.9 itself, on the same seeded draws, so ``max |diff|`` is exact there. When Quantus is not
+importable, the cases that have one fall back to a numpy re-statement of Quantus' loop
+(marked "numpy loop" in the table).
 
 ``floor``: the very rows whybox evaluates, prebuilt, through the bare model at its best
 chunk size (forward only; forward + backward where the metric re-explains). ROAD's floor
@@ -516,6 +518,9 @@ def run(quick: bool, only: list[str] | None = None) -> list[dict[str, Any]]:
             f"floor: Saliency of {samples} x {n} rows",
         )
 
+    # -- Captum's own metrics: infidelity and sensitivity_max, the same numbers ------------
+    captum_cases(case, wanted, model, x, y, sal, samples, quick)
+
     # -- tabular MLP: deletion of single features ------------------------------------------
     tab = TabularMLP().eval()
     xt = torch.randn(64 if quick else 256, 12)
@@ -725,6 +730,63 @@ def run(quick: bool, only: list[str] | None = None) -> list[dict[str, Any]]:
     return results
 
 
+def captum_cases(case, wanted, model, x: Tensor, y: Tensor, sal: Tensor, samples: int, quick: bool):
+    """``infidelity`` and ``sensitivity_max`` against Captum 0.9 on the same work.
+
+    Both sides run under the same seed before every call (``interleaved_times``), so a
+    perturbation drawn from torch's global generator is the same draw on both sides and
+    ``max |diff|`` compares the very numbers (Captum's order of draws is part of the
+    contract). Skipped when Captum is not installed.
+    """
+    try:
+        import captum.attr as captum_attr
+        import captum.metrics as captum_metrics
+    except ImportError:
+        print("captum is not installed: infidelity / sensitivity_max skipped", flush=True)
+        return
+    import whybox.attr as whybox_attr
+
+    def perturb(inputs):
+        noise = 0.02 * torch.randn_like(inputs)
+        return noise, inputs - noise
+
+    n = x.shape[0]
+    rows = torch.cat([x, x.repeat_interleave(samples, dim=0)])
+    for name, fn in (("infidelity", WM.infidelity), ("infidelity (normalize)", None)):
+        normalize = fn is None
+        case(
+            name,
+            lambda normalize=normalize: WM.infidelity(
+                model, perturb, x, sal, target=y, n_perturb_samples=samples, normalize=normalize
+            ),
+            lambda normalize=normalize: captum_metrics.infidelity(
+                model, perturb, x, sal, target=y, n_perturb_samples=samples, normalize=normalize
+            ),
+            forward_floor(model, rows, torch.cat([y, y.repeat_interleave(samples)])),
+            max_diff,
+            f"{samples} perturbations per image (noise, x - noise), torch's generator seeded "
+            f"alike; floor: the {n} images and their {samples * n} perturbed rows, forward",
+            reference="captum",
+        )
+    ours_saliency = whybox_attr.Saliency(model).attribute
+    their_saliency = captum_attr.Saliency(model).attribute
+    case(
+        "sensitivity_max",
+        lambda: WM.sensitivity_max(
+            ours_saliency, x, target=y, n_perturb_samples=samples, perturb_radius=0.02
+        ),
+        lambda: captum_metrics.sensitivity_max(
+            their_saliency, x, target=y, n_perturb_samples=samples, perturb_radius=0.02
+        ),
+        saliency_floor(model, rows, torch.cat([y, y.repeat(samples)])),
+        max_diff,
+        f"{samples} samples of Captum's default uniform perturbation (the same draws), "
+        f"Saliency explains; floor: Saliency of the {n} images and {samples} x {n} "
+        "perturbed rows",
+        reference="captum",
+    )
+
+
 def _deletion_rows(x: Tensor, a: Tensor, steps: int, *, by_pixel: bool = True) -> Tensor:
     """The deletion rows (example-major): pixels ranked by channel sums, or elements."""
     if by_pixel:
@@ -803,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmarks/results-metrics-quick.md" if args.quick else "benchmarks/results-metrics.md"
     )
     with open(output, "w") as handle:
-        handle.write("# whybox.metrics vs Quantus 0.6\n\n")
+        handle.write("# whybox.metrics vs Quantus 0.6 and Captum 0.9\n\n")
         handle.write(
             "SmallCNN 3x32x32 unless the case says (TabularMLP, LargeCNN 3x224x224); "
             f"torch threads {args.threads}, clock {args.clock}; see benchmarks/metrics.py.\n\n"
