@@ -106,3 +106,19 @@ def test_one_logit_models_compare_sigmoid_probabilities():
         model, ids, scores, target=0, attention_mask=mask, thresholds=[0.25], probabilities=False
     )
     torch.testing.assert_close(raw.drops[:, 0], torch.tensor([3.0, 3.0]))
+
+
+@pytest.mark.parametrize("metric", ["comprehensiveness", "sufficiency", "tau_loo"])
+def test_show_progress_never_changes_the_numbers(keyword, metric, capsys):
+    model, ids, truth = keyword
+    mask = torch.ones_like(ids)
+    fn = getattr(WM, metric)
+    quiet = fn(model, ids, truth.float(), target=1, attention_mask=mask, chunk_size=5)
+    capsys.readouterr()
+    shown = fn(
+        model, ids, truth.float(), target=1, attention_mask=mask, chunk_size=5, show_progress=True
+    )
+    torch.testing.assert_close(quiet.drops, shown.drops)
+    assert metric in capsys.readouterr().err
+    with pytest.raises(TypeError, match="show_progress"):
+        fn(model, ids, truth.float(), target=1, attention_mask=mask, show_progress="yes")

@@ -72,6 +72,7 @@ def comprehensiveness(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     probabilities: bool = True,
     chunk_size: ChunkSize = "auto",
+    show_progress: bool = False,
 ) -> TextFaithfulnessResult:
     """Mean drop of the target's probability when the most important tokens are removed.
 
@@ -97,6 +98,8 @@ def comprehensiveness(
         with one output per example (``(N,)`` or ``(N, 1)``, a binary classifier's logit)
         gets its sigmoid.
     chunk_size : int, "auto" or None
+    show_progress : bool
+        A progress bar over the model calls.
 
     Returns
     -------
@@ -115,6 +118,7 @@ def comprehensiveness(
         thresholds,
         probabilities,
         chunk_size,
+        show_progress,
         keep_top=False,
     )
 
@@ -131,6 +135,7 @@ def sufficiency(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     probabilities: bool = True,
     chunk_size: ChunkSize = "auto",
+    show_progress: bool = False,
 ) -> TextFaithfulnessResult:
     """Mean drop of the target's probability when only the most important tokens are kept.
 
@@ -149,6 +154,7 @@ def sufficiency(
         thresholds,
         probabilities,
         chunk_size,
+        show_progress,
         keep_top=True,
     )
 
@@ -164,6 +170,7 @@ def tau_loo(
     pad_token_id: int = 0,
     probabilities: bool = True,
     chunk_size: ChunkSize = "auto",
+    show_progress: bool = False,
 ) -> TextFaithfulnessResult:
     """Kendall's tau-b between attributions and leave-one-out effects (``N * T`` rows).
 
@@ -187,6 +194,7 @@ def tau_loo(
         pad_token_id,
         probabilities,
         chunk_size,
+        show_progress,
     )
     n, length = setup.ids.shape
     device = setup.ids.device
@@ -228,6 +236,7 @@ class _TextSetup:
         pad_token_id: int,
         probabilities: bool,
         chunk_size: ChunkSize,
+        show_progress: bool,
     ) -> _TextSetup:
         if not callable(model):
             fail(owner, "model", "a callable", model, type_error=True)
@@ -274,6 +283,7 @@ class _TextSetup:
             (input_ids, attention),
             target=target,
             chunk_size=chunk_size,
+            show_progress=show_progress,
             require_float=False,
         )
         return _TextSetup(call, input_ids, attention, attention & ~special, scores, pad_token_id)
@@ -313,6 +323,7 @@ def _threshold_metric(
     thresholds: Sequence[float],
     probabilities: bool,
     chunk_size: ChunkSize,
+    show_progress: bool,
     *,
     keep_top: bool,
 ) -> TextFaithfulnessResult:
@@ -327,6 +338,7 @@ def _threshold_metric(
         pad_token_id,
         probabilities,
         chunk_size,
+        show_progress,
     )
     try:
         q = torch.as_tensor([float(t) for t in thresholds], dtype=torch.float64)
