@@ -204,3 +204,19 @@ def test_random_logit_batched_call_repeats_per_example_options():
     )
     assert seen == [4, 4]
     torch.testing.assert_close(fast.similarity, slow.similarity, rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("mode", ["cascading", "independent"])
+def test_scripted_models_are_randomised_too(cnn, mode):
+    # a ScriptModule has no get_submodule and no reset_parameters: its layers are found
+    # by name and re-drawn at their own scale
+    scripted = torch.jit.script(cnn)
+    x = torch.rand(4, 1, 8, 8)
+    state = model_state(scripted)
+    passed = WM.model_parameter_randomisation(scripted, x, explain="saliency", target=1, mode=mode)
+    assert passed.layers == ["5", "2", "0"]
+    assert not passed.flagged and bool((passed.mean_similarity < 0.5).all())
+    flagged = WM.model_parameter_randomisation(scripted, x, explain=edges, target=1, mode=mode)
+    assert flagged.flagged
+    assert_same_state(scripted, state)

@@ -214,10 +214,12 @@ def model_parameter_randomisation(
     # one copy for every step: cascading randomises one more layer of it per step;
     # independent puts each randomised layer's values back from the model afterwards
     randomised = _deep_copy(model)
+    # looked up by name in one walk (a ScriptModule has no get_submodule)
+    copies = dict(randomised.named_modules())
     bar = progress(len(names), show_progress, f"{owner} ({mode}): layers", unit="layer")
     try:
         for step, name in enumerate(names):
-            layer = randomised.get_submodule(name)
+            layer = copies[name]
             _reinitialise(layer, seed + step)
             maps = fn(randomised, inputs, target, forward_args)
             # a shape mismatch with given maps names 'attributions', else 'explain'
@@ -233,7 +235,7 @@ def model_parameter_randomisation(
                 tables.append(table.abs() if absolute else table)
                 apart = True
             if mode == "independent":
-                _restore(layer, model.get_submodule(name))
+                _restore(layer, modules[name])
             if bar is not None:
                 bar.update(1)
     finally:
