@@ -147,6 +147,17 @@ def test_browse_filter_explain_compare_export(page, demo_server):
     assert pg.locator("#result-body .cell[data-method=integrated_gradients]").count() == 2
     assert pg.locator("#result-body .cell[data-method=occlusion]").count() == 2
     assert "δ" in pg.inner_text("#result-body .cell[data-method=integrated_gradients] .meta")
+    # every cell's deletion check: a verdict, the two areas and a drawn sparkline
+    faith = pg.locator("#result-body .cell .faith")
+    assert faith.count() == 4
+    text = faith.first.inner_text()
+    assert "AUC" in text and "vs random" in text and "random" in faith.first.get_attribute("title")
+    painted = pg.evaluate(
+        "() => { const c = document.querySelector('.faith canvas');"
+        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }"
+    )
+    assert painted > 30
     shot(pg, "04-compare.png", full_page=True)
 
     # export what is shown

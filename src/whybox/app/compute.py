@@ -22,6 +22,7 @@ from torch import Tensor, nn
 import whybox
 
 from .catalog import Catalog, MethodSpec
+from .faithfulness import deletion_check
 from .render import png_data_uri
 from .workspace import Workspace, to_device
 
@@ -72,6 +73,8 @@ class Cell:
     views: list[dict[str, Any]] = field(default_factory=list)
     delta: list[float | None] | None = None
     contributions: list[dict[str, Any]] | None = None
+    #: the deletion check of :mod:`whybox.app.faithfulness` (input-shaped maps only)
+    faithfulness: dict[str, Any] | None = None
     seconds: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -91,6 +94,7 @@ class Cell:
             "views": self.views,
             "delta": self.delta,
             "contributions": self.contributions,
+            "faithfulness": self.faithfulness,
             "seconds": round(self.seconds, 4),
             "error": self.error,
             "warnings": self.warnings,
@@ -219,6 +223,34 @@ def _contributions(ws: Workspace, leaves: list[Tensor]) -> list[dict[str, Any]] 
     ]
 
 
+def _checked_faithfulness(
+    runner: Any,
+    inputs: tuple[Tensor, ...],
+    leaves: list[Tensor],
+    baselines: tuple[Tensor, ...],
+    options: dict[str, Any],
+    check: Callable[[], None],
+    warnings_out: list[str],
+) -> dict[str, Any] | None:
+    """The cell's deletion check; a model that cannot take the removal rows leaves the
+    cell without one (and says why) instead of failing the cell."""
+    try:
+        return deletion_check(
+            runner,
+            inputs,
+            leaves,
+            baselines,
+            target=options.get("target"),
+            forward_args=options.get("forward_args"),
+        )
+    except Cancelled:
+        raise
+    except Exception as error:  # noqa: BLE001 - the explanation itself stands
+        check()  # a cancel wrapped on its way up is a cancel
+        warnings_out.append(f"no deletion check: {error}")
+        return None
+
+
 def compute_cell(
     ws: Workspace,
     catalog: Catalog,
@@ -292,6 +324,10 @@ def compute_cell(
             else [layer or "layer"] * len(leaves)
         )
         cell.attributions = [(n, t.detach().cpu()) for n, t in zip(names, leaves)]
+        if spec.output == "input" and ws.deletion_check:
+            cell.faithfulness = _checked_faithfulness(
+                runner, inputs, leaves, baselines, options, check, cell.warnings
+            )
     except Cancelled:
         raise
     except Exception as error:

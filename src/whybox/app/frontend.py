@@ -232,6 +232,10 @@ canvas.heat { width:100%; max-width:220px; display:block; margin:0 auto; border-
 .legend .sw.pos { background:var(--pos); }
 .legend .sw.neg { background:var(--neg); }
 .contrib { font-size:11px; color:var(--muted); margin-top:4px; }
+.faith { font-size:11px; color:var(--muted); margin-top:4px; display:flex; align-items:center; gap:6px; }
+.faith canvas { width:96px; height:28px; border:1px solid var(--line); border-radius:3px; background:#fff; }
+.faith.good .verdict { color:#116329; font-weight:600; }
+.faith.poor .verdict { color:var(--neg); font-weight:600; }
 .banner { margin:12px 16px 0; padding:8px 12px; border:1px solid #ffb4ae; background:#fff1f0;
           color:#82071e; border-radius:6px; display:flex; align-items:center; gap:8px; }
 .banner[hidden] { display:none; }
@@ -695,8 +699,51 @@ APP_JS = r"""
       node.append(el("div", { class: "contrib", text: "contribution: " +
         cell.contributions.map(c => c.name + " " + (100 * c.value).toFixed(0) + "%").join(" · ") }));
     }
+    if (cell.faithfulness) node.append(faithNode(cell.faithfulness));
     for (const w of cell.warnings || []) node.append(el("div", { class: "small muted", text: "⚠ " + w }));
     return node;
+  }
+
+  // the deletion check: the explained output as the features the map ranks first are
+  // removed (blue) against random orders (grey); a faithful map falls faster (less area)
+  function faithNode(f) {
+    const known = f.morf_auc !== null && f.random_auc !== null;
+    const faster = known && f.morf_auc < f.random_auc;
+    const box = el("div", { class: "faith" + (known ? (faster ? " good" : " poor") : ""),
+      title: "Deletion check: the explained output as the features this map ranks first are " +
+        "removed (blue) and in " + f.n_random + " random orders (grey, their mean). A faithful " +
+        "map makes the output fall faster than random: a smaller area under its curve." });
+    const canvas = el("canvas", { class: "spark", width: 96, height: 28 });
+    drawSpark(canvas, f);
+    box.append(canvas, el("span", {},
+      el("span", { class: "verdict", text: known ? (faster ? "beats random" : "no better than random") : "deletion" }),
+      " · AUC " + fmt(f.morf_auc) + " vs random " + fmt(f.random_auc)));
+    return box;
+  }
+
+  function drawSpark(canvas, f) {
+    const ctx = canvas.getContext("2d");
+    const values = f.morf.concat(f.random).filter(v => v !== null);
+    if (!values.length) return;
+    let lo = Math.min(...values), hi = Math.max(...values);
+    if (hi - lo < 1e-12) { lo -= 1; hi += 1; }
+    const x = (t) => 2 + t * (canvas.width - 4);
+    const y = (v) => canvas.height - 2 - (v - lo) / (hi - lo) * (canvas.height - 4);
+    const line = (curve, colour, dash) => {
+      ctx.beginPath();
+      ctx.setLineDash(dash);
+      ctx.strokeStyle = colour;
+      ctx.lineWidth = 1.5;
+      let open = false;
+      curve.forEach((v, i) => {
+        if (v === null) { open = false; return; }
+        const px = x(f.fractions[i]), py = y(v);
+        if (open) ctx.lineTo(px, py); else { ctx.moveTo(px, py); open = true; }
+      });
+      ctx.stroke();
+    };
+    line(f.random, "#8c959f", [3, 2]);
+    line(f.morf, "#1f4e9c", []);
   }
 
   function viewNode(view) {

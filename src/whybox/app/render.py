@@ -218,6 +218,22 @@ def _pixels_for(view: dict[str, Any], example: int, workspace: Any) -> np.ndarra
 
 
 @_quiet
+def _faithfulness_text(check: dict[str, Any]) -> str:
+    """One line for a cell's deletion check (see :mod:`whybox.app.faithfulness`)."""
+
+    def shown(value: Any) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    ours, theirs = check["morf_auc"], check["random_auc"]
+    verdict = ""
+    if ours is not None and theirs is not None:
+        verdict = " (faithful: falls faster)" if ours < theirs else " (not faster than random)"
+    return (
+        f"Deletion check: AUC {shown(ours)} removing the top-ranked features first, "
+        f"{shown(theirs)} in {check['n_random']} random orders{verdict}"
+    )
+
+
 def export_html(job: Any, workspace: Any) -> str:
     """The job's results as one self-contained HTML page (no scripts, no network)."""
     from matplotlib.figure import Figure
@@ -277,4 +293,6 @@ def export_html(job: Any, workspace: Any) -> str:
         if cell.contributions:
             text = ", ".join(f"{c['name']}: {100 * c['value']:+.0f}%" for c in cell.contributions)
             parts.append(f"<p>Contributions: {escape(text)}</p>")
+        if cell.faithfulness:
+            parts.append(f"<p>{escape(_faithfulness_text(cell.faithfulness))}</p>")
     return page("\n".join(parts), title=f"{workspace.title} - job {job.id}")

@@ -243,6 +243,10 @@ class Workspace:
         Predictions listed per example.
     chunk : int
         Examples per prediction forward.
+    deletion_check : bool
+        Give each input-shaped result its deletion check against random orders
+        (:mod:`whybox.app.faithfulness`: 55 extra forward rows per result); ``False`` for
+        models too slow for it.
     """
 
     def __init__(
@@ -258,6 +262,7 @@ class Workspace:
         title: str = "whybox Insights",
         top_k: int = 4,
         chunk: int = 64,
+        deletion_check: bool = True,
     ) -> None:
         models = list(models) if isinstance(models, (list, tuple)) else [models]
         if not models:
@@ -283,6 +288,8 @@ class Workspace:
             raise ValueError(f"The 'top_k' parameter must be a positive int. Got {top_k!r}.")
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise ValueError(f"The 'chunk' parameter must be a positive int. Got {chunk!r}.")
+        if not isinstance(deletion_check, bool):
+            raise TypeError("The 'deletion_check' parameter must be a bool.")
         names = list(model_names) if model_names is not None else _default_names(models)
         if len(names) != len(models):
             raise ValueError("The 'model_names' parameter must give one name per model.")
@@ -296,6 +303,7 @@ class Workspace:
         self.title = str(title)
         self.top_k = top_k
         self.chunk = chunk
+        self.deletion_check = deletion_check
 
         self._dataset = dataset
         self._source: Iterator[Any] | None = None
